@@ -1,0 +1,167 @@
+"""The dqcodec command line: thin click commands over the library."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+import dqcodec
+from dqcodec import codec, zoo
+from dqcodec.train import main as train_command
+
+# Errors a user can cause with bad input; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder, then rename over the target."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def plan_outputs(inputs: tuple[Path, ...], output: Path | None, suffix: str, force: bool) -> list[tuple[Path, Path]]:
+    """Pair every input with its output path; refuse to overwrite without --force."""
+    if len(inputs) > 1 or (output is not None and output.is_dir()):
+        folder = output
+        if folder is not None:
+            if folder.exists() and not folder.is_dir():
+                raise click.UsageError(f"-o {folder} must be a folder when there are several inputs")
+            folder.mkdir(parents=True, exist_ok=True)
+        pairs = [(src, (folder or src.parent) / (src.stem + suffix)) for src in inputs]
+    else:
+        pairs = [(inputs[0], output or inputs[0].with_suffix(suffix))]
+    targets = [dst for _, dst in pairs]
+    if len(set(targets)) != len(targets):
+        raise click.UsageError("two inputs would write the same output file; give them distinct names")
+    existing = [str(dst) for dst in targets if dst.exists()]
+    if existing and not force:
+        raise click.ClickException(f"{existing[0]} exists; use --force to overwrite" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""))
+    return pairs
+
+
+def run_batch(pairs, label, work) -> None:
+    """Run work(src, dst) -> message over the pairs, with a progress bar for several;
+    report failures one line each and exit non-zero if any."""
+    failures = []
+
+    def one(src, dst):
+        try:
+            return work(src, dst), None
+        except USER_ERRORS as error:
+            return None, f"{src}: {error}"
+
+    if len(pairs) == 1:
+        message, failure = one(*pairs[0])
+        if failure:
+            raise click.ClickException(failure)
+        click.echo(message)
+        return
+    with click.progressbar(pairs, label=label, file=click.get_text_stream("stderr")) as bar:
+        for src, dst in bar:
+            message, failure = one(src, dst)
+            if failure:
+                failures.append(failure)
+            else:
+                click.echo(message)
+    for failure in failures:
+        click.echo(f"error: {failure}", err=True)
+    if failures:
+        raise click.ClickException(f"{len(failures)} of {len(pairs)} files failed")
+
+
+@click.group()
+@click.version_option(package_name="dqcodec")
+def cli():
+    """dqcodec: a learned image codec built on depthwise quantization."""
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="output .dq file, or a folder for several inputs")
+@click.option("-q", "--quality", type=int, help="1 = smallest file; default: the model's default (see `dqcodec models`)")
+@click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
+@click.option("--force", is_flag=True, help="overwrite existing outputs")
+def encode(inputs, output, quality, model, force):
+    """Encode images (PNG, JPEG, ...) into .dq files."""
+    pairs = plan_outputs(inputs, output, ".dq", force)
+
+    def work(src, dst):
+        started = time.perf_counter()
+        data = dqcodec.compress(src, quality=quality, model=model)
+        write_atomic(dst, data)
+        info = codec.container.unpack(data)[0]
+        bpp = 8 * len(data) / (info.height * info.width)
+        return f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp, {time.perf_counter() - started:.2f} s"
+
+    run_batch(pairs, "encoding", work)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="output PNG, or a folder for several inputs")
+@click.option("--force", is_flag=True, help="overwrite existing outputs")
+def decode(inputs, output, force):
+    """Decode .dq files into PNG images."""
+    pairs = plan_outputs(inputs, output, ".png", force)
+
+    def work(src, dst):
+        started = time.perf_counter()
+        image = dqcodec.decompress(src.read_bytes())
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        write_atomic(dst, png.getvalue())
+        return f"{src} -> {dst}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s"
+
+    run_batch(pairs, "decoding", work)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def info(file):
+    """Show a .dq file's header, its bits per pixel and its payload against the ideal."""
+    try:
+        details = dqcodec.inspect(file.read_bytes())
+    except USER_ERRORS as error:
+        raise click.ClickException(f"{file}: {error}")
+    h = details.header
+    overhead = 100 * (details.payload_bits / details.ideal_payload_bits - 1) if details.ideal_payload_bits else float("nan")
+    click.echo(f"file            {file}")
+    click.echo(f"model           {h.model} (weights {h.weights_hash.hex()})")
+    click.echo(f"quality         {h.quality}")
+    click.echo(f"image           {h.width}x{h.height} {h.mode}")
+    click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp")
+    click.echo(f"streams         {', '.join(f'{n} bytes' for n in details.stream_bytes)}")
+    click.echo(f"payload         {details.payload_bits} bits actual, {details.ideal_payload_bits:.1f} bits ideal (-sum log2 p), {overhead:+.3f}%")
+
+
+@cli.command()
+def models():
+    """List the shipped models with their rates and sizes."""
+    installed = zoo.available()
+    if not installed:
+        raise click.ClickException(f"no models installed in {zoo.models_dir()}")
+    for model_file in installed:
+        click.echo(f"{model_file.name}  ({model_file.path.name}, {model_file.size / 1e6:.2f} MB)")
+        card = model_file.path.parent / f"{model_file.name}.json"
+        if card.exists():
+            for row in json.loads(card.read_text())["heldout"]:
+                click.echo(f"  quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
+
+
+cli.add_command(train_command, name="train")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,139 @@
+"""The Python API: images in, .dq bytes out, and back.
+
+    data = dqcodec.compress("photo.png", quality=4)
+    image = dqcodec.decompress(data)
+
+Images are PIL images, paths or uint8 arrays (H, W) or (H, W, 3). RGB and
+grayscale are coded; grayscale is coded as RGB and decoded back to grayscale.
+Modes that would lose information (alpha, 16-bit, CMYK, ...) are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import container, zoo
+from .entropy import ideal_bits
+from .model import STRIDE
+
+ImageLike = Union[Image.Image, str, Path, np.ndarray]
+
+
+class UnsupportedImageError(ValueError):
+    """An image dqcodec cannot code without losing information it would not tell about."""
+
+
+# Pillow modes accepted, and the container mode each decodes back to.
+_ACCEPTED_MODES = {"RGB": "RGB", "L": "L", "1": "L", "P": "RGB"}
+
+
+def load_image(image: ImageLike) -> Image.Image:
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as opened:
+                opened.load()
+                return opened
+        except (OSError, Image.DecompressionBombError) as error:
+            raise UnsupportedImageError(f"cannot read {image}: {error}") from None
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise UnsupportedImageError(f"arrays must be uint8 of shape (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+        return Image.fromarray(image)
+    if isinstance(image, Image.Image):
+        return image
+    raise TypeError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
+
+
+def _rgb_and_mode(image: Image.Image) -> tuple[Image.Image, str]:
+    mode = _ACCEPTED_MODES.get(image.mode)
+    if mode is None or (image.mode == "P" and "transparency" in image.info):
+        raise UnsupportedImageError(
+            f"image mode {image.mode!r} is not supported: dqcodec codes 8-bit RGB and grayscale; "
+            "convert it first (an alpha channel, 16-bit samples or CMYK would otherwise be lost)"
+        )
+    return image.convert("RGB"), mode
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def pad(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad (1, 3, H, W) to multiples of the model stride."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % STRIDE, -w % STRIDE
+    # replicate padding may not exceed the input size, so grow in steps
+    while pad_h or pad_w:
+        step_h, step_w = min(pad_h, x.shape[-2]), min(pad_w, x.shape[-1])
+        x = F.pad(x, (0, step_w, 0, step_h), mode="replicate")
+        pad_h, pad_w = pad_h - step_h, pad_w - step_w
+    return x
+
+
+def to_image(x: torch.Tensor, height: int, width: int, mode: str) -> Image.Image:
+    array = x[0, :, :height, :width].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    return image.convert("L") if mode == "L" else image
+
+
+def code_shape(height: int, width: int) -> tuple[int, int]:
+    return -(-height // STRIDE), -(-width // STRIDE)
+
+
+def compress(image: ImageLike, quality: int | None = None, model: str = zoo.DEFAULT_MODEL) -> bytes:
+    """Encode an image into the bytes of a .dq file; quality defaults to the model's."""
+    rgb, mode = _rgb_and_mode(load_image(image))
+    codec, digest = zoo.load(model)
+    quality = quality or codec.config.default_quality
+    codec.groups_for_quality(quality)  # validates quality before any work
+    out = codec.compress(pad(to_tensor(rgb)), quality)
+    header = container.Header(model, digest[:8], quality, mode, rgb.height, rgb.width)
+    return container.pack(header, out["strings"])
+
+
+def _open(data: bytes):
+    header, streams = container.unpack(data)
+    codec, digest = zoo.load(header.model)
+    if digest[:8] != header.weights_hash:
+        raise zoo.ModelError(
+            f"file was written with other weights of model {header.model!r} "
+            f"({header.weights_hash.hex()}, installed {digest[:8].hex()})"
+        )
+    return header, streams, codec
+
+
+def decompress(data: bytes) -> Image.Image:
+    """Decode the bytes of a .dq file into a PIL image of the original size and mode."""
+    header, streams, codec = _open(data)
+    out = codec.decompress(streams, code_shape(header.height, header.width), header.quality)
+    return to_image(out["x_hat"], header.height, header.width, header.mode)
+
+
+@dataclass
+class FileInfo:
+    header: container.Header
+    file_bytes: int
+    payload_bits: int
+    ideal_payload_bits: float
+    stream_bytes: list[int]
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return 8 * self.file_bytes / (self.header.height * self.header.width)
+
+
+def inspect(data: bytes) -> FileInfo:
+    """Header fields, and the payload's real size next to -sum log2 p of its indices."""
+    header, streams, codec = _open(data)
+    tables: list = []
+    codec.decode_indices(streams, code_shape(header.height, header.width), header.quality, tables)
+    ideal = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
+    return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, [len(s) for s in streams])

@@ -1,0 +1,93 @@
+"""The .dq container: a fixed little-endian header, the streams, and a CRC32.
+
+Pure packing and unpacking of bytes; no file handles and no model code. The layout
+is documented in docs/bitstream.md.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"DQC\x00"
+VERSION = 1
+MODES = ("RGB", "L")
+_FIXED = struct.Struct("<4sBB")  # magic, version, model-name length
+_FIELDS = struct.Struct("<8sBBIIB")  # weights hash, quality, mode, height, width, stream count
+_CRC = struct.Struct("<I")
+
+
+class ContainerError(ValueError):
+    """Bytes that are not a valid .dq file."""
+
+
+@dataclass(frozen=True)
+class Header:
+    model: str
+    weights_hash: bytes  # first 8 bytes of the weights' SHA-256
+    quality: int
+    mode: str  # "RGB" or "L"
+    height: int
+    width: int
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    name = header.model.encode("utf-8")
+    if len(name) > 255:
+        raise ValueError("model name longer than 255 bytes")
+    if len(header.weights_hash) != 8:
+        raise ValueError("weights hash must be 8 bytes")
+    body = b"".join(
+        [
+            _FIXED.pack(MAGIC, VERSION, len(name)),
+            name,
+            _FIELDS.pack(
+                header.weights_hash,
+                header.quality,
+                MODES.index(header.mode),
+                header.height,
+                header.width,
+                len(streams),
+            ),
+            b"".join(struct.pack("<I", len(s)) for s in streams),
+            *streams,
+        ]
+    )
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+    if len(data) < _FIXED.size or data[:4] != MAGIC:
+        raise ContainerError("not a .dq file (bad magic bytes)")
+    _, version, name_length = _FIXED.unpack_from(data)
+    if version != VERSION:
+        raise ContainerError(f".dq format version {version} is not supported (this dqcodec reads version {VERSION})")
+    if len(data) < _CRC.size or zlib.crc32(data[: -_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
+        raise ContainerError("checksum mismatch: the file is truncated or corrupted")
+    body = memoryview(data)[: -_CRC.size]
+    offset = _FIXED.size
+    try:
+        name = bytes(body[offset : offset + name_length]).decode("utf-8")
+        offset += name_length
+        weights_hash, quality, mode, height, width, count = _FIELDS.unpack_from(body, offset)
+        offset += _FIELDS.size
+        lengths = struct.unpack_from(f"<{count}I", body, offset)
+        offset += 4 * count
+    except (struct.error, UnicodeDecodeError) as error:
+        raise ContainerError(f"malformed header: {error}") from None
+    if mode >= len(MODES) or height == 0 or width == 0:
+        raise ContainerError("malformed header: bad mode or image size")
+    if offset + sum(lengths) != len(body):
+        raise ContainerError("stream lengths do not match the file size")
+    streams = []
+    for length in lengths:
+        streams.append(bytes(body[offset : offset + length]))
+        offset += length
+    header = Header(name, weights_hash, quality, MODES[mode], height, width)
+    return header, streams
+
+
+def header_size(header: Header, stream_count: int) -> int:
+    """Bytes of everything but the streams' payload: header, lengths and CRC."""
+    return _FIXED.size + len(header.model.encode("utf-8")) + _FIELDS.size + 4 * stream_count + _CRC.size

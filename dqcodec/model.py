@@ -1,0 +1,239 @@
+"""The DQ hierarchical codec, with CompressAI's model interface.
+
+Two levels, as in VQ-VAE-2: a top level at stride 16 and a bottom level at stride 8
+that is conditioned on the decoded top level. Each level pairs a depthwise
+quantizer with a group-causal prior. The bottom level's groups are ordered: a
+quality keeps the first few groups and drops the rest (nested dropout in
+training), so one model serves every rate point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from compressai.layers import GDN, subpel_conv3x3
+from compressai.models import CompressionModel
+
+from .entropy import StreamDecoder, StreamEncoder, quantize_probabilities
+from .priors import GroupCausalPrior
+from .quantize import DepthwiseQuantizer
+
+STRIDE = 16
+
+
+@dataclass
+class DQConfig:
+    channels: int = 96
+    top_groups: int = 4
+    top_codebook: int = 64
+    top_dim: int = 8
+    bottom_groups: int = 16
+    bottom_codebook: int = 64
+    bottom_dim: int = 4
+    prior_hidden: int = 32
+    depthwise: bool = True
+    # bottom groups coded at quality 1, 2, ...
+    qualities: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 16])
+    default_quality: int = 4
+
+
+def conv(cin, cout, k=5, stride=2):
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def deconv(cin, cout, k=5, stride=2):
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+def upsample(cin, cout):
+    # sub-pixel convolution: about a third of the cost of a 5x5 transposed conv on CPU
+    return subpel_conv3x3(cin, cout, 2)
+
+
+class Level(nn.Module):
+    """One level of the hierarchy: its quantizer and the prior over its indices."""
+
+    def __init__(self, in_channels, context_channels, groups, codebook, dim, hidden, depthwise):
+        super().__init__()
+        self.quantizer = DepthwiseQuantizer(in_channels, groups, codebook, dim, depthwise=depthwise)
+        self.prior = GroupCausalPrior(context_channels, groups, dim, codebook, hidden)
+
+    def likelihoods(self, context, codes, indices):
+        """Probability (B, M, H, W) the prior gives each index."""
+        log_probs = F.log_softmax(self.prior(context, codes), dim=2)
+        # the floor keeps log(likelihood) finite in the loss, as CompressAI's likelihood bound does
+        return log_probs.gather(2, indices.unsqueeze(2)).squeeze(2).exp().clamp_min(1e-9)
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Everything that feeds the probability tables runs on one thread, so the
+    tables do not depend on how many threads the encoder or decoder was given."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class DQCodec(CompressionModel):
+    def __init__(self, config: DQConfig | None = None):
+        super().__init__()
+        self.config = c = config or DQConfig()
+        n = c.channels
+        self.encoder_bottom = nn.Sequential(conv(3, n), GDN(n), conv(n, n, 3), GDN(n), conv(n, n, 3))
+        self.encoder_top = nn.Sequential(conv(n, n, 3, 1), nn.GELU(), conv(n, n))
+        self.top = Level(n, 0, c.top_groups, c.top_codebook, c.top_dim, c.prior_hidden, c.depthwise)
+        self.top_decoder = nn.Sequential(deconv(c.top_groups * c.top_dim, n), nn.GELU(), conv(n, n, 3, 1))
+        # mixes features with the top context, so every bottom group sees both
+        self.bottom_input = conv(2 * n, 2 * n, 3, 1)
+        self.bottom = Level(2 * n, n, c.bottom_groups, c.bottom_codebook, c.bottom_dim, c.prior_hidden, c.depthwise)
+        self.decoder = nn.Sequential(
+            conv(c.bottom_groups * c.bottom_dim + n, n, 3, 1),
+            nn.GELU(),
+            upsample(n, n),
+            nn.GELU(),
+            upsample(n, n),
+            nn.GELU(),
+            upsample(n, 3),
+        )
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.config.qualities)
+
+    def groups_for_quality(self, quality: int) -> int:
+        if not 1 <= quality <= self.num_qualities:
+            raise ValueError(f"quality must be between 1 and {self.num_qualities}, got {quality}")
+        return self.config.qualities[quality - 1]
+
+    # ---- training path -------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, bottom_groups: torch.Tensor | int | None = None):
+        """x (B, 3, H, W) in [0, 1] with H, W multiples of 16.
+
+        bottom_groups: how many bottom groups each image keeps (int or (B,) tensor);
+        all of them by default.
+        """
+        features = self.encoder_bottom(x)
+        top_codes, top_indices, top_loss = self.top.quantizer(self.encoder_top(features))
+        context = self.top_decoder(top_codes)
+        bottom_codes, bottom_indices, bottom_loss = self.bottom.quantizer(self.bottom_input(torch.cat([features, context], 1)))
+
+        keep = self._group_mask(bottom_groups, x.shape[0], x.device)  # (B, M)
+        x_hat = self.decoder(torch.cat([self._drop_groups(bottom_codes, keep), context], 1))
+
+        bottom_likelihoods = self.bottom.likelihoods(context, bottom_codes, bottom_indices)
+        bottom_likelihoods = torch.where(keep[..., None, None] > 0, bottom_likelihoods, torch.ones_like(bottom_likelihoods))
+        return {
+            "x_hat": x_hat,
+            "likelihoods": {
+                "top": self.top.likelihoods(None, top_codes, top_indices),
+                "bottom": bottom_likelihoods,
+            },
+            "vq_loss": top_loss + bottom_loss,
+        }
+
+    def _group_mask(self, bottom_groups, batch, device):
+        m = self.config.bottom_groups
+        if bottom_groups is None:
+            bottom_groups = m
+        counts = torch.as_tensor(bottom_groups, device=device).expand(batch)
+        return (torch.arange(m, device=device)[None, :] < counts[:, None]).float()
+
+    def _drop_groups(self, codes, keep):
+        return codes * keep.repeat_interleave(self.config.bottom_dim, 1)[..., None, None]
+
+    # ---- coding path ---------------------------------------------------------------
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, quality: int):
+        """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}."""
+        groups = self.groups_for_quality(quality)
+        features = self.encoder_bottom(x)
+        _, top_indices, _ = self.top.quantizer(self.encoder_top(features))
+        with single_thread():
+            context = self._top_context(top_indices)
+        _, bottom_indices, _ = self.bottom.quantizer(self.bottom_input(torch.cat([features, context], 1)))
+
+        top_stream, bottom_stream = StreamEncoder(), StreamEncoder()
+        with single_thread():
+            self._code_level(self.top, None, top_indices, top_indices.shape[1], _encoding(top_stream))
+            self._code_level(self.bottom, context, bottom_indices, groups, _encoding(bottom_stream))
+        return {"strings": [top_stream.to_bytes(), bottom_stream.to_bytes()], "shape": tuple(top_indices.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: int):
+        indices = self.decode_indices(strings, shape, quality)
+        return {"x_hat": self.reconstruct(indices["bottom"], indices["context"], indices["groups"])}
+
+    @torch.no_grad()
+    def decode_indices(self, strings, shape, quality, tables=None):
+        """Decode the code indices of both levels. If ``tables`` is a list, every
+        group's (integer tables, decoded symbols) pair is appended to it."""
+        groups = self.groups_for_quality(quality)
+        h, w = shape
+        c = self.config
+        top_indices = torch.zeros(1, c.top_groups, h, w, dtype=torch.long)
+        bottom_indices = torch.zeros(1, c.bottom_groups, 2 * h, 2 * w, dtype=torch.long)
+        top_stream, bottom_stream = StreamDecoder(strings[0]), StreamDecoder(strings[1])
+        with single_thread():
+            self._code_level(self.top, None, top_indices, c.top_groups, _decoding(top_stream, tables))
+            context = self._top_context(top_indices)
+            self._code_level(self.bottom, context, bottom_indices, groups, _decoding(bottom_stream, tables))
+        top_stream.finish()
+        bottom_stream.finish()
+        return {"top": top_indices, "bottom": bottom_indices, "context": context, "groups": groups}
+
+    def reconstruct(self, bottom_indices, context, groups):
+        """Image from the first ``groups`` bottom groups and the decoded top context."""
+        codes = self.bottom.quantizer.decode_indices(bottom_indices)
+        keep = self._group_mask(groups, codes.shape[0], codes.device)
+        return self.decoder(torch.cat([self._drop_groups(codes, keep), context], 1)).clamp(0, 1)
+
+    def _top_context(self, top_indices):
+        return self.top_decoder(self.top.quantizer.decode_indices(top_indices))
+
+    def _code_level(self, level: Level, context, indices: torch.Tensor, groups: int, code_group):
+        """Walk a level group by group. ``code_group(freqs, indices_of_group)`` encodes or
+        decodes one group in place; both directions see the same tables."""
+        b, _, h, w = indices.shape
+        sequence = level.prior.sequential(context, (b, h, w))
+        for j in range(groups):
+            frequencies = quantize_probabilities(sequence.logits(j))
+            code_group(frequencies, indices[:, j])
+            sequence.push(level.quantizer.decode_group(indices[:, j], j))
+
+    # ---- persistence ---------------------------------------------------------------
+
+    def checkpoint(self) -> dict:
+        return {"config": asdict(self.config), "state_dict": self.state_dict()}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "DQCodec":
+        model = cls(DQConfig(**checkpoint["config"]))
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.eval()
+
+
+def _encoding(stream: StreamEncoder):
+    def encode_group(frequencies, group_indices):
+        stream.encode(group_indices.reshape(-1).numpy(), frequencies)
+
+    return encode_group
+
+
+def _decoding(stream: StreamDecoder, tables: list | None = None):
+    def decode_group(frequencies, group_indices):
+        symbols = stream.decode(frequencies)
+        if tables is not None:
+            tables.append((frequencies, symbols))
+        group_indices.copy_(torch.from_numpy(symbols).view_as(group_indices))
+
+    return decode_group

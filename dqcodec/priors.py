@@ -1,0 +1,106 @@
+"""Learned priors over code indices.
+
+``GroupCausalPrior`` predicts logits for the M sub-tensors of one level. Group j is
+conditioned on a context that the decoder already has (the decoded upper level, or
+nothing at the top) and on the quantized codes of groups 0..j-1, including their
+3x3 spatial neighbourhood. Group 0 of the top level therefore gets a learned
+distribution of its own; later groups get richer context. The structure is a MADE
+over channel groups: masked convolutions let one pass produce every group's logits
+in training, while coding runs group by group and reuses earlier groups' hidden
+activations, so the whole level costs one pass either way.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class _GroupMaskedConv(nn.Conv2d):
+    """Conv whose output group j sees `free_in` context channels plus input groups
+    up to j (``inclusive``) or up to j-1 (strict)."""
+
+    def __init__(self, free_in, group_in, group_out, groups, kernel_size, inclusive):
+        super().__init__(free_in + groups * group_in, groups * group_out, kernel_size, padding=kernel_size // 2)
+        self.free_in, self.group_in, self.group_out = free_in, group_in, group_out
+        self.inclusive = inclusive
+        mask = torch.zeros(groups * group_out, free_in + groups * group_in, 1, 1)
+        for j in range(groups):
+            mask[j * group_out : (j + 1) * group_out, : self.visible_inputs(j)] = 1
+        self.register_buffer("mask", mask, persistent=False)
+
+    def visible_inputs(self, j: int) -> int:
+        return self.free_in + (j + 1 if self.inclusive else j) * self.group_in
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+    def forward_group(self, x: torch.Tensor, j: int) -> torch.Tensor:
+        """Output channels of group j from the inputs it may see (x holds at least those)."""
+        rows = slice(j * self.group_out, (j + 1) * self.group_out)
+        n_in = self.visible_inputs(j)
+        if n_in == 0:
+            return self.bias[rows].view(1, -1, 1, 1).expand(x.shape[0], -1, x.shape[2], x.shape[3])
+        return F.conv2d(x[:, :n_in], self.weight[rows, :n_in], self.bias[rows], padding=self.padding)
+
+
+class GroupCausalPrior(nn.Module):
+    def __init__(self, context_channels, num_groups, code_dim, codebook_size, hidden_per_group=32):
+        super().__init__()
+        self.num_groups = num_groups
+        self.code_dim = code_dim
+        self.codebook_size = codebook_size
+        g, h = num_groups, hidden_per_group
+        self.layers = nn.ModuleList(
+            [
+                _GroupMaskedConv(context_channels, code_dim, h, g, 3, inclusive=False),
+                _GroupMaskedConv(0, h, h, g, 1, inclusive=True),
+                _GroupMaskedConv(0, h, codebook_size, g, 1, inclusive=True),
+            ]
+        )
+
+    def forward(self, context: torch.Tensor | None, codes: torch.Tensor) -> torch.Tensor:
+        """Logits (B, M, K, H, W) for every group at once (training and rate estimates)."""
+        x = codes if context is None else torch.cat([context, codes], 1)
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.gelu(x)
+        b, _, hh, ww = x.shape
+        return x.view(b, self.num_groups, self.codebook_size, hh, ww)
+
+    def sequential(self, context: torch.Tensor | None, shape: tuple[int, int, int]) -> "SequentialPrior":
+        """A group-by-group view; shape is (B, H, W) of the level."""
+        return SequentialPrior(self, context, shape)
+
+
+class SequentialPrior:
+    """Logits of one group at a time, fed the codes of the groups decoded so far.
+
+    The encoder and the decoder both drive this object in group order with the
+    same inputs, so they compute the same tables.
+    """
+
+    def __init__(self, prior: GroupCausalPrior, context: torch.Tensor | None, shape: tuple[int, int, int]):
+        self.prior = prior
+        self.context = context
+        self.empty = torch.zeros(shape[0], 0, shape[1], shape[2])
+        self.codes: list[torch.Tensor] = []
+        self.hidden: list[list[torch.Tensor]] = [[] for _ in prior.layers[:-1]]
+
+    def logits(self, j: int) -> torch.Tensor:
+        """Logits (B, K, H, W) of group j; needs the codes of groups < j to have been pushed."""
+        if len(self.codes) != j:
+            raise RuntimeError(f"group {j} asked for after {len(self.codes)} pushed groups")
+        inputs = ([] if self.context is None else [self.context]) + self.codes
+        x = torch.cat(inputs, 1) if inputs else self.empty
+        layers = self.prior.layers
+        for i, layer in enumerate(layers[:-1]):
+            self.hidden[i].append(F.gelu(layer.forward_group(x, j)))
+            x = torch.cat(self.hidden[i], 1)
+        return layers[-1].forward_group(x, j)
+
+    def push(self, codes_j: torch.Tensor) -> None:
+        """Codes (B, D, H, W) of the group just coded."""
+        self.codes.append(codes_j)

@@ -1,0 +1,214 @@
+"""Training: random crops from a folder of images, progressive crop sizes, Adam,
+resumable checkpoints, a click progress bar and a CSV log.
+
+    python -m dqcodec.train DATA_DIR --out runs/NAME --schedule 64x16:6000,128x8:2000
+
+The loss is CompressAI's rate-distortion loss (λ·255²·MSE + bpp, where bpp is the
+cross-entropy of the code indices under the learned priors, i.e. the exact rate),
+plus the quantizers' commitment loss. Every crop draws a quality at random, so the
+one model learns every rate point (nested dropout over the bottom groups).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from compressai.losses import RateDistortionLoss
+from PIL import Image
+
+from .model import DQCodec, DQConfig
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Stage:
+    crop: int
+    batch: int
+    steps: int
+
+
+def parse_schedule(text: str) -> list[Stage]:
+    """'64x16:6000,128x8:2000' -> stages of (crop, batch, steps)."""
+    stages = []
+    for part in text.split(","):
+        try:
+            size, steps = part.split(":")
+            crop, batch = size.split("x")
+            stages.append(Stage(int(crop), int(batch), int(steps)))
+        except ValueError:
+            raise click.BadParameter(f"schedule entry {part!r} is not CROPxBATCH:STEPS") from None
+    return stages
+
+
+def stage_at(stages: list[Stage], step: int) -> Stage:
+    for stage in stages:
+        if step < stage.steps:
+            return stage
+        step -= stage.steps
+    return stages[-1]
+
+
+def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = []
+    for path in paths:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"))
+        if min(array.shape[:2]) >= min_side:
+            images.append(array)
+    if not images:
+        raise click.ClickException(f"no images of at least {min_side} px found in {folder}")
+    return images
+
+
+def random_batch(images: list[np.ndarray], crop: int, batch: int, rng: random.Random) -> torch.Tensor:
+    crops = []
+    for _ in range(batch):
+        image = images[rng.randrange(len(images))]
+        h, w = image.shape[:2]
+        top, left = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+        patch = image[top : top + crop, left : left + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        crops.append(np.ascontiguousarray(patch))
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
+
+
+def learning_rate(step: int, total: int, base: float) -> float:
+    """Linear warm-up over 300 steps, constant, then cosine decay to a tenth over the last 30%."""
+    if step < 300:
+        return base * (step + 1) / 300
+    start = int(0.7 * total)
+    if step < start:
+        return base
+    progress = (step - start) / max(1, total - start)
+    return base * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    data: Path,
+    out: Path,
+    schedule: list[Stage],
+    lmbda: float,
+    lr: float,
+    config: DQConfig,
+    checkpoint_minutes: float,
+    seed: int,
+) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    total_steps = sum(s.steps for s in schedule)
+    torch.manual_seed(seed)
+    model = DQCodec(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    step, wall = 0, 0.0
+    rng = random.Random(seed)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        model = DQCodec(DQConfig(**state["model"]["config"]))
+        model.load_state_dict(state["model"]["state_dict"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizer.load_state_dict(state["optimizer"])
+        step, wall = state["step"], state["wall_seconds"]
+        rng.setstate(state["python_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        click.echo(f"resumed {ckpt_path} at step {step}")
+
+    images = load_images(data, max(s.crop for s in schedule))
+    click.echo(f"{len(images)} training images from {data}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
+    criterion = RateDistortionLoss(lmbda=lmbda)
+    qualities = torch.tensor(model.config.qualities)
+    log_path = out / "log.csv"
+    new_log = not log_path.exists()
+    model.train()
+
+    def checkpoint():
+        save_atomic(
+            {
+                "model": model.checkpoint(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "wall_seconds": wall,
+                "python_rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+                "schedule": [s.__dict__ for s in schedule],
+                "lmbda": lmbda,
+            },
+            ckpt_path,
+        )
+
+    last_save = time.monotonic()
+    status = {"text": ""}
+    with open(log_path, "a", newline="") as log_file, click.progressbar(
+        length=total_steps, label="training", item_show_func=lambda _: status["text"], show_pos=True
+    ) as bar:
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(["step", "crop", "loss", "bpp", "mse", "psnr", "wall_seconds"])
+        bar.update(step)
+        while step < total_steps:
+            started = time.monotonic()
+            stage = stage_at(schedule, step)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, lr)
+            x = random_batch(images, stage.crop, stage.batch, rng)
+            groups = qualities[torch.randint(len(qualities), (stage.batch,))]
+            output = model(x, groups)
+            losses = criterion(output, x)
+            loss = losses["loss"] + output["vq_loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            wall += time.monotonic() - started
+
+            mse = losses["mse_loss"].item()
+            psnr = 10 * math.log10(1 / max(mse, 1e-10))
+            status["text"] = f"loss {loss.item():.3f} bpp {losses['bpp_loss'].item():.3f} psnr {psnr:.2f}"
+            if step % 10 == 0:
+                log.writerow([step, stage.crop, f"{loss.item():.5f}", f"{losses['bpp_loss'].item():.5f}", f"{mse:.6f}", f"{psnr:.3f}", f"{wall:.1f}"])
+                log_file.flush()
+            bar.update(1)
+            if time.monotonic() - last_save > checkpoint_minutes * 60 or step == total_steps:
+                checkpoint()
+                last_save = time.monotonic()
+    return ckpt_path
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="run folder (checkpoint.pt, log.csv); an existing checkpoint there is resumed")
+@click.option("--schedule", default="64x16:6000,128x8:2000", help="progressive crops: CROPxBATCH:STEPS,...")
+@click.option("--lmbda", default=0.01, help="rate-distortion trade-off: λ·255²·MSE + bpp")
+@click.option("--lr", default=3e-4)
+@click.option("--channels", default=DQConfig.channels)
+@click.option("--plain-vq", is_flag=True, help="one shared projection and codebook per level (the ablation)")
+@click.option("--checkpoint-minutes", default=2.0)
+@click.option("--seed", default=0)
+def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed):
+    """Train a DQ codec on the images in DATA."""
+    config = DQConfig(channels=channels, depthwise=not plain_vq)
+    path = train(data, out, parse_schedule(schedule), lmbda, lr, config, checkpoint_minutes, seed)
+    click.echo(f"checkpoint: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Encode and decode the sample photo with the shipped model at every quality.
+
+    python examples/roundtrip.py [IMAGE]
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import dqcodec
+from dqcodec import zoo
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
+    return 10 * np.log10(255**2 / mse)
+
+
+def main(path: Path) -> None:
+    image = Image.open(path).convert("RGB")
+    model, _ = zoo.load()
+    print(f"{path}: {image.width}x{image.height}, model {zoo.DEFAULT_MODEL}")
+    for quality in range(1, model.num_qualities + 1):
+        started = time.perf_counter()
+        data = dqcodec.compress(image, quality=quality)
+        encoded = time.perf_counter()
+        decoded = dqcodec.decompress(data)
+        done = time.perf_counter()
+        bpp = 8 * len(data) / (image.width * image.height)
+        print(
+            f"quality {quality}: {len(data):7d} bytes  {bpp:.4f} bpp  PSNR {psnr(image, decoded):.2f} dB  "
+            f"encode {encoded - started:.2f} s  decode {done - encoded:.2f} s"
+        )
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("photo.png"))

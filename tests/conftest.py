@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from dqcodec import zoo
+from dqcodec.model import DQCodec, DQConfig
+
+TINY = DQConfig(
+    channels=16,
+    top_groups=2,
+    top_codebook=8,
+    top_dim=2,
+    bottom_groups=4,
+    bottom_codebook=8,
+    bottom_dim=2,
+    prior_hidden=4,
+    qualities=[1, 2, 4],
+    default_quality=2,
+)
+
+
+def tiny_model(seed: int = 0, depthwise: bool = True) -> DQCodec:
+    """A random-weight model with trained-looking codebooks (initialized from data)."""
+    torch.manual_seed(seed)
+    config = DQConfig(**{**TINY.__dict__, "depthwise": depthwise})
+    model = DQCodec(config)
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 64, 64))  # first batch seeds the codebooks
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    zoo.export(tiny_model(), "tiny", folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_zoo(tiny_models_dir, monkeypatch):
+    """The library's model directory pointed at one tiny model named 'tiny'."""
+    monkeypatch.setenv("DQCODEC_MODELS", str(tiny_models_dir))
+    return "tiny"
+
+
+def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth gradients plus noise: deterministic, and not constant."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 3 % 256, y * 5 % 256, (x + y) * 2 % 256], -1)
+    return np.clip(base + rng.integers(-20, 20, (height, width, 3)), 0, 255).astype(np.uint8)

@@ -1,0 +1,90 @@
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import cli
+
+from .conftest import photo_like
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def save(path, array):
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_encode_decode_info(tiny_zoo, tmp_path):
+    src = save(tmp_path / "a.png", photo_like(40, 50))
+    result = run("encode", src, "-q", 2, "--model", tiny_zoo)
+    assert result.exit_code == 0, result.output
+    assert "bpp" in result.output
+    dq = tmp_path / "a.dq"
+    assert dq.exists()
+    out = tmp_path / "back.png"
+    assert run("decode", dq, "-o", out).exit_code == 0
+    assert Image.open(out).size == (50, 40)
+    info = run("info", dq)
+    assert info.exit_code == 0
+    assert "quality         2" in info.output and "ideal" in info.output
+
+
+def test_no_overwrite_without_force(tiny_zoo, tmp_path):
+    src = save(tmp_path / "a.png", photo_like(16, 16))
+    target = tmp_path / "a.dq"
+    target.write_bytes(b"keep me")
+    result = run("encode", src, "--model", tiny_zoo)
+    assert result.exit_code != 0 and "--force" in result.output
+    assert target.read_bytes() == b"keep me"
+    assert run("encode", src, "--model", tiny_zoo, "--force").exit_code == 0
+    assert target.read_bytes()[:3] == b"DQC"
+    png = tmp_path / "a.png"
+    before = png.read_bytes()
+    assert run("decode", target).exit_code != 0
+    assert png.read_bytes() == before
+
+
+def test_many_inputs_to_a_folder(tiny_zoo, tmp_path):
+    sources = [save(tmp_path / f"img{i}.png", photo_like(16 + i, 20, seed=i)) for i in range(3)]
+    out = tmp_path / "out"
+    result = run("encode", *sources, "-o", out, "--model", tiny_zoo)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["img0.dq", "img1.dq", "img2.dq"]
+    decoded = tmp_path / "decoded"
+    assert run("decode", *out.iterdir(), "-o", decoded).exit_code == 0
+    assert len(list(decoded.iterdir())) == 3
+
+
+def test_bad_inputs_fail_with_one_line(tiny_zoo, tmp_path):
+    rgba = tmp_path / "alpha.png"
+    Image.new("RGBA", (4, 4)).save(rgba)
+    result = run("encode", rgba, "--model", tiny_zoo)
+    assert result.exit_code == 1
+    assert "RGBA" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "alpha.dq").exists()
+
+    src = save(tmp_path / "a.png", photo_like(24, 24))
+    run("encode", src, "--model", tiny_zoo)
+    data = (tmp_path / "a.dq").read_bytes()
+    for name, bad in (("flipped.dq", data[:20] + bytes([data[20] ^ 1]) + data[21:]), ("short.dq", data[:-7])):
+        path = tmp_path / name
+        path.write_bytes(bad)
+        result = run("decode", path)
+        assert result.exit_code == 1
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert "checksum" in result.output
+        assert not path.with_suffix(".png").exists()
+
+
+def test_unreadable_image_is_a_clean_error(tiny_zoo, tmp_path):
+    bogus = tmp_path / "bogus.png"
+    bogus.write_bytes(b"not an image")
+    result = run("encode", bogus, "--model", tiny_zoo)
+    assert result.exit_code == 1 and "cannot read" in result.output
+
+
+def test_models_lists_installed(tiny_zoo):
+    result = run("models")
+    assert result.exit_code == 0 and "tiny" in result.output

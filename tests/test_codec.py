@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dqcodec
+from dqcodec import codec, zoo
+from dqcodec.container import ContainerError, unpack
+
+from .conftest import photo_like, tiny_model
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (17, 33), (48, 64)])
+@pytest.mark.parametrize("quality", [1, 2, 3])
+def test_round_trip_keeps_size_and_mode(tiny_zoo, size, quality):
+    h, w = size
+    data = dqcodec.compress(photo_like(h, w), quality=quality, model=tiny_zoo)
+    image = dqcodec.decompress(data)
+    assert image.size == (w, h) and image.mode == "RGB"
+    assert unpack(data)[0].quality == quality
+
+
+def test_grayscale_decodes_to_grayscale(tiny_zoo):
+    gray = Image.fromarray(photo_like(20, 30)[..., 0])
+    image = dqcodec.decompress(dqcodec.compress(gray, quality=2, model=tiny_zoo))
+    assert image.mode == "L" and image.size == (30, 20)
+
+
+def test_inputs_may_be_paths_arrays_or_images(tiny_zoo, tmp_path):
+    array = photo_like(16, 24)
+    path = tmp_path / "a.png"
+    Image.fromarray(array).save(path)
+    results = {dqcodec.compress(x, model=tiny_zoo, quality=3) for x in (array, Image.fromarray(array), path, str(path))}
+    assert len(results) == 1
+
+
+def test_decoder_gets_exactly_the_encoders_indices_and_image():
+    model = tiny_model()
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(40, 56))))
+    features = model.encoder_bottom(x)
+    _, top_indices, _ = model.top.quantizer(model.encoder_top(features))
+    context = model._top_context(top_indices)
+    _, bottom_indices, _ = model.bottom.quantizer(model.bottom_input(torch.cat([features, context], 1)))
+    out = model.compress(x, quality=3)
+    decoded = model.decode_indices(out["strings"], out["shape"], quality=3)
+    assert torch.equal(decoded["top"], top_indices)
+    assert torch.equal(decoded["bottom"], bottom_indices)
+    # the decoder's float path may run on another thread count: equal up to rounding
+    expected = model.reconstruct(bottom_indices, context, 4)
+    assert torch.allclose(model.decompress(out["strings"], out["shape"], 3)["x_hat"], expected, atol=1e-5)
+
+
+def test_higher_quality_spends_more_bits_on_the_bottom_level():
+    model = tiny_model()
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(64, 64))))
+    sizes = [len(model.compress(x, quality=q)["strings"][1]) for q in (1, 2, 3)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_probability_tables_do_not_depend_on_the_thread_count():
+    model = tiny_model()
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(48, 80))))
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = model.compress(x, quality=3)
+        tables_two: list = []
+        two = model.decode_indices(out["strings"], out["shape"], 3, tables_two)
+        torch.set_num_threads(1)
+        tables_one: list = []
+        one = model.decode_indices(out["strings"], out["shape"], 3, tables_one)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(one["bottom"], two["bottom"])
+    assert len(tables_one) == len(tables_two) == 2 + 4
+    for (f1, s1), (f2, s2) in zip(tables_one, tables_two):
+        assert f1.tobytes() == f2.tobytes()
+        assert np.array_equal(s1, s2)
+
+
+def test_thread_count_of_encoder_and_decoder_may_differ(tiny_zoo):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        data = dqcodec.compress(photo_like(33, 47), quality=3, model=tiny_zoo)
+        image_two = np.asarray(dqcodec.decompress(data))
+        torch.set_num_threads(1)
+        image_one = np.asarray(dqcodec.decompress(data))
+        data_one = dqcodec.compress(photo_like(33, 47), quality=3, model=tiny_zoo)
+    finally:
+        torch.set_num_threads(previous)
+    assert np.array_equal(image_one, image_two)
+    assert data_one == data
+
+
+def test_payload_matches_the_ideal_code_length(tiny_zoo):
+    info = dqcodec.inspect(dqcodec.compress(photo_like(128, 192), quality=3, model=tiny_zoo))
+    assert info.ideal_payload_bits <= info.payload_bits <= 1.02 * info.ideal_payload_bits + 2 * 64
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "I;16", "I", "F", "CMYK"])
+def test_modes_that_would_lose_data_are_refused_by_name(tiny_zoo, mode):
+    image = Image.new(mode, (8, 8))
+    with pytest.raises(dqcodec.UnsupportedImageError, match=mode.replace(";", ".")):
+        dqcodec.compress(image, model=tiny_zoo)
+
+
+def test_bad_quality_is_refused(tiny_zoo):
+    with pytest.raises(ValueError, match="quality"):
+        dqcodec.compress(photo_like(8, 8), quality=9, model=tiny_zoo)
+
+
+def test_corrupt_and_truncated_files_raise_clean_errors(tiny_zoo):
+    data = dqcodec.compress(photo_like(32, 32), quality=2, model=tiny_zoo)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    for bad in (bytes(flipped), data[:-5], data[:10], b""):
+        with pytest.raises(ContainerError):
+            dqcodec.decompress(bad)
+
+
+def test_files_from_other_weights_are_refused(tiny_zoo, tmp_path, monkeypatch):
+    data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
+    other = tmp_path / "other"
+    zoo.export(tiny_model(seed=1), "tiny", other)
+    monkeypatch.setenv("DQCODEC_MODELS", str(other))
+    with pytest.raises(zoo.ModelError, match="other weights"):
+        dqcodec.decompress(data)
+
+
+def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
+    path = zoo.export(tiny_model(), "tiny", tmp_path)
+    damaged = bytearray(path.read_bytes())
+    damaged[-10] ^= 1
+    path.write_bytes(bytes(damaged))
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
+    with pytest.raises(zoo.ModelError, match="damaged"):
+        zoo.load("tiny")
+
+
+def test_plain_vq_configuration_codes_too():
+    model = tiny_model(depthwise=False)
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(32, 48))))
+    out = model.compress(x, quality=2)
+    assert model.decompress(out["strings"], out["shape"], 2)["x_hat"].shape == x.shape

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+
+from dqcodec.entropy import CorruptStreamError, StreamDecoder, StreamEncoder, ideal_bits, quantize_probabilities
+
+
+def tables(n, k, seed=0):
+    logits = torch.randn(1, k, 1, n, generator=torch.Generator().manual_seed(seed)) * 3
+    return quantize_probabilities(logits)
+
+
+def sample(frequencies, seed=0):
+    rng = np.random.default_rng(seed)
+    p = frequencies / frequencies.sum(-1, keepdims=True)
+    return np.array([rng.choice(len(row), p=row) for row in p])
+
+
+def test_quantized_tables_are_integers_with_no_zero():
+    f = quantize_probabilities(torch.tensor([[[[-1e4]], [[0.0]], [[1e4]]]]))
+    assert f.shape == (1, 3)
+    assert (f >= 1).all() and np.array_equal(f, np.round(f))
+
+
+def test_round_trip_of_several_chunks_in_one_stream():
+    chunks = [tables(500, 16, seed) for seed in range(3)]
+    symbols = [sample(f, seed) for seed, f in enumerate(chunks)]
+    encoder = StreamEncoder()
+    for s, f in zip(symbols, chunks):
+        encoder.encode(s, f)
+    data = encoder.to_bytes()
+    decoder = StreamDecoder(data)
+    for s, f in zip(symbols, chunks):
+        assert np.array_equal(decoder.decode(f), s)
+    decoder.finish()
+
+
+def test_payload_is_within_half_a_percent_of_the_ideal():
+    f = tables(20000, 64)
+    s = sample(f)
+    encoder = StreamEncoder()
+    encoder.encode(s, f)
+    actual = 8 * len(encoder.to_bytes())
+    ideal = ideal_bits(s, f)
+    assert ideal <= actual <= 1.005 * ideal + 64
+
+
+def test_a_stream_that_is_not_whole_words_is_rejected():
+    with pytest.raises(CorruptStreamError):
+        StreamDecoder(b"\x00\x01\x02")
+
+
+def test_leftover_data_is_reported():
+    f = tables(100, 8)
+    s = sample(f)
+    encoder = StreamEncoder()
+    encoder.encode(s, f)
+    decoder = StreamDecoder(encoder.to_bytes() + b"\x12\x34\x56\x78" * 4)
+    decoder.decode(f)
+    with pytest.raises(CorruptStreamError):
+        decoder.finish()

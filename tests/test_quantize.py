@@ -1,0 +1,60 @@
+import torch
+
+from dqcodec.quantize import DepthwiseQuantizer
+
+
+def make(depthwise=True):
+    torch.manual_seed(0)
+    q = DepthwiseQuantizer(in_channels=12, num_groups=3, codebook_size=16, code_dim=2, depthwise=depthwise)
+    q.train()
+    q(torch.randn(4, 12, 8, 8))  # seeds the codebooks from data
+    return q.eval()
+
+
+def test_indices_invert_to_the_quantized_output():
+    q = make()
+    quantized, indices, _ = q(torch.randn(2, 12, 5, 7))
+    assert indices.shape == (2, 3, 5, 7)
+    assert torch.allclose(q.decode_indices(indices), quantized, atol=1e-6)  # straight-through adds z - z
+    for g in range(3):
+        assert torch.allclose(q.decode_group(indices[:, g], g), quantized[:, 2 * g : 2 * g + 2], atol=1e-6)
+
+
+def test_each_index_is_the_nearest_codeword():
+    q = make()
+    x = torch.randn(1, 12, 4, 4)
+    _, indices, _ = q(x)
+    distances = q.distances(q.project(x))  # (M, N, K)
+    assert torch.equal(indices.permute(1, 0, 2, 3).reshape(3, -1), distances.argmin(-1))
+
+
+def test_depthwise_has_a_codebook_per_group_and_plain_vq_shares_one():
+    assert make(depthwise=True).embed.shape == (3, 16, 2)
+    plain = make(depthwise=False)
+    assert plain.embed.shape == (1, 16, 2)
+    assert plain.proj_weight.shape[0] == 1
+    books = plain.codebooks()
+    assert torch.equal(books[0], books[2])
+
+
+def test_training_moves_codewords_toward_their_vectors():
+    q = make()
+    q.train()
+    x = torch.randn(8, 12, 8, 8) + 3.0
+    before = q.embed.clone()
+    for _ in range(20):
+        q(x)
+    assert not torch.equal(before, q.embed)
+    q.eval()
+    _, _, loss_after = q(x)
+    q2 = make()
+    _, _, loss_before = q2(x)
+    assert loss_after < loss_before
+
+
+def test_dead_codes_are_reseeded():
+    q = make()
+    q.train()
+    q.cluster_size[0, :8] = 0.0  # pretend half of group 0's codewords are unused
+    q(torch.randn(4, 12, 8, 8))
+    assert (q.cluster_size >= q.dead_code_threshold).all()
