@@ -160,6 +160,27 @@ def models():
                 click.echo(f"  quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
 
 
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=zoo.DEFAULT_MODEL, show_default=True)
+@click.option("--force", is_flag=True, help="replace an installed model of the same name")
+def export_model(checkpoint, name, force):
+    """Ship a training checkpoint as models/<name>-<hash>.pt (half-precision weights)."""
+    import torch
+
+    from dqcodec.model import DQCodec
+
+    old = [m for m in zoo.available() if m.name == name]
+    if old and not force:
+        raise click.ClickException(f"model {name!r} is installed ({old[0].path.name}); use --force to replace it")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    path = zoo.export(DQCodec.from_checkpoint(state.get("model", state)), name)
+    for m in old:
+        if m.path != path:
+            m.path.unlink()
+    click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
+
+
 cli.add_command(train_command, name="train")
 
 

@@ -96,6 +96,14 @@ def learning_rate(step: int, total: int, base: float) -> float:
     return base * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
+def drop_rows_after(log_path: Path, step: int) -> None:
+    if not log_path.exists():
+        return
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    log_path.write_text("".join(kept))
+
+
 def save_atomic(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -136,6 +144,7 @@ def train(
     criterion = RateDistortionLoss(lmbda=lmbda)
     qualities = torch.tensor(model.config.qualities)
     log_path = out / "log.csv"
+    drop_rows_after(log_path, step)  # rows logged after the checkpoint we resumed from
     new_log = not log_path.exists()
     model.train()
 
