@@ -18,3 +18,16 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# Rebuild the training / held-out photos from Debian packages (needs apt-get; about 0.9 GB of cache).
+.PHONY: data train bench
+data: $(VENV)/.installed
+	$(PY) scripts/build_dataset.py
+
+# Reproduce the shipped dq-hier model (about 95 minutes on 2 CPU cores), then ship it.
+train: $(VENV)/.installed
+	$(VENV)/bin/dqcodec train data/train --out runs/dq-hier --schedule 32x32:1500,64x16:10000,128x8:2700 --lmbda 0.01 --lr 3e-4
+	$(VENV)/bin/dqcodec export runs/dq-hier/checkpoint.pt --name dq-hier --force
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/rd.py data/heldout

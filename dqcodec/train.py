@@ -11,6 +11,7 @@ one model learns every rate point (nested dropout over the bottom groups).
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -25,6 +26,7 @@ import torch
 from compressai.losses import RateDistortionLoss
 from PIL import Image
 
+from . import zoo
 from .model import DQCodec, DQConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
@@ -119,11 +121,12 @@ def train(
     config: DQConfig,
     checkpoint_minutes: float,
     seed: int,
+    init: DQCodec | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
     torch.manual_seed(seed)
-    model = DQCodec(config)
+    model = init if init is not None else DQCodec(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step, wall = 0, 0.0
     rng = random.Random(seed)
@@ -212,10 +215,15 @@ def train(
 @click.option("--plain-vq", is_flag=True, help="one shared projection and codebook per level (the ablation)")
 @click.option("--checkpoint-minutes", default=2.0)
 @click.option("--seed", default=0)
-def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed):
+@click.option("--init", "init_model", help="start from the weights of this shipped model (fresh optimizer), e.g. to train on")
+def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, init_model):
     """Train a DQ codec on the images in DATA."""
     config = DQConfig(channels=channels, depthwise=not plain_vq)
-    path = train(data, out, parse_schedule(schedule), lmbda, lr, config, checkpoint_minutes, seed)
+    init = None
+    if init_model:
+        init = copy.deepcopy(zoo.load(init_model)[0])
+        config = init.config
+    path = train(data, out, parse_schedule(schedule), lmbda, lr, config, checkpoint_minutes, seed, init)
     click.echo(f"checkpoint: {path}")
 
 

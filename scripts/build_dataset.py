@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build dqcodec's photo training / held-out sets from Debian packages.
 
-Deterministic recipe (stdlib + Pillow only), following /work/shared/DATA.md:
+Deterministic recipe (stdlib + Pillow only), following the project notes on Debian photo sources (shared/DATA.md):
 
   1. ``apt-get download`` each source package into a cache dir (default
      data/debs/) and ``dpkg -x`` it into data/extracted/<package>/.  Both steps

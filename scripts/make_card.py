@@ -1,0 +1,50 @@
+"""Write models/<name>.json, the machine-readable part of a model card, from the training
+checkpoint and a benchmarks/rd.py --json result on the held-out photos.
+
+    python scripts/make_card.py runs/dq-hier/checkpoint.pt bench.json --name dq-hier
+"""
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from dqcodec import zoo
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("bench", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=zoo.DEFAULT_MODEL)
+def main(checkpoint, bench, name):
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model, digest = zoo.load(name)
+    means = json.loads(bench.read_text())["means"]
+    card = {
+        "name": name,
+        "weights": zoo.find(name).path.name,
+        "sha256": digest.hex(),
+        "config": state["model"]["config"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training": {
+            "data": "data/train from scripts/build_dataset.py (see data/manifest.json)",
+            "schedule": state["schedule"],
+            "steps": state["step"],
+            "lmbda": state["lmbda"],
+            "wall_seconds": round(state["wall_seconds"]),
+        },
+        "heldout": [
+            {"quality": r["setting"], "bpp": round(r["bpp"], 4), "psnr": round(r["psnr"], 3)}
+            for r in means
+            if r["codec"] == "dq"
+        ],
+        "heldout_command": "python benchmarks/rd.py data/heldout --json bench.json",
+    }
+    path = zoo.models_dir() / f"{name}.json"
+    path.write_text(json.dumps(card, indent=1) + "\n")
+    click.echo(path)
+
+
+if __name__ == "__main__":
+    main()
