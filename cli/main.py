@@ -163,9 +163,15 @@ def models():
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=zoo.DEFAULT_MODEL, show_default=True)
+@click.option("--qualities", help="bottom groups kept at each quality, e.g. 1,2,4,8,12,16")
+@click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
+@click.option("--default-quality", type=int)
 @click.option("--force", is_flag=True, help="replace an installed model of the same name")
-def export_model(checkpoint, name, force):
-    """Ship a training checkpoint as models/<name>-<hash>.pt (half-precision weights)."""
+def export_model(checkpoint, name, qualities, rate_weights, default_quality, force):
+    """Ship a training checkpoint as models/<name>-<hash>.pt (half-precision weights),
+    optionally with its own table of rate points."""
+    import dataclasses
+
     import torch
 
     from dqcodec.model import DQCodec
@@ -174,7 +180,17 @@ def export_model(checkpoint, name, force):
     if old and not force:
         raise click.ClickException(f"model {name!r} is installed ({old[0].path.name}); use --force to replace it")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    path = zoo.export(DQCodec.from_checkpoint(state.get("model", state)), name)
+    model = DQCodec.from_checkpoint(state.get("model", state))
+    changes = {
+        "qualities": [int(v) for v in qualities.split(",")] if qualities else None,
+        "rate_weights": [float(v) for v in rate_weights.split(",")] if rate_weights else None,
+        "default_quality": default_quality,
+    }
+    try:
+        model.config = dataclasses.replace(model.config, **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as error:
+        raise click.ClickException(str(error))
+    path = zoo.export(model, name)
     for m in old:
         if m.path != path:
             m.path.unlink()

@@ -39,7 +39,15 @@ class DQConfig:
     depthwise: bool = True
     # bottom groups coded at quality 1, 2, ...
     qualities: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 16])
+    # encoder-side rate weight per quality: indices minimise |z - e|^2 + weight * bits
+    rate_weights: list[float] = field(default_factory=lambda: [0.0] * 6)
     default_quality: int = 4
+
+    def __post_init__(self):
+        if len(self.rate_weights) != len(self.qualities):
+            raise ValueError("rate_weights needs one entry per quality")
+        if not 1 <= self.default_quality <= len(self.qualities):
+            raise ValueError("default_quality is not one of the qualities")
 
 
 def conv(cin, cout, k=5, stride=2):
@@ -153,19 +161,29 @@ class DQCodec(CompressionModel):
     # ---- coding path ---------------------------------------------------------------
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, quality: int):
-        """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}."""
-        groups = self.groups_for_quality(quality)
-        features = self.encoder_bottom(x)
-        _, top_indices, _ = self.top.quantizer(self.encoder_top(features))
-        with single_thread():
-            context = self._top_context(top_indices)
-        _, bottom_indices, _ = self.bottom.quantizer(self.bottom_input(torch.cat([features, context], 1)))
+    def compress(self, x: torch.Tensor, quality: int, rate_weight: float | None = None):
+        """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}.
 
+        Indices are chosen while coding, as entropy-constrained VQ: each minimises
+        |z - e_k|^2 + rate_weight * (-log2 p_k) under the prior's table for it
+        (rate_weight 0 is the nearest codeword). The weight defaults to the quality's.
+        """
+        groups = self.groups_for_quality(quality)
+        if rate_weight is None:
+            rate_weight = self.config.rate_weights[quality - 1]
+        b, _, h, w = x.shape
+        c = self.config
+        features = self.encoder_bottom(x)
+        top_z = self.top.quantizer.project(self.encoder_top(features))
+        top_indices = torch.zeros(b, c.top_groups, h // STRIDE, w // STRIDE, dtype=torch.long)
         top_stream, bottom_stream = StreamEncoder(), StreamEncoder()
         with single_thread():
-            self._code_level(self.top, None, top_indices, top_indices.shape[1], _encoding(top_stream))
-            self._code_level(self.bottom, context, bottom_indices, groups, _encoding(bottom_stream))
+            self._code_level(self.top, None, top_indices, c.top_groups, _encoding(top_stream, self.top.quantizer, top_z, rate_weight))
+            context = self._top_context(top_indices)
+        bottom_z = self.bottom.quantizer.project(self.bottom_input(torch.cat([features, context], 1)))
+        bottom_indices = torch.zeros(b, c.bottom_groups, 2 * h // STRIDE, 2 * w // STRIDE, dtype=torch.long)
+        with single_thread():
+            self._code_level(self.bottom, context, bottom_indices, groups, _encoding(bottom_stream, self.bottom.quantizer, bottom_z, rate_weight))
         return {"strings": [top_stream.to_bytes(), bottom_stream.to_bytes()], "shape": tuple(top_indices.shape[-2:])}
 
     @torch.no_grad()
@@ -201,13 +219,14 @@ class DQCodec(CompressionModel):
         return self.top_decoder(self.top.quantizer.decode_indices(top_indices))
 
     def _code_level(self, level: Level, context, indices: torch.Tensor, groups: int, code_group):
-        """Walk a level group by group. ``code_group(freqs, indices_of_group)`` encodes or
-        decodes one group in place; both directions see the same tables."""
+        """Walk a level group by group: ``code_group(j, frequencies)`` encodes or decodes
+        group j and returns its indices, which fill ``indices[:, j]``. Both directions
+        see the same tables."""
         b, _, h, w = indices.shape
         sequence = level.prior.sequential(context, (b, h, w))
         for j in range(groups):
             frequencies = quantize_probabilities(sequence.logits(j))
-            code_group(frequencies, indices[:, j])
+            indices[:, j] = torch.from_numpy(code_group(j, frequencies)).view(b, h, w)
             sequence.push(level.quantizer.decode_group(indices[:, j], j))
 
     # ---- persistence ---------------------------------------------------------------
@@ -222,18 +241,26 @@ class DQCodec(CompressionModel):
         return model.eval()
 
 
-def _encoding(stream: StreamEncoder):
-    def encode_group(frequencies, group_indices):
-        stream.encode(group_indices.reshape(-1).numpy(), frequencies)
+def _encoding(stream: StreamEncoder, quantizer: DepthwiseQuantizer, z: torch.Tensor, rate_weight: float):
+    """Choose group j's indices from its projected vectors z[j] (N, D) and its tables, then encode them."""
+
+    def encode_group(j, frequencies):
+        cost = quantizer.group_distances(z[j], j).double()
+        if rate_weight:
+            bits = -np.log2(frequencies / frequencies.sum(-1, keepdims=True))
+            cost = cost + rate_weight * torch.from_numpy(bits)
+        symbols = cost.argmin(-1).numpy()
+        stream.encode(symbols, frequencies)
+        return symbols
 
     return encode_group
 
 
 def _decoding(stream: StreamDecoder, tables: list | None = None):
-    def decode_group(frequencies, group_indices):
+    def decode_group(j, frequencies):
         symbols = stream.decode(frequencies)
         if tables is not None:
             tables.append((frequencies, symbols))
-        group_indices.copy_(torch.from_numpy(symbols).view_as(group_indices))
+        return symbols
 
     return decode_group

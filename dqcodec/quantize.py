@@ -78,6 +78,11 @@ class DepthwiseQuantizer(nn.Module):
         e = self.codebooks()
         return z.pow(2).sum(-1, keepdim=True) - 2 * torch.bmm(z, e.transpose(1, 2)) + e.pow(2).sum(-1)[:, None, :]
 
+    def group_distances(self, z: torch.Tensor, group: int) -> torch.Tensor:
+        """Squared distances (N, K) between one group's projected vectors (N, D) and its codewords."""
+        e = self.codebooks()[group]
+        return z.pow(2).sum(-1, keepdim=True) - 2 * z @ e.T + e.pow(2).sum(-1)[None, :]
+
     def forward(self, x: torch.Tensor):
         """Quantize features; returns (quantized (B, M*D, H, W), indices (B, M, H, W), loss)."""
         b, _, h, w = x.shape

@@ -87,6 +87,12 @@ def random_batch(images: list[np.ndarray], crop: int, batch: int, rng: random.Ra
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
+def sample_groups(qualities: torch.Tensor, batch: int, keep_all: float) -> torch.Tensor:
+    """Bottom groups kept per crop: all of them with probability keep_all, else a random quality's."""
+    groups = qualities[torch.randint(len(qualities), (batch,))]
+    return torch.where(torch.rand(batch) < keep_all, qualities.max(), groups)
+
+
 def learning_rate(step: int, total: int, base: float) -> float:
     """Linear warm-up over 300 steps, constant, then cosine decay to a tenth over the last 30%."""
     if step < 300:
@@ -122,9 +128,12 @@ def train(
     checkpoint_minutes: float,
     seed: int,
     init: DQCodec | None = None,
+    keep_all: float = 0.0,
+    until: int | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
+    last_step = min(total_steps, until or total_steps)
     torch.manual_seed(seed)
     model = init if init is not None else DQCodec(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -162,6 +171,7 @@ def train(
                 "torch_rng": torch.get_rng_state(),
                 "schedule": [s.__dict__ for s in schedule],
                 "lmbda": lmbda,
+                "keep_all": keep_all,
             },
             ckpt_path,
         )
@@ -175,13 +185,13 @@ def train(
         if new_log:
             log.writerow(["step", "crop", "loss", "bpp", "mse", "psnr", "wall_seconds"])
         bar.update(step)
-        while step < total_steps:
+        while step < last_step:
             started = time.monotonic()
             stage = stage_at(schedule, step)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, lr)
             x = random_batch(images, stage.crop, stage.batch, rng)
-            groups = qualities[torch.randint(len(qualities), (stage.batch,))]
+            groups = sample_groups(qualities, stage.batch, keep_all)
             output = model(x, groups)
             losses = criterion(output, x)
             loss = losses["loss"] + output["vq_loss"]
@@ -199,7 +209,7 @@ def train(
                 log.writerow([step, stage.crop, f"{loss.item():.5f}", f"{losses['bpp_loss'].item():.5f}", f"{mse:.6f}", f"{psnr:.3f}", f"{wall:.1f}"])
                 log_file.flush()
             bar.update(1)
-            if time.monotonic() - last_save > checkpoint_minutes * 60 or step == total_steps:
+            if time.monotonic() - last_save > checkpoint_minutes * 60 or step == last_step:
                 checkpoint()
                 last_save = time.monotonic()
     return ckpt_path
@@ -215,15 +225,17 @@ def train(
 @click.option("--plain-vq", is_flag=True, help="one shared projection and codebook per level (the ablation)")
 @click.option("--checkpoint-minutes", default=2.0)
 @click.option("--seed", default=0)
+@click.option("--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)")
+@click.option("--until", type=int, help="stop after this step (a checkpoint to resume from, e.g. with other options)")
 @click.option("--init", "init_model", help="start from the weights of this shipped model (fresh optimizer), e.g. to train on")
-def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, init_model):
+def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model):
     """Train a DQ codec on the images in DATA."""
     config = DQConfig(channels=channels, depthwise=not plain_vq)
     init = None
     if init_model:
         init = copy.deepcopy(zoo.load(init_model)[0])
         config = init.config
-    path = train(data, out, parse_schedule(schedule), lmbda, lr, config, checkpoint_minutes, seed, init)
+    path = train(data, out, parse_schedule(schedule), lmbda, lr, config, checkpoint_minutes, seed, init, keep_all, until)
     click.echo(f"checkpoint: {path}")
 
 

@@ -15,6 +15,7 @@ TINY = DQConfig(
     bottom_dim=2,
     prior_hidden=4,
     qualities=[1, 2, 4],
+    rate_weights=[0.0, 0.0, 0.0],
     default_quality=2,
 )
 

@@ -88,3 +88,23 @@ def test_unreadable_image_is_a_clean_error(tiny_zoo, tmp_path):
 def test_models_lists_installed(tiny_zoo):
     result = run("models")
     assert result.exit_code == 0 and "tiny" in result.output
+
+
+def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
+    import torch
+
+    from dqcodec import zoo
+
+    from .conftest import tiny_model
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"model": tiny_model().checkpoint(), "step": 7}, checkpoint)
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path / "models"))
+    result = run("export", checkpoint, "--name", "mine", "--qualities", "1,4", "--rate-weights", "0,0.5", "--default-quality", "2")
+    assert result.exit_code == 0, result.output
+    model, _ = zoo.load("mine")
+    assert model.config.qualities == [1, 4] and model.config.rate_weights == [0.0, 0.5]
+    assert run("export", checkpoint, "--name", "mine").exit_code == 1  # no silent replacement
+    bad = run("export", checkpoint, "--name", "mine", "--force", "--qualities", "1,2")
+    assert bad.exit_code == 1 and "rate_weights" in bad.output
+    assert len(list((tmp_path / "models").glob("mine-*.pt"))) == 1

@@ -57,6 +57,16 @@ def test_higher_quality_spends_more_bits_on_the_bottom_level():
     assert sizes[0] < sizes[1] < sizes[2]
 
 
+def test_a_rate_weight_trades_distortion_for_fewer_bits():
+    model = tiny_model()
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(64, 64))))
+    plain = model.compress(x, quality=3, rate_weight=0.0)
+    constrained = model.compress(x, quality=3, rate_weight=5.0)
+    assert sum(map(len, constrained["strings"])) < sum(map(len, plain["strings"]))
+    decoded = model.decompress(constrained["strings"], constrained["shape"], 3)["x_hat"]
+    assert decoded.shape == x.shape
+
+
 def test_probability_tables_do_not_depend_on_the_thread_count():
     model = tiny_model()
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(48, 80))))

@@ -25,3 +25,22 @@ def test_training_writes_a_checkpoint_and_resumes_from_it(tmp_path):
     second = torch.load(ckpt, weights_only=False)
     assert second["step"] == 5
     assert not torch.equal(first["model"]["state_dict"]["decoder.0.weight"], second["model"]["state_dict"]["decoder.0.weight"])
+
+
+def test_keep_all_keeps_every_group_for_that_fraction_of_crops():
+    from dqcodec.train import sample_groups
+
+    torch.manual_seed(0)
+    qualities = torch.tensor([1, 2, 4])
+    assert set(sample_groups(qualities, 1000, 0.0).tolist()) == {1, 2, 4}
+    assert set(sample_groups(qualities, 100, 1.0).tolist()) == {4}
+    share = (sample_groups(qualities, 3000, 0.5) == 4).float().mean().item()
+    assert 0.6 < share < 0.73  # 0.5 + 0.5 / 3
+
+
+def test_until_stops_early_with_a_checkpoint(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, TINY, 10.0, seed=0, until=4)
+    assert torch.load(ckpt, weights_only=False)["step"] == 4
