@@ -2,15 +2,16 @@
 
     python benchmarks/rd.py [FOLDER] [--model NAME] [--threads 2] [--json OUT]
 
-Prints, per rate point, mean bpp, mean PSNR (RGB) and mean encode / decode seconds per image; then,
-for each dq point, JPEG's PSNR at the same mean bpp (interpolated on JPEG's mean curve) and the gap.
+Prints, per rate point, mean bpp, PSNR (RGB) and encode / decode seconds per image; then, for each
+dq point, JPEG's PSNR at the same mean bpp (interpolated on JPEG's mean curve) and the gap; then the
+encode and decode time of examples/photo.png (768x512), best of three.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,30 +19,19 @@ import click
 import torch
 from PIL import Image
 
-from dqcodec import zoo
-from dqcodec.evaluate import dq_point, interpolate_psnr, pillow_point
+import dqcodec
+from dqcodec import evaluate, zoo
 
-JPEG_QUALITIES = [2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95]
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 
 
-def mean_rows(points):
-    grouped = defaultdict(list)
-    for p in points:
-        grouped[(p.codec, p.setting)].append(p)
-    rows = []
-    for (name, setting), group in grouped.items():
-        n = len(group)
-        rows.append(
-            {
-                "codec": name,
-                "setting": setting,
-                "bpp": sum(p.bpp for p in group) / n,
-                "psnr": sum(p.psnr for p in group) / n,
-                "encode_s": sum(p.encode_seconds for p in group) / n,
-                "decode_s": sum(p.decode_seconds for p in group) / n,
-            }
-        )
-    return rows
+def best_of_three(fn):
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return min(times), result
 
 
 @click.command()
@@ -51,32 +41,49 @@ def mean_rows(points):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and means")
 def main(folder, model, threads, json_out):
     torch.set_num_threads(threads)
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".ppm"})
+    paths = evaluate.image_files(folder)
     if not paths:
         raise click.ClickException(f"no images in {folder}")
-    codec_model, _ = zoo.load(model)
+    codecs = [evaluate.make_codec("dq", model), evaluate.make_codec("jpeg")]
     points = []
     with click.progressbar(paths, label=f"{len(paths)} images", file=sys.stderr) as bar:
         for path in bar:
             image = Image.open(path).convert("RGB")
-            for q in range(1, codec_model.num_qualities + 1):
-                points.append(dq_point(image, q, path.name, model))
-            for q in JPEG_QUALITIES:
-                points.append(pillow_point(image, "JPEG", q, path.name, subsampling=2))
-    rows = mean_rows(points)
+            for c in codecs:
+                points.extend(evaluate.measure(c, image, s, path.name) for s in c.settings)
+    summaries = {c.name: evaluate.summarize(c, [p for p in points if p.codec == c.name]) for c in codecs}
+
     click.echo(f"{len(paths)} images from {folder}; torch threads {threads}; model {model}")
     click.echo(f"{'codec':6} {'q':>3} {'bpp':>8} {'PSNR':>7} {'enc s':>7} {'dec s':>7}")
-    for r in rows:
-        click.echo(f"{r['codec']:6} {r['setting']:>3} {r['bpp']:8.4f} {r['psnr']:7.2f} {r['encode_s']:7.3f} {r['decode_s']:7.3f}")
-    jpeg_curve = [(r["bpp"], r["psnr"]) for r in rows if r["codec"] == "jpeg"]
+    for name, s in summaries.items():
+        r = s.results
+        for i, setting in enumerate(s.settings):
+            click.echo(f"{name:6} {setting:>3} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}")
+    jpeg = summaries["jpeg"].results
+    jpeg_curve = list(zip(jpeg["bpp"], jpeg["psnr-rgb"]))
     click.echo("dq against JPEG at the same mean bpp:")
-    for r in rows:
-        if r["codec"] == "dq":
-            ref = interpolate_psnr(jpeg_curve, r["bpp"])
-            verdict = "outside JPEG's range" if ref is None else f"JPEG {ref:.2f} dB, dq {r['psnr'] - ref:+.2f} dB"
-            click.echo(f"  quality {r['setting']}: {r['bpp']:.4f} bpp, {r['psnr']:.2f} dB; {verdict}")
+    dq = summaries["dq"].results
+    for q, bpp, psnr in zip(summaries["dq"].settings, dq["bpp"], dq["psnr-rgb"]):
+        ref = evaluate.interpolate_psnr(jpeg_curve, bpp)
+        if ref is None:
+            lowest = min(jpeg_curve)
+            verdict = f"below JPEG's lowest rate ({lowest[0]:.4f} bpp, {lowest[1]:.2f} dB)"
+        else:
+            verdict = f"JPEG {ref:.2f} dB, dq {psnr - ref:+.2f} dB"
+        click.echo(f"  quality {q}: {bpp:.4f} bpp, {psnr:.2f} dB; {verdict}")
+
+    image = Image.open(EXAMPLE).convert("RGB")
+    quality = zoo.load(model)[0].config.default_quality
+    encode_s, data = best_of_three(lambda: dqcodec.compress(image, quality=quality, model=model))
+    decode_s, _ = best_of_three(lambda: dqcodec.decompress(data))
+    click.echo(f"{EXAMPLE.name} {image.width}x{image.height} at quality {quality}: encode {encode_s:.3f} s, decode {decode_s:.3f} s (best of 3)")
     if json_out:
-        json_out.write_text(json.dumps({"means": rows, "points": [asdict(p) for p in points]}, indent=1))
+        json_out.write_text(
+            json.dumps(
+                {"summaries": {k: v.as_compressai_json() for k, v in summaries.items()}, "points": [asdict(p) for p in points]},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 import dqcodec
-from dqcodec import codec, zoo
+from dqcodec import codec, evaluate, zoo
 from dqcodec.train import main as train_command
 
 # Errors a user can cause with bad input; anything else is a bug and keeps its traceback.
@@ -158,6 +158,54 @@ def models():
         if card.exists():
             for row in json.loads(card.read_text())["heldout"]:
                 click.echo(f"  quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
+
+
+@cli.command("eval")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--codec", "codecs", multiple=True, default=tuple(evaluate.CODEC_FACTORIES), show_default=True, help="repeat for several")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-results"), show_default=True)
+@click.option("--metric", type=click.Choice(["psnr", "ms-ssim"]), default="psnr", show_default=True, help="for the plot and BD-rate")
+@click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
+def eval_command(folder, codecs, output, metric, model):
+    """Rate–distortion of every codec at a sweep of rates on the images in FOLDER."""
+    skipped = []
+    made = []
+    for name in dict.fromkeys(codecs):
+        try:
+            made.append(evaluate.make_codec(name, model))
+        except ValueError as error:
+            skipped.append(str(error))
+    images = []
+    for path in evaluate.image_files(folder):
+        try:
+            images.append((path, codec.load_image(path).convert("RGB")))
+        except codec.UnsupportedImageError as error:
+            skipped.append(str(error))
+    if not images or not made:
+        for item in skipped:
+            click.echo(f"skipped: {item}", err=True)
+        raise click.ClickException(f"nothing to evaluate: {len(images)} readable images in {folder}, {len(made)} codecs available")
+    points = []
+    jobs = [(c, s, path, image) for path, image in images for c in made for s in c.settings]
+    with click.progressbar(jobs, label="evaluating", file=click.get_text_stream("stderr")) as bar:
+        for c, setting, path, image in bar:
+            try:
+                points.append(evaluate.measure(c, image, setting, str(path.relative_to(folder))))
+            except USER_ERRORS as error:
+                skipped.append(f"{c.name} {setting} on {path}: {error}")
+    summaries = [evaluate.summarize(c, [p for p in points if p.codec == c.name]) for c in made]
+    deltas = evaluate.write_results(output, summaries, points, metric)
+    click.echo(f"{len(images)} images, {len(made)} codecs; results in {output}/")
+    click.echo(f"{'codec':6} {'setting':>8} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")
+    for summary in summaries:
+        r = summary.results
+        for i, setting in enumerate(summary.settings):
+            ms = "n/a" if r["ms-ssim-rgb"][i] is None else f"{r['ms-ssim-rgb'][i]:.4f}"
+            click.echo(f"{summary.codec:6} {setting!s:>8} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {ms:>8} {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}")
+    for name, delta in deltas.items():
+        click.echo(f"BD-rate of dq against {name} ({metric}): " + ("curves do not overlap" if delta is None else f"{delta:+.1f}%"))
+    for item in skipped:
+        click.echo(f"skipped: {item}", err=True)
 
 
 @cli.command("export")

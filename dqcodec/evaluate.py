@@ -1,75 +1,192 @@
-"""Rate–distortion measurements that count the bytes of real files."""
+"""Rate–distortion evaluation that counts the bytes of real files.
+
+Every codec is a name, a list of settings (its rate sweep) and an encode/decode pair.
+Results follow CompressAI's conventions: metrics from
+``compressai.utils.eval_model.compute_metrics`` ("psnr-rgb", "ms-ssim-rgb") and one JSON
+per codec in the format of ``compressai.utils.eval_model`` (readable by
+``python -m compressai.utils.plot``).
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
+import torch
 from PIL import Image
 
-from . import codec
+from . import codec, zoo
+
+JPEG_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
+
+
+@dataclass
+class Codec:
+    name: str
+    description: str
+    settings: list
+    encode: Callable[[Image.Image, object], bytes]
+    decode: Callable[[bytes], Image.Image]
 
 
 @dataclass
 class Point:
     codec: str
-    setting: int
+    setting: object
     image: str
     bytes: int
     bpp: float
     psnr: float
+    ms_ssim: float
     encode_seconds: float
     decode_seconds: float
 
 
-def psnr(reference: Image.Image, decoded: Image.Image) -> float:
-    a = np.asarray(reference.convert("RGB"), dtype=np.float64)
-    b = np.asarray(decoded.convert("RGB"), dtype=np.float64)
-    mse = np.mean((a - b) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+def _pillow(fmt: str, settings, options: Callable[[object], dict], description: str) -> Codec:
+    def encode(image, setting):
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt, **options(setting))
+        return buffer.getvalue()
+
+    def decode(data):
+        with Image.open(io.BytesIO(data)) as decoded:
+            return decoded.convert("RGB")
+
+    return Codec(fmt.lower(), description, list(settings), encode, decode)
 
 
-def _timed(encode, decode, name, setting, image, image_name) -> Point:
+def _dq(model: str) -> Codec:
+    qualities = range(1, zoo.load(model)[0].num_qualities + 1)
+    return Codec(
+        "dq",
+        f"dqcodec model {model}",
+        list(qualities),
+        lambda image, q: codec.compress(image, quality=q, model=model),
+        codec.decompress,
+    )
+
+
+def _jxl() -> Codec:
+    import pillow_jxl  # noqa: F401  registers the JXL format with Pillow
+
+    return _pillow("JXL", [10, 20, 30, 50, 70, 80, 90, 95], lambda q: {"quality": q, "effort": 7}, "JPEG XL (pillow-jxl-plugin), effort 7")
+
+
+CODEC_FACTORIES: dict[str, Callable[[str], Codec]] = {
+    "dq": _dq,
+    "jpeg": lambda _: _pillow("JPEG", JPEG_QUALITIES, lambda q: {"quality": q, "subsampling": 2}, "JPEG (Pillow), 4:2:0"),
+    "webp": lambda _: _pillow("WEBP", JPEG_QUALITIES, lambda q: {"quality": q, "method": 6}, "WebP (Pillow), method 6"),
+    "avif": lambda _: _pillow("AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90], lambda q: {"quality": q}, "AVIF (Pillow), default speed"),
+    "jp2": lambda _: _pillow(
+        "JPEG2000", [200, 100, 60, 40, 25, 16, 10], lambda r: {"quality_mode": "rates", "quality_layers": [r]}, "JPEG 2000 (Pillow, OpenJPEG), compression ratio sweep"
+    ),
+    "jxl": lambda _: _jxl(),
+}
+
+
+def make_codec(name: str, model: str = zoo.DEFAULT_MODEL) -> Codec:
+    """The named codec, checked to work on a small image; raises ValueError if it cannot run here."""
+    if name not in CODEC_FACTORIES:
+        raise ValueError(f"unknown codec {name!r} (known: {', '.join(CODEC_FACTORIES)})")
+    try:
+        made = CODEC_FACTORIES[name](model)
+        made.decode(made.encode(Image.new("RGB", (16, 16), (90, 120, 30)), made.settings[0]))
+    except (ImportError, OSError, KeyError, ValueError) as error:
+        raise ValueError(f"codec {name!r} is not available here: {error}") from None
+    return made
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def metrics(reference: Image.Image, decoded: Image.Image) -> tuple[float, float]:
+    """(PSNR, MS-SSIM) on RGB; MS-SSIM is NaN for images under 161 px a side, which it cannot measure."""
+    from pytorch_msssim import ms_ssim  # what CompressAI's eval_model uses
+
+    a, b = to_tensor(reference) * 255, to_tensor(decoded) * 255
+    mse = (a - b).pow(2).mean().item()
+    value = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+    quality = ms_ssim(a, b, data_range=255).item() if min(a.shape[-2:]) > 160 else math.nan
+    return value, quality
+
+
+def measure(made: Codec, image: Image.Image, setting, image_name: str) -> Point:
     started = time.perf_counter()
-    data = encode()
+    data = made.encode(image, setting)
     encoded = time.perf_counter()
-    decoded = decode(data)
+    decoded = made.decode(data)
     finished = time.perf_counter()
+    value, quality = metrics(image, decoded)
     return Point(
-        name,
+        made.name,
         setting,
         image_name,
         len(data),
         8 * len(data) / (image.width * image.height),
-        psnr(image, decoded),
+        value,
+        quality,
         encoded - started,
         finished - encoded,
     )
 
 
-def dq_point(image: Image.Image, quality: int, image_name: str = "", model: str | None = None) -> Point:
-    kwargs = {"model": model} if model else {}
-    return _timed(
-        lambda: codec.compress(image, quality=quality, **kwargs), codec.decompress, "dq", quality, image, image_name
-    )
+@dataclass
+class Summary:
+    """Per codec and setting, the mean over images of every metric."""
+
+    codec: str
+    description: str
+    settings: list = field(default_factory=list)
+    results: dict = field(default_factory=lambda: defaultdict(list))
+
+    def as_compressai_json(self) -> dict:
+        return {"name": self.codec, "description": self.description, "settings": self.settings, "results": dict(self.results)}
 
 
-def pillow_point(image: Image.Image, fmt: str, quality: int, image_name: str = "", **options) -> Point:
-    """A classical codec through Pillow, e.g. fmt="JPEG", options={"subsampling": 2} for 4:2:0."""
+def summarize(made: Codec, points: list[Point]) -> Summary:
+    summary = Summary(made.name, made.description)
+    by_setting = defaultdict(list)
+    for p in points:
+        by_setting[p.setting].append(p)
+    for setting in made.settings:
+        group = by_setting.get(setting)
+        if not group:
+            continue
+        summary.settings.append(setting)
+        for key, attr in (("bpp", "bpp"), ("psnr-rgb", "psnr"), ("ms-ssim-rgb", "ms_ssim"), ("encoding_time", "encode_seconds"), ("decoding_time", "decode_seconds")):
+            summary.results[key].append(_mean([getattr(p, attr) for p in group]))
+    return summary
 
-    def encode():
-        buffer = io.BytesIO()
-        image.save(buffer, format=fmt, quality=quality, **options)
-        return buffer.getvalue()
 
-    def decode(data):
-        with Image.open(io.BytesIO(data)) as decoded:
-            decoded.load()
-            return decoded.copy()
+def _mean(values: list[float]) -> float | None:
+    """Mean of the measured values (NaN marks 'not measurable'); None if there are none."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else None
 
-    return _timed(encode, decode, fmt.lower(), quality, image, image_name)
+
+def bd_rate(anchor: tuple[list, list], test: tuple[list, list]) -> float | None:
+    """Bjøntegaard delta rate (%) of test against anchor, each (bpp list, PSNR list):
+    the mean rate difference over the PSNR range both cover; negative means test saves bits.
+    None when the curves do not overlap or have fewer than two points."""
+    if min(len(anchor[0]), len(test[0])) < 2:
+        return None
+    integrals = []
+    lo = max(min(anchor[1]), min(test[1]))
+    hi = min(max(anchor[1]), max(test[1]))
+    if lo >= hi:
+        return None
+    for rates, psnrs in (anchor, test):
+        order = np.argsort(psnrs)
+        p, r = np.asarray(psnrs)[order], np.log(np.asarray(rates)[order])
+        fit = np.polyint(np.polyfit(p, r, min(3, len(p) - 1)))
+        integrals.append(np.polyval(fit, hi) - np.polyval(fit, lo))
+    return float((math.exp((integrals[1] - integrals[0]) / (hi - lo)) - 1) * 100)
 
 
 def interpolate_psnr(curve: list[tuple[float, float]], bpp: float) -> float | None:
@@ -79,3 +196,49 @@ def interpolate_psnr(curve: list[tuple[float, float]], bpp: float) -> float | No
         if r0 <= bpp <= r1:
             return p0 + (p1 - p0) * (bpp - r0) / (r1 - r0) if r1 > r0 else max(p0, p1)
     return None
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
+
+
+def image_files(folder) -> list:
+    from pathlib import Path
+
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def write_results(outdir, summaries: list[Summary], points: list[Point], metric: str = "psnr") -> dict:
+    """One CompressAI-style JSON per codec, points.csv, rd.png and bd_rate.json; returns the BD-rates."""
+    import csv
+    import dataclasses
+    import json
+
+    from compressai.utils.plot.__main__ import matplotlib_plt, parse_json_file
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    for summary in summaries:
+        (outdir / f"{summary.codec}.json").write_text(json.dumps(summary.as_compressai_json(), indent=2))
+    with open(outdir / "points.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[f.name for f in dataclasses.fields(Point)])
+        writer.writeheader()
+        writer.writerows(dataclasses.asdict(p) for p in points)
+    scatters = [parse_json_file(outdir / f"{s.codec}.json", metric) for s in summaries]
+    ylabel = "PSNR-RGB [dB]" if metric == "psnr" else "MS-SSIM-RGB [dB]"
+    matplotlib_plt(scatters, f"{len({p.image for p in points})} images", ylabel, str(outdir / "rd.png"))
+    key = "psnr-rgb" if metric == "psnr" else "ms-ssim-rgb"
+    deltas = {}
+    dq = next((s for s in summaries if s.codec == "dq"), None)
+    if dq is not None:
+        for other in summaries:
+            if other.codec != "dq":
+                deltas[other.codec] = bd_rate(
+                    (other.results["bpp"], _as_db(other.results[key], metric)), (dq.results["bpp"], _as_db(dq.results[key], metric))
+                )
+        (outdir / "bd_rate.json").write_text(json.dumps({"metric": metric, "dq_against": deltas}, indent=2))
+    return deltas
+
+
+def _as_db(values, metric):
+    if metric == "psnr":
+        return list(values)
+    return [math.nan if v is None else -10 * math.log10(max(1 - v, 1e-10)) for v in values]

@@ -20,7 +20,7 @@ from dqcodec import zoo
 def main(checkpoint, bench, name):
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model, digest = zoo.load(name)
-    means = json.loads(bench.read_text())["means"]
+    dq = json.loads(bench.read_text())["summaries"]["dq"]
     card = {
         "name": name,
         "weights": zoo.find(name).path.name,
@@ -35,9 +35,8 @@ def main(checkpoint, bench, name):
             "wall_seconds": round(state["wall_seconds"]),
         },
         "heldout": [
-            {"quality": r["setting"], "bpp": round(r["bpp"], 4), "psnr": round(r["psnr"], 3)}
-            for r in means
-            if r["codec"] == "dq"
+            {"quality": q, "bpp": round(bpp, 4), "psnr": round(psnr, 3)}
+            for q, bpp, psnr in zip(dq["settings"], dq["results"]["bpp"], dq["results"]["psnr-rgb"])
         ],
         "heldout_command": "python benchmarks/rd.py data/heldout --json bench.json",
     }

@@ -108,3 +108,32 @@ def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
     bad = run("export", checkpoint, "--name", "mine", "--force", "--qualities", "1,2")
     assert bad.exit_code == 1 and "rate_weights" in bad.output
     assert len(list((tmp_path / "models").glob("mine-*.pt"))) == 1
+
+
+def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
+    import csv
+    import json
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        save(folder / f"im{i}.png", photo_like(24 + 8 * i, 40, seed=i))
+    (folder / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "results"
+    result = run("eval", folder, "--codec", "dq", "--codec", "jpeg", "--codec", "nosuch", "-o", out, "--model", tiny_zoo)
+    assert result.exit_code == 0, result.output
+    assert "nosuch" in result.output and "broken.png" in result.output  # listed as skipped, run went on
+    for name in ("dq", "jpeg"):
+        data = json.loads((out / f"{name}.json").read_text())
+        assert data["name"] == name
+        assert set(data["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
+        assert len(data["results"]["bpp"]) == len(data["settings"])
+    rows = list(csv.DictReader(open(out / "points.csv")))
+    assert len(rows) == 2 * (3 + 11)  # images x (dq qualities + JPEG qualities)
+    assert (out / "rd.png").read_bytes()[:4] == b"\x89PNG"
+    assert "jpeg" in json.loads((out / "bd_rate.json").read_text())["dq_against"]
+
+
+def test_eval_of_an_empty_folder_is_a_clear_error(tiny_zoo, tmp_path):
+    result = run("eval", tmp_path, "--codec", "jpeg", "--model", tiny_zoo)
+    assert result.exit_code == 1 and "nothing to evaluate" in result.output

@@ -153,3 +153,12 @@ def test_plain_vq_configuration_codes_too():
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(32, 48))))
     out = model.compress(x, quality=2)
     assert model.decompress(out["strings"], out["shape"], 2)["x_hat"].shape == x.shape
+
+
+def test_bd_rate_of_a_curve_against_itself_and_a_cheaper_copy():
+    from dqcodec.evaluate import bd_rate
+
+    rates, psnrs = [0.2, 0.4, 0.8, 1.6], [26.0, 29.0, 32.0, 35.0]
+    assert abs(bd_rate((rates, psnrs), (rates, psnrs))) < 1e-9
+    assert abs(bd_rate((rates, psnrs), ([r * 0.8 for r in rates], psnrs)) + 20) < 1e-6
+    assert bd_rate((rates, psnrs), (rates, [p + 20 for p in psnrs])) is None
