@@ -47,7 +47,7 @@ class Point:
     decode_seconds: float
 
 
-def _pillow(fmt: str, settings, options: Callable[[object], dict], description: str) -> Codec:
+def _pillow(name: str, fmt: str, settings, options: Callable[[object], dict], description: str) -> Codec:
     def encode(image, setting):
         buffer = io.BytesIO()
         image.save(buffer, format=fmt, **options(setting))
@@ -57,7 +57,7 @@ def _pillow(fmt: str, settings, options: Callable[[object], dict], description: 
         with Image.open(io.BytesIO(data)) as decoded:
             return decoded.convert("RGB")
 
-    return Codec(fmt.lower(), description, list(settings), encode, decode)
+    return Codec(name, description, list(settings), encode, decode)
 
 
 def _dq(model: str) -> Codec:
@@ -74,15 +74,16 @@ def _dq(model: str) -> Codec:
 def _jxl() -> Codec:
     import pillow_jxl  # noqa: F401  registers the JXL format with Pillow
 
-    return _pillow("JXL", [10, 20, 30, 50, 70, 80, 90, 95], lambda q: {"quality": q, "effort": 7}, "JPEG XL (pillow-jxl-plugin), effort 7")
+    return _pillow("jxl", "JXL", [10, 20, 30, 50, 70, 80, 90, 95], lambda q: {"quality": q, "effort": 7}, "JPEG XL (pillow-jxl-plugin), effort 7")
 
 
 CODEC_FACTORIES: dict[str, Callable[[str], Codec]] = {
     "dq": _dq,
-    "jpeg": lambda _: _pillow("JPEG", JPEG_QUALITIES, lambda q: {"quality": q, "subsampling": 2}, "JPEG (Pillow), 4:2:0"),
-    "webp": lambda _: _pillow("WEBP", JPEG_QUALITIES, lambda q: {"quality": q, "method": 6}, "WebP (Pillow), method 6"),
-    "avif": lambda _: _pillow("AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90], lambda q: {"quality": q}, "AVIF (Pillow), default speed"),
+    "jpeg": lambda _: _pillow("jpeg", "JPEG", JPEG_QUALITIES, lambda q: {"quality": q, "subsampling": 2}, "JPEG (Pillow), 4:2:0"),
+    "webp": lambda _: _pillow("webp", "WEBP", JPEG_QUALITIES, lambda q: {"quality": q, "method": 6}, "WebP (Pillow), method 6"),
+    "avif": lambda _: _pillow("avif", "AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90], lambda q: {"quality": q}, "AVIF (Pillow), default speed"),
     "jp2": lambda _: _pillow(
+        "jp2",
         "JPEG2000", [200, 100, 60, 40, 25, 16, 10], lambda r: {"quality_mode": "rates", "quality_layers": [r]}, "JPEG 2000 (Pillow, OpenJPEG), compression ratio sweep"
     ),
     "jxl": lambda _: _jxl(),

@@ -4,6 +4,7 @@ checkpoint and a benchmarks/rd.py --json result on the held-out photos.
     python scripts/make_card.py runs/dq-hier/checkpoint.pt bench.json --name dq-hier
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def main(checkpoint, bench, name):
         "name": name,
         "weights": zoo.find(name).path.name,
         "sha256": digest.hex(),
-        "config": state["model"]["config"],
+        "config": dataclasses.asdict(model.config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
             "data": "data/train from scripts/build_dataset.py (see data/manifest.json)",
