@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 import dqcodec
-from dqcodec import evaluate, zoo
+from dqcodec import codec, evaluate, zoo
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 
@@ -41,7 +41,7 @@ def best_of_three(fn):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and means")
 def main(folder, model, threads, json_out):
     torch.set_num_threads(threads)
-    paths = evaluate.image_files(folder)
+    paths = codec.image_files(folder)
     if not paths:
         raise click.ClickException(f"no images in {folder}")
     codecs = [evaluate.make_codec("dq", model), evaluate.make_codec("jpeg")]

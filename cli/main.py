@@ -176,7 +176,7 @@ def eval_command(folder, codecs, output, metric, model):
         except ValueError as error:
             skipped.append(str(error))
     images = []
-    for path in evaluate.image_files(folder):
+    for path in codec.image_files(folder):
         try:
             images.append((path, codec.load_image(path).convert("RGB")))
         except codec.UnsupportedImageError as error:

@@ -30,6 +30,14 @@ class UnsupportedImageError(ValueError):
     """An image dqcodec cannot code without losing information it would not tell about."""
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files below a folder, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 # Pillow modes accepted, and the container mode each decodes back to.
 _ACCEPTED_MODES = {"RGB": "RGB", "L": "L", "1": "L", "P": "RGB"}
 

@@ -199,15 +199,6 @@ def interpolate_psnr(curve: list[tuple[float, float]], bpp: float) -> float | No
     return None
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
-
-
-def image_files(folder) -> list:
-    from pathlib import Path
-
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def write_results(outdir, summaries: list[Summary], points: list[Point], metric: str = "psnr") -> dict:
     """One CompressAI-style JSON per codec, points.csv, rd.png and bd_rate.json; returns the BD-rates."""
     import csv

@@ -74,14 +74,12 @@ class DepthwiseQuantizer(nn.Module):
         return self._expand(self.embed)
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
-        """Squared distances (M, N, K) between projected vectors and codewords."""
-        e = self.codebooks()
-        return z.pow(2).sum(-1, keepdim=True) - 2 * torch.bmm(z, e.transpose(1, 2)) + e.pow(2).sum(-1)[:, None, :]
+        """Squared distances (M, N, K) between projected vectors (M, N, D) and codewords."""
+        return _squared_distances(z, self.codebooks())
 
     def group_distances(self, z: torch.Tensor, group: int) -> torch.Tensor:
         """Squared distances (N, K) between one group's projected vectors (N, D) and its codewords."""
-        e = self.codebooks()[group]
-        return z.pow(2).sum(-1, keepdim=True) - 2 * z @ e.T + e.pow(2).sum(-1)[None, :]
+        return _squared_distances(z[None], self.codebooks()[group : group + 1])[0]
 
     def forward(self, x: torch.Tensor):
         """Quantize features; returns (quantized (B, M*D, H, W), indices (B, M, H, W), loss)."""
@@ -146,3 +144,8 @@ class DepthwiseQuantizer(nn.Module):
             self.embed[book, slots] = z[book, picks]
             self.embed_avg[book, slots] = z[book, picks]
             self.cluster_size[book, slots] = 1.0
+
+
+def _squared_distances(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """(M, N, D) vectors and (M, K, D) codebooks -> (M, N, K) squared distances."""
+    return z.pow(2).sum(-1, keepdim=True) - 2 * torch.bmm(z, e.transpose(1, 2)) + e.pow(2).sum(-1)[:, None, :]

@@ -27,9 +27,9 @@ from compressai.losses import RateDistortionLoss
 from PIL import Image
 
 from . import zoo
+from .codec import image_files
 from .model import DQCodec, DQConfig
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -62,9 +62,8 @@ def stage_at(stages: list[Stage], step: int) -> Stage:
 
 
 def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     images = []
-    for path in paths:
+    for path in image_files(folder):
         with Image.open(path) as im:
             array = np.asarray(im.convert("RGB"))
         if min(array.shape[:2]) >= min_side:
