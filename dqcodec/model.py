@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from compressai.layers import GDN, subpel_conv3x3
 from compressai.models import CompressionModel
 
-from .entropy import StreamDecoder, StreamEncoder, quantize_probabilities
+from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
 
@@ -196,6 +196,8 @@ class DQCodec(CompressionModel):
         """Decode the code indices of both levels. If ``tables`` is a list, every
         group's (integer tables, decoded symbols) pair is appended to it."""
         groups = self.groups_for_quality(quality)
+        if len(strings) != 2:
+            raise CorruptStreamError(f"expected 2 streams (top and bottom level), found {len(strings)}")
         h, w = shape
         c = self.config
         top_indices = torch.zeros(1, c.top_groups, h, w, dtype=torch.long)

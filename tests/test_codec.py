@@ -129,6 +129,16 @@ def test_corrupt_and_truncated_files_raise_clean_errors(tiny_zoo):
             dqcodec.decompress(bad)
 
 
+def test_a_well_formed_file_with_the_wrong_streams_is_refused(tiny_zoo):
+    from dqcodec.container import pack
+
+    header, streams = unpack(dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1))
+    with pytest.raises(dqcodec.CorruptStreamError, match="2 streams"):
+        dqcodec.decompress(pack(header, streams[:1]))
+    with pytest.raises(dqcodec.CorruptStreamError):
+        dqcodec.decompress(pack(header, [streams[0], streams[1] + b"\x01\x02\x03\x04" * 3]))
+
+
 def test_files_from_other_weights_are_refused(tiny_zoo, tmp_path, monkeypatch):
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
     other = tmp_path / "other"
