@@ -23,7 +23,7 @@ def test_encode_decode_info(tiny_zoo, tmp_path):
     assert "bpp" in result.output
     dq = tmp_path / "a.dq"
     assert dq.exists()
-    out = tmp_path / "back.png"
+    out = tmp_path / "new" / "folder" / "back.png"
     assert run("decode", dq, "-o", out).exit_code == 0
     assert Image.open(out).size == (50, 40)
     info = run("info", dq)
