@@ -87,7 +87,3 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     header = Header(name, weights_hash, quality, MODES[mode], height, width)
     return header, streams
 
-
-def header_size(header: Header, stream_count: int) -> int:
-    """Bytes of everything but the streams' payload: header, lengths and CRC."""
-    return _FIXED.size + len(header.model.encode("utf-8")) + _FIELDS.size + 4 * stream_count + _CRC.size

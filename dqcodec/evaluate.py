@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import codec, zoo
@@ -102,15 +101,11 @@ def make_codec(name: str, model: str = zoo.DEFAULT_MODEL) -> Codec:
     return made
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
-
-
 def metrics(reference: Image.Image, decoded: Image.Image) -> tuple[float, float]:
     """(PSNR, MS-SSIM) on RGB; MS-SSIM is NaN for images under 161 px a side, which it cannot measure."""
     from pytorch_msssim import ms_ssim  # what CompressAI's eval_model uses
 
-    a, b = to_tensor(reference) * 255, to_tensor(decoded) * 255
+    a, b = codec.to_tensor(reference) * 255, codec.to_tensor(decoded) * 255
     mse = (a - b).pow(2).mean().item()
     value = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
     quality = ms_ssim(a, b, data_range=255).item() if min(a.shape[-2:]) > 160 else math.nan

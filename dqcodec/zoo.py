@@ -28,8 +28,7 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class ModelFile:
     name: str
-    path: Path
-    short_hash: str  # 8 hex digits from the file name
+    path: Path  # <name>-<first 8 hex digits of its SHA-256>.pt
 
     @property
     def size(self) -> int:
@@ -43,8 +42,7 @@ def models_dir() -> Path:
 def available() -> list[ModelFile]:
     files = []
     for path in sorted(models_dir().glob("*-*.pt")):
-        name, _, short_hash = path.stem.rpartition("-")
-        files.append(ModelFile(name, path, short_hash))
+        files.append(ModelFile(path.stem.rpartition("-")[0], path))
     return files
 
 
