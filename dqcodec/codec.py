@@ -99,29 +99,30 @@ def code_shape(height: int, width: int) -> tuple[int, int]:
 def compress(image: ImageLike, quality: int | None = None, model: str = zoo.DEFAULT_MODEL) -> bytes:
     """Encode an image into the bytes of a .dq file; quality defaults to the model's."""
     rgb, mode = _rgb_and_mode(load_image(image))
-    codec, digest = zoo.load(model)
-    quality = quality or codec.config.default_quality
-    codec.groups_for_quality(quality)  # validates quality before any work
-    out = codec.compress(pad(to_tensor(rgb)), quality)
+    net, digest = zoo.load(model)
+    if quality is None:
+        quality = net.config.default_quality
+    net.groups_for_quality(quality)  # validates quality before any work
+    out = net.compress(pad(to_tensor(rgb)), quality)
     header = container.Header(model, digest[:8], quality, mode, rgb.height, rgb.width)
     return container.pack(header, out["strings"])
 
 
 def _open(data: bytes):
     header, streams = container.unpack(data)
-    codec, digest = zoo.load(header.model)
+    net, digest = zoo.load(header.model)
     if digest[:8] != header.weights_hash:
         raise zoo.ModelError(
             f"file was written with other weights of model {header.model!r} "
             f"({header.weights_hash.hex()}, installed {digest[:8].hex()})"
         )
-    return header, streams, codec
+    return header, streams, net
 
 
 def decompress(data: bytes) -> Image.Image:
     """Decode the bytes of a .dq file into a PIL image of the original size and mode."""
-    header, streams, codec = _open(data)
-    out = codec.decompress(streams, code_shape(header.height, header.width), header.quality)
+    header, streams, net = _open(data)
+    out = net.decompress(streams, code_shape(header.height, header.width), header.quality)
     return to_image(out["x_hat"], header.height, header.width, header.mode)
 
 
@@ -140,8 +141,8 @@ class FileInfo:
 
 def inspect(data: bytes) -> FileInfo:
     """Header fields, and the payload's real size next to -sum log2 p of its indices."""
-    header, streams, codec = _open(data)
+    header, streams, net = _open(data)
     tables: list = []
-    codec.decode_indices(streams, code_shape(header.height, header.width), header.quality, tables)
+    net.decode_indices(streams, code_shape(header.height, header.width), header.quality, tables)
     ideal = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
     return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, [len(s) for s in streams])

@@ -115,9 +115,10 @@ def test_modes_that_would_lose_data_are_refused_by_name(tiny_zoo, mode):
         dqcodec.compress(image, model=tiny_zoo)
 
 
-def test_bad_quality_is_refused(tiny_zoo):
+@pytest.mark.parametrize("quality", [0, -1, 9])
+def test_bad_quality_is_refused(tiny_zoo, quality):
     with pytest.raises(ValueError, match="quality"):
-        dqcodec.compress(photo_like(8, 8), quality=9, model=tiny_zoo)
+        dqcodec.compress(photo_like(8, 8), quality=quality, model=tiny_zoo)
 
 
 def test_corrupt_and_truncated_files_raise_clean_errors(tiny_zoo):
