@@ -102,7 +102,6 @@ def compress(image: ImageLike, quality: int | None = None, model: str = zoo.DEFA
     net, digest = zoo.load(model)
     if quality is None:
         quality = net.config.default_quality
-    net.groups_for_quality(quality)  # validates quality before any work
     out = net.compress(pad(to_tensor(rgb)), quality)
     header = container.Header(model, digest[:8], quality, mode, rgb.height, rgb.width)
     return container.pack(header, out["strings"])

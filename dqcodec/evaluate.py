@@ -1,10 +1,9 @@
 """Rate–distortion evaluation that counts the bytes of real files.
 
 Every codec is a name, a list of settings (its rate sweep) and an encode/decode pair.
-Results follow CompressAI's conventions: metrics from
-``compressai.utils.eval_model.compute_metrics`` ("psnr-rgb", "ms-ssim-rgb") and one JSON
-per codec in the format of ``compressai.utils.eval_model`` (readable by
-``python -m compressai.utils.plot``).
+Results follow CompressAI's conventions: its metric names ("psnr-rgb", "ms-ssim-rgb", MS-SSIM
+from pytorch_msssim as in ``compressai.utils.eval_model``) and one JSON per codec in that
+tool's format, which ``python -m compressai.utils.plot`` reads and which drives the RD plot.
 """
 
 from __future__ import annotations
