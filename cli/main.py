@@ -223,22 +223,25 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, for
 
     import torch
 
-    from dqcodec.model import DQCodec
-
     old = [m for m in zoo.available() if m.name == name]
     if old and not force:
         raise click.ClickException(f"model {name!r} is installed ({old[0].path.name}); use --force to replace it")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = DQCodec.from_checkpoint(state.get("model", state))
+    model = zoo.from_checkpoint(state.get("model", state))
     changes = {
         "qualities": [int(v) for v in qualities.split(",")] if qualities else None,
         "rate_weights": [float(v) for v in rate_weights.split(",")] if rate_weights else None,
         "default_quality": default_quality,
     }
-    try:
-        model.config = dataclasses.replace(model.config, **{k: v for k, v in changes.items() if v is not None})
-    except ValueError as error:
-        raise click.ClickException(str(error))
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not hasattr(model, "config"):
+        if changes:
+            raise click.ClickException("--qualities, --rate-weights and --default-quality apply to dq models only")
+    else:
+        try:
+            model.config = dataclasses.replace(model.config, **changes)
+        except ValueError as error:
+            raise click.ClickException(str(error))
     path = zoo.export(model, name)
     for m in old:
         if m.path != path:

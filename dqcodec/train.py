@@ -7,6 +7,11 @@ The loss is CompressAI's rate-distortion loss (λ·255²·MSE + bpp, where bpp i
 cross-entropy of the code indices under the learned priors, i.e. the exact rate),
 plus the quantizers' commitment loss. Every crop draws a quality at random, so the
 one model learns every rate point (nested dropout over the bottom groups).
+
+``--arch bmshj2018-factorized`` or ``bmshj2018-hyperprior`` trains CompressAI's model
+of that name instead, with the same data, crops, schedule and loss, plus CompressAI's
+auxiliary loss on its entropy bottleneck's quantiles (their own Adam, as in CompressAI's
+example trainer).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from compressai.losses import RateDistortionLoss
 from PIL import Image
 
-from . import zoo
+from . import baselines, zoo
 from .codec import image_files
 from .model import DQCodec, DQConfig
 
@@ -117,34 +122,42 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def optimizers(model, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
+    """Adam on the weights; a second Adam (lr 1e-3) on entropy-bottleneck quantiles, if any."""
+    named = dict(model.named_parameters())
+    aux = [p for name, p in named.items() if name.endswith(".quantiles")]
+    main = [p for name, p in named.items() if not name.endswith(".quantiles")]
+    return torch.optim.Adam(main, lr=lr), (torch.optim.Adam(aux, lr=1e-3) if aux else None)
+
+
 def train(
     data: Path,
     out: Path,
     schedule: list[Stage],
     lmbda: float,
     lr: float,
-    config: DQConfig,
+    model,
     checkpoint_minutes: float,
     seed: int,
-    init: DQCodec | None = None,
     keep_all: float = 0.0,
     until: int | None = None,
 ) -> Path:
+    """Train ``model`` (a DQCodec or a baseline from ``baselines.build``), or resume the
+    checkpoint in ``out`` if there is one. Seed torch before building the model."""
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
     last_step = min(total_steps, until or total_steps)
-    torch.manual_seed(seed)
-    model = init if init is not None else DQCodec(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer, aux_optimizer = optimizers(model, lr)
     step, wall = 0, 0.0
     rng = random.Random(seed)
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
-        model = DQCodec(DQConfig(**state["model"]["config"]))
-        model.load_state_dict(state["model"]["state_dict"])
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        model = zoo.from_checkpoint(state["model"]).train()
+        optimizer, aux_optimizer = optimizers(model, lr)
         optimizer.load_state_dict(state["optimizer"])
+        if aux_optimizer:
+            aux_optimizer.load_state_dict(state["aux_optimizer"])
         step, wall = state["step"], state["wall_seconds"]
         rng.setstate(state["python_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -153,7 +166,8 @@ def train(
     images = load_images(data, max(s.crop for s in schedule))
     click.echo(f"{len(images)} training images from {data}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
     criterion = RateDistortionLoss(lmbda=lmbda)
-    qualities = torch.tensor(model.config.qualities)
+    is_dq = isinstance(model, DQCodec)
+    qualities = torch.tensor(model.config.qualities) if is_dq else None
     log_path = out / "log.csv"
     drop_rows_after(log_path, step)  # rows logged after the checkpoint we resumed from
     new_log = not log_path.exists()
@@ -162,8 +176,9 @@ def train(
     def checkpoint():
         save_atomic(
             {
-                "model": model.checkpoint(),
+                "model": zoo.checkpoint_of(model),
                 "optimizer": optimizer.state_dict(),
+                "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None,
                 "step": step,
                 "wall_seconds": wall,
                 "python_rng": rng.getstate(),
@@ -190,14 +205,20 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, lr)
             x = random_batch(images, stage.crop, stage.batch, rng)
-            groups = sample_groups(qualities, stage.batch, keep_all)
-            output = model(x, groups)
+            if is_dq:
+                output = model(x, sample_groups(qualities, stage.batch, keep_all))
+            else:
+                output = model(x)
             losses = criterion(output, x)
-            loss = losses["loss"] + output["vq_loss"]
+            loss = losses["loss"] + output["vq_loss"] if is_dq else losses["loss"]
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            if aux_optimizer:
+                aux_optimizer.zero_grad()
+                model.aux_loss().backward()
+                aux_optimizer.step()
             step += 1
             wall += time.monotonic() - started
 
@@ -227,14 +248,18 @@ def train(
 @click.option("--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)")
 @click.option("--until", type=int, help="stop after this step (a checkpoint to resume from, e.g. with other options)")
 @click.option("--init", "init_model", help="start from the weights of this shipped model (fresh optimizer), e.g. to train on")
-def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model):
-    """Train a DQ codec on the images in DATA."""
-    config = DQConfig(channels=channels, depthwise=not plain_vq)
-    init = None
+@click.option("--arch", type=click.Choice(["dq", *baselines.ARCHITECTURES]), default="dq", help="dq, or a CompressAI baseline")
+@click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
+def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size):
+    """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in DATA."""
+    torch.manual_seed(seed)
     if init_model:
-        init = copy.deepcopy(zoo.load(init_model)[0])
-        config = init.config
-    path = train(data, out, parse_schedule(schedule), lmbda, lr, config, checkpoint_minutes, seed, init, keep_all, until)
+        model = copy.deepcopy(zoo.load(init_model)[0]).train()
+    elif arch == "dq":
+        model = DQCodec(DQConfig(channels=channels, depthwise=not plain_vq))
+    else:
+        model = baselines.build(arch, size)
+    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until)
     click.echo(f"checkpoint: {path}")
 
 

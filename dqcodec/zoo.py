@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+from compressai.models import CompressionModel
+
+from . import baselines
 from .model import DQCodec
 
 DEFAULT_MODEL = "dq-hier"
@@ -71,12 +74,21 @@ def _load_file(path: Path) -> tuple[DQCodec, bytes]:
         raise ModelError(f"{path} does not match the hash in its name; the file is damaged")
     checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     checkpoint["state_dict"] = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
-    return DQCodec.from_checkpoint(checkpoint), digest
+    return from_checkpoint(checkpoint), digest
 
 
-def export(model: DQCodec, name: str, directory: Path | None = None) -> Path:
+def from_checkpoint(state: dict) -> CompressionModel:
+    """A DQ model, or a CompressAI baseline when the checkpoint names its architecture."""
+    return baselines.from_checkpoint(state) if "arch" in state else DQCodec.from_checkpoint(state)
+
+
+def checkpoint_of(model: CompressionModel) -> dict:
+    return model.checkpoint() if isinstance(model, DQCodec) else baselines.checkpoint(model)
+
+
+def export(model: CompressionModel, name: str, directory: Path | None = None) -> Path:
     """Write weights in half precision as <name>-<hash>.pt and return the path."""
-    checkpoint = model.checkpoint()
+    checkpoint = checkpoint_of(model)
     checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)

@@ -1,6 +1,8 @@
 import torch
 from PIL import Image
 
+from dqcodec import baselines, zoo
+from dqcodec.model import DQCodec
 from dqcodec.train import parse_schedule, stage_at, train
 
 from .conftest import TINY, photo_like
@@ -18,10 +20,10 @@ def test_training_writes_a_checkpoint_and_resumes_from_it(tmp_path):
     for i in range(3):
         Image.fromarray(photo_like(48, 64, seed=i)).save(data / f"{i}.png")
     out = tmp_path / "run"
-    ckpt = train(data, out, parse_schedule("32x2:3"), 0.01, 1e-3, TINY, 10.0, seed=0)
+    ckpt = train(data, out, parse_schedule("32x2:3"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
     first = torch.load(ckpt, weights_only=False)
     assert first["step"] == 3
-    train(data, out, parse_schedule("32x2:3,48x2:2"), 0.01, 1e-3, TINY, 10.0, seed=0)
+    train(data, out, parse_schedule("32x2:3,48x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
     second = torch.load(ckpt, weights_only=False)
     assert second["step"] == 5
     assert not torch.equal(first["model"]["state_dict"]["decoder.0.weight"], second["model"]["state_dict"]["decoder.0.weight"])
@@ -42,5 +44,24 @@ def test_until_stops_early_with_a_checkpoint(tmp_path):
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
-    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, TINY, 10.0, seed=0, until=4)
+    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0, until=4)
     assert torch.load(ckpt, weights_only=False)["step"] == 4
+
+
+def test_a_compressai_baseline_trains_resumes_and_codes_through_its_own_coder(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(64, 80)).save(data / "a.png")
+    torch.manual_seed(0)
+    model = baselines.build("bmshj2018-hyperprior", 1)
+    ckpt = train(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, model, 10.0, seed=0, until=2)
+    ckpt = train(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, model, 10.0, seed=0)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["step"] == 3 and state["aux_optimizer"] is not None
+    trained = zoo.from_checkpoint(state["model"])
+    x = torch.rand(1, 3, 17, 70)
+    out = baselines.compress(trained, x)
+    assert sum(len(s[0]) for s in out["strings"]) > 0
+    x_hat = baselines.decompress(trained, out, (17, 70))
+    assert x_hat.shape == x.shape
+    assert torch.equal(x_hat, baselines.decompress(trained, baselines.compress(trained, x), (17, 70)))
