@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 PROBABILITY_BITS = 16
+PIXEL_PROBABILITY_BITS = 20  # finer, as pixel tables put most of their mass on a few of 256 values
 
 
 class CorruptStreamError(ValueError):
@@ -29,6 +30,11 @@ def quantize_probabilities(logits: torch.Tensor) -> np.ndarray:
     flat = logits.detach().double().movedim(-3, -1).reshape(-1, k)
     probs = torch.softmax(flat, dim=-1)
     return (torch.floor(probs * (1 << PROBABILITY_BITS)) + 1).numpy()
+
+
+def quantize_table(probabilities: torch.Tensor, bits: int = PIXEL_PROBABILITY_BITS) -> np.ndarray:
+    """Probabilities (N, K) -> integer frequencies floor(p * 2^bits) + 1 as float64."""
+    return (torch.floor(probabilities.double() * (1 << bits)) + 1).numpy()
 
 
 def ideal_bits(symbols: np.ndarray, frequencies: np.ndarray) -> float:
@@ -51,6 +57,10 @@ class StreamEncoder:
     def encode(self, symbols: np.ndarray, frequencies: np.ndarray) -> None:
         self._coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), _model(), frequencies)
 
+    def encode_uniform(self, symbols: np.ndarray, sizes: np.ndarray) -> None:
+        """Each symbol uniform over range(size); every size at least 2."""
+        self._coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), constriction.stream.model.Uniform(), np.ascontiguousarray(sizes, dtype=np.int32))
+
     def to_bytes(self) -> bytes:
         return self._coder.get_compressed().astype("<u4").tobytes()
 
@@ -69,6 +79,15 @@ class StreamDecoder:
             return np.asarray(self._coder.decode(_model(), frequencies), dtype=np.int64)
         except (ValueError, RuntimeError) as error:  # constriction reports bad data this way
             raise CorruptStreamError(f"stream does not decode: {error}") from error
+
+    def decode_uniform(self, sizes: np.ndarray) -> np.ndarray:
+        if not len(sizes):
+            return np.zeros(0, dtype=np.int64)
+        try:
+            symbols = self._coder.decode(constriction.stream.model.Uniform(), np.ascontiguousarray(sizes, dtype=np.int32))
+        except (ValueError, RuntimeError) as error:
+            raise CorruptStreamError(f"stream does not decode: {error}") from error
+        return np.asarray(symbols, dtype=np.int64)
 
     def finish(self) -> None:
         if not self._coder.maybe_exhausted():

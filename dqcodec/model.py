@@ -10,7 +10,7 @@ training), so one model serves every rate point.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from compressai.layers import GDN, subpel_conv3x3
 from compressai.models import CompressionModel
 
-from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities
+from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities, quantize_table
+from .pixels import PixelModel, code_pixels, phase
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
 
@@ -42,12 +43,17 @@ class DQConfig:
     # encoder-side rate weight per quality: indices minimise |z - e|^2 + weight * bits
     rate_weights: list[float] = field(default_factory=lambda: [0.0] * 6)
     default_quality: int = 4
+    # the per-pixel likelihood for lossless files: mixture components (0 = none) and width
+    pixel_mixtures: int = 0
+    pixel_hidden: int = 64
+    lossless_quality: int = 1  # the quality whose codes a lossless file carries
 
     def __post_init__(self):
         if len(self.rate_weights) != len(self.qualities):
             raise ValueError("rate_weights needs one entry per quality")
-        if not 1 <= self.default_quality <= len(self.qualities):
-            raise ValueError("default_quality is not one of the qualities")
+        for name in ("default_quality", "lossless_quality"):
+            if not 1 <= getattr(self, name) <= len(self.qualities):
+                raise ValueError(f"{name} is not one of the qualities")
 
 
 def conv(cin, cout, k=5, stride=2):
@@ -111,6 +117,16 @@ class DQCodec(CompressionModel):
             nn.GELU(),
             upsample(n, 3),
         )
+        self.pixels = PixelModel(n, c.pixel_mixtures, c.pixel_hidden) if c.pixel_mixtures else None
+
+    def add_pixel_model(self, mixtures: int = 3, hidden: int = 64) -> None:
+        """Give a lossy model an (untrained) per-pixel likelihood, so it can code lossless files."""
+        self.config = replace(self.config, pixel_mixtures=mixtures, pixel_hidden=hidden)
+        self.pixels = PixelModel(self.config.channels, mixtures, hidden)
+
+    @property
+    def lossless(self) -> bool:
+        return self.pixels is not None
 
     @property
     def num_qualities(self) -> int:
@@ -135,18 +151,17 @@ class DQCodec(CompressionModel):
         bottom_codes, bottom_indices, bottom_loss = self.bottom.quantizer(self.bottom_input(torch.cat([features, context], 1)))
 
         keep = self._group_mask(bottom_groups, x.shape[0], x.device)  # (B, M)
-        x_hat = self.decoder(torch.cat([self._drop_groups(bottom_codes, keep), context], 1))
+        features = self.decoder[:-1](torch.cat([self._drop_groups(bottom_codes, keep), context], 1))
+        x_hat = self.decoder[-1](features)
 
         bottom_likelihoods = self.bottom.likelihoods(context, bottom_codes, bottom_indices)
         bottom_likelihoods = torch.where(keep[..., None, None] > 0, bottom_likelihoods, torch.ones_like(bottom_likelihoods))
-        return {
-            "x_hat": x_hat,
-            "likelihoods": {
-                "top": self.top.likelihoods(None, top_codes, top_indices),
-                "bottom": bottom_likelihoods,
-            },
-            "vq_loss": top_loss + bottom_loss,
-        }
+        likelihoods = {"top": self.top.likelihoods(None, top_codes, top_indices), "bottom": bottom_likelihoods}
+        if self.lossless:
+            # p(x | codes) of every pixel; the floor only keeps the log finite
+            log_prob = self.pixels.log_prob(self.pixels.context(features, x_hat), x_hat, (x * 255).round())
+            likelihoods["pixels"] = log_prob.clamp_min(-80).exp()
+        return {"x_hat": x_hat, "likelihoods": likelihoods, "vq_loss": top_loss + bottom_loss}
 
     def _group_mask(self, bottom_groups, batch, device):
         m = self.config.bottom_groups
@@ -213,9 +228,61 @@ class DQCodec(CompressionModel):
 
     def reconstruct(self, bottom_indices, context, groups):
         """Image from the first ``groups`` bottom groups and the decoded top context."""
+        return self.decoder(self._decoder_input(bottom_indices, context, groups)).clamp(0, 1)
+
+    def _decoder_input(self, bottom_indices, context, groups):
         codes = self.bottom.quantizer.decode_indices(bottom_indices)
         keep = self._group_mask(groups, codes.shape[0], codes.device)
-        return self.decoder(torch.cat([self._drop_groups(codes, keep), context], 1)).clamp(0, 1)
+        return torch.cat([self._drop_groups(codes, keep), context], 1)
+
+    # ---- lossless coding -------------------------------------------------------------
+
+    @torch.no_grad()
+    def compress_lossless(self, x: torch.Tensor, size: tuple[int, int], quality: int | None = None):
+        """Like ``compress`` plus a third string, the pixels of the top-left ``size``
+        of x coded with their likelihood given the codes. x holds 8-bit values / 255."""
+        quality = quality or self.config.lossless_quality
+        out = self.compress(x, quality)
+        values = (x * 255).round().long()
+        stream = StreamEncoder()
+
+        def encode(table, k, c, positions):
+            pixels = phase(values, k)[0, c].flatten()[positions]
+            symbols, tail_offsets, tail_sizes = table.split(pixels)
+            stream.encode(symbols.numpy(), quantize_table(table.probabilities))
+            if len(tail_sizes):
+                stream.encode_uniform(tail_offsets.numpy(), tail_sizes.numpy())
+            return pixels
+
+        self._code_pixels(out["strings"], out["shape"], quality, size, encode)
+        out["strings"].append(stream.to_bytes())
+        return out
+
+    @torch.no_grad()
+    def decompress_lossless(self, strings: list[bytes], shape: tuple[int, int], quality: int, size: tuple[int, int]):
+        """x (1, 3, H, W) with the exact 8-bit values / 255 inside ``size``."""
+        if len(strings) != 3:
+            raise CorruptStreamError(f"expected 3 streams (two levels and the pixels), found {len(strings)}")
+        stream = StreamDecoder(strings[2])
+
+        def decode(table, k, c, positions):
+            symbols = torch.from_numpy(stream.decode(quantize_table(table.probabilities)))
+            tail_sizes = table.tail_sizes(symbols)
+            offsets = stream.decode_uniform(tail_sizes[tail_sizes >= 2].numpy())
+            return table.join(symbols, torch.from_numpy(offsets))
+
+        image = self._code_pixels(strings[:2], shape, quality, size, decode)
+        stream.finish()
+        return {"x_hat": image / 255}
+
+    def _code_pixels(self, strings, shape, quality, size, code_channel, tables=None):
+        if not self.lossless:
+            raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
+        indices = self.decode_indices(strings, shape, quality, tables)
+        with single_thread():
+            features = self.decoder[:-1](self._decoder_input(indices["bottom"], indices["context"], indices["groups"]))
+            x_hat = self.decoder[-1](features)
+            return code_pixels(self.pixels, self.pixels.context(features, x_hat), x_hat, size, code_channel)
 
     def _top_context(self, top_indices):
         return self.top_decoder(self.top.quantizer.decode_indices(top_indices))

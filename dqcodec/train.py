@@ -97,6 +97,13 @@ def sample_groups(qualities: torch.Tensor, batch: int, keep_all: float) -> torch
     return torch.where(torch.rand(batch) < keep_all, qualities.max(), groups)
 
 
+def freeze_all_but_pixels(model) -> None:
+    if not getattr(model, "lossless", False):
+        raise click.ClickException("lossless training needs a dq model with a pixel likelihood")
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("pixels.")
+
+
 def learning_rate(step: int, total: int, base: float) -> float:
     """Linear warm-up over 300 steps, constant, then cosine decay to a tenth over the last 30%."""
     if step < 300:
@@ -123,8 +130,8 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def optimizers(model, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
-    """Adam on the weights; a second Adam (lr 1e-3) on entropy-bottleneck quantiles, if any."""
-    named = dict(model.named_parameters())
+    """Adam on the trainable weights; a second Adam (lr 1e-3) on entropy-bottleneck quantiles, if any."""
+    named = {name: p for name, p in model.named_parameters() if p.requires_grad}
     aux = [p for name, p in named.items() if name.endswith(".quantiles")]
     main = [p for name, p in named.items() if not name.endswith(".quantiles")]
     return torch.optim.Adam(main, lr=lr), (torch.optim.Adam(aux, lr=1e-3) if aux else None)
@@ -141,20 +148,27 @@ def train(
     seed: int,
     keep_all: float = 0.0,
     until: int | None = None,
+    lossless: bool = False,
 ) -> Path:
     """Train ``model`` (a DQCodec or a baseline from ``baselines.build``), or resume the
-    checkpoint in ``out`` if there is one. Seed torch before building the model."""
+    checkpoint in ``out`` if there is one. Seed torch before building the model.
+
+    ``lossless`` trains only a DQ model's pixel likelihood, on the lossless objective:
+    code bits plus pixel bits (the rest of the model is frozen, so its lossy coding and
+    its code bits stay exactly as they were)."""
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
     last_step = min(total_steps, until or total_steps)
-    optimizer, aux_optimizer = optimizers(model, lr)
     step, wall = 0, 0.0
     rng = random.Random(seed)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        model = zoo.from_checkpoint(state["model"]).train()
-        optimizer, aux_optimizer = optimizers(model, lr)
+    state = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
+    if state:
+        model = zoo.from_checkpoint(state["model"])
+    if lossless:
+        freeze_all_but_pixels(model)
+    optimizer, aux_optimizer = optimizers(model, lr)
+    if state:
         optimizer.load_state_dict(state["optimizer"])
         if aux_optimizer:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
@@ -165,13 +179,16 @@ def train(
 
     images = load_images(data, max(s.crop for s in schedule))
     click.echo(f"{len(images)} training images from {data}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
-    criterion = RateDistortionLoss(lmbda=lmbda)
+    criterion = RateDistortionLoss(lmbda=0.0 if lossless else lmbda)
     is_dq = isinstance(model, DQCodec)
     qualities = torch.tensor(model.config.qualities) if is_dq else None
     log_path = out / "log.csv"
     drop_rows_after(log_path, step)  # rows logged after the checkpoint we resumed from
     new_log = not log_path.exists()
     model.train()
+    if lossless:
+        model.eval()  # the frozen quantizers must not update their codebooks
+        model.pixels.train()
 
     def checkpoint():
         save_atomic(
@@ -250,16 +267,22 @@ def train(
 @click.option("--init", "init_model", help="start from the weights of this shipped model (fresh optimizer), e.g. to train on")
 @click.option("--arch", type=click.Choice(["dq", *baselines.ARCHITECTURES]), default="dq", help="dq, or a CompressAI baseline")
 @click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
-def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size):
+@click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
+@click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
+def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in DATA."""
+    if lossless and not init_model and not (out / CHECKPOINT).exists():
+        raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
     torch.manual_seed(seed)
     if init_model:
         model = copy.deepcopy(zoo.load(init_model)[0]).train()
+        if lossless and not model.lossless:
+            model.add_pixel_model(mixtures)
     elif arch == "dq":
         model = DQCodec(DQConfig(channels=channels, depthwise=not plain_vq))
     else:
         model = baselines.build(arch, size)
-    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until)
+    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless)
     click.echo(f"checkpoint: {path}")
 
 
