@@ -92,19 +92,20 @@ def cli():
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output .dq file, or a folder for several inputs")
 @click.option("-q", "--quality", type=int, help="1 = smallest file; default: the model's default (see `dqcodec models`)")
+@click.option("--lossless", is_flag=True, help="code every pixel exactly (-q then picks the codes the file carries)")
 @click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
-def encode(inputs, output, quality, model, force):
+def encode(inputs, output, quality, lossless, model, force):
     """Encode images (PNG, JPEG, ...) into .dq files."""
     pairs = plan_outputs(inputs, output, ".dq", force)
 
     def work(src, dst):
         started = time.perf_counter()
-        data = dqcodec.compress(src, quality=quality, model=model)
+        data = dqcodec.compress(src, quality=quality, model=model, lossless=lossless)
         write_atomic(dst, data)
         info = codec.container.unpack(data)[0]
         bpp = 8 * len(data) / (info.height * info.width)
-        return f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp, {time.perf_counter() - started:.2f} s"
+        return f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp ({bpp / 3:.4f} bits/dim), {time.perf_counter() - started:.2f} s"
 
     run_batch(pairs, "encoding", work)
 
@@ -112,14 +113,15 @@ def encode(inputs, output, quality, model, force):
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output PNG, or a folder for several inputs")
+@click.option("--preview", is_flag=True, help="for lossless files: the lossy image from the codes alone, without decoding the pixels")
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
-def decode(inputs, output, force):
+def decode(inputs, output, preview, force):
     """Decode .dq files into PNG images."""
     pairs = plan_outputs(inputs, output, ".png", force)
 
     def work(src, dst):
         started = time.perf_counter()
-        image = dqcodec.decompress(src.read_bytes())
+        image = dqcodec.decompress(src.read_bytes(), preview=preview)
         png = io.BytesIO()
         image.save(png, format="PNG")
         write_atomic(dst, png.getvalue())
@@ -140,9 +142,9 @@ def info(file):
     overhead = 100 * (details.payload_bits / details.ideal_payload_bits - 1) if details.ideal_payload_bits else float("nan")
     click.echo(f"file            {file}")
     click.echo(f"model           {h.model} (weights {h.weights_hash.hex()})")
-    click.echo(f"quality         {h.quality}")
+    click.echo(f"coding          {'lossless' if details.lossless else 'lossy'}, quality {h.quality}")
     click.echo(f"image           {h.width}x{h.height} {h.mode}")
-    click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp")
+    click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_pixel / 3:.4f} bits/dim")
     click.echo(f"streams         {', '.join(f'{n} bytes' for n in details.stream_bytes)}")
     click.echo(f"payload         {details.payload_bits} bits actual, {details.ideal_payload_bits:.1f} bits ideal (-sum log2 p), {overhead:+.3f}%")
 
@@ -209,14 +211,70 @@ def eval_command(folder, codecs, output, metric, model):
         click.echo(f"skipped: {item}", err=True)
 
 
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--codec", "codecs", multiple=True, default=("dq", "png", "webp", "jxl"), show_default=True,
+              type=click.Choice(["dq", *evaluate.LOSSLESS_CODECS]), help="repeat for several")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="also write every figure here")
+@click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
+def bpd(folder, codecs, json_path, model):
+    """Bits per dimension of lossless files (size / (H * W * 3)) for the images in FOLDER."""
+    from PIL import Image
+
+    files = codec.image_files(folder)
+    if not files:
+        raise click.ClickException(f"no images found in {folder}")
+    points, skipped = [], []
+    with click.progressbar(files, label="lossless coding", file=click.get_text_stream("stderr")) as bar:
+        for path in bar:
+            try:
+                with Image.open(path) as opened:
+                    image = opened.convert("RGB")
+            except (OSError, Image.DecompressionBombError) as error:
+                skipped.append(f"{path}: {error}")
+                continue
+            for name in dict.fromkeys(codecs):
+                try:
+                    points.append(evaluate.measure_lossless(name, image, str(path.relative_to(folder)), model))
+                except (ImportError, *USER_ERRORS) as error:
+                    skipped.append(f"{path} with {name}: {error}")
+    pooled = evaluate.pool_lossless(points)
+    names = list(pooled)
+    click.echo(f"{'image':30} " + " ".join(f"{n:>8}" for n in names) + ("   dq codes+pixels  estimate" if "dq" in names else ""))
+    for image_name in dict.fromkeys(p.image for p in points):
+        row = {p.codec: p for p in points if p.image == image_name}
+        line = f"{image_name[-30:]:30} " + " ".join(f"{row[n].bits / row[n].dims:8.4f}" if n in row else f"{'-':>8}" for n in names)
+        if "dq" in row:
+            dq = row["dq"]
+            line += f"   {dq.code_bits / dq.dims:.4f}+{dq.pixel_bits / dq.dims:.4f}  {dq.estimated_bits / dq.dims:.4f}"
+        click.echo(line)
+    click.echo(f"{'pooled (bits/dim)':30} " + " ".join(f"{pooled[n]['bpd']:8.4f}" for n in names))
+    for name, row in pooled.items():
+        extra = ""
+        if name == "dq":
+            gap = 100 * (row["bpd"] / row["estimated_bpd"] - 1)
+            extra = f", codes {row['code_bpd']:.4f} + pixels {row['pixel_bpd']:.4f}, model estimate {row['estimated_bpd']:.4f} ({gap:+.2f}%)"
+        exact = "every image exact" if row["all_exact"] else "NOT EXACT on some images"
+        click.echo(f"{name}: {row['bpd']:.4f} bits/dim{extra}; {row['encode_s_per_mp']:.2f} s/MP encode, {row['decode_s_per_mp']:.2f} s/MP decode; {exact}")
+    if json_path:
+        import dataclasses
+
+        json_path.write_text(json.dumps({"pooled": pooled, "images": [dataclasses.asdict(p) for p in points], "skipped": skipped}, indent=2))
+    for item in skipped:
+        click.echo(f"skipped: {item}", err=True)
+    if any(not row["all_exact"] for row in pooled.values()):
+        raise click.ClickException("a lossless round trip was not exact")
+
+
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=zoo.DEFAULT_MODEL, show_default=True)
 @click.option("--qualities", help="bottom groups kept at each quality, e.g. 1,2,4,8,12,16")
 @click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
 @click.option("--default-quality", type=int)
+@click.option("--lossless-quality", type=int, help="the quality whose codes lossless files carry")
 @click.option("--force", is_flag=True, help="replace an installed model of the same name")
-def export_model(checkpoint, name, qualities, rate_weights, default_quality, force):
+def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, force):
     """Ship a training checkpoint as models/<name>-<hash>.pt (half-precision weights),
     optionally with its own table of rate points."""
     import dataclasses
@@ -232,11 +290,12 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, for
         "qualities": [int(v) for v in qualities.split(",")] if qualities else None,
         "rate_weights": [float(v) for v in rate_weights.split(",")] if rate_weights else None,
         "default_quality": default_quality,
+        "lossless_quality": lossless_quality,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if not hasattr(model, "config"):
         if changes:
-            raise click.ClickException("--qualities, --rate-weights and --default-quality apply to dq models only")
+            raise click.ClickException("--qualities, --rate-weights and the quality options apply to dq models only")
     else:
         try:
             model.config = dataclasses.replace(model.config, **changes)

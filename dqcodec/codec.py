@@ -2,6 +2,8 @@
 
     data = dqcodec.compress("photo.png", quality=4)
     image = dqcodec.decompress(data)
+    exact = dqcodec.compress("photo.png", lossless=True)  # decodes to the same pixels
+    preview = dqcodec.decompress(exact, preview=True)  # its lossy image, from the codes alone
 
 Images are PIL images, paths or uint8 arrays (H, W) or (H, W, 3). RGB and
 grayscale are coded; grayscale is coded as RGB and decoded back to grayscale.
@@ -96,13 +98,20 @@ def code_shape(height: int, width: int) -> tuple[int, int]:
     return -(-height // STRIDE), -(-width // STRIDE)
 
 
-def compress(image: ImageLike, quality: int | None = None, model: str = zoo.DEFAULT_MODEL) -> bytes:
-    """Encode an image into the bytes of a .dq file; quality defaults to the model's."""
+def compress(image: ImageLike, quality: int | None = None, model: str = zoo.DEFAULT_MODEL, lossless: bool = False) -> bytes:
+    """Encode an image into the bytes of a .dq file; quality defaults to the model's.
+
+    A lossless file carries the codes of a quality (the model's lossless quality by
+    default) and then every pixel, coded with its likelihood given the codes."""
     rgb, mode = _rgb_and_mode(load_image(image))
     net, digest = zoo.load(model)
+    x = pad(to_tensor(rgb))
     if quality is None:
-        quality = net.config.default_quality
-    out = net.compress(pad(to_tensor(rgb)), quality)
+        quality = net.config.lossless_quality if lossless else net.config.default_quality
+    if lossless:
+        out = net.compress_lossless(x, (rgb.height, rgb.width), quality)
+    else:
+        out = net.compress(x, quality)
     header = container.Header(model, digest[:8], quality, mode, rgb.height, rgb.width)
     return container.pack(header, out["strings"])
 
@@ -118,11 +127,22 @@ def _open(data: bytes):
     return header, streams, net
 
 
-def decompress(data: bytes) -> Image.Image:
-    """Decode the bytes of a .dq file into a PIL image of the original size and mode."""
+def decompress(data: bytes, preview: bool = False) -> Image.Image:
+    """Decode the bytes of a .dq file into a PIL image of the original size and mode.
+
+    ``preview`` decodes a lossless file's lossy image from its codes, without decoding
+    its pixel stream; a lossy file decodes the same either way."""
     header, streams, net = _open(data)
-    out = net.decompress(streams, code_shape(header.height, header.width), header.quality)
+    shape = code_shape(header.height, header.width)
+    if is_lossless(streams) and not preview:
+        out = net.decompress_lossless(streams, shape, header.quality, (header.height, header.width))
+    else:
+        out = net.decompress(streams[:2] if is_lossless(streams) else streams, shape, header.quality)
     return to_image(out["x_hat"], header.height, header.width, header.mode)
+
+
+def is_lossless(streams: list[bytes]) -> bool:
+    return len(streams) == 3  # two levels of codes, then the pixels
 
 
 @dataclass
@@ -134,14 +154,43 @@ class FileInfo:
     stream_bytes: list[int]
 
     @property
+    def lossless(self) -> bool:
+        return len(self.stream_bytes) == 3
+
+    @property
     def bits_per_pixel(self) -> float:
         return 8 * self.file_bytes / (self.header.height * self.header.width)
 
 
 def inspect(data: bytes) -> FileInfo:
-    """Header fields, and the payload's real size next to -sum log2 p of its indices."""
+    """Header fields, and the payload's real size next to -sum log2 p of what it codes
+    (decoding a lossless file's pixels too)."""
     header, streams, net = _open(data)
     tables: list = []
-    net.decode_indices(streams, code_shape(header.height, header.width), header.quality, tables)
+    shape = code_shape(header.height, header.width)
+    if is_lossless(streams):
+        net.decompress_lossless(streams, shape, header.quality, (header.height, header.width), tables)
+    else:
+        net.decode_indices(streams, shape, header.quality, tables)
     ideal = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
     return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, [len(s) for s in streams])
+
+
+def stream_bits(data: bytes) -> tuple[int, int]:
+    """Bits of a lossless file's code streams and of its pixel stream."""
+    streams = container.unpack(data)[1]
+    if not is_lossless(streams):
+        raise ValueError("not a lossless .dq file")
+    return 8 * (len(streams[0]) + len(streams[1])), 8 * len(streams[2])
+
+
+def estimate_lossless_bits(data: bytes, image: ImageLike) -> float:
+    """The model's own -log2 p of a lossless file's content: its codes under their
+    tables plus the pixels under the continuous mixture (no table rounding or windows)."""
+    header, streams, net = _open(data)
+    rgb, _ = _rgb_and_mode(load_image(image))
+    shape = code_shape(header.height, header.width)
+    tables: list = []
+    net.decode_indices(streams[:2], shape, header.quality, tables)
+    code_bits = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
+    return code_bits + net.pixel_bits(streams, shape, header.quality, pad(to_tensor(rgb)), (header.height, header.width))

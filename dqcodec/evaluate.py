@@ -228,3 +228,79 @@ def _as_db(values, metric):
     if metric == "psnr":
         return list(values)
     return [math.nan if v is None else -10 * math.log10(max(1 - v, 1e-10)) for v in values]
+
+
+# ---- lossless: bits per dimension from the bytes of real files ---------------------------------
+
+LOSSLESS_CODECS = {
+    "png": ("PNG", {"optimize": True}),
+    "webp": ("WEBP", {"lossless": True, "quality": 100, "method": 6}),
+    "jxl": ("JXL", {"lossless": True, "effort": 7}),
+    "jxl-e9": ("JXL", {"lossless": True, "effort": 9}),
+}
+
+
+@dataclass
+class LosslessPoint:
+    codec: str
+    image: str
+    dims: int  # height * width * 3
+    bits: int  # 8 * file bytes
+    exact: bool  # decoded pixels equal the input's
+    encode_seconds: float
+    decode_seconds: float
+    # dq only: bits of the code streams and of the pixel stream, and the model's own -log2 p
+    code_bits: int | None = None
+    pixel_bits: int | None = None
+    estimated_bits: float | None = None
+
+
+def measure_lossless(name: str, image: Image.Image, image_name: str, model: str = zoo.DEFAULT_MODEL) -> LosslessPoint:
+    """Code an RGB image losslessly with the named codec and check the round trip."""
+    started = time.perf_counter()
+    if name == "dq":
+        data = codec.compress(image, model=model, lossless=True)
+        encoded = time.perf_counter()
+        decoded = codec.decompress(data)
+    else:
+        fmt, options = LOSSLESS_CODECS[name]
+        if fmt == "JXL":
+            import pillow_jxl  # noqa: F401  registers the JXL format with Pillow
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt, **options)
+        data = buffer.getvalue()
+        encoded = time.perf_counter()
+        with Image.open(io.BytesIO(data)) as opened:
+            decoded = opened.convert("RGB")
+    finished = time.perf_counter()
+    point = LosslessPoint(
+        name, image_name, image.width * image.height * 3, 8 * len(data),
+        np.array_equal(np.asarray(decoded), np.asarray(image)), encoded - started, finished - encoded,
+    )
+    if name == "dq":
+        point.code_bits, point.pixel_bits = codec.stream_bits(data)
+        point.estimated_bits = codec.estimate_lossless_bits(data, image)
+    return point
+
+
+def pool_lossless(points: list[LosslessPoint]) -> dict:
+    """Per codec, over all its images: bits per dimension (total bits / total dimensions),
+    its split for dq, and seconds per megapixel."""
+    pooled = {}
+    for name in dict.fromkeys(p.codec for p in points):
+        group = [p for p in points if p.codec == name]
+        dims = sum(p.dims for p in group)
+        megapixels = dims / 3 / 1e6
+        row = {
+            "images": len(group),
+            "all_exact": all(p.exact for p in group),
+            "bpd": sum(p.bits for p in group) / dims,
+            "encode_s_per_mp": sum(p.encode_seconds for p in group) / megapixels,
+            "decode_s_per_mp": sum(p.decode_seconds for p in group) / megapixels,
+        }
+        if name == "dq":
+            row["code_bpd"] = sum(p.code_bits for p in group) / dims
+            row["pixel_bpd"] = sum(p.pixel_bits for p in group) / dims
+            row["estimated_bpd"] = sum(p.estimated_bits for p in group) / dims
+        pooled[name] = row
+    return pooled

@@ -10,6 +10,7 @@ training), so one model serves every rate point.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -238,10 +239,11 @@ class DQCodec(CompressionModel):
     # ---- lossless coding -------------------------------------------------------------
 
     @torch.no_grad()
-    def compress_lossless(self, x: torch.Tensor, size: tuple[int, int], quality: int | None = None):
+    def compress_lossless(self, x: torch.Tensor, size: tuple[int, int], quality: int):
         """Like ``compress`` plus a third string, the pixels of the top-left ``size``
         of x coded with their likelihood given the codes. x holds 8-bit values / 255."""
-        quality = quality or self.config.lossless_quality
+        if not self.lossless:
+            raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
         out = self.compress(x, quality)
         values = (x * 255).round().long()
         stream = StreamEncoder()
@@ -259,21 +261,39 @@ class DQCodec(CompressionModel):
         return out
 
     @torch.no_grad()
-    def decompress_lossless(self, strings: list[bytes], shape: tuple[int, int], quality: int, size: tuple[int, int]):
-        """x (1, 3, H, W) with the exact 8-bit values / 255 inside ``size``."""
+    def decompress_lossless(self, strings: list[bytes], shape: tuple[int, int], quality: int, size: tuple[int, int], tables=None):
+        """x (1, 3, H, W) with the exact 8-bit values / 255 inside ``size``. If ``tables``
+        is a list, (frequencies, symbols) pairs of everything decoded are appended to it."""
         if len(strings) != 3:
             raise CorruptStreamError(f"expected 3 streams (two levels and the pixels), found {len(strings)}")
         stream = StreamDecoder(strings[2])
 
         def decode(table, k, c, positions):
-            symbols = torch.from_numpy(stream.decode(quantize_table(table.probabilities)))
-            tail_sizes = table.tail_sizes(symbols)
-            offsets = stream.decode_uniform(tail_sizes[tail_sizes >= 2].numpy())
-            return table.join(symbols, torch.from_numpy(offsets))
+            frequencies = quantize_table(table.probabilities)
+            symbols = stream.decode(frequencies)
+            tail_sizes = table.tail_sizes(torch.from_numpy(symbols))
+            tail_sizes = tail_sizes[tail_sizes >= 2].numpy()
+            offsets = stream.decode_uniform(tail_sizes)
+            if tables is not None:
+                tables.append((frequencies, symbols))
+                tables.append(((np.arange(256) < tail_sizes[:, None]).astype(np.float64), offsets))
+            return table.join(torch.from_numpy(symbols), torch.from_numpy(offsets))
 
-        image = self._code_pixels(strings[:2], shape, quality, size, decode)
+        image = self._code_pixels(strings[:2], shape, quality, size, decode, tables)
         stream.finish()
         return {"x_hat": image / 255}
+
+    @torch.no_grad()
+    def pixel_bits(self, strings: list[bytes], shape: tuple[int, int], quality: int, x: torch.Tensor, size: tuple[int, int]) -> float:
+        """-log2 p(x | codes) under the continuous mixture (no table rounding), over the top-left ``size``."""
+        indices = self.decode_indices(strings[:2], shape, quality)
+        features = self.decoder[:-1](self._decoder_input(indices["bottom"], indices["context"], indices["groups"]))
+        x_hat = self.decoder[-1](features)
+        inside = torch.zeros_like(x[:, :1])
+        inside[..., : size[0], : size[1]] = 1
+        log_prob = self.pixels.log_prob(self.pixels.context(features, x_hat), x_hat, (x * 255).round(), inside)
+        by_phase = torch.stack([phase(inside, k) for k in range(log_prob.shape[1])], 1).squeeze(2)
+        return float(-(log_prob * by_phase).sum() / math.log(2))
 
     def _code_pixels(self, strings, shape, quality, size, code_channel, tables=None):
         if not self.lossless:

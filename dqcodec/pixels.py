@@ -64,10 +64,12 @@ class PixelModel(nn.Module):
         """Raw mixture parameters (B, 10K, H/2, W/2) of phase k from the residuals of phases 0..k-1."""
         return self.phases[k](torch.cat([context, *residuals[:k]], 1))
 
-    def log_prob(self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """ln p(x | codes) per pixel, (B, 4, H/2, W/2) by phase; x holds integers 0..255 as floats."""
+    def log_prob(self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
+        """ln p(x | codes) per pixel, (B, 4, H/2, W/2) by phase; x holds integers 0..255 as floats.
+        ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees it."""
         base = 255 * x_hat.clamp(0, 1)
-        residuals = [(phase(x, k) - phase(base, k)) / MEAN_SCALE for k in range(len(PHASES))]
+        mask = torch.ones_like(x[:, :1]) if inside is None else inside
+        residuals = [(phase(x, k) - phase(base, k)) / MEAN_SCALE * phase(mask, k) for k in range(len(PHASES))]
         return torch.stack(
             [mixture_log_prob(self.params(context, k, residuals), phase(base, k), phase(x, k)) for k in range(len(PHASES))], 1
         )

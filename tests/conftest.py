@@ -21,9 +21,10 @@ TINY = DQConfig(
 
 
 def tiny_model(seed: int = 0, depthwise: bool = True) -> DQCodec:
-    """A random-weight model with trained-looking codebooks (initialized from data)."""
+    """A random-weight model with trained-looking codebooks (initialized from data) and
+    a random per-pixel likelihood, so it codes lossless files too."""
     torch.manual_seed(seed)
-    config = DQConfig(**{**TINY.__dict__, "depthwise": depthwise})
+    config = DQConfig(**{**TINY.__dict__, "depthwise": depthwise, "pixel_mixtures": 2, "pixel_hidden": 8})
     model = DQCodec(config)
     model.train()
     with torch.no_grad():

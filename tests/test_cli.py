@@ -1,3 +1,7 @@
+import json
+
+import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -11,6 +15,7 @@ def run(*args):
 
 
 def save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
 
@@ -27,7 +32,37 @@ def test_encode_decode_info(tiny_zoo, tmp_path):
     assert Image.open(out).size == (50, 40)
     info = run("info", dq)
     assert info.exit_code == 0
-    assert "quality         2" in info.output and "ideal" in info.output
+    assert "lossy, quality 2" in info.output and "ideal" in info.output
+
+
+def test_lossless_encode_decode_and_preview(tiny_zoo, tmp_path):
+    original = photo_like(30, 44)
+    src = save(tmp_path / "a.png", original)
+    result = run("encode", src, "--lossless", "--model", tiny_zoo)
+    assert result.exit_code == 0, result.output
+    assert "bits/dim" in result.output
+    assert run("decode", tmp_path / "a.dq", "-o", tmp_path / "exact.png").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "exact.png")), original)
+    assert run("decode", tmp_path / "a.dq", "--preview", "-o", tmp_path / "preview.png").exit_code == 0
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "preview.png")), original)
+    assert "lossless" in run("info", tmp_path / "a.dq").output
+
+
+def test_bpd_reports_real_file_sizes_next_to_classical_codecs(tiny_zoo, tmp_path):
+    folder = tmp_path / "images"
+    save(folder / "a.png", photo_like(24, 40))
+    save(folder / "b.png", photo_like(33, 17, seed=1))
+    report = tmp_path / "bpd.json"
+    result = run("bpd", folder, "--codec", "dq", "--codec", "png", "--model", tiny_zoo, "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "pooled" in result.output and "every image exact" in result.output
+    figures = json.loads(report.read_text())
+    assert set(figures["pooled"]) == {"dq", "png"}
+    dq = [p for p in figures["images"] if p["codec"] == "dq"]
+    assert len(dq) == 2 and all(p["exact"] for p in dq)
+    dims = 24 * 40 * 3 + 33 * 17 * 3
+    assert figures["pooled"]["dq"]["bpd"] == pytest.approx(sum(p["bits"] for p in dq) / dims)
+    assert all(p["code_bits"] + p["pixel_bits"] < p["bits"] for p in dq)  # the header is the rest
 
 
 def test_no_overwrite_without_force(tiny_zoo, tmp_path):

@@ -1,0 +1,114 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dqcodec
+from dqcodec import codec, container, pixels
+
+from .conftest import photo_like, tiny_model
+
+
+def test_coding_tables_multiply_to_the_training_likelihood():
+    torch.manual_seed(0)
+    n, k = 500, 3
+    raw = 0.3 * torch.randn(n, pixels.PARAMS_PER_COMPONENT * k)
+    base = 20 + 200 * torch.rand(n, 3)
+    x = (base + 6 * torch.randn(n, 3)).round()
+    expected = pixels.mixture_log_prob(raw[..., None, None], base[..., None, None], x[..., None, None]).flatten().double()
+    chunk = pixels.ChunkDistribution(raw, base)
+    coded = torch.zeros(n, dtype=torch.float64)
+    for c in range(3):
+        table = chunk.table(c)
+        symbols, _, _ = table.split(x[:, c].long())
+        assert ((symbols > 0) & (symbols <= pixels.WINDOW)).all()  # every value inside its window
+        coded += table.probabilities.gather(1, symbols[:, None]).squeeze(1).log()
+        chunk.push(c, x[:, c].long())
+    assert torch.allclose(coded, expected, atol=1e-3)
+
+
+def test_window_symbols_and_tail_offsets_give_back_every_value():
+    values = torch.arange(256).repeat(3)
+    low = torch.tensor([0, 77, 256 - pixels.WINDOW]).repeat_interleave(256)
+    table = pixels.WindowTable(torch.empty(0), low)
+    symbols, offsets, sizes = table.split(values)
+    assert ((offsets >= 0) & (offsets < sizes)).all()
+    assert torch.equal(table.join(symbols, offsets), values)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (17, 33), (64, 48)])
+def test_lossless_round_trip_is_exact(tiny_zoo, size):
+    original = photo_like(*size)
+    data = dqcodec.compress(original, model=tiny_zoo, lossless=True)
+    assert np.array_equal(np.asarray(dqcodec.decompress(data)), original)
+
+
+def test_lossless_grayscale_stays_grayscale_and_exact(tiny_zoo):
+    original = photo_like(20, 30)[..., 0]
+    decoded = dqcodec.decompress(dqcodec.compress(original, model=tiny_zoo, lossless=True))
+    assert decoded.mode == "L" and np.array_equal(np.asarray(decoded), original)
+
+
+def test_preview_is_the_lossy_image_of_the_same_quality(tiny_zoo):
+    original = photo_like(40, 56)
+    data = dqcodec.compress(original, quality=2, model=tiny_zoo, lossless=True)
+    preview = dqcodec.decompress(data, preview=True)
+    lossy = dqcodec.decompress(dqcodec.compress(original, quality=2, model=tiny_zoo))
+    assert np.array_equal(np.asarray(preview), np.asarray(lossy))
+    assert not np.array_equal(np.asarray(preview), original)
+
+
+def test_preview_does_not_decode_the_pixel_stream(tiny_zoo):
+    data = dqcodec.compress(photo_like(40, 56), quality=2, model=tiny_zoo, lossless=True)
+    header, streams = container.unpack(data)
+    garbled = container.pack(header, [*streams[:2], bytes(len(streams[2]))])
+    dqcodec.decompress(garbled, preview=True)  # would raise or differ if it touched the pixels
+
+
+def test_lossless_tables_do_not_depend_on_the_thread_count():
+    model = tiny_model()
+    image = photo_like(36, 52)
+    x = codec.pad(codec.to_tensor(Image.fromarray(image)))
+    previous = torch.get_num_threads()
+    tables = {}
+    try:
+        torch.set_num_threads(2)
+        out = model.compress_lossless(x, (36, 52), 2)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            tables[threads] = []
+            decoded = model.decompress_lossless(out["strings"], out["shape"], 2, (36, 52), tables[threads])
+            assert torch.equal((decoded["x_hat"][0, :, :36, :52] * 255).round().byte().permute(1, 2, 0), torch.from_numpy(image))
+    finally:
+        torch.set_num_threads(previous)
+    assert len(tables[1]) == len(tables[2]) > 6
+    for (f1, s1), (f2, s2) in zip(tables[1], tables[2]):
+        assert f1.tobytes() == f2.tobytes() and np.array_equal(s1, s2)
+
+
+def test_lossless_payload_matches_its_ideal_code_length(tiny_zoo):
+    info = dqcodec.inspect(dqcodec.compress(photo_like(64, 80), model=tiny_zoo, lossless=True))
+    assert info.lossless and len(info.stream_bytes) == 3
+    # constriction re-quantizes the tables to its own fixed point, so the two differ a little either way
+    assert abs(info.payload_bits - info.ideal_payload_bits) <= 0.01 * info.ideal_payload_bits + 3 * 64
+
+
+def test_a_corrupted_lossless_file_is_a_clean_error(tiny_zoo):
+    data = bytearray(dqcodec.compress(photo_like(32, 32), model=tiny_zoo, lossless=True))
+    data[-10] ^= 0xFF
+    with pytest.raises(dqcodec.ContainerError):
+        dqcodec.decompress(bytes(data))
+
+
+def test_a_lossy_model_refuses_lossless_coding(tmp_path, monkeypatch):
+    from dqcodec import zoo
+
+    model = tiny_model()
+    model.pixels = None
+    model.config = dataclasses.replace(model.config, pixel_mixtures=0)
+    zoo.export(model, "lossy", tmp_path)
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
+    with pytest.raises(ValueError, match="no pixel likelihood"):
+        dqcodec.compress(photo_like(16, 16), model="lossy", lossless=True)
