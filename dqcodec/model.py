@@ -21,7 +21,7 @@ from compressai.layers import GDN, subpel_conv3x3
 from compressai.models import CompressionModel
 
 from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities, quantize_table
-from .pixels import PixelModel, code_pixels, phase
+from .pixels import PixelModel, code_pixels, fold
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
 
@@ -248,13 +248,14 @@ class DQCodec(CompressionModel):
         values = (x * 255).round().long()
         stream = StreamEncoder()
 
-        def encode(table, k, c, positions):
-            pixels = phase(values, k)[0, c].flatten()[positions]
-            symbols, tail_offsets, tail_sizes = table.split(pixels)
+        folded = fold(values)[0].flatten(2)  # (3, 16, h*w)
+
+        def encode(table, position, c, pixels):
+            symbols, tail_offsets, tail_sizes = table.split(folded[c, position, pixels])
             stream.encode(symbols.numpy(), quantize_table(table.probabilities))
             if len(tail_sizes):
                 stream.encode_uniform(tail_offsets.numpy(), tail_sizes.numpy())
-            return pixels
+            return folded[c, position, pixels]
 
         self._code_pixels(out["strings"], out["shape"], quality, size, encode)
         out["strings"].append(stream.to_bytes())
@@ -268,7 +269,7 @@ class DQCodec(CompressionModel):
             raise CorruptStreamError(f"expected 3 streams (two levels and the pixels), found {len(strings)}")
         stream = StreamDecoder(strings[2])
 
-        def decode(table, k, c, positions):
+        def decode(table, position, c, pixels):
             frequencies = quantize_table(table.probabilities)
             symbols = stream.decode(frequencies)
             tail_sizes = table.tail_sizes(torch.from_numpy(symbols))
@@ -292,8 +293,7 @@ class DQCodec(CompressionModel):
         inside = torch.zeros_like(x[:, :1])
         inside[..., : size[0], : size[1]] = 1
         log_prob = self.pixels.log_prob(self.pixels.context(features, x_hat), x_hat, (x * 255).round(), inside)
-        by_phase = torch.stack([phase(inside, k) for k in range(log_prob.shape[1])], 1).squeeze(2)
-        return float(-(log_prob * by_phase).sum() / math.log(2))
+        return float(-log_prob.sum() / math.log(2))
 
     def _code_pixels(self, strings, shape, quality, size, code_channel, tables=None):
         if not self.lossless:

@@ -1,10 +1,17 @@
 """The per-pixel likelihood given the codes, which makes a .dq file lossless.
 
-The image is split into its four 2x2 polyphase components ("phases") and they are coded
-one after another: phase 0 (even rows and columns) from the codes alone, phase 1 (odd,
-odd) from the codes and phase 0, phases 2 and 3 from everything before them. The codes
-enter through the decoder's last feature map (stride 2, the phase grid) and its lossy
-reconstruction x_hat.
+Pixels are coded in five steps over every 4x4 block, coarse to fine, each step one pass of
+a small network that sees the codes and every pixel of the steps before it:
+
+    0 . . .     step 0: (0,0), from the codes alone
+    . . . .     step 1: (2,2), the centre of four step-0 pixels
+    2 . 2 .     step 2: (0,2) and (2,0)
+    . 3 . 3     step 3: the odd rows' odd columns, between four known pixels each
+    . . . .     step 4: the eight others, between four known neighbours each
+
+So only one pixel in 16 is predicted from the codes alone. The codes enter through the
+decoder's last feature map (stride 2) and its lossy reconstruction x_hat, both folded to
+the block grid.
 
 Each pixel's three channels follow a discretized mixture of logistics with coupled
 channels, as in PixelCNN++: one set of component weights shared by R, G and B; G's mean
@@ -24,20 +31,35 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))  # (row, column) offset inside each 2x2 block
+BLOCK = 4
+STEPS = (
+    ((0, 0),),
+    ((2, 2),),
+    ((0, 2), (2, 0)),
+    ((1, 1), (1, 3), (3, 1), (3, 3)),
+    ((0, 1), (0, 3), (2, 1), (2, 3), (1, 0), (1, 2), (3, 0), (3, 2)),
+)
 MEAN_SCALE = 32.0  # raw mean outputs are in units of 32 grey levels around x_hat
 WINDOW = 96  # values per table computed exactly
 CHUNK = 1 << 14  # pixels per batch of tables
 PARAMS_PER_COMPONENT = 10  # weight logit, and per channel a mean, a log-scale and a coupling coefficient
 
 
-def phase(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Phase k of (B, C, H, W), H and W even: (B, C, H/2, W/2)."""
-    di, dj = PHASES[k]
-    return x[..., di::2, dj::2]
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 16, H/4, W/4): every pixel by its position di * 4 + dj in its block."""
+    b, c, h, w = x.shape
+    return F.pixel_unshuffle(x, BLOCK).view(b, c, BLOCK * BLOCK, h // BLOCK, w // BLOCK)
 
 
-def _phase_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
+def _known_before(step: int) -> torch.Tensor:
+    """(48, 1, 1) mask over the folded RGB channels: positions coded in earlier steps."""
+    known = torch.zeros(BLOCK * BLOCK)
+    for di, dj in (p for earlier in STEPS[:step] for p in earlier):
+        known[di * BLOCK + dj] = 1
+    return known.repeat(3).view(-1, 1, 1)
+
+
+def _step_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, hidden, 3, padding=1),
         nn.GELU(),
@@ -51,28 +73,41 @@ class PixelModel(nn.Module):
     def __init__(self, feature_channels: int, mixtures: int, hidden: int):
         super().__init__()
         self.mixtures = mixtures
-        self.inputs = nn.Conv2d(feature_channels + 12, hidden, 1)
-        self.phases = nn.ModuleList(
-            _phase_net(hidden + 3 * k, hidden, PARAMS_PER_COMPONENT * mixtures) for k in range(len(PHASES))
+        folded = 3 * BLOCK * BLOCK
+        self.inputs = nn.Conv2d(4 * feature_channels + folded, hidden, 1)
+        self.steps = nn.ModuleList(
+            _step_net(hidden + folded, hidden, len(step) * PARAMS_PER_COMPONENT * mixtures) for step in STEPS
         )
+        for i in range(len(STEPS)):
+            self.register_buffer(f"known_{i}", _known_before(i), persistent=False)
 
     def context(self, features: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """Decoder features (B, F, H/2, W/2) and x_hat (B, 3, H, W) -> the phase nets' shared input."""
-        return self.inputs(torch.cat([features, F.pixel_unshuffle(x_hat, 2)], 1))
+        """Decoder features (B, F, H/2, W/2) and x_hat (B, 3, H, W) -> the step nets' shared input."""
+        return self.inputs(torch.cat([F.pixel_unshuffle(features, 2), F.pixel_unshuffle(x_hat, BLOCK)], 1))
 
-    def params(self, context: torch.Tensor, k: int, residuals: list[torch.Tensor]) -> torch.Tensor:
-        """Raw mixture parameters (B, 10K, H/2, W/2) of phase k from the residuals of phases 0..k-1."""
-        return self.phases[k](torch.cat([context, *residuals[:k]], 1))
+    def params(self, context: torch.Tensor, step: int, residual: torch.Tensor) -> torch.Tensor:
+        """Raw mixture parameters (B, len(step), 10K, H/4, W/4) of a step's positions, from the
+        residuals (x - x_hat) / MEAN_SCALE folded to (B, 48, H/4, W/4), of which it sees the known ones."""
+        raw = self.steps[step](torch.cat([context, residual * getattr(self, f"known_{step}")], 1))
+        b, _, h, w = raw.shape
+        return raw.view(b, len(STEPS[step]), -1, h, w)
 
     def log_prob(self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
-        """ln p(x | codes) per pixel, (B, 4, H/2, W/2) by phase; x holds integers 0..255 as floats.
-        ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees it."""
+        """ln p(x | codes) per pixel, (B, 16, H/4, W/4) in coding order; x holds integers 0..255
+        as floats. ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees
+        it; pixels outside get 0."""
         base = 255 * x_hat.clamp(0, 1)
-        mask = torch.ones_like(x[:, :1]) if inside is None else inside
-        residuals = [(phase(x, k) - phase(base, k)) / MEAN_SCALE * phase(mask, k) for k in range(len(PHASES))]
-        return torch.stack(
-            [mixture_log_prob(self.params(context, k, residuals), phase(base, k), phase(x, k)) for k in range(len(PHASES))], 1
-        )
+        inside = torch.ones_like(x[:, :1]) if inside is None else inside
+        residual = F.pixel_unshuffle((x - base) / MEAN_SCALE * inside, BLOCK)
+        folded_x, folded_base, folded_inside = fold(x), fold(base), fold(inside)
+        out = []
+        for s, step in enumerate(STEPS):
+            raw = self.params(context, s, residual)
+            for i, (di, dj) in enumerate(step):
+                p = di * BLOCK + dj
+                log_prob = mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
+                out.append(log_prob * folded_inside[:, 0, p])
+        return torch.stack(out, 1)
 
 
 def split_params(raw: torch.Tensor, mixtures: int):
@@ -197,31 +232,29 @@ CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
 
 
 def code_pixels(model: PixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel) -> torch.Tensor:
-    """Walk phases, chunks of pixels and channels, in the order both directions share.
+    """Walk steps, block positions, chunks of pixels and channels, in the order both directions share.
 
-    ``code_channel(table, phase_index, channel, positions)`` encodes or decodes one
-    channel of a chunk (positions index the flattened phase grid) and returns its values.
-    Returns the coded image (1, 3, H, W) as floats, zero outside ``size``.
+    ``code_channel(table, position, channel, pixels)`` encodes or decodes one channel of a
+    chunk (``position`` = di * 4 + dj in the block, ``pixels`` index the flattened block
+    grid) and returns its values. Returns the image (1, 3, H, W) as floats, zero outside ``size``.
     """
-    height, width = size
     base = 255 * x_hat.clamp(0, 1)
+    inside = torch.zeros_like(base[:, :1])
+    inside[..., : size[0], : size[1]] = 1
+    folded_base = fold(base)[0].flatten(2)  # (3, 16, h*w)
+    folded_inside = fold(inside)[0, 0].flatten(1).bool()  # (16, h*w)
     image = torch.zeros_like(base)
-    residuals = []
-    for k, (di, dj) in enumerate(PHASES):
-        raw = model.params(context, k, residuals)[0].flatten(1).T  # (h*w, 10K)
-        phase_base = phase(base, k)[0].flatten(1).T  # (h*w, 3)
-        h, w = phase(base, k).shape[-2:]
-        rows = torch.arange(h).unsqueeze(1) * 2 + di < height
-        cols = torch.arange(w).unsqueeze(0) * 2 + dj < width
-        valid = (rows & cols).flatten().nonzero().squeeze(1)
-        coded = torch.zeros(h * w, 3)
-        for positions in valid.split(CHUNK):
-            chunk = ChunkDistribution(raw[positions], phase_base[positions])
-            for c in range(3):
-                values = code_channel(chunk.table(c), k, c, positions)
-                chunk.push(c, values)
-                coded[positions, c] = values.float()
-        coded = coded.T.reshape(1, 3, h, w)
-        image[..., di::2, dj::2] = coded
-        residuals.append((coded - phase(base, k)) / MEAN_SCALE * (rows & cols).float())
+    for s, step in enumerate(STEPS):
+        raw = model.params(context, s, F.pixel_unshuffle((image - base) / MEAN_SCALE * inside, BLOCK))[0]
+        for i, (di, dj) in enumerate(step):
+            p = di * BLOCK + dj
+            step_raw = raw[i].flatten(1).T  # (h*w, 10K)
+            coded = torch.zeros(step_raw.shape[0], 3)
+            for pixels in folded_inside[p].nonzero().squeeze(1).split(CHUNK):
+                chunk = ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T)
+                for c in range(3):
+                    values = code_channel(chunk.table(c), p, c, pixels)
+                    chunk.push(c, values)
+                    coded[pixels, c] = values.float()
+            image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, image.shape[-2] // BLOCK, image.shape[-1] // BLOCK)
     return image
