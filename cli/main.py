@@ -217,7 +217,8 @@ def eval_command(folder, codecs, output, metric, model):
               type=click.Choice(["dq", *evaluate.LOSSLESS_CODECS]), help="repeat for several")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="also write every figure here")
 @click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
-def bpd(folder, codecs, json_path, model):
+@click.option("-q", "--quality", type=int, help="quality of the codes in dq's files; default: the model's lossless quality")
+def bpd(folder, codecs, json_path, model, quality):
     """Bits per dimension of lossless files (size / (H * W * 3)) for the images in FOLDER."""
     from PIL import Image
 
@@ -235,7 +236,7 @@ def bpd(folder, codecs, json_path, model):
                 continue
             for name in dict.fromkeys(codecs):
                 try:
-                    points.append(evaluate.measure_lossless(name, image, str(path.relative_to(folder)), model))
+                    points.append(evaluate.measure_lossless(name, image, str(path.relative_to(folder)), model, quality))
                 except (ImportError, *USER_ERRORS) as error:
                     skipped.append(f"{path} with {name}: {error}")
     pooled = evaluate.pool_lossless(points)

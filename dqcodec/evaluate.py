@@ -255,11 +255,12 @@ class LosslessPoint:
     estimated_bits: float | None = None
 
 
-def measure_lossless(name: str, image: Image.Image, image_name: str, model: str = zoo.DEFAULT_MODEL) -> LosslessPoint:
-    """Code an RGB image losslessly with the named codec and check the round trip."""
+def measure_lossless(name: str, image: Image.Image, image_name: str, model: str = zoo.DEFAULT_MODEL, quality: int | None = None) -> LosslessPoint:
+    """Code an RGB image losslessly with the named codec and check the round trip
+    (``quality``: of dq's codes, by default the model's lossless quality)."""
     started = time.perf_counter()
     if name == "dq":
-        data = codec.compress(image, model=model, lossless=True)
+        data = codec.compress(image, quality=quality, model=model, lossless=True)
         encoded = time.perf_counter()
         decoded = codec.decompress(data)
     else:

@@ -299,10 +299,11 @@ class DQCodec(CompressionModel):
         if not self.lossless:
             raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
         indices = self.decode_indices(strings, shape, quality, tables)
+        workers = torch.get_num_threads()
         with single_thread():
             features = self.decoder[:-1](self._decoder_input(indices["bottom"], indices["context"], indices["groups"]))
             x_hat = self.decoder[-1](features)
-            return code_pixels(self.pixels, self.pixels.context(features, x_hat), x_hat, size, code_channel)
+            return code_pixels(self.pixels, self.pixels.context(features, x_hat), x_hat, size, code_channel, workers)
 
     def _top_context(self, top_indices):
         return self.top_decoder(self.top.quantizer.decode_indices(top_indices))

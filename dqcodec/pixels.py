@@ -24,6 +24,7 @@ as "below" or "above" and then uniformly among the values on that side.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -186,6 +187,9 @@ class WindowTable:
         return torch.where(symbols == WINDOW + 1, self.low + WINDOW + tail, values)
 
 
+_EDGE_OFFSETS = torch.arange(-1, WINDOW + 2) - 0.5
+
+
 class ChunkDistribution:
     """The mixture for N pixels, walked channel by channel when coding.
 
@@ -208,15 +212,20 @@ class ChunkDistribution:
         low = (centre - WINDOW // 2).clamp(0, 256 - WINDOW).long()  # (N,)
         # edges of the bins "below", each value of the window, "above"; the window's outer
         # edges are infinite where it reaches 0 or 255
-        edges = low.unsqueeze(1) + torch.arange(-1, WINDOW + 2) - 0.5  # (N, W+3)
+        edges = low.float().unsqueeze(1) + _EDGE_OFFSETS  # (N, W+3)
         edges[:, 0] = -torch.inf
         edges[:, -1] = torch.inf
-        edges[:, 1] = torch.where(low == 0, -torch.inf, edges[:, 1])
-        edges[:, -2] = torch.where(low + WINDOW == 256, torch.inf, edges[:, -2])
-        cdf = torch.sigmoid((edges.unsqueeze(1) - mean.unsqueeze(2)) * self.inv_scales[:, c].unsqueeze(2))  # (N, K, W+3)
+        edges[low == 0, 1] = -torch.inf
+        edges[low + WINDOW == 256, -2] = torch.inf
+        inv_scale = self.inv_scales[:, c].unsqueeze(2)
+        cdf = torch.addcmul(-mean.unsqueeze(2) * inv_scale, edges.unsqueeze(1), inv_scale).sigmoid_()  # (N, K, W+3)
         component = cdf.diff(dim=-1)  # (N, K, W+2): each component's mass per symbol
         self._window = (low, component)
-        probabilities = (self.weights.float().unsqueeze(2) * component).sum(1).double()
+        weights = self.weights.float()
+        probabilities = component[:, 0] * weights[:, :1]
+        for k in range(1, weights.shape[1]):
+            probabilities.addcmul_(component[:, k], weights[:, k : k + 1])
+        probabilities = probabilities.double()
         return WindowTable(probabilities / probabilities.sum(1, keepdim=True), low)
 
     def push(self, c: int, values: torch.Tensor) -> None:
@@ -231,30 +240,34 @@ class ChunkDistribution:
 CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
 
 
-def code_pixels(model: PixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel) -> torch.Tensor:
-    """Walk steps, block positions, chunks of pixels and channels, in the order both directions share.
+def code_pixels(model: PixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1) -> torch.Tensor:
+    """Walk steps, block positions, channels and chunks of pixels, in the order both directions share.
 
     ``code_channel(table, position, channel, pixels)`` encodes or decodes one channel of a
     chunk (``position`` = di * 4 + dj in the block, ``pixels`` index the flattened block
-    grid) and returns its values. Returns the image (1, 3, H, W) as floats, zero outside ``size``.
+    grid) and returns its values. A channel's tables for all chunks of a position are built
+    by ``workers`` threads, each chunk's with single-threaded torch operations, so they are
+    the same whatever ``workers`` is. Returns the image (1, 3, H, W) as floats, zero outside ``size``.
     """
     base = 255 * x_hat.clamp(0, 1)
     inside = torch.zeros_like(base[:, :1])
     inside[..., : size[0], : size[1]] = 1
     folded_base = fold(base)[0].flatten(2)  # (3, 16, h*w)
     folded_inside = fold(inside)[0, 0].flatten(1).bool()  # (16, h*w)
+    grid = (base.shape[-2] // BLOCK, base.shape[-1] // BLOCK)
     image = torch.zeros_like(base)
-    for s, step in enumerate(STEPS):
-        raw = model.params(context, s, F.pixel_unshuffle((image - base) / MEAN_SCALE * inside, BLOCK))[0]
-        for i, (di, dj) in enumerate(step):
-            p = di * BLOCK + dj
-            step_raw = raw[i].flatten(1).T  # (h*w, 10K)
-            coded = torch.zeros(step_raw.shape[0], 3)
-            for pixels in folded_inside[p].nonzero().squeeze(1).split(CHUNK):
-                chunk = ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for s, step in enumerate(STEPS):
+            raw = model.params(context, s, F.pixel_unshuffle((image - base) / MEAN_SCALE * inside, BLOCK))[0]
+            for i, (di, dj) in enumerate(step):
+                p = di * BLOCK + dj
+                step_raw = raw[i].flatten(1).T  # (h*w, 10K)
+                pieces = folded_inside[p].nonzero().squeeze(1).split(CHUNK)
+                chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T) for pixels in pieces]
+                coded = torch.zeros(step_raw.shape[0], 3)
                 for c in range(3):
-                    values = code_channel(chunk.table(c), p, c, pixels)
-                    chunk.push(c, values)
-                    coded[pixels, c] = values.float()
-            image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, image.shape[-2] // BLOCK, image.shape[-1] // BLOCK)
+                    for pixels, table in zip(pieces, pool.map(lambda chunk: chunk.table(c), chunks)):
+                        coded[pixels, c] = code_channel(table, p, c, pixels).float()
+                    list(pool.map(lambda chunk, pixels: chunk.push(c, coded[pixels, c].long()), chunks, pieces))
+                image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, *grid)
     return image
