@@ -20,7 +20,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 # Rebuild the training / held-out photos from Debian packages (needs apt-get; about 0.9 GB of cache).
-.PHONY: data train bench
+.PHONY: data train baselines bench
 data: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py
 
@@ -29,10 +29,20 @@ data: $(VENV)/.installed
 # The rate points were chosen with benchmarks/rate_points.py on training images.
 SCHEDULE := 32x32:1500,64x16:10000,128x8:3500
 RATE_POINTS := --qualities 1,2,4,6,8,12 --rate-weights 0.3,0.3,0.3,0.3,0.3,0.3 --default-quality 4
+# Phase 3 trains only the per-pixel likelihood for lossless files, on code + pixel bits (the lossy part
+# stays frozen, so lossy files are unchanged), and ships the result under the same name.
+LOSSLESS_SCHEDULE := 64x16:3000,128x8:1000
 train: $(VENV)/.installed
 	$(VENV)/bin/dqcodec train data/train --out runs/dq-hier --schedule $(SCHEDULE) --lmbda 0.01 --lr 3e-4 --until 6233
 	$(VENV)/bin/dqcodec train data/train --out runs/dq-hier --schedule $(SCHEDULE) --lmbda 0.01 --lr 3e-4 --keep-all 0.5
 	$(VENV)/bin/dqcodec export runs/dq-hier/checkpoint.pt --name dq-hier --force $(RATE_POINTS)
+	$(VENV)/bin/dqcodec train data/train --init dq-hier --lossless --out runs/dq-lossless --schedule $(LOSSLESS_SCHEDULE) --lr 1e-3
+	$(VENV)/bin/dqcodec export runs/dq-lossless/checkpoint.pt --name dq-hier --force --lossless-quality $(LOSSLESS_QUALITY)
+
+# CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
+baselines: $(VENV)/.installed
+	DQ=$(VENV)/bin/dqcodec scripts/train_baselines.sh
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/rd.py data/heldout
+	$(PY) benchmarks/lossless.py data/heldout

@@ -7,6 +7,8 @@ scratch and ``dqcodec export`` ships them; they code through their own compress/
 
 from __future__ import annotations
 
+import struct
+
 import torch
 import torch.nn.functional as F
 from compressai.models import CompressionModel
@@ -49,3 +51,25 @@ def compress(model: CompressionModel, x: torch.Tensor) -> dict:
 def decompress(model: CompressionModel, out: dict, size: tuple[int, int]) -> torch.Tensor:
     x_hat = model.decompress(out["strings"], out["shape"])["x_hat"]
     return x_hat[..., : size[0], : size[1]].clamp(0, 1)
+
+
+def to_bytes(name: str, out: dict, size: tuple[int, int]) -> bytes:
+    """A minimal file around CompressAI's strings: model name, image size, latent shape,
+    then each string with its length. Every byte of it is counted in evaluations."""
+    encoded = name.encode()
+    strings = [s[0] for s in out["strings"]]
+    header = struct.pack(f"<B{len(encoded)}sIIHHB", len(encoded), encoded, *size, *out["shape"], len(strings))
+    return header + b"".join(struct.pack("<I", len(s)) + s for s in strings)
+
+
+def from_bytes(data: bytes) -> tuple[str, dict, tuple[int, int]]:
+    (n,) = struct.unpack_from("<B", data)
+    name = data[1 : 1 + n].decode()
+    height, width, *shape, count = struct.unpack_from("<IIHHB", data, 1 + n)
+    offset = 1 + n + struct.calcsize("<IIHHB")
+    strings = []
+    for _ in range(count):
+        (length,) = struct.unpack_from("<I", data, offset)
+        strings.append([data[offset + 4 : offset + 4 + length]])
+        offset += 4 + length
+    return name, {"strings": strings, "shape": tuple(shape)}, (height, width)

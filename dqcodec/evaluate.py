@@ -75,6 +75,26 @@ def _jxl() -> Codec:
     return _pillow("jxl", "JXL", [10, 20, 30, 50, 70, 80, 90, 95], lambda q: {"quality": q, "effort": 7}, "JPEG XL (pillow-jxl-plugin), effort 7")
 
 
+def _baseline(arch: str) -> Codec:
+    """A CompressAI baseline: its shipped models <arch>-1, <arch>-2, ... are its rate points."""
+    from . import baselines
+
+    names = sorted(m.name for m in zoo.available() if m.name.startswith(arch + "-") and m.name[len(arch) + 1 :].isdigit())
+    if not names:
+        raise ValueError(f"no {arch} models are installed (train them with scripts/train_baselines.sh)")
+
+    def encode(image, name):
+        out = baselines.compress(zoo.load(name)[0], codec.to_tensor(image.convert("RGB")))
+        return baselines.to_bytes(name, out, (image.height, image.width))
+
+    def decode(data):
+        name, out, size = baselines.from_bytes(data)
+        x_hat = baselines.decompress(zoo.load(name)[0], out, size)
+        return codec.to_image(x_hat, *size, "RGB")
+
+    return Codec(arch, f"CompressAI {arch} trained here (scripts/train_baselines.sh)", names, encode, decode)
+
+
 CODEC_FACTORIES: dict[str, Callable[[str], Codec]] = {
     "dq": _dq,
     "jpeg": lambda _: _pillow("jpeg", "JPEG", JPEG_QUALITIES, lambda q: {"quality": q, "subsampling": 2}, "JPEG (Pillow), 4:2:0"),
@@ -85,6 +105,8 @@ CODEC_FACTORIES: dict[str, Callable[[str], Codec]] = {
         "JPEG2000", [200, 100, 60, 40, 25, 16, 10], lambda r: {"quality_mode": "rates", "quality_layers": [r]}, "JPEG 2000 (Pillow, OpenJPEG), compression ratio sweep"
     ),
     "jxl": lambda _: _jxl(),
+    "bmshj2018-factorized": lambda _: _baseline("bmshj2018-factorized"),
+    "bmshj2018-hyperprior": lambda _: _baseline("bmshj2018-hyperprior"),
 }
 
 

@@ -171,3 +171,28 @@ def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
 def test_eval_of_an_empty_folder_is_a_clear_error(tiny_zoo, tmp_path):
     result = run("eval", tmp_path, "--codec", "jpeg", "--model", tiny_zoo)
     assert result.exit_code == 1 and "nothing to evaluate" in result.output
+
+
+def test_eval_codes_a_compressai_baseline_through_its_own_coder(tmp_path, monkeypatch):
+    import torch
+
+    from dqcodec import baselines, zoo
+
+    from .conftest import tiny_model
+
+    models = tmp_path / "models"
+    torch.manual_seed(0)
+    zoo.export(tiny_model(), "tiny", models)
+    for i in (1, 2):
+        zoo.export(baselines.build("bmshj2018-factorized", 1), f"bmshj2018-factorized-{i}", models)
+    monkeypatch.setenv("DQCODEC_MODELS", str(models))
+    folder = tmp_path / "images"
+    save(folder / "a.png", photo_like(40, 72))
+    save(folder / "b.png", photo_like(33, 17, seed=1))
+    out = tmp_path / "results"
+    result = run("eval", folder, "--codec", "dq", "--codec", "bmshj2018-factorized", "-o", out, "--model", "tiny")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "bmshj2018-factorized.json").read_text())
+    assert summary["settings"] == ["bmshj2018-factorized-1", "bmshj2018-factorized-2"]
+    assert all(bpp > 0 for bpp in summary["results"]["bpp"])
+    assert "bmshj2018-factorized" in json.loads((out / "bd_rate.json").read_text())["dq_against"]
