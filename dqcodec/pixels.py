@@ -11,7 +11,9 @@ a small network that sees the codes and every pixel of the steps before it:
 
 So only one pixel in 16 is predicted from the codes alone. The codes enter through the
 decoder's last feature map (stride 2) and its lossy reconstruction x_hat, both folded to
-the block grid.
+the block grid. The known pixels enter twice: folded as they are, and through a 5x5
+convolution at full resolution (shared by every position, so "interpolate the known
+neighbours" is one set of weights rather than sixteen), then folded.
 
 Each pixel's three channels follow a discretized mixture of logistics with coupled
 channels, as in PixelCNN++: one set of component weights shared by R, G and B; G's mean
@@ -44,6 +46,7 @@ MEAN_SCALE = 32.0  # raw mean outputs are in units of 32 grey levels around x_ha
 WINDOW = 96  # values per table computed exactly
 CHUNK = 1 << 14  # pixels per batch of tables
 PARAMS_PER_COMPONENT = 10  # weight logit, and per channel a mean, a log-scale and a coupling coefficient
+NEIGHBOUR_FEATURES = 8
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -53,11 +56,11 @@ def fold(x: torch.Tensor) -> torch.Tensor:
 
 
 def _known_before(step: int) -> torch.Tensor:
-    """(48, 1, 1) mask over the folded RGB channels: positions coded in earlier steps."""
-    known = torch.zeros(BLOCK * BLOCK)
+    """(4, 4) mask of the block positions coded in earlier steps."""
+    known = torch.zeros(BLOCK, BLOCK)
     for di, dj in (p for earlier in STEPS[:step] for p in earlier):
-        known[di * BLOCK + dj] = 1
-    return known.repeat(3).view(-1, 1, 1)
+        known[di, dj] = 1
+    return known
 
 
 def _step_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
@@ -76,8 +79,10 @@ class PixelModel(nn.Module):
         self.mixtures = mixtures
         folded = 3 * BLOCK * BLOCK
         self.inputs = nn.Conv2d(4 * feature_channels + folded, hidden, 1)
+        self.neighbours = nn.Conv2d(4, NEIGHBOUR_FEATURES, 5, padding=2)
         self.steps = nn.ModuleList(
-            _step_net(hidden + folded, hidden, len(step) * PARAMS_PER_COMPONENT * mixtures) for step in STEPS
+            _step_net(hidden + folded + NEIGHBOUR_FEATURES * BLOCK * BLOCK, hidden, len(step) * PARAMS_PER_COMPONENT * mixtures)
+            for step in STEPS
         )
         for i in range(len(STEPS)):
             self.register_buffer(f"known_{i}", _known_before(i), persistent=False)
@@ -86,24 +91,29 @@ class PixelModel(nn.Module):
         """Decoder features (B, F, H/2, W/2) and x_hat (B, 3, H, W) -> the step nets' shared input."""
         return self.inputs(torch.cat([F.pixel_unshuffle(features, 2), F.pixel_unshuffle(x_hat, BLOCK)], 1))
 
-    def params(self, context: torch.Tensor, step: int, residual: torch.Tensor) -> torch.Tensor:
+    def params(self, context: torch.Tensor, step: int, residual: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
         """Raw mixture parameters (B, len(step), 10K, H/4, W/4) of a step's positions, from the
-        residuals (x - x_hat) / MEAN_SCALE folded to (B, 48, H/4, W/4), of which it sees the known ones."""
-        raw = self.steps[step](torch.cat([context, residual * getattr(self, f"known_{step}")], 1))
-        b, _, h, w = raw.shape
-        return raw.view(b, len(STEPS[step]), -1, h, w)
+        residuals (x - x_hat) / MEAN_SCALE (B, 3, H, W), of which it sees those known before
+        the step and ``inside`` (1, 1, H, W) the image."""
+        h, w = residual.shape[-2:]
+        known = getattr(self, f"known_{step}").repeat(h // BLOCK, w // BLOCK) * inside
+        residual = residual * known
+        local = self.neighbours(torch.cat([residual, known.expand(residual.shape[0], 1, h, w)], 1))
+        inputs = [context, F.pixel_unshuffle(residual, BLOCK), F.pixel_unshuffle(local, BLOCK)]
+        raw = self.steps[step](torch.cat(inputs, 1))
+        return raw.view(raw.shape[0], len(STEPS[step]), -1, *raw.shape[-2:])
 
     def log_prob(self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
         """ln p(x | codes) per pixel, (B, 16, H/4, W/4) in coding order; x holds integers 0..255
         as floats. ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees
         it; pixels outside get 0."""
         base = 255 * x_hat.clamp(0, 1)
-        inside = torch.ones_like(x[:, :1]) if inside is None else inside
-        residual = F.pixel_unshuffle((x - base) / MEAN_SCALE * inside, BLOCK)
+        inside = torch.ones_like(x[:1, :1]) if inside is None else inside
+        residual = (x - base) / MEAN_SCALE * inside
         folded_x, folded_base, folded_inside = fold(x), fold(base), fold(inside)
         out = []
         for s, step in enumerate(STEPS):
-            raw = self.params(context, s, residual)
+            raw = self.params(context, s, residual, inside)
             for i, (di, dj) in enumerate(step):
                 p = di * BLOCK + dj
                 log_prob = mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
@@ -258,7 +268,7 @@ def code_pixels(model: PixelModel, context, x_hat, size: tuple[int, int], code_c
     image = torch.zeros_like(base)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for s, step in enumerate(STEPS):
-            raw = model.params(context, s, F.pixel_unshuffle((image - base) / MEAN_SCALE * inside, BLOCK))[0]
+            raw = model.params(context, s, (image - base) / MEAN_SCALE * inside, inside)[0]
             for i, (di, dj) in enumerate(step):
                 p = di * BLOCK + dj
                 step_raw = raw[i].flatten(1).T  # (h*w, 10K)
