@@ -159,8 +159,11 @@ def models():
         click.echo(f"{model_file.name}  ({model_file.path.name}, {model_file.size / 1e6:.2f} MB)")
         card = model_file.path.parent / f"{model_file.name}.json"
         if card.exists():
-            for row in json.loads(card.read_text())["heldout"]:
+            details = json.loads(card.read_text())
+            for row in details["heldout"]:
                 click.echo(f"  quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
+            if "lossless" in details:
+                click.echo(f"  lossless: {details['lossless']['heldout']['dq']:.3f} bits/dim (held-out photos)")
 
 
 @cli.command("eval")

@@ -245,10 +245,8 @@ class DQCodec(CompressionModel):
         if not self.lossless:
             raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
         out = self.compress(x, quality)
-        values = (x * 255).round().long()
         stream = StreamEncoder()
-
-        folded = fold(values)[0].flatten(2)  # (3, 16, h*w)
+        folded = fold((x * 255).round().long())[0].flatten(2)  # (3, 16, h*w)
 
         def encode(table, position, c, pixels):
             symbols, tail_offsets, tail_sizes = table.split(folded[c, position, pixels])
@@ -287,23 +285,26 @@ class DQCodec(CompressionModel):
     @torch.no_grad()
     def pixel_bits(self, strings: list[bytes], shape: tuple[int, int], quality: int, x: torch.Tensor, size: tuple[int, int]) -> float:
         """-log2 p(x | codes) under the continuous mixture (no table rounding), over the top-left ``size``."""
-        indices = self.decode_indices(strings[:2], shape, quality)
-        features = self.decoder[:-1](self._decoder_input(indices["bottom"], indices["context"], indices["groups"]))
-        x_hat = self.decoder[-1](features)
+        context, x_hat = self._pixel_context(strings[:2], shape, quality)
         inside = torch.zeros_like(x[:, :1])
         inside[..., : size[0], : size[1]] = 1
-        log_prob = self.pixels.log_prob(self.pixels.context(features, x_hat), x_hat, (x * 255).round(), inside)
+        log_prob = self.pixels.log_prob(context, x_hat, (x * 255).round(), inside)
         return float(-log_prob.sum() / math.log(2))
 
     def _code_pixels(self, strings, shape, quality, size, code_channel, tables=None):
+        workers = torch.get_num_threads()
+        with single_thread():
+            context, x_hat = self._pixel_context(strings, shape, quality, tables)
+            return code_pixels(self.pixels, context, x_hat, size, code_channel, workers)
+
+    def _pixel_context(self, strings, shape, quality, tables=None):
+        """Decode the codes; return the pixel likelihood's context and x_hat (unclamped)."""
         if not self.lossless:
             raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
         indices = self.decode_indices(strings, shape, quality, tables)
-        workers = torch.get_num_threads()
-        with single_thread():
-            features = self.decoder[:-1](self._decoder_input(indices["bottom"], indices["context"], indices["groups"]))
-            x_hat = self.decoder[-1](features)
-            return code_pixels(self.pixels, self.pixels.context(features, x_hat), x_hat, size, code_channel, workers)
+        features = self.decoder[:-1](self._decoder_input(indices["bottom"], indices["context"], indices["groups"]))
+        x_hat = self.decoder[-1](features)
+        return self.pixels.context(features, x_hat), x_hat
 
     def _top_context(self, top_indices):
         return self.top_decoder(self.top.quantizer.decode_indices(top_indices))
