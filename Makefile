@@ -32,6 +32,7 @@ RATE_POINTS := --qualities 1,2,4,6,8,12 --rate-weights 0.3,0.3,0.3,0.3,0.3,0.3 -
 # Phase 3 trains only the per-pixel likelihood for lossless files, on code + pixel bits (the lossy part
 # stays frozen, so lossy files are unchanged), and ships the result under the same name.
 LOSSLESS_SCHEDULE := 64x16:3000,128x8:1000
+LOSSLESS_QUALITY := 2
 train: $(VENV)/.installed
 	$(VENV)/bin/dqcodec train data/train --out runs/dq-hier --schedule $(SCHEDULE) --lmbda 0.01 --lr 3e-4 --until 6233
 	$(VENV)/bin/dqcodec train data/train --out runs/dq-hier --schedule $(SCHEDULE) --lmbda 0.01 --lr 3e-4 --keep-all 0.5

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from compressai.layers import GDN, subpel_conv3x3
 from compressai.models import CompressionModel
 
-from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities, quantize_table
+from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities
 from .pixels import PixelModel, code_pixels, fold
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
@@ -250,7 +250,7 @@ class DQCodec(CompressionModel):
 
         def encode(table, position, c, pixels):
             symbols, tail_offsets, tail_sizes = table.split(folded[c, position, pixels])
-            stream.encode(symbols.numpy(), quantize_table(table.probabilities))
+            stream.encode(symbols.numpy(), table.frequencies)
             if len(tail_sizes):
                 stream.encode_uniform(tail_offsets.numpy(), tail_sizes.numpy())
             return folded[c, position, pixels]
@@ -268,7 +268,7 @@ class DQCodec(CompressionModel):
         stream = StreamDecoder(strings[2])
 
         def decode(table, position, c, pixels):
-            frequencies = quantize_table(table.probabilities)
+            frequencies = table.frequencies
             symbols = stream.decode(frequencies)
             tail_sizes = table.tail_sizes(torch.from_numpy(symbols))
             tail_sizes = tail_sizes[tail_sizes >= 2].numpy()

@@ -26,13 +26,17 @@ as "below" or "above" and then uniformly among the values on that side.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .entropy import quantize_table
 
 BLOCK = 4
 STEPS = (
@@ -43,7 +47,7 @@ STEPS = (
     ((0, 1), (0, 3), (2, 1), (2, 3), (1, 0), (1, 2), (3, 0), (3, 2)),
 )
 MEAN_SCALE = 32.0  # raw mean outputs are in units of 32 grey levels around x_hat
-WINDOW = 96  # values per table computed exactly
+WINDOW = 64  # values per table computed exactly
 CHUNK = 1 << 14  # pixels per batch of tables
 PARAMS_PER_COMPONENT = 10  # weight logit, and per channel a mean, a log-scale and a coupling coefficient
 NEIGHBOUR_FEATURES = 8
@@ -174,6 +178,11 @@ class WindowTable:
     probabilities: torch.Tensor  # (N, WINDOW + 2) float64, rows summing to one
     low: torch.Tensor  # (N,) first value of each window
 
+    @functools.cached_property
+    def frequencies(self) -> np.ndarray:
+        """The integer table the range coder gets."""
+        return quantize_table(self.probabilities)
+
     def split(self, values: torch.Tensor):
         """Values -> (symbols, and for tails with a choice to make: offsets and sizes)."""
         symbols = (values - self.low + 1).clamp(0, WINDOW + 1)
@@ -247,6 +256,11 @@ class ChunkDistribution:
         self.residual[:, c] = values.to(self.base.dtype) - self.base[:, c]
 
 
+def _with_frequencies(table: WindowTable) -> WindowTable:
+    table.frequencies  # computed here, in the worker thread
+    return table
+
+
 CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
 
 
@@ -276,7 +290,8 @@ def code_pixels(model: PixelModel, context, x_hat, size: tuple[int, int], code_c
                 chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T) for pixels in pieces]
                 coded = torch.zeros(step_raw.shape[0], 3)
                 for c in range(3):
-                    for pixels, table in zip(pieces, pool.map(lambda chunk: chunk.table(c), chunks)):
+                    tables = pool.map(lambda chunk: _with_frequencies(chunk.table(c)), chunks)
+                    for pixels, table in zip(pieces, tables):
                         coded[pixels, c] = code_channel(table, p, c, pixels).float()
                     list(pool.map(lambda chunk, pixels: chunk.push(c, coded[pixels, c].long()), chunks, pieces))
                 image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, *grid)
