@@ -14,9 +14,9 @@ from .conftest import photo_like, tiny_model
 def test_coding_tables_multiply_to_the_training_likelihood():
     torch.manual_seed(0)
     n, k = 500, 3
-    raw = 0.3 * torch.randn(n, pixels.PARAMS_PER_COMPONENT * k)
+    raw = 0.1 * torch.randn(n, pixels.PARAMS_PER_COMPONENT * k)
     base = 20 + 200 * torch.rand(n, 3)
-    x = (base + 6 * torch.randn(n, 3)).round()
+    x = (base + 3 * torch.randn(n, 3)).round()
     expected = pixels.mixture_log_prob(raw[..., None, None], base[..., None, None], x[..., None, None]).flatten().double()
     chunk = pixels.ChunkDistribution(raw, base)
     coded = torch.zeros(n, dtype=torch.float64)
