@@ -1,4 +1,4 @@
-"""Encode and decode the sample photo with the shipped model at every quality.
+"""Encode and decode the sample photo with the shipped model at every quality, then losslessly.
 
     python examples/roundtrip.py [IMAGE]
 """
@@ -34,6 +34,16 @@ def main(path: Path) -> None:
             f"quality {quality}: {len(data):7d} bytes  {bpp:.4f} bpp  PSNR {psnr(image, decoded):.2f} dB  "
             f"encode {encoded - started:.2f} s  decode {done - encoded:.2f} s"
         )
+    started = time.perf_counter()
+    data = dqcodec.compress(image, lossless=True)
+    encoded = time.perf_counter()
+    exact = np.array_equal(np.asarray(dqcodec.decompress(data)), np.asarray(image))
+    done = time.perf_counter()
+    preview = dqcodec.decompress(data, preview=True)
+    print(
+        f"lossless:  {len(data):7d} bytes  {8 * len(data) / (image.width * image.height * 3):.4f} bits/dim  exact {exact}  "
+        f"encode {encoded - started:.2f} s  decode {done - encoded:.2f} s  (preview PSNR {psnr(image, preview):.2f} dB)"
+    )
 
 
 if __name__ == "__main__":
