@@ -13,7 +13,9 @@ train_arch() {
     "$DQ" train data/train --arch "$arch" --out "runs/$arch-base" --schedule "$schedule" --lmbda 0.0067 --lr 3e-4 --until "$base_steps"
     for i in 1 2 3; do
         local run="runs/$arch-$i"
-        [ -d "$run" ] || cp -r "runs/$arch-base" "$run"
+        if [ ! -d "$run" ]; then  # copy, then rename, so an interrupted copy is never resumed
+            rm -rf "$run.tmp" && cp -r "runs/$arch-base" "$run.tmp" && mv "$run.tmp" "$run"
+        fi
         "$DQ" train data/train --arch "$arch" --out "$run" --schedule "$schedule" --lmbda "${LAMBDAS[$((i - 1))]}" --lr 3e-4
         "$DQ" export "$run/checkpoint.pt" --name "$arch-$i" --force
     done
