@@ -23,21 +23,13 @@ import click
 import numpy as np
 import torch
 from PIL import Image
+from rd import best_of_three  # benchmarks/ is on the path when this runs as a script
 
 import dqcodec
 from dqcodec import codec, evaluate, zoo
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 CODECS = ["dq", "png", "webp", "jxl", "jxl-e9"]
-
-
-def best_of_three(fn):
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return min(times), result
 
 
 def four_megapixels(model: str, threads: int) -> None:

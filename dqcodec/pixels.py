@@ -26,7 +26,6 @@ as "below" or "above" and then uniformly among the values on that side.
 
 from __future__ import annotations
 
-import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -177,11 +176,7 @@ class WindowTable:
 
     probabilities: torch.Tensor  # (N, WINDOW + 2) float64, rows summing to one
     low: torch.Tensor  # (N,) first value of each window
-
-    @functools.cached_property
-    def frequencies(self) -> np.ndarray:
-        """The integer table the range coder gets."""
-        return quantize_table(self.probabilities)
+    frequencies: np.ndarray  # the integer table the range coder gets
 
     def split(self, values: torch.Tensor):
         """Values -> (symbols, and for tails with a choice to make: offsets and sizes)."""
@@ -245,7 +240,8 @@ class ChunkDistribution:
         for k in range(1, weights.shape[1]):
             probabilities.addcmul_(component[:, k], weights[:, k : k + 1])
         probabilities = probabilities.double()
-        return WindowTable(probabilities / probabilities.sum(1, keepdim=True), low)
+        probabilities /= probabilities.sum(1, keepdim=True)
+        return WindowTable(probabilities, low, quantize_table(probabilities))
 
     def push(self, c: int, values: torch.Tensor) -> None:
         low, component = self._window
@@ -254,11 +250,6 @@ class ChunkDistribution:
         weights = self.weights * (p.double() + 1e-12)  # a tail's even split is the same factor for every component
         self.weights = weights / weights.sum(1, keepdim=True)
         self.residual[:, c] = values.to(self.base.dtype) - self.base[:, c]
-
-
-def _with_frequencies(table: WindowTable) -> WindowTable:
-    table.frequencies  # computed here, in the worker thread
-    return table
 
 
 CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
@@ -290,9 +281,10 @@ def code_pixels(model: PixelModel, context, x_hat, size: tuple[int, int], code_c
                 chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T) for pixels in pieces]
                 coded = torch.zeros(step_raw.shape[0], 3)
                 for c in range(3):
-                    tables = pool.map(lambda chunk: _with_frequencies(chunk.table(c)), chunks)
-                    for pixels, table in zip(pieces, tables):
+                    channel = [c] * len(chunks)
+                    for pixels, table in zip(pieces, pool.map(ChunkDistribution.table, chunks, channel)):
                         coded[pixels, c] = code_channel(table, p, c, pixels).float()
-                    list(pool.map(lambda chunk, pixels: chunk.push(c, coded[pixels, c].long()), chunks, pieces))
+                    values = [coded[pixels, c].long() for pixels in pieces]
+                    list(pool.map(ChunkDistribution.push, chunks, channel, values))
                 image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, *grid)
     return image

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from compressai.models import CompressionModel
 
 from . import baselines

@@ -32,7 +32,7 @@ def test_coding_tables_multiply_to_the_training_likelihood():
 def test_window_symbols_and_tail_offsets_give_back_every_value():
     values = torch.arange(256).repeat(3)
     low = torch.tensor([0, 77, 256 - pixels.WINDOW]).repeat_interleave(256)
-    table = pixels.WindowTable(torch.empty(0), low)
+    table = pixels.WindowTable(torch.empty(0), low, np.empty(0))
     symbols, offsets, sizes = table.split(values)
     assert ((offsets >= 0) & (offsets < sizes)).all()
     assert torch.equal(table.join(symbols, offsets), values)
