@@ -56,11 +56,12 @@ def main(folder, model, threads, json_out, child):
     paths = codec.image_files(folder)
     if not paths:
         raise click.ClickException(f"no images in {folder}")
+    codecs = [evaluate.make_lossless_codec(name, model) for name in CODECS]
     points = []
     with click.progressbar(paths, label=f"{len(paths)} images", file=sys.stderr) as bar:
         for path in bar:
             image = Image.open(path).convert("RGB")
-            points.extend(evaluate.measure_lossless(name, image, path.name, model) for name in CODECS)
+            points.extend(evaluate.measure_lossless(c, image, path.name) for c in codecs)
     pooled = evaluate.pool_lossless(points)
 
     click.echo(f"{len(paths)} images from {folder} ({sum(p.dims for p in points if p.codec == 'dq') / 3e6:.2f} MP); torch threads {threads}; model {model}")

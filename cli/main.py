@@ -223,25 +223,27 @@ def eval_command(folder, codecs, output, metric, model):
 @click.option("-q", "--quality", type=int, help="quality of the codes in dq's files; default: the model's lossless quality")
 def bpd(folder, codecs, json_path, model, quality):
     """Bits per dimension of lossless files (size / (H * W * 3)) for the images in FOLDER."""
-    from PIL import Image
-
     files = codec.image_files(folder)
     if not files:
         raise click.ClickException(f"no images found in {folder}")
-    points, skipped = [], []
+    points, skipped, made = [], [], []
+    for name in dict.fromkeys(codecs):
+        try:
+            made.append(evaluate.make_lossless_codec(name, model, quality))
+        except ValueError as error:
+            skipped.append(str(error))
     with click.progressbar(files, label="lossless coding", file=click.get_text_stream("stderr")) as bar:
         for path in bar:
             try:
-                with Image.open(path) as opened:
-                    image = opened.convert("RGB")
-            except (OSError, Image.DecompressionBombError) as error:
-                skipped.append(f"{path}: {error}")
+                image = codec.load_image(path).convert("RGB")
+            except codec.UnsupportedImageError as error:
+                skipped.append(str(error))
                 continue
-            for name in dict.fromkeys(codecs):
+            for c in made:
                 try:
-                    points.append(evaluate.measure_lossless(name, image, str(path.relative_to(folder)), model, quality))
-                except (ImportError, *USER_ERRORS) as error:
-                    skipped.append(f"{path} with {name}: {error}")
+                    points.append(evaluate.measure_lossless(c, image, str(path.relative_to(folder))))
+                except USER_ERRORS as error:
+                    skipped.append(f"{path} with {c.name}: {error}")
     pooled = evaluate.pool_lossless(points)
     names = list(pooled)
     click.echo(f"{'image':30} " + " ".join(f"{n:>8}" for n in names) + ("   dq codes+pixels  estimate" if "dq" in names else ""))

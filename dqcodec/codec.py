@@ -79,13 +79,7 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 def pad(x: torch.Tensor) -> torch.Tensor:
     """Replicate-pad (1, 3, H, W) to multiples of the model stride."""
     h, w = x.shape[-2:]
-    pad_h, pad_w = -h % STRIDE, -w % STRIDE
-    # replicate padding may not exceed the input size, so grow in steps
-    while pad_h or pad_w:
-        step_h, step_w = min(pad_h, x.shape[-2]), min(pad_w, x.shape[-1])
-        x = F.pad(x, (0, step_w, 0, step_h), mode="replicate")
-        pad_h, pad_w = pad_h - step_h, pad_w - step_w
-    return x
+    return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
 
 
 def to_image(x: torch.Tensor, height: int, width: int, mode: str) -> Image.Image:
@@ -141,7 +135,8 @@ def decompress(data: bytes, preview: bool = False) -> Image.Image:
     return to_image(out["x_hat"], header.height, header.width, header.mode)
 
 
-def is_lossless(streams: list[bytes]) -> bool:
+def is_lossless(streams: list) -> bool:
+    """Whether a file's streams (or their lengths) are those of a lossless file."""
     return len(streams) == 3  # two levels of codes, then the pixels
 
 
@@ -155,7 +150,7 @@ class FileInfo:
 
     @property
     def lossless(self) -> bool:
-        return len(self.stream_bytes) == 3
+        return is_lossless(self.stream_bytes)
 
     @property
     def bits_per_pixel(self) -> float:
@@ -189,8 +184,7 @@ def estimate_lossless_bits(data: bytes, image: ImageLike) -> float:
     tables plus the pixels under the continuous mixture (no table rounding or windows)."""
     header, streams, net = _open(data)
     rgb, _ = _rgb_and_mode(load_image(image))
-    shape = code_shape(header.height, header.width)
     tables: list = []
-    net.decode_indices(streams[:2], shape, header.quality, tables)
-    code_bits = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
-    return code_bits + net.pixel_bits(streams, shape, header.quality, pad(to_tensor(rgb)), (header.height, header.width))
+    size = (header.height, header.width)
+    pixel_bits = net.pixel_bits(streams, code_shape(*size), header.quality, pad(to_tensor(rgb)), size, tables)
+    return pixel_bits + sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)

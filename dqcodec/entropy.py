@@ -28,8 +28,7 @@ def quantize_probabilities(logits: torch.Tensor) -> np.ndarray:
     """
     k = logits.shape[-3]
     flat = logits.detach().double().movedim(-3, -1).reshape(-1, k)
-    probs = torch.softmax(flat, dim=-1)
-    return (torch.floor(probs * (1 << PROBABILITY_BITS)) + 1).numpy()
+    return quantize_table(torch.softmax(flat, dim=-1), PROBABILITY_BITS)
 
 
 def quantize_table(probabilities: torch.Tensor, bits: int = PIXEL_PROBABILITY_BITS) -> np.ndarray:

@@ -133,12 +133,17 @@ def metrics(reference: Image.Image, decoded: Image.Image) -> tuple[float, float]
     return value, quality
 
 
-def measure(made: Codec, image: Image.Image, setting, image_name: str) -> Point:
+def round_trip(made: Codec, image: Image.Image, setting) -> tuple[bytes, Image.Image, float, float]:
+    """(file bytes, decoded image, encode seconds, decode seconds)."""
     started = time.perf_counter()
     data = made.encode(image, setting)
     encoded = time.perf_counter()
     decoded = made.decode(data)
-    finished = time.perf_counter()
+    return data, decoded, encoded - started, time.perf_counter() - encoded
+
+
+def measure(made: Codec, image: Image.Image, setting, image_name: str) -> Point:
+    data, decoded, encode_seconds, decode_seconds = round_trip(made, image, setting)
     value, quality = metrics(image, decoded)
     return Point(
         made.name,
@@ -148,8 +153,8 @@ def measure(made: Codec, image: Image.Image, setting, image_name: str) -> Point:
         8 * len(data) / (image.width * image.height),
         value,
         quality,
-        encoded - started,
-        finished - encoded,
+        encode_seconds,
+        decode_seconds,
     )
 
 
@@ -254,12 +259,32 @@ def _as_db(values, metric):
 
 # ---- lossless: bits per dimension from the bytes of real files ---------------------------------
 
-LOSSLESS_CODECS = {
-    "png": ("PNG", {"optimize": True}),
-    "webp": ("WEBP", {"lossless": True, "quality": 100, "method": 6}),
-    "jxl": ("JXL", {"lossless": True, "effort": 7}),
-    "jxl-e9": ("JXL", {"lossless": True, "effort": 9}),
+def _lossless_jxl(name: str, effort: int) -> Codec:
+    import pillow_jxl  # noqa: F401  registers the JXL format with Pillow
+
+    return _pillow(name, "JXL", [None], lambda _: {"lossless": True, "effort": effort}, f"JPEG XL lossless, effort {effort}")
+
+
+LOSSLESS_CODECS: dict[str, Callable[[], Codec]] = {
+    "png": lambda: _pillow("png", "PNG", [None], lambda _: {"optimize": True}, "PNG (Pillow), optimize"),
+    "webp": lambda: _pillow("webp", "WEBP", [None], lambda _: {"lossless": True, "quality": 100, "method": 6}, "WebP lossless, method 6"),
+    "jxl": lambda: _lossless_jxl("jxl", 7),
+    "jxl-e9": lambda: _lossless_jxl("jxl-e9", 9),
 }
+
+
+def make_lossless_codec(name: str, model: str = zoo.DEFAULT_MODEL, quality: int | None = None) -> Codec:
+    """A lossless codec with one setting; dq's is the quality of its codes (None: the model's
+    lossless quality). Raises ValueError if it cannot run here."""
+    if name == "dq":
+        def encode(image, q):
+            return codec.compress(image, quality=q, model=model, lossless=True)
+
+        return Codec("dq", f"dqcodec model {model}, lossless", [quality], encode, codec.decompress)
+    try:
+        return LOSSLESS_CODECS[name]()
+    except ImportError as error:
+        raise ValueError(f"codec {name!r} is not available here: {error}") from None
 
 
 @dataclass
@@ -277,30 +302,12 @@ class LosslessPoint:
     estimated_bits: float | None = None
 
 
-def measure_lossless(name: str, image: Image.Image, image_name: str, model: str = zoo.DEFAULT_MODEL, quality: int | None = None) -> LosslessPoint:
-    """Code an RGB image losslessly with the named codec and check the round trip
-    (``quality``: of dq's codes, by default the model's lossless quality)."""
-    started = time.perf_counter()
-    if name == "dq":
-        data = codec.compress(image, quality=quality, model=model, lossless=True)
-        encoded = time.perf_counter()
-        decoded = codec.decompress(data)
-    else:
-        fmt, options = LOSSLESS_CODECS[name]
-        if fmt == "JXL":
-            import pillow_jxl  # noqa: F401  registers the JXL format with Pillow
-        buffer = io.BytesIO()
-        image.save(buffer, format=fmt, **options)
-        data = buffer.getvalue()
-        encoded = time.perf_counter()
-        with Image.open(io.BytesIO(data)) as opened:
-            decoded = opened.convert("RGB")
-    finished = time.perf_counter()
-    point = LosslessPoint(
-        name, image_name, image.width * image.height * 3, 8 * len(data),
-        np.array_equal(np.asarray(decoded), np.asarray(image)), encoded - started, finished - encoded,
-    )
-    if name == "dq":
+def measure_lossless(made: Codec, image: Image.Image, image_name: str) -> LosslessPoint:
+    """Code an RGB image with a lossless codec and check the round trip."""
+    data, decoded, encode_seconds, decode_seconds = round_trip(made, image, made.settings[0])
+    exact = np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(image))
+    point = LosslessPoint(made.name, image_name, image.width * image.height * 3, 8 * len(data), exact, encode_seconds, decode_seconds)
+    if made.name == "dq":
         point.code_bits, point.pixel_bits = codec.stream_bits(data)
         point.estimated_bits = codec.estimate_lossless_bits(data, image)
     return point

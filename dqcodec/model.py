@@ -283,9 +283,10 @@ class DQCodec(CompressionModel):
         return {"x_hat": image / 255}
 
     @torch.no_grad()
-    def pixel_bits(self, strings: list[bytes], shape: tuple[int, int], quality: int, x: torch.Tensor, size: tuple[int, int]) -> float:
-        """-log2 p(x | codes) under the continuous mixture (no table rounding), over the top-left ``size``."""
-        context, x_hat = self._pixel_context(strings[:2], shape, quality)
+    def pixel_bits(self, strings: list[bytes], shape: tuple[int, int], quality: int, x: torch.Tensor, size: tuple[int, int], tables=None) -> float:
+        """-log2 p(x | codes) under the continuous mixture (no table rounding), over the top-left
+        ``size``; the code indices' tables are appended to ``tables`` if it is a list."""
+        context, x_hat = self._pixel_context(strings[:2], shape, quality, tables)
         inside = torch.zeros_like(x[:, :1])
         inside[..., : size[0], : size[1]] = 1
         log_prob = self.pixels.log_prob(context, x_hat, (x * 255).round(), inside)

@@ -79,7 +79,6 @@ def _step_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
 class PixelModel(nn.Module):
     def __init__(self, feature_channels: int, mixtures: int, hidden: int):
         super().__init__()
-        self.mixtures = mixtures
         folded = 3 * BLOCK * BLOCK
         self.inputs = nn.Conv2d(4 * feature_channels + folded, hidden, 1)
         self.neighbours = nn.Conv2d(4, NEIGHBOUR_FEATURES, 5, padding=2)
