@@ -161,7 +161,8 @@ def models():
         if card.exists():
             details = json.loads(card.read_text())
             for row in details["heldout"]:
-                click.echo(f"  quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
+                label = f"quality {row['quality']}: " if "quality" in row else ""  # a baseline has one rate
+                click.echo(f"  {label}{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
             if "lossless" in details:
                 click.echo(f"  lossless: {details['lossless']['heldout']['dq']:.3f} bits/dim (held-out photos)")
 

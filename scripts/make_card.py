@@ -4,6 +4,13 @@ pixel likelihood, also from its lossless training checkpoint and a benchmarks/lo
 
     python scripts/make_card.py runs/dq-hier/checkpoint.pt bench.json --name dq-hier \
         --lossless runs/dq-lossless/checkpoint.pt lossless.json
+
+A CompressAI baseline takes its held-out row from `dqcodec eval`'s JSON for its architecture, and
+the base run it was continued from:
+
+    python scripts/make_card.py runs/bmshj2018-factorized-1/checkpoint.pt \
+        docs/results/bmshj2018-factorized.json --name bmshj2018-factorized-1 \
+        --base runs/bmshj2018-factorized-base/checkpoint.pt
 """
 
 import dataclasses
@@ -21,15 +28,14 @@ from dqcodec import zoo
 @click.argument("bench", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=zoo.DEFAULT_MODEL)
 @click.option("--lossless", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CHECKPOINT BENCH_JSON")
-def main(checkpoint, bench, name, lossless):
+@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="baselines: the base run's checkpoint")
+def main(checkpoint, bench, name, lossless, base):
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model, digest = zoo.load(name)
-    dq = json.loads(bench.read_text())["summaries"]["dq"]
     card = {
         "name": name,
         "weights": zoo.find(name).path.name,
         "sha256": digest.hex(),
-        "config": dataclasses.asdict(model.config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
             "data": "data/train from scripts/build_dataset.py (see data/manifest.json)",
@@ -38,12 +44,15 @@ def main(checkpoint, bench, name, lossless):
             "lmbda": state["lmbda"],
             "wall_seconds": round(state["wall_seconds"]),
         },
-        "heldout": [
-            {"quality": q, "bpp": round(bpp, 4), "psnr": round(psnr, 3)}
-            for q, bpp, psnr in zip(dq["settings"], dq["results"]["bpp"], dq["results"]["psnr-rgb"])
-        ],
-        "heldout_command": "python benchmarks/rd.py data/heldout --json bench.json",
     }
+    if "arch" in state["model"]:
+        card |= baseline_heldout(state, json.loads(bench.read_text()), name)
+        if base:
+            base_state = torch.load(base, map_location="cpu", weights_only=False)
+            card["training"] |= {"base_steps": base_state["step"], "base_lmbda": base_state["lmbda"]}
+    else:
+        card["config"] = dataclasses.asdict(model.config)
+        card |= dq_heldout(json.loads(bench.read_text())["summaries"]["dq"])
     if lossless:
         lossless_state = torch.load(lossless[0], map_location="cpu", weights_only=False)
         pooled = json.loads(lossless[1].read_text())["pooled"]
@@ -60,6 +69,27 @@ def main(checkpoint, bench, name, lossless):
     path = zoo.models_dir() / f"{name}.json"
     path.write_text(json.dumps(card, indent=1) + "\n")
     click.echo(path)
+
+
+def dq_heldout(dq: dict) -> dict:
+    rows = zip(dq["settings"], dq["results"]["bpp"], dq["results"]["psnr-rgb"])
+    return {
+        "heldout": [{"quality": q, "bpp": round(bpp, 4), "psnr": round(psnr, 3)} for q, bpp, psnr in rows],
+        "heldout_command": "python benchmarks/rd.py data/heldout --json bench.json",
+    }
+
+
+def baseline_heldout(state: dict, results: dict, name: str) -> dict:
+    """Architecture and the model's row of `dqcodec eval`'s results for that architecture."""
+    if name not in results["settings"]:
+        raise click.ClickException(f"{name} is not among the settings of the results file: {results['settings']}")
+    row = results["settings"].index(name)
+    return {
+        "arch": state["model"]["arch"],
+        "zoo_quality": state["model"]["size"],
+        "heldout": [{"bpp": round(results["results"]["bpp"][row], 4), "psnr": round(results["results"]["psnr-rgb"][row], 3)}],
+        "heldout_command": "dqcodec eval data/heldout -o docs/results",
+    }
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 # three continuations at λ = 0.0018, 0.0067, 0.025 (CompressAI's qualities 1, 3, 5), so each
 # rate point gets the base plus its own 1,200 steps at 128 px. Step counts come from step times
 # measured on 2 idle cores. Every run resumes where it stopped; rerun to continue.
+# Arguments pick architectures (default both, one after the other); two single-threaded runs side by
+# side (OMP_NUM_THREADS=1 scripts/train_baselines.sh ARCH &) use 2 cores better than one 2-thread run.
 set -euo pipefail
 DQ="${DQ:-.venv/bin/dqcodec}"
 LAMBDAS=(0.0018 0.0067 0.025)
@@ -21,7 +23,18 @@ train_arch() {
     done
 }
 
-# bmshj2018-factorized: 0.213 / 0.363 / 0.675 s per step at 32x32 / 64x16 / 128x8.
-train_arch bmshj2018-factorized 32x32:1500,64x16:8400,128x8:1200 9900
-# bmshj2018-hyperprior cannot take 32 px crops (stride 64): 0.313 / 0.608 s per step at 64x16 / 128x8.
-train_arch bmshj2018-hyperprior 64x16:11500,128x8:1200 11500
+schedule_of() {
+    case $1 in
+        # 0.213 / 0.363 / 0.675 s per step at 32x32 / 64x16 / 128x8.
+        bmshj2018-factorized) echo "32x32:1500,64x16:8400,128x8:1200 9900" ;;
+        # Cannot take 32 px crops (stride 64): 0.313 / 0.608 s per step at 64x16 / 128x8.
+        bmshj2018-hyperprior) echo "64x16:11500,128x8:1200 11500" ;;
+        *) echo "unknown architecture: $1" >&2; return 2 ;;
+    esac
+}
+
+[ $# -gt 0 ] || set -- bmshj2018-factorized bmshj2018-hyperprior
+for arch in "$@"; do
+    plan=$(schedule_of "$arch")
+    train_arch "$arch" $plan
+done

@@ -196,3 +196,16 @@ def test_eval_codes_a_compressai_baseline_through_its_own_coder(tmp_path, monkey
     assert summary["settings"] == ["bmshj2018-factorized-1", "bmshj2018-factorized-2"]
     assert all(bpp > 0 for bpp in summary["results"]["bpp"])
     assert "bmshj2018-factorized" in json.loads((out / "bd_rate.json").read_text())["dq_against"]
+
+
+def test_models_shows_the_held_out_rate_of_a_baseline(tmp_path, monkeypatch):
+    from dqcodec import baselines, zoo
+
+    models = tmp_path / "models"
+    zoo.export(baselines.build("bmshj2018-factorized", 1), "bmshj2018-factorized-1", models)
+    card = {"name": "bmshj2018-factorized-1", "heldout": [{"bpp": 0.3512, "psnr": 28.9}]}
+    (models / "bmshj2018-factorized-1.json").write_text(json.dumps(card))
+    monkeypatch.setenv("DQCODEC_MODELS", str(models))
+    result = run("models")
+    assert result.exit_code == 0, result.output
+    assert "  0.351 bpp, 28.90 dB PSNR (held-out photos)" in result.output
