@@ -4,8 +4,7 @@
 # three continuations at λ = 0.0018, 0.0067, 0.025 (CompressAI's qualities 1, 3, 5), so each
 # rate point gets the base plus its own 1,200 steps at 128 px. Step counts come from step times
 # measured on 2 idle cores. Every run resumes where it stopped; rerun to continue.
-# Arguments pick architectures (default both, one after the other); two single-threaded runs side by
-# side (OMP_NUM_THREADS=1 scripts/train_baselines.sh ARCH &) use 2 cores better than one 2-thread run.
+# Arguments pick architectures (default: both, one after the other).
 set -euo pipefail
 DQ="${DQ:-.venv/bin/dqcodec}"
 LAMBDAS=(0.0018 0.0067 0.025)
