@@ -20,7 +20,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 # Rebuild the training / held-out photos from Debian packages (needs apt-get; about 0.9 GB of cache).
-.PHONY: data train baselines bench
+.PHONY: data train baselines results bench
 data: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py
 
@@ -43,6 +43,13 @@ train: $(VENV)/.installed
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
 baselines: $(VENV)/.installed
 	DQ=$(VENV)/bin/dqcodec scripts/train_baselines.sh
+
+# Every codec on the held-out photos (docs/results, the README's plot and BD-rates), then the baselines' cards.
+results: $(VENV)/.installed
+	$(VENV)/bin/dqcodec eval data/heldout -o docs/results | tee docs/results/eval.txt
+	for arch in bmshj2018-factorized bmshj2018-hyperprior; do for i in 1 2 3; do \
+		$(PY) scripts/make_card.py runs/$$arch-$$i/checkpoint.pt docs/results/$$arch.json --name $$arch-$$i \
+			--base runs/$$arch-base/checkpoint.pt || exit 1; done; done
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/rd.py data/heldout

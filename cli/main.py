@@ -203,12 +203,17 @@ def eval_command(folder, codecs, output, metric, model):
     summaries = [evaluate.summarize(c, [p for p in points if p.codec == c.name]) for c in made]
     deltas = evaluate.write_results(output, summaries, points, metric)
     click.echo(f"{len(images)} images, {len(made)} codecs; results in {output}/")
-    click.echo(f"{'codec':6} {'setting':>8} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")
+    name_width = max(len("codec"), *(len(s.codec) for s in summaries))
+    setting_width = max(len("setting"), *(len(str(setting)) for s in summaries for setting in s.settings))
+    click.echo(f"{'codec':{name_width}} {'setting':>{setting_width}} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")
     for summary in summaries:
         r = summary.results
         for i, setting in enumerate(summary.settings):
             ms = "n/a" if r["ms-ssim-rgb"][i] is None else f"{r['ms-ssim-rgb'][i]:.4f}"
-            click.echo(f"{summary.codec:6} {setting!s:>8} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {ms:>8} {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}")
+            click.echo(
+                f"{summary.codec:{name_width}} {setting!s:>{setting_width}} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {ms:>8}"
+                f" {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}"
+            )
     for name, delta in deltas.items():
         click.echo(f"BD-rate of dq against {name} ({metric}): " + ("curves do not overlap" if delta is None else f"{delta:+.1f}%"))
     for item in skipped:
