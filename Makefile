@@ -46,7 +46,8 @@ baselines: $(VENV)/.installed
 
 # Every codec on the held-out photos (docs/results, the README's plot and BD-rates), then the baselines' cards.
 results: $(VENV)/.installed
-	$(VENV)/bin/dqcodec eval data/heldout -o docs/results | tee docs/results/eval.txt
+	$(VENV)/bin/dqcodec eval data/heldout -o docs/results > docs/results/eval.txt  # not a pipe: a failed run must stop here
+	cat docs/results/eval.txt
 	for arch in bmshj2018-factorized bmshj2018-hyperprior; do for i in 1 2 3; do \
 		$(PY) scripts/make_card.py runs/$$arch-$$i/checkpoint.pt docs/results/$$arch.json --name $$arch-$$i \
 			--base runs/$$arch-base/checkpoint.pt || exit 1; done; done
