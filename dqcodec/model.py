@@ -21,7 +21,7 @@ from compressai.layers import GDN, subpel_conv3x3
 from compressai.models import CompressionModel
 
 from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities
-from .pixels import PixelModel, code_pixels, fold
+from .pixels import PixelModel, code_pixels, fold, widen
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
 
@@ -124,6 +124,11 @@ class DQCodec(CompressionModel):
         """Give a lossy model an (untrained) per-pixel likelihood, so it can code lossless files."""
         self.config = replace(self.config, pixel_mixtures=mixtures, pixel_hidden=hidden)
         self.pixels = PixelModel(self.config.channels, mixtures, hidden)
+
+    def widen_pixel_model(self, hidden: int) -> None:
+        """Give the pixel likelihood more channels, keeping what it computes (see ``pixels.widen``)."""
+        self.pixels = widen(self.pixels, hidden)
+        self.config = replace(self.config, pixel_hidden=hidden)
 
     @property
     def lossless(self) -> bool:

@@ -123,6 +123,40 @@ class PixelModel(nn.Module):
         return torch.stack(out, 1)
 
 
+def widen(model: PixelModel, hidden: int) -> PixelModel:
+    """A copy of ``model`` with ``hidden`` channels instead of its own, computing exactly the
+    same function: each new channel gets random incoming weights and zero outgoing ones, so
+    training starts where ``model`` stopped and grows into the new width."""
+    old_hidden = model.inputs.out_channels
+    if hidden < old_hidden:
+        raise ValueError(f"cannot narrow a pixel likelihood from {old_hidden} to {hidden} channels")
+    mixtures = model.steps[0][-1].out_channels // (len(STEPS[0]) * PARAMS_PER_COMPONENT)
+    wide = PixelModel((model.inputs.in_channels - 3 * BLOCK * BLOCK) // 4, mixtures, hidden).to(model.inputs.weight.dtype)
+    grown = torch.arange(old_hidden, hidden)
+    # the step nets' inputs: the context (which grows at its end), then the folded pixels
+    kept_inputs = torch.cat([torch.arange(old_hidden), torch.arange(hidden, wide.steps[0][0].in_channels)])
+    kept_hidden = torch.arange(old_hidden)
+    with torch.no_grad():
+        _copy_into(wide.inputs, model.inputs, kept_hidden, None)
+        wide.neighbours.load_state_dict(model.neighbours.state_dict())
+        for new, old in zip(wide.steps, model.steps):
+            _copy_into(new[0], old[0], kept_hidden, kept_inputs)
+            new[0].weight[:, grown] = 0
+            _copy_into(new[2], old[2], kept_hidden, kept_hidden)
+            new[2].weight[:, grown] = 0
+            _copy_into(new[4], old[4], None, kept_hidden)
+            new[4].weight[:, grown] = 0
+    return wide
+
+
+def _copy_into(new: nn.Conv2d, old: nn.Conv2d, outputs: torch.Tensor | None, inputs: torch.Tensor | None) -> None:
+    """new's weights at (outputs, inputs) = old's weights (None = all of them, in order)."""
+    outputs = torch.arange(new.out_channels) if outputs is None else outputs
+    inputs = torch.arange(new.in_channels) if inputs is None else inputs
+    new.weight[outputs.unsqueeze(1), inputs] = old.weight
+    new.bias[outputs] = old.bias
+
+
 def split_params(raw: torch.Tensor, mixtures: int):
     """(B, 10K, ...) -> weight logits (B, K, ...), and means, log-scales, coupling coefficients (B, 3, K, ...)."""
     logits, means, log_scales, coeffs = raw.split([mixtures, 3 * mixtures, 3 * mixtures, 3 * mixtures], 1)

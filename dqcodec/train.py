@@ -91,8 +91,11 @@ def random_batch(images: list[np.ndarray], crop: int, batch: int, rng: random.Ra
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
-def sample_groups(qualities: torch.Tensor, batch: int, keep_all: float) -> torch.Tensor:
-    """Bottom groups kept per crop: all of them with probability keep_all, else a random quality's."""
+def sample_groups(qualities: torch.Tensor, batch: int, keep_all: float, quality: int | None = None) -> torch.Tensor:
+    """Bottom groups kept per crop: all of them with probability keep_all, else a random
+    quality's (or, given ``quality``, that one's)."""
+    if quality is not None:
+        return qualities[quality - 1].expand(batch)
     groups = qualities[torch.randint(len(qualities), (batch,))]
     return torch.where(torch.rand(batch) < keep_all, qualities.max(), groups)
 
@@ -149,13 +152,15 @@ def train(
     keep_all: float = 0.0,
     until: int | None = None,
     lossless: bool = False,
+    quality: int | None = None,
 ) -> Path:
     """Train ``model`` (a DQCodec or a baseline from ``baselines.build``), or resume the
     checkpoint in ``out`` if there is one. Seed torch before building the model.
 
     ``lossless`` trains only a DQ model's pixel likelihood, on the lossless objective:
     code bits plus pixel bits (the rest of the model is frozen, so its lossy coding and
-    its code bits stay exactly as they were)."""
+    its code bits stay exactly as they were). ``quality`` fixes the codes every crop is
+    coded with (by default each crop draws a quality)."""
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
     last_step = min(total_steps, until or total_steps)
@@ -203,6 +208,7 @@ def train(
                 "schedule": [s.__dict__ for s in schedule],
                 "lmbda": lmbda,
                 "keep_all": keep_all,
+                "quality": quality,
             },
             ckpt_path,
         )
@@ -223,7 +229,7 @@ def train(
                 group["lr"] = learning_rate(step, total_steps, lr)
             x = random_batch(images, stage.crop, stage.batch, rng)
             if is_dq:
-                output = model(x, sample_groups(qualities, stage.batch, keep_all))
+                output = model(x, sample_groups(qualities, stage.batch, keep_all, quality))
             else:
                 output = model(x)
             losses = criterion(output, x)
@@ -269,7 +275,9 @@ def train(
 @click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
 @click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
 @click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
-def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures):
+@click.option("--pixel-hidden", type=int, help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many")
+@click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
+def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in DATA."""
     if lossless and not init_model and not (out / CHECKPOINT).exists():
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
@@ -277,12 +285,16 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
     if init_model:
         model = copy.deepcopy(zoo.load(init_model)[0]).train()
         if lossless and not model.lossless:
-            model.add_pixel_model(mixtures)
+            model.add_pixel_model(mixtures, pixel_hidden or 64)
+        elif lossless and pixel_hidden:
+            model.widen_pixel_model(pixel_hidden)
     elif arch == "dq":
         model = DQCodec(DQConfig(channels=channels, depthwise=not plain_vq))
     else:
         model = baselines.build(arch, size)
-    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless)
+    if quality is not None and not (isinstance(model, DQCodec) and 1 <= quality <= model.num_qualities):
+        raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
+    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality)
     click.echo(f"checkpoint: {path}")
 
 

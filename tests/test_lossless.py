@@ -112,3 +112,19 @@ def test_a_lossy_model_refuses_lossless_coding(tmp_path, monkeypatch):
     monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
     with pytest.raises(ValueError, match="no pixel likelihood"):
         dqcodec.compress(photo_like(16, 16), model="lossy", lossless=True)
+
+
+def test_widening_the_pixel_likelihood_keeps_what_it_computes():
+    torch.manual_seed(0)
+    narrow = pixels.PixelModel(feature_channels=6, mixtures=2, hidden=8).double()
+    for p in narrow.parameters():  # no zero weights to hide a misplaced copy
+        p.data.normal_(0, 0.2)
+    wide = pixels.widen(narrow, 12)
+    x = torch.randint(0, 256, (1, 3, 16, 24)).double()
+    x_hat = (x / 255 + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    features = torch.randn(1, 6, 8, 12, dtype=torch.float64)
+    expected = narrow.log_prob(narrow.context(features, x_hat), x_hat, x)
+    assert torch.allclose(wide.log_prob(wide.context(features, x_hat), x_hat, x), expected, rtol=0, atol=1e-8)
+    assert wide.inputs.out_channels == 12 and wide.steps[4][2].weight.shape[:2] == (12, 12)
+    with pytest.raises(ValueError, match="narrow"):
+        pixels.widen(wide, 8)

@@ -5,7 +5,7 @@ from dqcodec import baselines, zoo
 from dqcodec.model import DQCodec
 from dqcodec.train import parse_schedule, stage_at, train
 
-from .conftest import TINY, photo_like
+from .conftest import TINY, photo_like, tiny_model
 
 
 def test_schedule_parsing_and_stages():
@@ -38,6 +38,7 @@ def test_keep_all_keeps_every_group_for_that_fraction_of_crops():
     assert set(sample_groups(qualities, 100, 1.0).tolist()) == {4}
     share = (sample_groups(qualities, 3000, 0.5) == 4).float().mean().item()
     assert 0.6 < share < 0.73  # 0.5 + 0.5 / 3
+    assert sample_groups(qualities, 5, 0.0, quality=2).tolist() == [2] * 5
 
 
 def test_until_stops_early_with_a_checkpoint(tmp_path):
@@ -65,3 +66,17 @@ def test_a_compressai_baseline_trains_resumes_and_codes_through_its_own_coder(tm
     x_hat = baselines.decompress(trained, out, (17, 70))
     assert x_hat.shape == x.shape
     assert torch.equal(x_hat, baselines.decompress(trained, baselines.compress(trained, x), (17, 70)))
+
+
+def test_lossless_training_at_one_quality_changes_only_the_pixel_likelihood(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    model = tiny_model()
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, model, 10.0, seed=0, lossless=True, quality=2)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["quality"] == 2
+    after = state["model"]["state_dict"]
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(name.startswith("pixels.") for name in changed)
