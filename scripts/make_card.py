@@ -3,7 +3,7 @@ checkpoint and a benchmarks/rd.py --json result on the held-out photos; for a mo
 pixel likelihood, also from its lossless training checkpoint and a benchmarks/lossless.py --json result.
 
     python scripts/make_card.py runs/dq-hier/checkpoint.pt bench.json --name dq-hier \
-        --lossless runs/dq-lossless/checkpoint.pt lossless.json
+        --lossless runs/dq-lossless-2/checkpoint.pt lossless.json --lossless-base runs/dq-lossless/checkpoint.pt
 
 A CompressAI baseline takes its held-out row from `dqcodec eval`'s JSON for its architecture, and
 the base run it was continued from:
@@ -28,8 +28,9 @@ from dqcodec import zoo
 @click.argument("bench", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=zoo.DEFAULT_MODEL)
 @click.option("--lossless", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CHECKPOINT BENCH_JSON")
+@click.option("--lossless-base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="the lossless run the --lossless one was continued from")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="baselines: the base run's checkpoint")
-def main(checkpoint, bench, name, lossless, base):
+def main(checkpoint, bench, name, lossless, lossless_base, base):
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model, digest = zoo.load(name)
     card = {
@@ -54,21 +55,29 @@ def main(checkpoint, bench, name, lossless, base):
         card["config"] = dataclasses.asdict(model.config)
         card |= dq_heldout(json.loads(bench.read_text())["summaries"]["dq"])
     if lossless:
-        lossless_state = torch.load(lossless[0], map_location="cpu", weights_only=False)
+        runs = [lossless_base, lossless[0]] if lossless_base else [lossless[0]]
         pooled = json.loads(lossless[1].read_text())["pooled"]
         card["lossless"] = {
-            "training": {
-                "objective": "code bits + pixel bits; only the pixel likelihood trained",
-                "schedule": lossless_state["schedule"],
-                "steps": lossless_state["step"],
-                "wall_seconds": round(lossless_state["wall_seconds"]),
-            },
+            "objective": "code bits + pixel bits; only the pixel likelihood trained",
+            "training": [lossless_run(run) for run in runs],
             "heldout": {name: round(row["bpd"], 4) for name, row in pooled.items()},
             "heldout_command": "python benchmarks/lossless.py data/heldout --json lossless.json",
         }
     path = zoo.models_dir() / f"{name}.json"
     path.write_text(json.dumps(card, indent=1) + "\n")
     click.echo(path)
+
+
+def lossless_run(checkpoint: Path) -> dict:
+    """One lossless training run: its schedule, the codes it trained on and the pixel likelihood's width."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return {
+        "schedule": state["schedule"],
+        "steps": state["step"],
+        "quality": state.get("quality"),  # None: every crop drew a quality
+        "pixel_hidden": state["model"]["config"]["pixel_hidden"],
+        "wall_seconds": round(state["wall_seconds"]),
+    }
 
 
 def dq_heldout(dq: dict) -> dict:
