@@ -281,6 +281,8 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in DATA."""
     if lossless and not init_model and not (out / CHECKPOINT).exists():
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
+    if pixel_hidden and not (lossless and init_model):
+        raise click.UsageError("--pixel-hidden applies to a pixel likelihood trained with --lossless --init MODEL")
     torch.manual_seed(seed)
     if init_model:
         model = copy.deepcopy(zoo.load(init_model)[0]).train()

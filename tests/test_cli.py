@@ -211,9 +211,11 @@ def test_models_shows_the_held_out_rate_of_a_baseline(tmp_path, monkeypatch):
     assert "  0.351 bpp, 28.90 dB PSNR (held-out photos)" in result.output
 
 
-def test_train_refuses_a_quality_the_model_does_not_have(tmp_path):
+def test_train_refuses_a_quality_the_model_does_not_have_and_a_width_it_would_ignore(tmp_path):
     (tmp_path / "images").mkdir()
     Image.fromarray(photo_like(40, 40)).save(tmp_path / "images" / "a.png")
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "images"), "--out", str(tmp_path / "run"), "-q", "9"])
     assert result.exit_code != 0 and "--quality" in result.output
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "images"), "--out", str(tmp_path / "run"), "--pixel-hidden", "96"])
+    assert result.exit_code != 0 and "--pixel-hidden" in result.output
     assert not (tmp_path / "run").exists()
