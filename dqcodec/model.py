@@ -120,15 +120,15 @@ class DQCodec(CompressionModel):
         )
         self.pixels = PixelModel(n, c.pixel_mixtures, c.pixel_hidden) if c.pixel_mixtures else None
 
-    def add_pixel_model(self, mixtures: int = 3, hidden: int = 64) -> None:
+    def add_pixel_model(self, mixtures: int = 3, hidden: int = DQConfig.pixel_hidden) -> None:
         """Give a lossy model an (untrained) per-pixel likelihood, so it can code lossless files."""
         self.config = replace(self.config, pixel_mixtures=mixtures, pixel_hidden=hidden)
         self.pixels = PixelModel(self.config.channels, mixtures, hidden)
 
     def widen_pixel_model(self, hidden: int) -> None:
         """Give the pixel likelihood more channels, keeping what it computes (see ``pixels.widen``)."""
-        self.pixels = widen(self.pixels, hidden)
         self.config = replace(self.config, pixel_hidden=hidden)
+        self.pixels = widen(self.pixels, PixelModel(self.config.channels, self.config.pixel_mixtures, hidden))
 
     @property
     def lossless(self) -> bool:

@@ -123,36 +123,35 @@ class PixelModel(nn.Module):
         return torch.stack(out, 1)
 
 
-def widen(model: PixelModel, hidden: int) -> PixelModel:
-    """A copy of ``model`` with ``hidden`` channels instead of its own, computing exactly the
-    same function: each new channel gets random incoming weights and zero outgoing ones, so
-    training starts where ``model`` stopped and grows into the new width."""
-    old_hidden = model.inputs.out_channels
-    if hidden < old_hidden:
-        raise ValueError(f"cannot narrow a pixel likelihood from {old_hidden} to {hidden} channels")
-    mixtures = model.steps[0][-1].out_channels // (len(STEPS[0]) * PARAMS_PER_COMPONENT)
-    wide = PixelModel((model.inputs.in_channels - 3 * BLOCK * BLOCK) // 4, mixtures, hidden).to(model.inputs.weight.dtype)
-    grown = torch.arange(old_hidden, hidden)
+def widen(narrow: PixelModel, wide: PixelModel) -> PixelModel:
+    """Make ``wide`` (same inputs and mixtures, more channels) compute exactly what ``narrow``
+    does: its old channels take narrow's weights, each new channel keeps its random incoming
+    weights and gets zero outgoing ones, so training starts where ``narrow`` stopped."""
+    old, new = narrow.inputs.out_channels, wide.inputs.out_channels
+    if new < old:
+        raise ValueError(f"cannot narrow a pixel likelihood from {old} to {new} channels")
+    kept = torch.arange(old)
     # the step nets' inputs: the context (which grows at its end), then the folded pixels
-    kept_inputs = torch.cat([torch.arange(old_hidden), torch.arange(hidden, wide.steps[0][0].in_channels)])
-    kept_hidden = torch.arange(old_hidden)
+    kept_inputs = torch.cat([kept, torch.arange(new, wide.steps[0][0].in_channels)])
+    wide = wide.to(narrow.inputs.weight.dtype)
     with torch.no_grad():
-        _copy_into(wide.inputs, model.inputs, kept_hidden, None)
-        wide.neighbours.load_state_dict(model.neighbours.state_dict())
-        for new, old in zip(wide.steps, model.steps):
-            _copy_into(new[0], old[0], kept_hidden, kept_inputs)
-            new[0].weight[:, grown] = 0
-            _copy_into(new[2], old[2], kept_hidden, kept_hidden)
-            new[2].weight[:, grown] = 0
-            _copy_into(new[4], old[4], None, kept_hidden)
-            new[4].weight[:, grown] = 0
+        _copy_into(wide.inputs, narrow.inputs, kept, None)
+        wide.neighbours.load_state_dict(narrow.neighbours.state_dict())
+        for wide_step, narrow_step in zip(wide.steps, narrow.steps):
+            _copy_into(wide_step[0], narrow_step[0], kept, kept_inputs)
+            _copy_into(wide_step[2], narrow_step[2], kept, kept)
+            _copy_into(wide_step[4], narrow_step[4], None, kept)
     return wide
 
 
 def _copy_into(new: nn.Conv2d, old: nn.Conv2d, outputs: torch.Tensor | None, inputs: torch.Tensor | None) -> None:
-    """new's weights at (outputs, inputs) = old's weights (None = all of them, in order)."""
+    """new's weights at (outputs, inputs) = old's weights (None = all of them, in order);
+    the weights from new's other inputs are zeroed, so those inputs change nothing."""
     outputs = torch.arange(new.out_channels) if outputs is None else outputs
     inputs = torch.arange(new.in_channels) if inputs is None else inputs
+    copied = torch.zeros(new.in_channels, dtype=torch.bool)
+    copied[inputs] = True
+    new.weight[:, ~copied] = 0
     new.weight[outputs.unsqueeze(1), inputs] = old.weight
     new.bias[outputs] = old.bias
 

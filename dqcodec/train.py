@@ -287,7 +287,7 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
     if init_model:
         model = copy.deepcopy(zoo.load(init_model)[0]).train()
         if lossless and not model.lossless:
-            model.add_pixel_model(mixtures, pixel_hidden or 64)
+            model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
         elif lossless and pixel_hidden:
             model.widen_pixel_model(pixel_hidden)
     elif arch == "dq":

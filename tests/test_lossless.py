@@ -119,7 +119,7 @@ def test_widening_the_pixel_likelihood_keeps_what_it_computes():
     narrow = pixels.PixelModel(feature_channels=6, mixtures=2, hidden=8).double()
     for p in narrow.parameters():  # no zero weights to hide a misplaced copy
         p.data.normal_(0, 0.2)
-    wide = pixels.widen(narrow, 12)
+    wide = pixels.widen(narrow, pixels.PixelModel(feature_channels=6, mixtures=2, hidden=12))
     x = torch.randint(0, 256, (1, 3, 16, 24)).double()
     x_hat = (x / 255 + 0.05 * torch.randn_like(x)).clamp(0, 1)
     features = torch.randn(1, 6, 8, 12, dtype=torch.float64)
@@ -127,4 +127,4 @@ def test_widening_the_pixel_likelihood_keeps_what_it_computes():
     assert torch.allclose(wide.log_prob(wide.context(features, x_hat), x_hat, x), expected, rtol=0, atol=1e-8)
     assert wide.inputs.out_channels == 12 and wide.steps[4][2].weight.shape[:2] == (12, 12)
     with pytest.raises(ValueError, match="narrow"):
-        pixels.widen(wide, 8)
+        pixels.widen(wide, pixels.PixelModel(feature_channels=6, mixtures=2, hidden=8))
