@@ -125,6 +125,11 @@ class DQCodec(CompressionModel):
         self.config = replace(self.config, pixel_mixtures=mixtures, pixel_hidden=hidden)
         self.pixels = PixelModel(self.config.channels, mixtures, hidden)
 
+    def drop_pixel_model(self) -> None:
+        """Remove the per-pixel likelihood, e.g. before training the lossy part it reads."""
+        self.config = replace(self.config, pixel_mixtures=0)
+        self.pixels = None
+
     def widen_pixel_model(self, hidden: int) -> None:
         """Give the pixel likelihood more channels, keeping what it computes (see ``pixels.widen``)."""
         self.config = replace(self.config, pixel_hidden=hidden)

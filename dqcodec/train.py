@@ -290,6 +290,9 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
             model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
         elif lossless and pixel_hidden:
             model.widen_pixel_model(pixel_hidden)
+        elif not lossless and getattr(model, "lossless", False):
+            # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
+            model.drop_pixel_model()
     elif arch == "dq":
         model = DQCodec(DQConfig(channels=channels, depthwise=not plain_vq))
     else:

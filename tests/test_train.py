@@ -80,3 +80,19 @@ def test_lossless_training_at_one_quality_changes_only_the_pixel_likelihood(tmp_
     after = state["model"]["state_dict"]
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed and all(name.startswith("pixels.") for name in changed)
+
+
+def test_lossy_training_from_a_lossless_model_drops_its_pixel_likelihood(tiny_zoo, tmp_path):
+    from click.testing import CliRunner
+
+    from dqcodec.train import main
+
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, [str(data), "--out", str(run), "--init", tiny_zoo, "--schedule", "32x2:1"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert state["config"]["pixel_mixtures"] == 0
+    assert not any(name.startswith("pixels.") for name in state["state_dict"])
