@@ -293,6 +293,7 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
         elif not lossless and getattr(model, "lossless", False):
             # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
             model.drop_pixel_model()
+            click.echo(f"{init_model}'s pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
     elif arch == "dq":
         model = DQCodec(DQConfig(channels=channels, depthwise=not plain_vq))
     else:

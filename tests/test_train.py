@@ -93,6 +93,7 @@ def test_lossy_training_from_a_lossless_model_drops_its_pixel_likelihood(tiny_zo
     run = tmp_path / "run"
     result = CliRunner().invoke(main, [str(data), "--out", str(run), "--init", tiny_zoo, "--schedule", "32x2:1"])
     assert result.exit_code == 0, result.output
+    assert "pixel likelihood is dropped" in result.output
     state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert state["config"]["pixel_mixtures"] == 0
     assert not any(name.startswith("pixels.") for name in state["state_dict"])
