@@ -172,6 +172,10 @@ def train(
         model = zoo.from_checkpoint(state["model"])
     if lossless:
         freeze_all_but_pixels(model)
+    elif getattr(model, "lossless", False):
+        # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
+        model.drop_pixel_model()
+        click.echo("the model's pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
     optimizer, aux_optimizer = optimizers(model, lr)
     if state:
         optimizer.load_state_dict(state["optimizer"])
@@ -286,14 +290,11 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
     torch.manual_seed(seed)
     if init_model:
         model = copy.deepcopy(zoo.load(init_model)[0]).train()
-        if lossless and not model.lossless:
-            model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
-        elif lossless and pixel_hidden:
-            model.widen_pixel_model(pixel_hidden)
-        elif not lossless and getattr(model, "lossless", False):
-            # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
-            model.drop_pixel_model()
-            click.echo(f"{init_model}'s pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
+        if lossless and isinstance(model, DQCodec):  # anything else gets train()'s clear refusal
+            if not model.lossless:
+                model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
+            elif pixel_hidden:
+                model.widen_pixel_model(pixel_hidden)
     elif arch == "dq":
         model = DQCodec(DQConfig(channels=channels, depthwise=not plain_vq))
     else:
