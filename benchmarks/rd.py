@@ -1,10 +1,11 @@
 """Every dq rate point against JPEG (Pillow, 4:2:0, a quality sweep) on the same images, in one run.
 
-    python benchmarks/rd.py [FOLDER] [--model NAME] [--threads 2] [--json OUT]
+    python benchmarks/rd.py [FOLDER] [--model NAME] [--effort 0 [--effort 1 ...]] [--threads 2] [--json OUT]
 
 Prints, per rate point, mean bpp, PSNR (RGB) and encode / decode seconds per image; then, for each
-dq point, JPEG's PSNR at the same mean bpp (interpolated on JPEG's mean curve) and the gap; then the
-encode and decode time of examples/photo.png (768x512), best of three.
+dq point (at each encoder effort asked for), JPEG's PSNR at the same mean bpp (interpolated on
+JPEG's mean curve) and the gap; then the encode and decode time of examples/photo.png (768x512)
+at the model's default quality, best of three.
 """
 
 from __future__ import annotations
@@ -37,14 +38,16 @@ def best_of_three(fn):
 @click.command()
 @click.argument("folder", default="data/heldout", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", default=zoo.DEFAULT_MODEL)
+@click.option("--effort", "efforts", type=click.IntRange(0, len(codec.EFFORT_STEPS) - 1), multiple=True, default=[0], show_default=True)
 @click.option("--threads", default=2)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and means")
-def main(folder, model, threads, json_out):
+def main(folder, model, efforts, threads, json_out):
     torch.set_num_threads(threads)
     paths = codec.image_files(folder)
     if not paths:
         raise click.ClickException(f"no images in {folder}")
-    codecs = [evaluate.make_codec("dq", model), evaluate.make_codec("jpeg")]
+    dq_names = [f"dq-e{e}" if e else "dq" for e in efforts]
+    codecs = [evaluate.make_codec(name, model) for name in dq_names] + [evaluate.make_codec("jpeg")]
     points = []
     with click.progressbar(paths, label=f"{len(paths)} images", file=sys.stderr) as bar:
         for path in bar:
@@ -61,22 +64,27 @@ def main(folder, model, threads, json_out):
             click.echo(f"{name:6} {setting:>3} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}")
     jpeg = summaries["jpeg"].results
     jpeg_curve = list(zip(jpeg["bpp"], jpeg["psnr-rgb"]))
-    click.echo("dq against JPEG at the same mean bpp:")
-    dq = summaries["dq"].results
-    for q, bpp, psnr in zip(summaries["dq"].settings, dq["bpp"], dq["psnr-rgb"]):
-        ref = evaluate.interpolate_psnr(jpeg_curve, bpp)
-        if ref is None:
-            lowest = min(jpeg_curve)
-            verdict = f"below JPEG's lowest rate ({lowest[0]:.4f} bpp, {lowest[1]:.2f} dB)"
-        else:
-            verdict = f"JPEG {ref:.2f} dB, dq {psnr - ref:+.2f} dB"
-        click.echo(f"  quality {q}: {bpp:.4f} bpp, {psnr:.2f} dB; {verdict}")
+    for name, effort in zip(dq_names, efforts):
+        click.echo(f"{name} against JPEG at the same mean bpp:")
+        dq = summaries[name].results
+        for q, bpp, psnr in zip(summaries[name].settings, dq["bpp"], dq["psnr-rgb"]):
+            ref = evaluate.interpolate_psnr(jpeg_curve, bpp)
+            if ref is None:
+                lowest = min(jpeg_curve)
+                verdict = f"below JPEG's lowest rate ({lowest[0]:.4f} bpp, {lowest[1]:.2f} dB)"
+            else:
+                verdict = f"JPEG {ref:.2f} dB, dq {psnr - ref:+.2f} dB"
+            click.echo(f"  quality {q}: {bpp:.4f} bpp, {psnr:.2f} dB; {verdict}")
 
     image = Image.open(EXAMPLE).convert("RGB")
     quality = zoo.load(model)[0].config.default_quality
-    encode_s, data = best_of_three(lambda: dqcodec.compress(image, quality=quality, model=model))
-    decode_s, _ = best_of_three(lambda: dqcodec.decompress(data))
-    click.echo(f"{EXAMPLE.name} {image.width}x{image.height} at quality {quality}: encode {encode_s:.3f} s, decode {decode_s:.3f} s (best of 3)")
+    for effort in efforts:
+        encode_s, data = best_of_three(lambda: dqcodec.compress(image, quality=quality, model=model, effort=effort))
+        decode_s, _ = best_of_three(lambda: dqcodec.decompress(data))
+        click.echo(
+            f"{EXAMPLE.name} {image.width}x{image.height} at quality {quality}, effort {effort}: "
+            f"encode {encode_s:.3f} s, decode {decode_s:.3f} s (best of 3)"
+        )
     if json_out:
         json_out.write_text(
             json.dumps(

@@ -92,11 +92,23 @@ def code_shape(height: int, width: int) -> tuple[int, int]:
     return -(-height // STRIDE), -(-width // STRIDE)
 
 
-def compress(image: ImageLike, quality: int | None = None, model: str = zoo.DEFAULT_MODEL, lossless: bool = False) -> bytes:
+# refinement steps per encoder effort (see refine.py); effort never changes the decoder
+EFFORT_STEPS = (0, 10, 30)
+
+
+def compress(
+    image: ImageLike, quality: int | None = None, model: str = zoo.DEFAULT_MODEL, lossless: bool = False, effort: int = 0
+) -> bytes:
     """Encode an image into the bytes of a .dq file; quality defaults to the model's.
 
     A lossless file carries the codes of a quality (the model's lossless quality by
-    default) and then every pixel, coded with its likelihood given the codes."""
+    default) and then every pixel, coded with its likelihood given the codes.
+    A lossy file at ``effort`` 1 or 2 searches longer for its codes: a smaller file
+    for the same quality of image, several times the encoding time."""
+    if not 0 <= effort < len(EFFORT_STEPS):
+        raise ValueError(f"effort must be between 0 and {len(EFFORT_STEPS) - 1}, got {effort}")
+    if lossless and effort:
+        raise ValueError("effort applies to lossy files; a lossless file codes every pixel whatever its codes")
     rgb, mode = _rgb_and_mode(load_image(image))
     net, digest = zoo.load(model)
     x = pad(to_tensor(rgb))
@@ -105,7 +117,7 @@ def compress(image: ImageLike, quality: int | None = None, model: str = zoo.DEFA
     if lossless:
         out = net.compress_lossless(x, (rgb.height, rgb.width), quality)
     else:
-        out = net.compress(x, quality)
+        out = net.compress(x, quality, refine_steps=EFFORT_STEPS[effort])
     header = container.Header(model, digest[:8], quality, mode, rgb.height, rgb.width)
     return container.pack(header, out["strings"])
 

@@ -58,13 +58,13 @@ def _pillow(name: str, fmt: str, settings, options: Callable[[object], dict], de
     return Codec(name, description, list(settings), encode, decode)
 
 
-def _dq(model: str) -> Codec:
+def _dq(model: str, effort: int = 0) -> Codec:
     qualities = range(1, zoo.load(model)[0].num_qualities + 1)
     return Codec(
-        "dq",
-        f"dqcodec model {model}",
+        "dq" if not effort else f"dq-e{effort}",
+        f"dqcodec model {model}" + (f", encoder effort {effort}" if effort else ""),
         list(qualities),
-        lambda image, q: codec.compress(image, quality=q, model=model),
+        lambda image, q: codec.compress(image, quality=q, model=model, effort=effort),
         codec.decompress,
     )
 
@@ -97,6 +97,8 @@ def _baseline(arch: str) -> Codec:
 
 CODEC_FACTORIES: dict[str, Callable[[str], Codec]] = {
     "dq": _dq,
+    "dq-e1": lambda model: _dq(model, effort=1),
+    "dq-e2": lambda model: _dq(model, effort=2),
     "jpeg": lambda _: _pillow("jpeg", "JPEG", JPEG_QUALITIES, lambda q: {"quality": q, "subsampling": 2}, "JPEG (Pillow), 4:2:0"),
     "webp": lambda _: _pillow("webp", "WEBP", JPEG_QUALITIES, lambda q: {"quality": q, "method": 6}, "WebP (Pillow), method 6"),
     "avif": lambda _: _pillow("avif", "AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90], lambda q: {"quality": q}, "AVIF (Pillow), default speed"),

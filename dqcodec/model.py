@@ -24,6 +24,7 @@ from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_
 from .pixels import PixelModel, code_pixels, fold, widen
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
+from .refine import refine_bottom
 
 STRIDE = 16
 
@@ -187,12 +188,14 @@ class DQCodec(CompressionModel):
     # ---- coding path ---------------------------------------------------------------
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, quality: int, rate_weight: float | None = None):
+    def compress(self, x: torch.Tensor, quality: int, rate_weight: float | None = None, refine_steps: int = 0):
         """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}.
 
         Indices are chosen while coding, as entropy-constrained VQ: each minimises
         |z - e_k|^2 + rate_weight * (-log2 p_k) under the prior's table for it
         (rate_weight 0 is the nearest codeword). The weight defaults to the quality's.
+        ``refine_steps`` > 0 first refines the bottom vectors z for this image (see
+        ``refine.refine_bottom``): slower encoding, the same decoder.
         """
         groups = self.groups_for_quality(quality)
         if rate_weight is None:
@@ -207,6 +210,8 @@ class DQCodec(CompressionModel):
             self._code_level(self.top, None, top_indices, c.top_groups, _encoding(top_stream, self.top.quantizer, top_z, rate_weight))
             context = self._top_context(top_indices)
         bottom_z = self.bottom.quantizer.project(self.bottom_input(torch.cat([features, context], 1)))
+        if refine_steps:
+            bottom_z = refine_bottom(self, x, context, bottom_z, groups, refine_steps)
         bottom_indices = torch.zeros(b, c.bottom_groups, 2 * h // STRIDE, 2 * w // STRIDE, dtype=torch.long)
         with single_thread():
             self._code_level(self.bottom, context, bottom_indices, groups, _encoding(bottom_stream, self.bottom.quantizer, bottom_z, rate_weight))

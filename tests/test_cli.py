@@ -112,6 +112,17 @@ def test_bad_inputs_fail_with_one_line(tiny_zoo, tmp_path):
         assert not path.with_suffix(".png").exists()
 
 
+def test_encoder_effort(tiny_zoo, tmp_path):
+    src = save(tmp_path / "a.png", photo_like(24, 40))
+    result = run("encode", src, "-e", "2", "--model", tiny_zoo)
+    assert result.exit_code == 0, result.output
+    assert run("decode", tmp_path / "a.dq", "-o", tmp_path / "b.png").exit_code == 0
+    assert Image.open(tmp_path / "b.png").size == (40, 24)
+    for bad in (["-e", "3"], ["-e", "1", "--lossless"]):
+        result = run("encode", src, *bad, "--model", tiny_zoo, "--force")
+        assert result.exit_code == 2 and "effort" in result.output
+
+
 def test_unreadable_image_is_a_clean_error(tiny_zoo, tmp_path):
     bogus = tmp_path / "bogus.png"
     bogus.write_bytes(b"not an image")

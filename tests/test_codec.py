@@ -67,6 +67,25 @@ def test_a_rate_weight_trades_distortion_for_fewer_bits():
     assert decoded.shape == x.shape
 
 
+def test_refinement_moves_the_codes_and_the_decoder_reads_them_as_coded():
+    model = tiny_model()
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(48, 64))))
+    plain = model.compress(x, quality=3)
+    refined = model.compress(x, quality=3, refine_steps=10)
+    assert refined["strings"][0] == plain["strings"][0]  # the top level is not refined
+    assert refined["strings"][1] != plain["strings"][1]
+    decoded = model.decompress(refined["strings"], refined["shape"], 3)["x_hat"]
+    assert decoded.shape == x.shape
+    assert not any(p.grad is not None for p in model.parameters())
+
+
+def test_effort_is_checked(tiny_zoo):
+    with pytest.raises(ValueError, match="effort must be between 0 and 2"):
+        dqcodec.compress(photo_like(8, 8), model=tiny_zoo, effort=3)
+    with pytest.raises(ValueError, match="lossy"):
+        dqcodec.compress(photo_like(8, 8), model=tiny_zoo, lossless=True, effort=1)
+
+
 def test_probability_tables_do_not_depend_on_the_thread_count():
     model = tiny_model()
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(48, 80))))
@@ -88,15 +107,16 @@ def test_probability_tables_do_not_depend_on_the_thread_count():
         assert np.array_equal(s1, s2)
 
 
-def test_thread_count_of_encoder_and_decoder_may_differ(tiny_zoo):
+@pytest.mark.parametrize("effort", [0, 2])
+def test_thread_count_of_encoder_and_decoder_may_differ(tiny_zoo, effort):
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        data = dqcodec.compress(photo_like(33, 47), quality=3, model=tiny_zoo)
+        data = dqcodec.compress(photo_like(33, 47), quality=3, model=tiny_zoo, effort=effort)
         image_two = np.asarray(dqcodec.decompress(data))
         torch.set_num_threads(1)
         image_one = np.asarray(dqcodec.decompress(data))
-        data_one = dqcodec.compress(photo_like(33, 47), quality=3, model=tiny_zoo)
+        data_one = dqcodec.compress(photo_like(33, 47), quality=3, model=tiny_zoo, effort=effort)
     finally:
         torch.set_num_threads(previous)
     assert np.array_equal(image_one, image_two)
