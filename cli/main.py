@@ -179,7 +179,9 @@ def models():
 
 @cli.command("eval")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--codec", "codecs", multiple=True, default=tuple(evaluate.CODEC_FACTORIES), show_default=True, help="repeat for several")
+@click.option(
+    "--codec", "codecs", multiple=True, default=evaluate.DEFAULT_CODECS, show_default=True, help="repeat for several; dq-e1 and dq-e2 (dq at encoder effort 1, 2) only when asked for"
+)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-results"), show_default=True)
 @click.option("--metric", type=click.Choice(["psnr", "ms-ssim"]), default="psnr", show_default=True, help="for the plot and BD-rate")
 @click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)

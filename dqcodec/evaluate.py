@@ -110,6 +110,8 @@ CODEC_FACTORIES: dict[str, Callable[[str], Codec]] = {
     "bmshj2018-factorized": lambda _: _baseline("bmshj2018-factorized"),
     "bmshj2018-hyperprior": lambda _: _baseline("bmshj2018-hyperprior"),
 }
+# what `dqcodec eval` runs unless told: dq's higher encoder efforts take seconds per image and rate point
+DEFAULT_CODECS = tuple(name for name in CODEC_FACTORIES if name not in ("dq-e1", "dq-e2"))
 
 
 def make_codec(name: str, model: str = zoo.DEFAULT_MODEL) -> Codec:

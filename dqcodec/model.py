@@ -247,7 +247,10 @@ class DQCodec(CompressionModel):
         return self.decoder(self._decoder_input(bottom_indices, context, groups)).clamp(0, 1)
 
     def _decoder_input(self, bottom_indices, context, groups):
-        codes = self.bottom.quantizer.decode_indices(bottom_indices)
+        return self.decoder_input(self.bottom.quantizer.decode_indices(bottom_indices), context, groups)
+
+    def decoder_input(self, codes, context, groups):
+        """The synthesis input: bottom codes (B, M*D, H, W) with groups past ``groups`` zeroed, and the top context."""
         keep = self._group_mask(groups, codes.shape[0], codes.device)
         return torch.cat([self._drop_groups(codes, keep), context], 1)
 

@@ -93,6 +93,11 @@ class DepthwiseQuantizer(nn.Module):
         q = z + (q - z).detach()  # straight-through gradient
         return self._to_image(q, b, h, w), self._indices_to_image(indices, b, h, w), loss
 
+    def straight_through(self, z: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
+        """Nearest codewords of projected vectors z (M, B*H*W, D) as (B, M*D, H, W), with z's gradient."""
+        q = self._lookup(self.distances(z.detach()).argmin(-1))
+        return self._to_image(z + (q - z).detach(), b, h, w)
+
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, M, H, W) integer indices -> quantized (B, M*D, H, W); the inverse of forward's indices."""
         b, m, h, w = indices.shape

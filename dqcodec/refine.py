@@ -34,17 +34,14 @@ def refine_bottom(model, x: torch.Tensor, context: torch.Tensor, z: torch.Tensor
     given the decoded top context; only the first ``groups`` groups count."""
     quantizer, prior = model.bottom.quantizer, model.bottom.prior
     _, _, h, w = context.shape
-    keep = model._group_mask(groups, 1, x.device)
     pixels = x.shape[-2] * x.shape[-1]
     z = z.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=LEARNING_RATE)
     with torch.enable_grad():
         for _ in range(steps):
-            distances = quantizer.distances(z)
-            nearest = quantizer._lookup(distances.detach().argmin(-1))
-            codes = quantizer._to_image(z + (nearest - z).detach(), 1, h, w)
-            x_hat = model.decoder(torch.cat([model._drop_groups(codes, keep), context], 1))
-            bits = _soft_bits(prior, context, codes.detach(), distances)[:groups].sum() / pixels
+            codes = quantizer.straight_through(z, 1, h, w)
+            x_hat = model.decoder(model.decoder_input(codes, context, groups))
+            bits = _soft_bits(prior, context, codes.detach(), quantizer.distances(z))[:groups].sum() / pixels
             loss = F.mse_loss(x_hat, x) + RATE_LAMBDA * bits
             (z.grad,) = torch.autograd.grad(loss, [z])  # the model's own parameters keep no gradients
             optimizer.step()

@@ -45,3 +45,18 @@ def test_payload_is_within_half_a_percent_of_the_ideal(files, quality):
 def test_decoding_is_deterministic(files):
     data = files[3]
     assert np.array_equal(np.asarray(dqcodec.decompress(data)), np.asarray(dqcodec.decompress(data)))
+
+
+def test_encoder_effort_lowers_distortion_plus_rate(photo):
+    """Refinement descends on MSE + RATE_LAMBDA * bpp; on a real model and photo it must end lower."""
+    from dqcodec import refine
+
+    crop = photo.crop((256, 128, 384, 256))
+
+    def cost(data):
+        decoded = np.asarray(dqcodec.decompress(data), dtype=np.float64) / 255
+        mse = np.mean((decoded - np.asarray(crop, dtype=np.float64) / 255) ** 2)
+        return mse + refine.RATE_LAMBDA * 8 * len(data) / (crop.width * crop.height)
+
+    plain, refined = (cost(dqcodec.compress(crop, quality=6, effort=e)) for e in (0, 1))
+    assert refined < 0.97 * plain, (plain, refined)
