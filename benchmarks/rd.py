@@ -43,6 +43,7 @@ def best_of_three(fn):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and means")
 def main(folder, model, efforts, threads, json_out):
     torch.set_num_threads(threads)
+    efforts = sorted(set(efforts))
     paths = codec.image_files(folder)
     if not paths:
         raise click.ClickException(f"no images in {folder}")
@@ -64,7 +65,7 @@ def main(folder, model, efforts, threads, json_out):
             click.echo(f"{name:6} {setting:>3} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}")
     jpeg = summaries["jpeg"].results
     jpeg_curve = list(zip(jpeg["bpp"], jpeg["psnr-rgb"]))
-    for name, effort in zip(dq_names, efforts):
+    for name in dq_names:
         click.echo(f"{name} against JPEG at the same mean bpp:")
         dq = summaries[name].results
         for q, bpp, psnr in zip(summaries[name].settings, dq["bpp"], dq["psnr-rgb"]):
