@@ -33,8 +33,15 @@ class _GroupMaskedConv(nn.Conv2d):
     def visible_inputs(self, j: int) -> int:
         return self.free_in + (j + 1 if self.inclusive else j) * self.group_in
 
-    def forward(self, x):
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+    def forward(self, x, groups: int | None = None):
+        """Every output group, or only the first ``groups`` from the inputs they may see."""
+        weight, bias = self.weight * self.mask, self.bias
+        if groups is not None:
+            rows, n_in = groups * self.group_out, self.visible_inputs(groups - 1)
+            if n_in == 0:
+                return bias[:rows].view(1, -1, 1, 1).expand(x.shape[0], -1, x.shape[2], x.shape[3])
+            x, weight, bias = x[:, :n_in], weight[:rows, :n_in], bias[:rows]
+        return F.conv2d(x, weight, bias, padding=self.padding)
 
     def forward_group(self, x: torch.Tensor, j: int) -> torch.Tensor:
         """Output channels of group j from the inputs it may see (x holds at least those)."""
@@ -60,15 +67,16 @@ class GroupCausalPrior(nn.Module):
             ]
         )
 
-    def forward(self, context: torch.Tensor | None, codes: torch.Tensor) -> torch.Tensor:
-        """Logits (B, M, K, H, W) for every group at once (training and rate estimates)."""
+    def forward(self, context: torch.Tensor | None, codes: torch.Tensor, groups: int | None = None) -> torch.Tensor:
+        """Logits (B, M, K, H, W) for every group at once (training and rate estimates), or
+        (B, groups, K, H, W) for the first ``groups`` only, computing nothing for the rest."""
         x = codes if context is None else torch.cat([context, codes], 1)
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            x = layer(x, groups)
             if i < len(self.layers) - 1:
                 x = F.gelu(x)
         b, _, hh, ww = x.shape
-        return x.view(b, self.num_groups, self.codebook_size, hh, ww)
+        return x.view(b, -1, self.codebook_size, hh, ww)
 
     def sequential(self, context: torch.Tensor | None, shape: tuple[int, int, int]) -> "SequentialPrior":
         """A group-by-group view; shape is (B, H, W) of the level."""

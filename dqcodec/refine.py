@@ -41,7 +41,7 @@ def refine_bottom(model, x: torch.Tensor, context: torch.Tensor, z: torch.Tensor
         for _ in range(steps):
             codes = quantizer.straight_through(z, 1, h, w)
             x_hat = model.decoder(model.decoder_input(codes, context, groups))
-            bits = _soft_bits(prior, context, codes.detach(), quantizer.distances(z))[:groups].sum() / pixels
+            bits = _soft_bits(prior, context, codes.detach(), quantizer.distances(z)[:groups]).sum() / pixels
             loss = F.mse_loss(x_hat, x) + RATE_LAMBDA * bits
             (z.grad,) = torch.autograd.grad(loss, [z])  # the model's own parameters keep no gradients
             optimizer.step()
@@ -49,9 +49,10 @@ def refine_bottom(model, x: torch.Tensor, context: torch.Tensor, z: torch.Tensor
 
 
 def _soft_bits(prior, context, codes, distances):
-    """Expected bits (M, N) of each vector's soft assignment under the prior's tables."""
+    """Expected bits (G, N) of the first G groups' soft assignments, given their distances (G, N, K),
+    under the prior's tables."""
     with torch.no_grad():
-        logits = prior(context, codes)  # (1, M, K, H, W)
+        logits = prior(context, codes, groups=distances.shape[0])  # (1, G, K, H, W)
         bits = -F.log_softmax(logits, 2) / math.log(2)
         bits = bits[0].permute(0, 2, 3, 1).reshape(distances.shape)
     return (F.softmax(-distances / TEMPERATURE, -1) * bits).sum(-1)

@@ -36,3 +36,13 @@ def test_first_group_without_context_is_a_learned_constant_distribution():
     prior = make(context_channels=0)
     logits = prior.sequential(None, (1, 3, 3)).logits(0)
     assert torch.equal(logits, logits[:, :, :1, :1].expand_as(logits))
+
+
+def test_the_first_groups_alone_get_the_same_logits():
+    for context_channels in (0, 2):
+        prior = make(context_channels)
+        context = torch.randn(1, context_channels, 5, 7) if context_channels else None
+        codes = torch.randn(1, 12, 5, 7)
+        full = prior(context, codes)
+        for groups in (1, 3, 4):
+            assert torch.allclose(prior(context, codes, groups), full[:, :groups], atol=1e-6)
