@@ -11,7 +11,10 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"DQC\x00"
-VERSION = 1
+VERSION = 2
+# Version 1 (dqcodec 0.1) computed probability tables in float arithmetic, so its files decode only
+# on the kernels that wrote them; this dqcodec does not read it.
+OLD_VERSIONS = {1: "dqcodec 0.1, whose files decode only on the CPU and torch build that wrote them"}
 MODES = ("RGB", "L")
 _FIXED = struct.Struct("<4sBB")  # magic, version, model-name length
 _FIELDS = struct.Struct("<8sBBIIB")  # weights hash, quality, mode, height, width, stream count
@@ -61,6 +64,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     if len(data) < _FIXED.size or data[:4] != MAGIC:
         raise ContainerError("not a .dq file (bad magic bytes)")
     _, version, name_length = _FIXED.unpack_from(data)
+    if version in OLD_VERSIONS:
+        raise ContainerError(f"this .dq file is format version {version}, written by {OLD_VERSIONS[version]}; this dqcodec reads version {VERSION}")
     if version != VERSION:
         raise ContainerError(f".dq format version {version} is not supported (this dqcodec reads version {VERSION})")
     if len(data) < _CRC.size or zlib.crc32(data[: -_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:

@@ -1,17 +1,15 @@
-"""Entropy coding of code indices with constriction's range coder.
+"""Entropy coding with constriction's range coder.
 
-This module is the only place that imports constriction. Probabilities enter as
-logits; ``quantize_probabilities`` turns them into integer frequencies with a
-fixed recipe (float64 softmax, then floor to a 2^-16 grid plus one), so that any
-two processes holding bit-equal logits hand the coder bit-equal tables. A stream
-is the coder's uint32 words written little-endian.
+This module is the only place that imports constriction. Tables enter as integer
+frequencies (float64 arrays of whole numbers, every entry at least one), computed
+in exact arithmetic by ``dqcodec.exact``, so encoder and decoder hand the coder
+bit-equal tables. A stream is the coder's uint32 words written little-endian.
 """
 
 from __future__ import annotations
 
 import constriction
 import numpy as np
-import torch
 
 PROBABILITY_BITS = 16
 PIXEL_PROBABILITY_BITS = 20  # finer, as pixel tables put most of their mass on a few of 256 values
@@ -21,26 +19,16 @@ class CorruptStreamError(ValueError):
     """A stream that cannot be decoded with the tables it is decoded with."""
 
 
-def quantize_probabilities(logits: torch.Tensor) -> np.ndarray:
-    """Logits (..., K, H, W) -> integer frequencies (N, K) as float64, rows in (…, H, W) order.
-
-    Every symbol keeps a frequency of at least one, so every index stays codable.
-    """
-    k = logits.shape[-3]
-    flat = logits.detach().double().movedim(-3, -1).reshape(-1, k)
-    return quantize_table(torch.softmax(flat, dim=-1), PROBABILITY_BITS)
-
-
-def quantize_table(probabilities: torch.Tensor, bits: int = PIXEL_PROBABILITY_BITS) -> np.ndarray:
-    """Probabilities (N, K) -> integer frequencies floor(p * 2^bits) + 1 as float64."""
-    return (torch.floor(probabilities.double() * (1 << bits)) + 1).numpy()
-
-
 def ideal_bits(symbols: np.ndarray, frequencies: np.ndarray) -> float:
     """-sum log2 p of the symbols under the (normalized) tables."""
     rows = np.arange(len(symbols))
     p = frequencies[rows, symbols] / frequencies.sum(-1)
     return float(-np.log2(p).sum())
+
+
+def _table(frequencies: np.ndarray) -> np.ndarray:
+    # constriction reads the table's memory row by row, whatever its strides say
+    return np.ascontiguousarray(frequencies, dtype=np.float64)
 
 
 def _model():
@@ -54,7 +42,7 @@ class StreamEncoder:
         self._coder = constriction.stream.queue.RangeEncoder()
 
     def encode(self, symbols: np.ndarray, frequencies: np.ndarray) -> None:
-        self._coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), _model(), frequencies)
+        self._coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), _model(), _table(frequencies))
 
     def encode_uniform(self, symbols: np.ndarray, sizes: np.ndarray) -> None:
         """Each symbol uniform over range(size); every size at least 2."""
@@ -75,7 +63,7 @@ class StreamDecoder:
 
     def decode(self, frequencies: np.ndarray) -> np.ndarray:
         try:
-            return np.asarray(self._coder.decode(_model(), frequencies), dtype=np.int64)
+            return np.asarray(self._coder.decode(_model(), _table(frequencies)), dtype=np.int64)
         except (ValueError, RuntimeError) as error:  # constriction reports bad data this way
             raise CorruptStreamError(f"stream does not decode: {error}") from error
 

@@ -9,7 +9,6 @@ training), so one model serves every rate point.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field, replace
 
@@ -20,8 +19,9 @@ import torch.nn.functional as F
 from compressai.layers import GDN, subpel_conv3x3
 from compressai.models import CompressionModel
 
-from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder, quantize_probabilities
-from .pixels import PixelModel, code_pixels, fold, widen
+from . import exact
+from .entropy import PROBABILITY_BITS, CorruptStreamError, StreamDecoder, StreamEncoder
+from .pixels import ExactPixelModel, PixelModel, code_pixels, fold, widen
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
 from .refine import refine_bottom
@@ -84,18 +84,6 @@ class Level(nn.Module):
         log_probs = F.log_softmax(self.prior(context, codes), dim=2)
         # the floor keeps log(likelihood) finite in the loss, as CompressAI's likelihood bound does
         return log_probs.gather(2, indices.unsqueeze(2)).squeeze(2).exp().clamp_min(1e-9)
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Everything that feeds the probability tables runs on one thread, so the
-    tables do not depend on how many threads the encoder or decoder was given."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class DQCodec(CompressionModel):
@@ -206,26 +194,26 @@ class DQCodec(CompressionModel):
         top_z = self.top.quantizer.project(self.encoder_top(features))
         top_indices = torch.zeros(b, c.top_groups, h // STRIDE, w // STRIDE, dtype=torch.long)
         top_stream, bottom_stream = StreamEncoder(), StreamEncoder()
-        with single_thread():
-            self._code_level(self.top, None, top_indices, c.top_groups, _encoding(top_stream, self.top.quantizer, top_z, rate_weight))
-            context = self._top_context(top_indices)
-        bottom_z = self.bottom.quantizer.project(self.bottom_input(torch.cat([features, context], 1)))
+        self._code_level(self.top, None, top_indices, c.top_groups, _encoding(top_stream, self.top.quantizer, top_z, rate_weight))
+        context = self._top_context(top_indices)
+        float_context = exact.to_float(context)
+        bottom_z = self.bottom.quantizer.project(self.bottom_input(torch.cat([features, float_context], 1)))
         if refine_steps:
-            bottom_z = refine_bottom(self, x, context, bottom_z, groups, refine_steps)
+            bottom_z = refine_bottom(self, x, float_context, bottom_z, groups, refine_steps)
         bottom_indices = torch.zeros(b, c.bottom_groups, 2 * h // STRIDE, 2 * w // STRIDE, dtype=torch.long)
-        with single_thread():
-            self._code_level(self.bottom, context, bottom_indices, groups, _encoding(bottom_stream, self.bottom.quantizer, bottom_z, rate_weight))
+        self._code_level(self.bottom, context, bottom_indices, groups, _encoding(bottom_stream, self.bottom.quantizer, bottom_z, rate_weight))
         return {"strings": [top_stream.to_bytes(), bottom_stream.to_bytes()], "shape": tuple(top_indices.shape[-2:])}
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: int):
         indices = self.decode_indices(strings, shape, quality)
-        return {"x_hat": self.reconstruct(indices["bottom"], indices["context"], indices["groups"])}
+        return {"x_hat": self.reconstruct(indices["bottom"], exact.to_float(indices["context"]), indices["groups"])}
 
     @torch.no_grad()
     def decode_indices(self, strings, shape, quality, tables=None):
-        """Decode the code indices of both levels. If ``tables`` is a list, every
-        group's (integer tables, decoded symbols) pair is appended to it."""
+        """Decode the code indices of both levels, and the top level's fixed-point context for the
+        bottom one. If ``tables`` is a list, every group's (integer tables, decoded symbols) pair
+        is appended to it."""
         groups = self.groups_for_quality(quality)
         if len(strings) != 2:
             raise CorruptStreamError(f"expected 2 streams (top and bottom level), found {len(strings)}")
@@ -234,17 +222,18 @@ class DQCodec(CompressionModel):
         top_indices = torch.zeros(1, c.top_groups, h, w, dtype=torch.long)
         bottom_indices = torch.zeros(1, c.bottom_groups, 2 * h, 2 * w, dtype=torch.long)
         top_stream, bottom_stream = StreamDecoder(strings[0]), StreamDecoder(strings[1])
-        with single_thread():
-            self._code_level(self.top, None, top_indices, c.top_groups, _decoding(top_stream, tables))
-            context = self._top_context(top_indices)
-            self._code_level(self.bottom, context, bottom_indices, groups, _decoding(bottom_stream, tables))
+        self._code_level(self.top, None, top_indices, c.top_groups, _decoding(top_stream, tables))
+        context = self._top_context(top_indices)
+        self._code_level(self.bottom, context, bottom_indices, groups, _decoding(bottom_stream, tables))
         top_stream.finish()
         bottom_stream.finish()
         return {"top": top_indices, "bottom": bottom_indices, "context": context, "groups": groups}
 
     def reconstruct(self, bottom_indices, context, groups):
         """Image from the first ``groups`` bottom groups and the decoded top context."""
-        return self.decoder(self._decoder_input(bottom_indices, context, groups)).clamp(0, 1)
+        codes = self._decoder_input(bottom_indices, context, groups)
+        # channels-last lets oneDNN skip its layout conversions: about 20% faster on CPU
+        return self.decoder(codes.contiguous(memory_format=torch.channels_last)).clamp(0, 1).contiguous()
 
     def _decoder_input(self, bottom_indices, context, groups):
         return self.decoder_input(self.bottom.quantizer.decode_indices(bottom_indices), context, groups)
@@ -298,7 +287,7 @@ class DQCodec(CompressionModel):
 
         image = self._code_pixels(strings[:2], shape, quality, size, decode, tables)
         stream.finish()
-        return {"x_hat": image / 255}
+        return {"x_hat": image.float() / 255}
 
     @torch.no_grad()
     def pixel_bits(self, strings: list[bytes], shape: tuple[int, int], quality: int, x: torch.Tensor, size: tuple[int, int], tables=None) -> float:
@@ -311,33 +300,45 @@ class DQCodec(CompressionModel):
         return float(-log_prob.sum() / math.log(2))
 
     def _code_pixels(self, strings, shape, quality, size, code_channel, tables=None):
-        workers = torch.get_num_threads()
-        with single_thread():
-            context, x_hat = self._pixel_context(strings, shape, quality, tables)
-            return code_pixels(self.pixels, context, x_hat, size, code_channel, workers)
+        indices = self._lossless_indices(strings, shape, quality, tables)
+        pixels = ExactPixelModel(self.pixels)
+        features = exact.run(exact.exact_layers(self.decoder[:-1]), self._exact_decoder_input(indices))
+        x_hat = exact.run(exact.exact_layers(self.decoder[-1]), features)
+        return code_pixels(pixels, pixels.context(features, x_hat), x_hat, size, code_channel, torch.get_num_threads())
 
     def _pixel_context(self, strings, shape, quality, tables=None):
-        """Decode the codes; return the pixel likelihood's context and x_hat (unclamped)."""
-        if not self.lossless:
-            raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
-        indices = self.decode_indices(strings, shape, quality, tables)
-        features = self.decoder[:-1](self._decoder_input(indices["bottom"], indices["context"], indices["groups"]))
+        """Decode the codes; return the pixel likelihood's float context and x_hat (unclamped)."""
+        indices = self._lossless_indices(strings, shape, quality, tables)
+        codes = self._decoder_input(indices["bottom"], exact.to_float(indices["context"]), indices["groups"])
+        features = self.decoder[:-1](codes)
         x_hat = self.decoder[-1](features)
         return self.pixels.context(features, x_hat), x_hat
 
+    def _lossless_indices(self, strings, shape, quality, tables):
+        if not self.lossless:
+            raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
+        return self.decode_indices(strings, shape, quality, tables)
+
+    def _exact_decoder_input(self, indices):
+        """The synthesis input in fixed point, from decoded indices and the fixed-point context."""
+        codes = exact.to_fixed(self.bottom.quantizer.decode_indices(indices["bottom"]))
+        return self.decoder_input(codes, indices["context"], indices["groups"])
+
     def _top_context(self, top_indices):
-        return self.top_decoder(self.top.quantizer.decode_indices(top_indices))
+        """The bottom level's context from the top level's indices, in exact fixed point."""
+        codes = exact.to_fixed(self.top.quantizer.decode_indices(top_indices))
+        return exact.run(exact.exact_layers(self.top_decoder), codes)
 
     def _code_level(self, level: Level, context, indices: torch.Tensor, groups: int, code_group):
         """Walk a level group by group: ``code_group(j, frequencies)`` encodes or decodes
         group j and returns its indices, which fill ``indices[:, j]``. Both directions
         see the same tables."""
         b, _, h, w = indices.shape
-        sequence = level.prior.sequential(context, (b, h, w))
+        sequence = level.prior.sequential(context, (b, h, w), groups)
         for j in range(groups):
-            frequencies = quantize_probabilities(sequence.logits(j))
+            frequencies = exact.logits_to_frequencies(sequence.logits(j), PROBABILITY_BITS)
             indices[:, j] = torch.from_numpy(code_group(j, frequencies)).view(b, h, w)
-            sequence.push(level.quantizer.decode_group(indices[:, j], j))
+            sequence.push(exact.to_fixed(level.quantizer.decode_group(indices[:, j], j)))
 
     # ---- persistence ---------------------------------------------------------------
 

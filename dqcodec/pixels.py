@@ -26,6 +26,7 @@ as "below" or "above" and then uniformly among the values on that side.
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -35,7 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .entropy import quantize_table
+from . import exact
+from .entropy import PIXEL_PROBABILITY_BITS
 
 BLOCK = 4
 STEPS = (
@@ -206,7 +208,7 @@ class WindowTable:
     window", 1..WINDOW the window's values from ``low`` on, WINDOW + 1 "above it". A value
     outside the window is then sent uniformly among the values on its side."""
 
-    probabilities: torch.Tensor  # (N, WINDOW + 2) float64, rows summing to one
+    mass: torch.Tensor  # (N, WINDOW + 2) int64, each symbol's probability in counts of 2^-30
     low: torch.Tensor  # (N,) first value of each window
     frequencies: np.ndarray  # the integer table the range coder gets
 
@@ -233,90 +235,158 @@ class WindowTable:
         return torch.where(symbols == WINDOW + 1, self.low + WINDOW + tail, values)
 
 
-_EDGE_OFFSETS = torch.arange(-1, WINDOW + 2) - 0.5
+class ExactPixelModel:
+    """The pixel likelihood's networks in exact fixed point (``dqcodec.exact``): what the coder
+    runs, so that encoder and decoder get the same parameters on any kernel. Inputs and outputs
+    are integer counts of 2^-FRAC in float64 tensors."""
+
+    def __init__(self, model: PixelModel):
+        self.mixtures = model.steps[0][-1].out_channels // (len(STEPS[0]) * PARAMS_PER_COMPONENT)
+        self.inputs = exact.ExactConv.of(model.inputs)
+        self.neighbours = exact.ExactConv(*folded_neighbours(model.neighbours), padding=1)
+        self.steps = [exact.exact_layers(step) for step in model.steps]
+        self.known = [getattr(model, f"known_{i}").double() for i in range(len(STEPS))]
+
+    def context(self, features: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return self.inputs(torch.cat([F.pixel_unshuffle(features, 2), F.pixel_unshuffle(x_hat, BLOCK)], 1))
+
+    def params(self, context: torch.Tensor, step: int, residual: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """As ``PixelModel.params``, with the residuals in fixed point and ``inside`` 0 or 1."""
+        h, w = residual.shape[-2:]
+        known = self.known[step].repeat(h // BLOCK, w // BLOCK) * inside
+        residual = F.pixel_unshuffle(residual * known, BLOCK)
+        known = F.pixel_unshuffle((known * exact.SCALE).expand(residual.shape[0], 1, h, w), BLOCK)
+        local = self.neighbours(torch.cat([residual, known], 1))  # already folded
+        raw = exact.run(self.steps[step], torch.cat([context, residual, local], 1))
+        return raw.view(raw.shape[0], len(STEPS[step]), -1, *raw.shape[-2:])
+
+
+def folded_neighbours(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights of a 3x3 convolution over 4x4-folded inputs (``F.pixel_unshuffle``) that
+    computes the folded output of ``conv``, a 5x5 convolution at full resolution: the same
+    products, a sixteenth of the positions, and one dense matrix product instead of a thin one."""
+    out_channels, in_channels, k, _ = conv.weight.shape
+    reach = k // 2
+    folded = conv.weight.new_zeros(out_channels, BLOCK * BLOCK, in_channels, BLOCK * BLOCK, 3, 3)
+    for pi, pj, qi, qj, by, bx in itertools.product(range(BLOCK), range(BLOCK), range(BLOCK), range(BLOCK), (-1, 0, 1), (-1, 0, 1)):
+        dy, dx = BLOCK * by + qi - pi, BLOCK * bx + qj - pj
+        if abs(dy) <= reach and abs(dx) <= reach:
+            folded[:, pi * BLOCK + pj, :, qi * BLOCK + qj, by + 1, bx + 1] = conv.weight[:, :, dy + reach, dx + reach]
+    weight = folded.reshape(out_channels * BLOCK * BLOCK, in_channels * BLOCK * BLOCK, 3, 3)
+    return weight, conv.bias.repeat_interleave(BLOCK * BLOCK)
+
+
+ONE = 1 << exact.FRAC  # one grey level, in fixed point
+CDF_BITS = 30  # the sigmoid table's output: counts of 2^-30
+WEIGHT_BITS = 16  # mixture weights sum to about 2^16
 
 
 class ChunkDistribution:
-    """The mixture for N pixels, walked channel by channel when coding.
+    """The mixture for N pixels, walked channel by channel when coding, in int64 arithmetic.
 
-    ``table(c)`` gives channel c's table given the channels already pushed;
+    ``raw`` (N, 10K) are a step's fixed-point outputs and ``base`` (N, 3) the fixed-point
+    255 * x_hat. ``table(c)`` gives channel c's table given the channels already pushed;
     ``push(c, values)`` records the coded values and re-weights the components.
     """
 
     def __init__(self, raw: torch.Tensor, base: torch.Tensor):
-        mixtures = raw.shape[1] // PARAMS_PER_COMPONENT
-        logits, self.means, log_scales, self.coeffs = split_params(raw, mixtures)
-        self.inv_scales = torch.exp(-log_scales)
-        self.weights = torch.softmax(logits.double(), 1)
-        self.base = base
-        self.residual = torch.zeros_like(base)
+        k = raw.shape[1] // PARAMS_PER_COMPONENT
+        raw = raw.long()
+        logits, means, log_scales, coeffs = raw.split([k, 3 * k, 3 * k, 3 * k], 1)
+        shape = (raw.shape[0], 3, k)
+        self.means = MEAN_SCALE_INT * means.reshape(shape)  # grey levels, fixed point
+        log_scales = log_scales.reshape(shape).clamp(-6 * ONE, 4 * ONE) + 2 * ONE
+        self.inv_scales = exact.tables()["inv_scale"](log_scales, exact.FRAC)  # counts of 2^-20
+        self.coeffs = exact.tanh(coeffs.reshape(shape)).long()
+        self.weights = _normalized(exact.softmax_weights(logits, 1))
+        self.base = base.long()
+        self.residual = torch.zeros_like(self.base)  # x - 255 x_hat of the channels pushed, fixed point
         self._window = None
 
+    def mean(self, c: int) -> torch.Tensor:
+        """Fixed-point means (N, K) of channel c given the channels pushed before it."""
+        mean = self.base[:, c].unsqueeze(1) + self.means[:, c]
+        coupled = [(0, 0)] if c == 1 else [(1, 0), (2, 1)] if c == 2 else []
+        for coeff, channel in coupled:
+            product = self.coeffs[:, coeff] * self.residual[:, channel].unsqueeze(1)
+            mean = mean + torch.div(product + ONE // 2, ONE, rounding_mode="floor")
+        return mean
+
     def table(self, c: int) -> WindowTable:
-        mean = coupled_means(self.means, self.coeffs, self.base, self.residual, c)  # (N, K)
-        centre = (self.weights * mean.double()).sum(1).round()
-        low = (centre - WINDOW // 2).clamp(0, 256 - WINDOW).long()  # (N,)
-        # edges of the bins "below", each value of the window, "above"; the window's outer
-        # edges are infinite where it reaches 0 or 255
-        edges = low.float().unsqueeze(1) + _EDGE_OFFSETS  # (N, W+3)
-        edges[:, 0] = -torch.inf
-        edges[:, -1] = torch.inf
-        edges[low == 0, 1] = -torch.inf
-        edges[low + WINDOW == 256, -2] = torch.inf
-        inv_scale = self.inv_scales[:, c].unsqueeze(2)
-        cdf = torch.addcmul(-mean.unsqueeze(2) * inv_scale, edges.unsqueeze(1), inv_scale).sigmoid_()  # (N, K, W+3)
+        mean = self.mean(c)
+        weighted = (self.weights * mean).sum(1)
+        total = self.weights.sum(1)
+        centre = torch.div(2 * weighted + total * ONE, 2 * total * ONE, rounding_mode="floor")  # round(mean)
+        low = (centre - WINDOW // 2).clamp(0, 256 - WINDOW)
+        # edges of the bins "below", each value of the window, "above", in fixed point
+        edges = (low.unsqueeze(1) + _EDGE_STEPS) * ONE - ONE // 2  # (N, W+3)
+        t = (edges.unsqueeze(1) - mean.unsqueeze(2)) * self.inv_scales[:, c].unsqueeze(2)  # counts of 2^-32
+        t = (t >> (32 - T_FRAC)).clamp_(-T_RANGE, T_RANGE).int()  # counts of 2^-16, past the table's ends
+        cdf = exact.tables()["sigmoid"](t, T_FRAC).long()  # (N, K, W+3), counts of 2^-30
+        cdf[..., 0] = 0
+        cdf[..., -1] = 1 << CDF_BITS
+        cdf[low == 0, :, 1] = 0  # the window reaches 0: nothing lies below it
+        cdf[low + WINDOW == 256, :, -2] = 1 << CDF_BITS
         component = cdf.diff(dim=-1)  # (N, K, W+2): each component's mass per symbol
         self._window = (low, component)
-        weights = self.weights.float()
-        probabilities = component[:, 0] * weights[:, :1]
-        for k in range(1, weights.shape[1]):
-            probabilities.addcmul_(component[:, k], weights[:, k : k + 1])
-        probabilities = probabilities.double()
-        probabilities /= probabilities.sum(1, keepdim=True)
-        return WindowTable(probabilities, low, quantize_table(probabilities))
+        mass = (component * self.weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS  # counts of 2^-30
+        return WindowTable(mass, low, exact.frequencies(mass, PIXEL_PROBABILITY_BITS))
 
     def push(self, c: int, values: torch.Tensor) -> None:
         low, component = self._window
         symbols = (values - low + 1).clamp(0, WINDOW + 1)
         p = component.gather(2, symbols.view(-1, 1, 1).expand(-1, component.shape[1], 1)).squeeze(2)
-        weights = self.weights * (p.double() + 1e-12)  # a tail's even split is the same factor for every component
-        self.weights = weights / weights.sum(1, keepdim=True)
-        self.residual[:, c] = values.to(self.base.dtype) - self.base[:, c]
+        # a tail's even split is the same factor for every component; +1 keeps every weight alive
+        self.weights = _normalized((self.weights * p >> 14) + 1)
+        self.residual[:, c] = values * ONE - self.base[:, c]
+
+
+MEAN_SCALE_INT = int(MEAN_SCALE)
+T_FRAC = 16  # the logistic's argument enters the sigmoid table in counts of 2^-16
+T_RANGE = 25 << T_FRAC
+_EDGE_STEPS = torch.arange(-1, WINDOW + 2)
+
+
+def _normalized(weights: torch.Tensor) -> torch.Tensor:
+    """Non-negative int64 weights (N, K) with positive rows, below 2^40 -> rows summing to about 2^16."""
+    return torch.div(weights << WEIGHT_BITS, weights.sum(1, keepdim=True), rounding_mode="floor")
 
 
 CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
 
 
-def code_pixels(model: PixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1) -> torch.Tensor:
+def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1) -> torch.Tensor:
     """Walk steps, block positions, channels and chunks of pixels, in the order both directions share.
 
+    ``context`` and ``x_hat`` are the exact model's fixed-point context and reconstruction.
     ``code_channel(table, position, channel, pixels)`` encodes or decodes one channel of a
     chunk (``position`` = di * 4 + dj in the block, ``pixels`` index the flattened block
     grid) and returns its values. A channel's tables for all chunks of a position are built
-    by ``workers`` threads, each chunk's with single-threaded torch operations, so they are
-    the same whatever ``workers`` is. Returns the image (1, 3, H, W) as floats, zero outside ``size``.
+    by ``workers`` threads; the arithmetic is exact, so they are the same whatever ``workers``
+    is. Returns the image (1, 3, H, W) of 8-bit values as int64, zero outside ``size``.
     """
-    base = 255 * x_hat.clamp(0, 1)
+    base = 255 * x_hat.clamp(0, ONE)
     inside = torch.zeros_like(base[:, :1])
     inside[..., : size[0], : size[1]] = 1
     folded_base = fold(base)[0].flatten(2)  # (3, 16, h*w)
     folded_inside = fold(inside)[0, 0].flatten(1).bool()  # (16, h*w)
     grid = (base.shape[-2] // BLOCK, base.shape[-1] // BLOCK)
-    image = torch.zeros_like(base)
+    image = torch.zeros_like(base, dtype=torch.long)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for s, step in enumerate(STEPS):
-            raw = model.params(context, s, (image - base) / MEAN_SCALE * inside, inside)[0]
+            residual = torch.floor((image * ONE - base) / MEAN_SCALE + 0.5) * inside  # exact: a power of two
+            raw = model.params(context, s, residual, inside)[0]
             for i, (di, dj) in enumerate(step):
                 p = di * BLOCK + dj
                 step_raw = raw[i].flatten(1).T  # (h*w, 10K)
                 pieces = folded_inside[p].nonzero().squeeze(1).split(CHUNK)
                 chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T) for pixels in pieces]
-                coded = torch.zeros(step_raw.shape[0], 3)
+                coded = torch.zeros(step_raw.shape[0], 3, dtype=torch.long)
                 for c in range(3):
                     channel = [c] * len(chunks)
                     for pixels, table in zip(pieces, pool.map(ChunkDistribution.table, chunks, channel)):
-                        coded[pixels, c] = code_channel(table, p, c, pixels).float()
-                    values = [coded[pixels, c].long() for pixels in pieces]
+                        coded[pixels, c] = code_channel(table, p, c, pixels).long()
+                    values = [coded[pixels, c] for pixels in pieces]
                     list(pool.map(ChunkDistribution.push, chunks, channel, values))
                 image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, *grid)
     return image

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import exact
+
 
 class _GroupMaskedConv(nn.Conv2d):
     """Conv whose output group j sees `free_in` context channels plus input groups
@@ -42,14 +44,6 @@ class _GroupMaskedConv(nn.Conv2d):
                 return bias[:rows].view(1, -1, 1, 1).expand(x.shape[0], -1, x.shape[2], x.shape[3])
             x, weight, bias = x[:, :n_in], weight[:rows, :n_in], bias[:rows]
         return F.conv2d(x, weight, bias, padding=self.padding)
-
-    def forward_group(self, x: torch.Tensor, j: int) -> torch.Tensor:
-        """Output channels of group j from the inputs it may see (x holds at least those)."""
-        rows = slice(j * self.group_out, (j + 1) * self.group_out)
-        n_in = self.visible_inputs(j)
-        if n_in == 0:
-            return self.bias[rows].view(1, -1, 1, 1).expand(x.shape[0], -1, x.shape[2], x.shape[3])
-        return F.conv2d(x[:, :n_in], self.weight[rows, :n_in], self.bias[rows], padding=self.padding)
 
 
 class GroupCausalPrior(nn.Module):
@@ -78,37 +72,69 @@ class GroupCausalPrior(nn.Module):
         b, _, hh, ww = x.shape
         return x.view(b, -1, self.codebook_size, hh, ww)
 
-    def sequential(self, context: torch.Tensor | None, shape: tuple[int, int, int]) -> "SequentialPrior":
-        """A group-by-group view; shape is (B, H, W) of the level."""
-        return SequentialPrior(self, context, shape)
+    def sequential(self, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int | None = None) -> "SequentialPrior":
+        """A group-by-group view in exact fixed point, for the first ``groups`` groups (all by
+        default); shape is (B, H, W) of the level."""
+        return SequentialPrior(self, context, shape, groups)
 
 
 class SequentialPrior:
     """Logits of one group at a time, fed the codes of the groups decoded so far.
 
-    The encoder and the decoder both drive this object in group order with the
-    same inputs, so they compute the same tables.
+    The encoder and the decoder both drive this object in group order with the same
+    inputs. It computes in exact fixed point (``dqcodec.exact``): the context and the codes
+    it is given, and the logits it returns, are integer counts of 2^-FRAC, so the two
+    directions get the same logits on any CPU, kernel or thread count.
     """
 
-    def __init__(self, prior: GroupCausalPrior, context: torch.Tensor | None, shape: tuple[int, int, int]):
-        self.prior = prior
-        self.context = context
-        self.empty = torch.zeros(shape[0], 0, shape[1], shape[2])
+    def __init__(self, prior: GroupCausalPrior, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int | None = None):
+        self.layers = [_ExactGroupConv(layer) for layer in prior.layers]
+        if context is not None:
+            self.layers[0].add_context(context, groups or prior.num_groups)
+        self.shape = shape
         self.codes: list[torch.Tensor] = []
         self.hidden: list[list[torch.Tensor]] = [[] for _ in prior.layers[:-1]]
 
     def logits(self, j: int) -> torch.Tensor:
-        """Logits (B, K, H, W) of group j; needs the codes of groups < j to have been pushed."""
+        """Fixed-point logits (B, K, H, W) of group j; needs the codes of groups < j to have been pushed."""
         if len(self.codes) != j:
             raise RuntimeError(f"group {j} asked for after {len(self.codes)} pushed groups")
-        inputs = ([] if self.context is None else [self.context]) + self.codes
-        x = torch.cat(inputs, 1) if inputs else self.empty
-        layers = self.prior.layers
-        for i, layer in enumerate(layers[:-1]):
-            self.hidden[i].append(F.gelu(layer.forward_group(x, j)))
+        x = torch.cat(self.codes, 1) if self.codes else None
+        for i, layer in enumerate(self.layers[:-1]):
+            self.hidden[i].append(exact.gelu(layer(x, j, self.shape)))
             x = torch.cat(self.hidden[i], 1)
-        return layers[-1].forward_group(x, j)
+        return self.layers[-1](x, j, self.shape)
 
     def push(self, codes_j: torch.Tensor) -> None:
-        """Codes (B, D, H, W) of the group just coded."""
+        """Fixed-point codes (B, D, H, W) of the group just coded."""
         self.codes.append(codes_j)
+
+
+class _ExactGroupConv:
+    """A masked conv in exact arithmetic, one output group at a time, from the group inputs
+    that group may see. The context's share of every group's sums is computed once, in one
+    convolution (``add_context``); integer sums add exactly, so this splits no rounding."""
+
+    def __init__(self, layer: _GroupMaskedConv):
+        self.layer = layer
+        self.weight = exact.fixed_weight(layer.weight * layer.mask)
+        self.bias = exact.fixed_bias(layer.bias)
+        exact.check_exact_range(self.weight, self.bias)
+        self.context_sums = None
+
+    def add_context(self, context: torch.Tensor, groups: int) -> None:
+        rows, free = groups * self.layer.group_out, self.layer.free_in
+        self.context_sums = F.conv2d(context, self.weight[:rows, :free], self.bias[:rows], padding=self.layer.padding)
+
+    def __call__(self, x: torch.Tensor | None, j: int, shape: tuple[int, int, int]) -> torch.Tensor:
+        """Group j's outputs from x, the group inputs (without the context) it may see and maybe more."""
+        layer = self.layer
+        rows = slice(j * layer.group_out, (j + 1) * layer.group_out)
+        first, last = layer.free_in, layer.visible_inputs(j)
+        if self.context_sums is not None:
+            sums = self.context_sums[:, rows]
+        else:
+            sums = self.bias[rows].view(1, -1, 1, 1).expand(shape[0], -1, shape[1], shape[2])
+        if last > first:
+            sums = sums + F.conv2d(x[:, : last - first], self.weight[rows, first:last], padding=layer.padding)
+        return exact.rescale(sums)

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 import dqcodec
-from dqcodec import codec, zoo
+from dqcodec import exact, codec, zoo
 from dqcodec.container import ContainerError, unpack
 
 from .conftest import photo_like, tiny_model
@@ -39,7 +39,7 @@ def test_decoder_gets_exactly_the_encoders_indices_and_image():
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(40, 56))))
     features = model.encoder_bottom(x)
     _, top_indices, _ = model.top.quantizer(model.encoder_top(features))
-    context = model._top_context(top_indices)
+    context = exact.to_float(model._top_context(top_indices))
     _, bottom_indices, _ = model.bottom.quantizer(model.bottom_input(torch.cat([features, context], 1)))
     out = model.compress(x, quality=3)
     decoded = model.decode_indices(out["strings"], out["shape"], quality=3)

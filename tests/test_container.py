@@ -1,3 +1,5 @@
+import zlib
+
 import pytest
 
 from dqcodec.container import ContainerError, Header, pack, unpack
@@ -30,3 +32,13 @@ def test_truncated_files_are_caught(keep):
 def test_other_files_are_not_mistaken_for_dq():
     with pytest.raises(ContainerError, match="magic"):
         unpack(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+
+
+def test_version_1_files_get_a_one_line_error_naming_their_version():
+    data = bytearray(pack(HEADER, [b"\x00" * 16]))
+    data[4] = 1
+    body = bytes(data[:-4])
+    data[-4:] = zlib.crc32(body).to_bytes(4, "little")
+    with pytest.raises(ContainerError, match="format version 1, written by dqcodec 0.1") as caught:
+        unpack(bytes(data))
+    assert "\n" not in str(caught.value)

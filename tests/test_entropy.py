@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from dqcodec.entropy import CorruptStreamError, StreamDecoder, StreamEncoder, ideal_bits, quantize_probabilities
+from dqcodec import exact
+from dqcodec.entropy import PROBABILITY_BITS, CorruptStreamError, StreamDecoder, StreamEncoder, ideal_bits
+
+
+def quantize_probabilities(logits):
+    return exact.logits_to_frequencies(exact.to_fixed(logits), PROBABILITY_BITS)
 
 
 def tables(n, k, seed=0):

@@ -1,0 +1,216 @@
+"""Exact fixed-point arithmetic for everything that determines a probability table.
+
+A .dq file decodes only if the decoder rebuilds the encoder's tables bit for bit. Float
+convolutions and float softmaxes do not give the same last bits on another CPU, SIMD width,
+convolution backend or torch release, so the tables are computed here in integers:
+
+* A value is an integer count of 2^-FRAC, held in a float64 tensor (``to_fixed``).
+* A layer's weights are rounded to integer counts of 2^-WEIGHT_FRAC and its biases to counts of
+  2^-(FRAC + WEIGHT_FRAC). A float64 convolution of such integers is exact whatever order the
+  kernel sums in, as long as every partial sum stays below 2^53 in magnitude; ``ExactConv``
+  proves that bound for its weights when it is built (activations are clamped to ±LIMIT), so
+  any backend, any thread count and any vector width give the same integers.
+* The result is rescaled to 2^-FRAC by a power of two and ``floor(· + 1/2)``, both exact.
+* Nonlinear functions (GELU, tanh, sigmoid, exp) are read from integer tables shipped in
+  ``fixed_tables.npz`` (made by ``scripts/make_fixed_tables.py`` with mpmath, correctly
+  rounded), linearly interpolated in int64.
+* Softmaxes become integer frequencies through the exp table and int64 division.
+
+Nothing here calls a float transcendental function or a float reduction whose order could vary.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FRAC = 12  # activations: integer counts of 2^-12
+WEIGHT_FRAC = 14  # weights: integer counts of 2^-14
+LIMIT = 1 << 20  # activations are clamped to ±LIMIT counts (±256.0)
+EXACT = 1 << 53  # float64 holds every integer below this exactly
+SCALE = float(1 << FRAC)
+
+TABLE_STEP_BITS = 8  # the tables hold f at every multiple of 2^-8 of their argument
+TABLES_PATH = Path(__file__).with_name("fixed_tables.npz")
+# SHA-256 of the table file's arrays; a different file would write files no other dqcodec reads
+TABLES_SHA256 = "1fa94453ad4b70693652b66662a37990e3c847a1941d4c205d876c0d90a25689"
+
+
+class FixedPointError(ValueError):
+    """A layer whose integer sums could leave float64's exact range."""
+
+
+# ---- values ------------------------------------------------------------------------------
+
+
+def to_fixed(x: torch.Tensor) -> torch.Tensor:
+    """Float tensor -> integer counts of 2^-FRAC (float64), clamped to ±LIMIT."""
+    return torch.round(x.double() * SCALE).clamp_(-LIMIT, LIMIT)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    return (x / SCALE).float()
+
+
+def rescale(sums: torch.Tensor) -> torch.Tensor:
+    """A layer's integer sums, counts of 2^-(FRAC + WEIGHT_FRAC) -> counts of 2^-FRAC, rounded half up, clamped."""
+    return torch.floor(sums * (2.0**-WEIGHT_FRAC) + 0.5).clamp_(-LIMIT, LIMIT)
+
+
+def fixed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Weights -> integer counts of 2^-WEIGHT_FRAC (float64)."""
+    return torch.round(weight.detach().double() * 2.0**WEIGHT_FRAC)
+
+
+def fixed_bias(bias: torch.Tensor) -> torch.Tensor:
+    """Biases -> integer counts of 2^-(FRAC + WEIGHT_FRAC), the unit of a layer's sums (float64)."""
+    return torch.round(bias.detach().double() * 2.0 ** (FRAC + WEIGHT_FRAC))
+
+
+# ---- tables ------------------------------------------------------------------------------
+
+
+class Table:
+    """f(x) for x in integer counts of 2^-in_frac, as integer counts of 2^-out_frac: linear
+    interpolation between entries at every 2^-8 of x over [low, high], clamped outside.
+    Computes in the integer dtype of x (int32 needs |x| and the products below 2^31)."""
+
+    def __init__(self, values: np.ndarray, low: int, high: int, out_frac: int):
+        values = torch.from_numpy(values.astype(np.int64))
+        self.values = {torch.int64: values, torch.int32: values.int()}
+        steps = torch.cat([values.diff(), values.new_zeros(1)])
+        self.steps = {torch.int64: steps, torch.int32: steps.int()}
+        self.low, self.high, self.out_frac = low, high, out_frac
+
+    def __call__(self, x: torch.Tensor, in_frac: int) -> torch.Tensor:
+        """x: int64 or int32 counts of 2^-in_frac (in_frac >= 8) -> counts of 2^-out_frac."""
+        shift = in_frac - TABLE_STEP_BITS
+        u = x.clamp(self.low << in_frac, self.high << in_frac).sub_(self.low << in_frac)
+        i = u >> shift
+        fraction = u.bitwise_and_((1 << shift) - 1)
+        flat = i.flatten()
+        step = self.steps[x.dtype].index_select(0, flat).view_as(i)
+        left = self.values[x.dtype].index_select(0, flat).view_as(i)
+        return left.add_(step.mul_(fraction).bitwise_right_shift_(shift))
+
+
+@functools.lru_cache(maxsize=1)
+def tables() -> dict[str, Table]:
+    """The shipped tables, checked against their hash."""
+    with np.load(TABLES_PATH) as data:
+        arrays = {name: data[name] for name in sorted(data.files)}
+    digest = tables_digest(arrays)
+    if digest != TABLES_SHA256:
+        raise FixedPointError(f"{TABLES_PATH} is damaged (SHA-256 {digest})")
+    made = {}
+    for name, array in arrays.items():
+        if name.endswith("_range"):
+            continue
+        low, high, out_frac = (int(v) for v in arrays[name + "_range"])
+        made[name] = Table(array, low, high, out_frac)
+    return made
+
+
+def tables_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arrays[name], dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """GELU of fixed-point values (float64 counts of 2^-FRAC): x above 8, 0 below -8."""
+    xi = x.long()
+    y = tables()["gelu"](xi, FRAC)
+    y = torch.where(xi >= 8 << FRAC, xi, torch.where(xi <= -(8 << FRAC), torch.zeros_like(xi), y))
+    return y.double()
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh of fixed-point values, as fixed-point values."""
+    return tables()["tanh"](x.long(), FRAC).double()
+
+
+# ---- layers ------------------------------------------------------------------------------
+
+
+class ExactConv:
+    """An integer copy of a convolution (or transposed convolution), exact in float64 on any kernel."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride=1, padding=0, transposed=False, output_padding=0):
+        self.weight, self.bias = fixed_weight(weight), fixed_bias(bias)
+        self.stride, self.padding, self.transposed, self.output_padding = stride, padding, transposed, output_padding
+        check_exact_range(self.weight, self.bias, transposed)
+
+    @classmethod
+    def of(cls, conv: nn.Conv2d | nn.ConvTranspose2d) -> "ExactConv":
+        if isinstance(conv, nn.ConvTranspose2d):
+            return cls(conv.weight, conv.bias, conv.stride, conv.padding, True, conv.output_padding)
+        return cls(conv.weight, conv.bias, conv.stride, conv.padding)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
+        else:
+            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return rescale(y)
+
+
+def check_exact_range(weight: torch.Tensor, bias: torch.Tensor, transposed: bool = False) -> None:
+    """Every output's largest possible partial sum, with inputs within ±LIMIT, is below 2^53."""
+    per_output = weight.abs().sum((0, 2, 3) if transposed else (1, 2, 3))
+    worst = float((per_output * LIMIT + bias.abs()).max()) if len(bias) else 0.0
+    if worst >= EXACT:
+        raise FixedPointError(f"a layer's sums can reach {worst:.3g}, past float64's exact integers")
+
+
+def exact_layers(module: nn.Module) -> list:
+    """The exact version of a chain of Conv2d, ConvTranspose2d, GELU and PixelShuffle layers."""
+    if isinstance(module, nn.Sequential):
+        return [layer for child in module for layer in exact_layers(child)]
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return [ExactConv.of(module)]
+    if isinstance(module, nn.GELU):
+        return [gelu]
+    if isinstance(module, nn.PixelShuffle):
+        return [functools.partial(F.pixel_shuffle, upscale_factor=module.upscale_factor)]
+    raise TypeError(f"no exact version of {type(module).__name__}")
+
+
+def run(layers: list, x: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+# ---- probabilities -----------------------------------------------------------------------
+
+SOFTMAX_RANGE = 32  # logits more than 32 below the row's largest get the floor frequency
+
+
+def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed-point logits -> int64 weights proportional to exp(logit), the largest 2^30."""
+    xi = logits.long()
+    below_max = xi.amax(dim, keepdim=True) - xi
+    return tables()["exp_neg"](below_max.clamp(max=SOFTMAX_RANGE << FRAC), FRAC)
+
+
+def frequencies(weights: torch.Tensor, bits: int) -> np.ndarray:
+    """Non-negative int64 weights (N, K), each row's sum below 2^40 and positive ->
+    frequencies floor(w * 2^bits / sum) + 1 as float64, for constriction."""
+    total = weights.sum(-1, keepdim=True)
+    return np.ascontiguousarray((torch.div(weights << bits, total, rounding_mode="floor") + 1).double().numpy())
+
+
+def logits_to_frequencies(logits: torch.Tensor, bits: int) -> np.ndarray:
+    """Fixed-point logits (..., K, H, W) -> integer frequencies (N, K), rows in (..., H, W) order."""
+    k = logits.shape[-3]
+    flat = logits.movedim(-3, -1).reshape(-1, k)
+    return frequencies(softmax_weights(flat, -1), bits)

@@ -1,0 +1,100 @@
+"""Decode .dq files in a fresh process that runs other kernels, as another CPU or torch build would.
+
+    python -m tests.kernels SETTING FILE...    prints one JSON line per file
+
+Settings: ``native``; ``avx2`` and ``default`` (ATen's kernels for a CPU with AVX2 only, or with
+no SIMD at all, through ATEN_CPU_CAPABILITY); ``onednn-off`` (torch.backends.mkldnn disabled,
+so convolutions take ATen's own path); ``1-thread`` and ``2-threads``. Each file's decoded pixels
+are saved next to it as FILE.SETTING.npy, and its line gives their SHA-256 and that of every
+probability table the decoder built for the code streams. ``--float-fingerprint`` prints the
+SHA-256 of a float convolution and softmax instead, which shows whether a setting changes float
+arithmetic at all (if it does not, a test that passes under it proves nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SETTINGS = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "default": {"ATEN_CPU_CAPABILITY": "default"},
+    "onednn-off": {"DQCODEC_KERNELS_MKLDNN": "0"},
+    "1-thread": {"DQCODEC_KERNELS_THREADS": "1"},
+    "2-threads": {"DQCODEC_KERNELS_THREADS": "2"},
+}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerprint: bool = False) -> list[dict]:
+    """Decode ``files`` in a subprocess under ``setting``; one dict per file (or the fingerprint)."""
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    env.update(SETTINGS[setting])
+    if models_dir is not None:
+        env["DQCODEC_MODELS"] = str(models_dir)
+    args = [sys.executable, "-m", "tests.kernels", setting] + (["--float-fingerprint"] if fingerprint else []) + [str(f) for f in files]
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"decoding under {setting} failed:\n{done.stderr[-3000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def _apply(setting: str) -> None:
+    import torch
+
+    if os.environ.get("DQCODEC_KERNELS_MKLDNN") == "0":
+        torch.backends.mkldnn.enabled = False
+    if "DQCODEC_KERNELS_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["DQCODEC_KERNELS_THREADS"]))
+
+
+def _float_fingerprint() -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 96, 24, 32, generator=generator)
+    w = torch.randn(64, 96, 3, 3, generator=generator) / 30
+    y = torch.softmax(F.gelu(F.conv2d(x, w, padding=1)), 1)
+    return {"float_sha256": hashlib.sha256(y.numpy().tobytes()).hexdigest(), "capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def describe(path: Path, setting: str | None = None) -> dict:
+    """Decode one file here and now: the SHA-256 of its pixels and of its code tables and indices.
+    With a ``setting``, the pixels are also saved as FILE.SETTING.npy."""
+    import numpy as np
+
+    import dqcodec
+    from dqcodec import codec
+
+    data = path.read_bytes()
+    pixels = np.asarray(dqcodec.decompress(data))
+    if setting is not None:
+        np.save(f"{path}.{setting}.npy", pixels)
+    header, streams, net = codec._open(data)
+    tables: list = []
+    net.decode_indices(streams[:2], codec.code_shape(header.height, header.width), header.quality, tables)
+    digest = hashlib.sha256()
+    for frequencies, symbols in tables:
+        digest.update(frequencies.tobytes())
+        digest.update(symbols.astype("<i8").tobytes())
+    return {"file": str(path), "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(), "tables_sha256": digest.hexdigest()}
+
+
+def main(argv: list[str]) -> None:
+    setting, *rest = argv
+    _apply(setting)
+    if rest and rest[0] == "--float-fingerprint":
+        print(json.dumps(_float_fingerprint()))
+        return
+    for name in rest:
+        print(json.dumps(describe(Path(name), setting)), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

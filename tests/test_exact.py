@@ -1,0 +1,65 @@
+import mpmath
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dqcodec import exact
+
+
+def test_the_shipped_tables_are_the_pinned_ones_and_correctly_rounded():
+    with np.load(exact.TABLES_PATH) as data:
+        arrays = {name: data[name] for name in data.files}
+    assert exact.tables_digest(arrays) == exact.TABLES_SHA256
+    mpmath.mp.dps = 40
+    functions = {"gelu": lambda x: x / 2 * (1 + mpmath.erf(x / mpmath.sqrt(2))), "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)), "exp_neg": lambda x: mpmath.exp(-x)}
+    for name, function in functions.items():
+        low, _, out_frac = arrays[name + "_range"]
+        for i in (0, 1, 777, len(arrays[name]) // 2, len(arrays[name]) - 1):
+            x = mpmath.mpf(int(low) * 256 + i) / 256
+            assert arrays[name][i] == int(mpmath.nint(function(x) * 2 ** int(out_frac)))
+
+
+def test_an_exact_conv_gives_whole_numbers_close_to_the_float_conv():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(24, 16, 3, padding=1)
+    x = torch.randn(1, 24, 9, 11)
+    y = exact.ExactConv.of(conv)(exact.to_fixed(x))
+    assert y.dtype == torch.float64 and torch.equal(y, y.round())
+    assert torch.allclose(exact.to_float(y), conv(x), atol=2e-3)
+
+
+def test_exact_sums_do_not_depend_on_the_order_they_are_added_in():
+    torch.manual_seed(1)
+    conv = exact.ExactConv.of(nn.Conv2d(64, 8, 3, padding=1))
+    x = exact.to_fixed(10 * torch.randn(1, 64, 7, 7))
+    whole = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    reversed_channels = F.conv2d(x.flip(1), conv.weight.flip(1), conv.bias, padding=1)
+    halves = F.conv2d(x[:, :32], conv.weight[:, :32], conv.bias, padding=1) + F.conv2d(x[:, 32:], conv.weight[:, 32:], padding=1)
+    assert torch.equal(whole, reversed_channels) and torch.equal(whole, halves)
+
+
+def test_a_layer_whose_sums_could_leave_float64s_exact_integers_is_refused():
+    conv = nn.Conv2d(4, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(2.0**21)
+    with pytest.raises(exact.FixedPointError, match="exact"):
+        exact.ExactConv.of(conv)
+
+
+def test_integer_softmax_is_close_to_the_float_softmax_and_never_zero():
+    logits = torch.tensor([[-40.0, -3.0, 0.0, 1.5, 7.25]])
+    frequencies = exact.logits_to_frequencies(exact.to_fixed(logits)[..., None, None].movedim(1, -3), 16)
+    assert frequencies.shape == (1, 5) and (frequencies >= 1).all()
+    expected = np.floor(torch.softmax(logits.double(), -1).numpy() * 2**16) + 1
+    assert np.abs(frequencies - expected).max() <= 2
+
+
+def test_gelu_and_sigmoid_tables_follow_their_functions():
+    x = torch.linspace(-10, 10, 2001)
+    assert torch.allclose(exact.to_float(exact.gelu(exact.to_fixed(x))), F.gelu(x), atol=5e-4)  # a 2^-12 grid in and out
+    t = (x.double() * 2**16).long()
+    sigmoid = exact.tables()["sigmoid"](t, 16)
+    assert (sigmoid.diff() >= 0).all()  # a CDF built from it never goes down
+    assert torch.allclose(sigmoid.double() / 2**30, torch.sigmoid(x.double()), atol=5e-6)  # arguments truncated to 2^-16

@@ -1,0 +1,113 @@
+"""Files decode the same on other CPUs and torch builds, emulated here in subprocesses.
+
+Each file is encoded in this process and decoded in fresh processes that run other kernels
+(tests/kernels.py): ATen without SIMD, ATen with AVX2 only, oneDNN switched off, 1 and 2
+threads. Lossless files must come back exact, and every file's probability tables bit-identical;
+lossy pixels may differ by one level (the synthesis is float, docs/bitstream.md). The committed
+golden files pin what today's format decodes to.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dqcodec
+from dqcodec import zoo
+
+from . import kernels
+from .conftest import photo_like
+
+GOLDEN = Path(__file__).parent / "golden"
+OTHER_KERNELS = ["default", "avx2", "onednn-off", "1-thread", "2-threads"]
+
+
+def _cases(tiny: str):
+    photo = Image.open(Path(__file__).parent.parent / "examples" / "photo.png").convert("RGB")
+    crop = photo.crop((200, 150, 263, 197))  # 63 x 47, odd both ways
+    yield "shipped-q1", crop, {"quality": 1}
+    yield "shipped-q6", crop, {"quality": 6}
+    yield "shipped-gray-q4", crop.convert("L"), {"quality": 4}
+    yield "shipped-lossless", crop.crop((0, 0, 37, 29)), {"lossless": True}
+    yield "shipped-lossless-gray", crop.convert("L").crop((0, 0, 23, 19)), {"lossless": True}
+    yield "tiny-q3", Image.fromarray(photo_like(45, 71)), {"quality": 3, "model": tiny}
+    yield "tiny-lossless", Image.fromarray(photo_like(33, 19)), {"lossless": True, "model": tiny}
+    yield "tiny-lossless-gray", Image.fromarray(photo_like(17, 40)[..., 0]), {"lossless": True, "model": tiny}
+
+
+@pytest.fixture(scope="module")
+def coded(tiny_models_dir, tmp_path_factory):
+    """(models folder holding tiny and dq-hier, {file: (expected description, original image, lossless)})."""
+    models = tmp_path_factory.mktemp("both-models")
+    for path in list(tiny_models_dir.glob("*.pt")) + [zoo.find("dq-hier").path]:
+        shutil.copy(path, models)
+    folder = tmp_path_factory.mktemp("coded")
+    files = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DQCODEC_MODELS", str(models))
+        for name, image, options in _cases("tiny"):
+            path = folder / f"{name}.dq"
+            path.write_bytes(dqcodec.compress(image, **options))
+            files[path] = (kernels.describe(path, "here"), image, options.get("lossless", False))
+    return models, files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", OTHER_KERNELS)
+def test_files_decode_alike_under_other_kernels(coded, setting):
+    models, files = coded
+    golden = sorted(GOLDEN.glob("*.dq"))
+    results = kernels.run(setting, list(files) + golden, models)
+    expected = {**{p: d for p, (d, _, _) in files.items()}, **{p: _golden(p) for p in golden}}
+    for result in results:
+        path = Path(result["file"])
+        assert result["tables_sha256"] == expected[path]["tables_sha256"], f"{path.name}: other tables under {setting}"
+        lossless = files[path][2] if path in files else _golden(path)["lossless"]
+        if lossless:
+            assert result["pixels_sha256"] == expected[path]["pixels_sha256"], f"{path.name}: not exact under {setting}"
+        else:
+            here = np.load(f"{path}.here.npy") if path in files else np.asarray(Image.open(path.with_suffix(".png")))
+            there = np.load(f"{path}.{setting}.npy")
+            assert np.abs(here.astype(int) - there).max() <= 1, f"{path.name}: pixels differ by more than one level"
+    assert len(results) == len(expected)
+
+
+@pytest.mark.slow
+def test_lossless_files_are_exact_here(coded):
+    _, files = coded
+    for path, (_, image, lossless) in files.items():
+        if lossless:
+            assert np.array_equal(np.load(f"{path}.here.npy"), np.asarray(image)), path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["default", "onednn-off"])
+def test_the_emulated_kernels_do_change_float_arithmetic(setting):
+    """Without this, the tests above could pass because the settings change nothing."""
+    native = kernels.run("native", [], fingerprint=True)[0]
+    other = kernels.run(setting, [], fingerprint=True)[0]
+    if native["capability"] == "DEFAULT":
+        pytest.skip("this CPU runs ATen's default kernels natively")
+    assert other["float_sha256"] != native["float_sha256"]
+
+
+@pytest.mark.slow
+def test_golden_files_decode_to_what_they_decoded_to_when_written():
+    golden = sorted(GOLDEN.glob("*.dq"))
+    assert len(golden) >= 4
+    for path in golden:
+        expected = _golden(path)
+        got = kernels.describe(path)
+        assert got["tables_sha256"] == expected["tables_sha256"], path.name
+        if expected["lossless"]:
+            assert got["pixels_sha256"] == expected["pixels_sha256"], path.name
+        else:
+            reference = np.asarray(Image.open(path.with_suffix(".png")))
+            assert np.abs(np.asarray(dqcodec.decompress(path.read_bytes())).astype(int) - reference).max() <= 1
+
+
+def _golden(path: Path) -> dict:
+    return json.loads((GOLDEN / "golden.json").read_text())[path.name]
