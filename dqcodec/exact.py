@@ -13,7 +13,8 @@ convolution backend or torch release, so the tables are computed here in integer
 * The result is rescaled to 2^-FRAC by a power of two and ``floor(· + 1/2)``, both exact.
 * Nonlinear functions (GELU, tanh, sigmoid, exp) are read from integer tables shipped in
   ``fixed_tables.npz`` (made by ``scripts/make_fixed_tables.py`` with mpmath, correctly
-  rounded), linearly interpolated in int64.
+  rounded): GELU at every activation value, the others every 2^-8 of their argument and
+  linearly interpolated in integers.
 * Softmaxes become integer frequencies through the exp table and int64 division.
 
 Nothing here calls a float transcendental function or a float reduction whose order could vary.
@@ -36,10 +37,9 @@ LIMIT = 1 << 20  # activations are clamped to ±LIMIT counts (±256.0)
 EXACT = 1 << 53  # float64 holds every integer below this exactly
 SCALE = float(1 << FRAC)
 
-TABLE_STEP_BITS = 8  # the tables hold f at every multiple of 2^-8 of their argument
 TABLES_PATH = Path(__file__).with_name("fixed_tables.npz")
 # SHA-256 of the table file's arrays; a different file would write files no other dqcodec reads
-TABLES_SHA256 = "1fa94453ad4b70693652b66662a37990e3c847a1941d4c205d876c0d90a25689"
+TABLES_SHA256 = "d53a5c78571e70fa91df53a9a24634f549894310d806deda9fd1cfe73eecc888"
 
 
 class FixedPointError(ValueError):
@@ -77,26 +77,29 @@ def fixed_bias(bias: torch.Tensor) -> torch.Tensor:
 
 
 class Table:
-    """f(x) for x in integer counts of 2^-in_frac, as integer counts of 2^-out_frac: linear
-    interpolation between entries at every 2^-8 of x over [low, high], clamped outside.
-    Computes in the integer dtype of x (int32 needs |x| and the products below 2^31)."""
+    """f(x) for x in integer counts of 2^-in_frac, as integer counts of 2^-out_frac: the entries
+    hold f at every 2^-step_bits of x over [low, high]; between them, linear interpolation in
+    integers; outside, the end values. Computes in the integer dtype of x (int32 needs |x| and
+    the interpolation's products below 2^31)."""
 
-    def __init__(self, values: np.ndarray, low: int, high: int, out_frac: int):
+    def __init__(self, values: np.ndarray, low: int, high: int, out_frac: int, step_bits: int):
         values = torch.from_numpy(values.astype(np.int64))
+        values = torch.cat([values, values[-1:]])  # x = high reads one entry past the last
         self.values = {torch.int64: values, torch.int32: values.int()}
-        steps = torch.cat([values.diff(), values.new_zeros(1)])
+        steps = values.diff(append=values[-1:])
         self.steps = {torch.int64: steps, torch.int32: steps.int()}
-        self.low, self.high, self.out_frac = low, high, out_frac
+        self.low, self.high, self.out_frac, self.step_bits = low, high, out_frac, step_bits
 
     def __call__(self, x: torch.Tensor, in_frac: int) -> torch.Tensor:
-        """x: int64 or int32 counts of 2^-in_frac (in_frac >= 8) -> counts of 2^-out_frac."""
-        shift = in_frac - TABLE_STEP_BITS
+        """x: int64 or int32 counts of 2^-in_frac (in_frac >= step_bits) -> counts of 2^-out_frac."""
+        shift = in_frac - self.step_bits
         u = x.clamp(self.low << in_frac, self.high << in_frac).sub_(self.low << in_frac)
-        i = u >> shift
+        i = (u >> shift).flatten()
+        left = self.values[x.dtype].index_select(0, i).view_as(x)
+        if not shift:
+            return left
         fraction = u.bitwise_and_((1 << shift) - 1)
-        flat = i.flatten()
-        step = self.steps[x.dtype].index_select(0, flat).view_as(i)
-        left = self.values[x.dtype].index_select(0, flat).view_as(i)
+        step = self.steps[x.dtype].index_select(0, i).view_as(x)
         return left.add_(step.mul_(fraction).bitwise_right_shift_(shift))
 
 
@@ -112,8 +115,7 @@ def tables() -> dict[str, Table]:
     for name, array in arrays.items():
         if name.endswith("_range"):
             continue
-        low, high, out_frac = (int(v) for v in arrays[name + "_range"])
-        made[name] = Table(array, low, high, out_frac)
+        made[name] = Table(array, *(int(v) for v in arrays[name + "_range"]))
     return made
 
 
@@ -196,10 +198,12 @@ SOFTMAX_RANGE = 32  # logits more than 32 below the row's largest get the floor 
 
 
 def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed-point logits -> int64 weights proportional to exp(logit), the largest 2^30."""
+    """Fixed-point logits -> int64 weights proportional to exp(logit), the largest 2^30: each
+    logit's distance below the row's largest, rounded down to 2^-8, reads the exp table directly."""
     xi = logits.long()
-    below_max = xi.amax(dim, keepdim=True) - xi
-    return tables()["exp_neg"](below_max.clamp(max=SOFTMAX_RANGE << FRAC), FRAC)
+    exp_neg = tables()["exp_neg"]
+    below_max = (xi.amax(dim, keepdim=True) - xi) >> (FRAC - exp_neg.step_bits)  # whole table steps
+    return exp_neg(below_max.clamp_(max=SOFTMAX_RANGE << exp_neg.step_bits), exp_neg.step_bits)
 
 
 def frequencies(weights: torch.Tensor, bits: int) -> np.ndarray:

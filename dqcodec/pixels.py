@@ -318,10 +318,15 @@ class ChunkDistribution:
         total = self.weights.sum(1)
         centre = torch.div(2 * weighted + total * ONE, 2 * total * ONE, rounding_mode="floor")  # round(mean)
         low = (centre - WINDOW // 2).clamp(0, 256 - WINDOW)
-        # edges of the bins "below", each value of the window, "above", in fixed point
-        edges = (low.unsqueeze(1) + _EDGE_STEPS) * ONE - ONE // 2  # (N, W+3)
-        t = (edges.unsqueeze(1) - mean.unsqueeze(2)) * self.inv_scales[:, c].unsqueeze(2)  # counts of 2^-32
-        t = (t >> (32 - T_FRAC)).clamp_(-T_RANGE, T_RANGE).int()  # counts of 2^-16, past the table's ends
+        # the logistic's argument t = (edge - mean) / scale at the edges of the bins "below", each
+        # value of the window, "above": edge k is (low + k - 1/2) in fixed point, k = -1 ... W + 1,
+        # so t_k = first + k * step in counts of 2^-32. Both terms are integers below 2^52 and their
+        # scaling by 2^-16 is exact in float64, so this is exactly floor(t_k / 2^16).
+        inv_scale = self.inv_scales[:, c]
+        first = ((low * ONE - ONE // 2).unsqueeze(1) - mean) * inv_scale  # (N, K)
+        step = (ONE * inv_scale).double().mul_(2.0**-16).unsqueeze(2)
+        first = first.double().mul_(2.0**-16).unsqueeze(2)
+        t = torch.addcmul(first, _EDGE_STEPS_FLOAT, step).floor_().clamp_(-T_RANGE, T_RANGE).int()  # (N, K, W+3)
         cdf = exact.tables()["sigmoid"](t, T_FRAC).long()  # (N, K, W+3), counts of 2^-30
         cdf[..., 0] = 0
         cdf[..., -1] = 1 << CDF_BITS
@@ -344,7 +349,7 @@ class ChunkDistribution:
 MEAN_SCALE_INT = int(MEAN_SCALE)
 T_FRAC = 16  # the logistic's argument enters the sigmoid table in counts of 2^-16
 T_RANGE = 25 << T_FRAC
-_EDGE_STEPS = torch.arange(-1, WINDOW + 2)
+_EDGE_STEPS_FLOAT = torch.arange(-1, WINDOW + 2, dtype=torch.float64)
 
 
 def _normalized(weights: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,9 @@
 
 Settings: ``native``; ``avx2`` and ``default`` (ATen's kernels for a CPU with AVX2 only, or with
 no SIMD at all, through ATEN_CPU_CAPABILITY); ``onednn-off`` (torch.backends.mkldnn disabled,
-so convolutions take ATen's own path); ``1-thread`` and ``2-threads``. Each file's decoded pixels
+so convolutions take ATen's own path); ``avx2-machine`` (ATen and oneDNN both limited to AVX2,
+as on a CPU without AVX-512: oneDNN reads ONEDNN_MAX_CPU_ISA, not ATEN_CPU_CAPABILITY);
+``1-thread`` and ``2-threads``. Each file's decoded pixels
 are saved next to it as FILE.SETTING.npy, and its line gives their SHA-256 and that of every
 probability table the decoder built for the code streams. ``--float-fingerprint`` prints the
 SHA-256 of a float convolution and softmax instead, which shows whether a setting changes float
@@ -25,6 +27,7 @@ SETTINGS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
     "default": {"ATEN_CPU_CAPABILITY": "default"},
     "onednn-off": {"DQCODEC_KERNELS_MKLDNN": "0"},
+    "avx2-machine": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "1-thread": {"DQCODEC_KERNELS_THREADS": "1"},
     "2-threads": {"DQCODEC_KERNELS_THREADS": "2"},
 }
@@ -33,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerprint: bool = False) -> list[dict]:
     """Decode ``files`` in a subprocess under ``setting``; one dict per file (or the fingerprint)."""
-    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
     env.update(SETTINGS[setting])
     if models_dir is not None:
         env["DQCODEC_MODELS"] = str(models_dir)

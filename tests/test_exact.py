@@ -15,9 +15,9 @@ def test_the_shipped_tables_are_the_pinned_ones_and_correctly_rounded():
     mpmath.mp.dps = 40
     functions = {"gelu": lambda x: x / 2 * (1 + mpmath.erf(x / mpmath.sqrt(2))), "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)), "exp_neg": lambda x: mpmath.exp(-x)}
     for name, function in functions.items():
-        low, _, out_frac = arrays[name + "_range"]
+        low, _, out_frac, step_bits = (int(v) for v in arrays[name + "_range"])
         for i in (0, 1, 777, len(arrays[name]) // 2, len(arrays[name]) - 1):
-            x = mpmath.mpf(int(low) * 256 + i) / 256
+            x = mpmath.mpf(low * 2**step_bits + i) / 2**step_bits
             assert arrays[name][i] == int(mpmath.nint(function(x) * 2 ** int(out_frac)))
 
 
@@ -58,7 +58,7 @@ def test_integer_softmax_is_close_to_the_float_softmax_and_never_zero():
 
 def test_gelu_and_sigmoid_tables_follow_their_functions():
     x = torch.linspace(-10, 10, 2001)
-    assert torch.allclose(exact.to_float(exact.gelu(exact.to_fixed(x))), F.gelu(x), atol=5e-4)  # a 2^-12 grid in and out
+    assert torch.allclose(exact.to_float(exact.gelu(exact.to_fixed(x))), F.gelu(x), atol=3e-4)  # a 2^-12 grid in and out
     t = (x.double() * 2**16).long()
     sigmoid = exact.tables()["sigmoid"](t, 16)
     assert (sigmoid.diff() >= 0).all()  # a CDF built from it never goes down

@@ -1,8 +1,8 @@
 """Files decode the same on other CPUs and torch builds, emulated here in subprocesses.
 
 Each file is encoded in this process and decoded in fresh processes that run other kernels
-(tests/kernels.py): ATen without SIMD, ATen with AVX2 only, oneDNN switched off, 1 and 2
-threads. Lossless files must come back exact, and every file's probability tables bit-identical;
+(tests/kernels.py): ATen without SIMD, ATen with AVX2 only, oneDNN switched off, ATen and
+oneDNN both limited to AVX2, 1 and 2 threads. Lossless files must come back exact, and every file's probability tables bit-identical;
 lossy pixels may differ by one level (the synthesis is float, docs/bitstream.md). The committed
 golden files pin what today's format decodes to.
 """
@@ -22,7 +22,7 @@ from . import kernels
 from .conftest import photo_like
 
 GOLDEN = Path(__file__).parent / "golden"
-OTHER_KERNELS = ["default", "avx2", "onednn-off", "1-thread", "2-threads"]
+OTHER_KERNELS = ["default", "avx2", "onednn-off", "avx2-machine", "1-thread", "2-threads"]
 
 
 def _cases(tiny: str):
@@ -84,7 +84,7 @@ def test_lossless_files_are_exact_here(coded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setting", ["default", "onednn-off"])
+@pytest.mark.parametrize("setting", ["default", "onednn-off", "avx2-machine"])
 def test_the_emulated_kernels_do_change_float_arithmetic(setting):
     """Without this, the tests above could pass because the settings change nothing."""
     native = kernels.run("native", [], fingerprint=True)[0]
