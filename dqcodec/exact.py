@@ -18,6 +18,9 @@ convolution backend or torch release, so the tables are computed here in integer
 * Softmaxes become integer frequencies through the exp table and int64 division.
 
 Nothing here calls a float transcendental function or a float reduction whose order could vary.
+Integer matrix products (``torch._int_mm`` on int8 digits) would be faster, but they are not exact
+everywhere: with oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, as on a CPU without AVX-512) they
+saturate intermediate sums and give wrong results; float64 has no such path.
 """
 
 from __future__ import annotations
