@@ -153,6 +153,8 @@ def train(
     until: int | None = None,
     lossless: bool = False,
     quality: int | None = None,
+    bf16: bool = False,
+    channels_last: bool = False,
 ) -> Path:
     """Train ``model`` (a DQCodec or a baseline from ``baselines.build``), or resume the
     checkpoint in ``out`` if there is one. Seed torch before building the model.
@@ -160,7 +162,9 @@ def train(
     ``lossless`` trains only a DQ model's pixel likelihood, on the lossless objective:
     code bits plus pixel bits (the rest of the model is frozen, so its lossy coding and
     its code bits stay exactly as they were). ``quality`` fixes the codes every crop is
-    coded with (by default each crop draws a quality)."""
+    coded with (by default each crop draws a quality). ``bf16`` runs the forward pass under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (the quantizers stay in float32);
+    ``channels_last`` keeps the model and the crops in that memory format."""
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
     last_step = min(total_steps, until or total_steps)
@@ -176,6 +180,8 @@ def train(
         # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
         model.drop_pixel_model()
         click.echo("the model's pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer, aux_optimizer = optimizers(model, lr)
     if state:
         optimizer.load_state_dict(state["optimizer"])
@@ -232,10 +238,15 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, lr)
             x = random_batch(images, stage.crop, stage.batch, rng)
-            if is_dq:
-                output = model(x, sample_groups(qualities, stage.batch, keep_all, quality))
-            else:
-                output = model(x)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                if is_dq:
+                    output = model(x, sample_groups(qualities, stage.batch, keep_all, quality))
+                else:
+                    output = model(x)
+            output["x_hat"] = output["x_hat"].float()
+            output["likelihoods"] = {k: v.float() for k, v in output["likelihoods"].items()}
             losses = criterion(output, x)
             loss = losses["loss"] + output["vq_loss"] if is_dq else losses["loss"]
             optimizer.zero_grad()
@@ -281,7 +292,9 @@ def train(
 @click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
 @click.option("--pixel-hidden", type=int, help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many")
 @click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
-def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality):
+@click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
+@click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
+def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in DATA."""
     if lossless and not init_model and not (out / CHECKPOINT).exists():
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
@@ -301,7 +314,7 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
         model = baselines.build(arch, size)
     if quality is not None and not (isinstance(model, DQCodec) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
-    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality)
+    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last)
     click.echo(f"checkpoint: {path}")
 
 
