@@ -20,9 +20,16 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 # Rebuild the training / held-out photos from Debian packages (needs apt-get; about 0.9 GB of cache).
-.PHONY: data train baselines results bench
+# `make native` (after `make data`: it reads data/manifest.json) cuts 768x512 native-resolution, textured
+# crops from the best photos none of data/train comes from (data/native/, listed in data/native.json;
+# about 0.45 GB more cache); scripts/build_native_set.py --train-native also cuts 256x256 native crops
+# of training photos into data/train-native/.
+.PHONY: data native train baselines results bench
 data: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py
+
+native: $(VENV)/.installed
+	$(PY) scripts/build_native_set.py
 
 # Reproduce the shipped dq-hier model (about four hours on 2 CPU cores: 97 minutes lossy, 145 lossless), then ship it.
 # Phase 1 draws a random quality for every crop; phase 2 keeps all bottom groups for half of them.
