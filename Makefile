@@ -66,4 +66,6 @@ results: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/rd.py data/heldout
+	$(PY) benchmarks/rd.py data/native
 	$(PY) benchmarks/lossless.py data/heldout
+	$(PY) benchmarks/lossless.py data/native
