@@ -241,7 +241,6 @@ class ExactPixelModel:
     are integer counts of 2^-FRAC in float64 tensors."""
 
     def __init__(self, model: PixelModel):
-        self.mixtures = model.steps[0][-1].out_channels // (len(STEPS[0]) * PARAMS_PER_COMPONENT)
         self.inputs = exact.ExactConv.of(model.inputs)
         self.neighbours = exact.ExactConv(*folded_neighbours(model.neighbours), padding=1)
         self.steps = [exact.exact_layers(step) for step in model.steps]

@@ -89,16 +89,17 @@ class SequentialPrior:
 
     def __init__(self, prior: GroupCausalPrior, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int | None = None):
         self.layers = [_ExactGroupConv(layer) for layer in prior.layers]
+        self.groups = groups or prior.num_groups
         if context is not None:
-            self.layers[0].add_context(context, groups or prior.num_groups)
+            self.layers[0].add_context(context, self.groups)
         self.shape = shape
         self.codes: list[torch.Tensor] = []
         self.hidden: list[list[torch.Tensor]] = [[] for _ in prior.layers[:-1]]
 
     def logits(self, j: int) -> torch.Tensor:
         """Fixed-point logits (B, K, H, W) of group j; needs the codes of groups < j to have been pushed."""
-        if len(self.codes) != j:
-            raise RuntimeError(f"group {j} asked for after {len(self.codes)} pushed groups")
+        if len(self.codes) != j or j >= self.groups:
+            raise RuntimeError(f"group {j} asked for after {len(self.codes)} pushed groups, of {self.groups}")
         x = torch.cat(self.codes, 1) if self.codes else None
         for i, layer in enumerate(self.layers[:-1]):
             self.hidden[i].append(exact.gelu(layer(x, j, self.shape)))

@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import dqcodec
@@ -139,3 +140,12 @@ def test_widening_the_pixel_likelihood_keeps_what_it_computes():
     assert wide.inputs.out_channels == 12 and wide.steps[4][2].weight.shape[:2] == (12, 12)
     with pytest.raises(ValueError, match="narrow"):
         pixels.widen(wide, pixels.PixelModel(feature_channels=6, mixtures=2, hidden=8))
+
+
+def test_the_folded_neighbour_convolution_gives_the_full_resolution_one_exactly():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 8, 5, padding=2)
+    x = exact.to_fixed(torch.randn(1, 4, 16, 24))
+    full = F.pixel_unshuffle(exact.ExactConv.of(conv)(x), pixels.BLOCK)
+    folded = exact.ExactConv(*pixels.folded_neighbours(conv), padding=1)(F.pixel_unshuffle(x, pixels.BLOCK))
+    assert torch.equal(full, folded)
