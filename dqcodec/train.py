@@ -1,7 +1,7 @@
 """Training: random crops from a folder of images, progressive crop sizes, Adam,
 resumable checkpoints, a click progress bar and a CSV log.
 
-    python -m dqcodec.train DATA_DIR --out runs/NAME --schedule 64x16:6000,128x8:2000
+    python -m dqcodec.train DATA_DIR [DATA_DIR ...] --out runs/NAME --schedule 64x16:6000,128x8:2000
 
 The loss is CompressAI's rate-distortion loss (λ·255²·MSE + bpp, where bpp is the
 cross-entropy of the code indices under the learned priors, i.e. the exact rate),
@@ -141,7 +141,7 @@ def optimizers(model, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam | N
 
 
 def train(
-    data: Path,
+    data: Path | list[Path],
     out: Path,
     schedule: list[Stage],
     lmbda: float,
@@ -192,8 +192,10 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         click.echo(f"resumed {ckpt_path} at step {step}")
 
-    images = load_images(data, max(s.crop for s in schedule))
-    click.echo(f"{len(images)} training images from {data}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
+    folders = [data] if isinstance(data, Path) else list(data)
+    images = [image for folder in folders for image in load_images(folder, max(s.crop for s in schedule))]
+    names = ", ".join(map(str, folders))
+    click.echo(f"{len(images)} training images from {names}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
     criterion = RateDistortionLoss(lmbda=0.0 if lossless else lmbda)
     is_dq = isinstance(model, DQCodec)
     qualities = torch.tensor(model.config.qualities) if is_dq else None
@@ -274,7 +276,7 @@ def train(
 
 
 @click.command(context_settings={"show_default": True})
-@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="run folder (checkpoint.pt, log.csv); an existing checkpoint there is resumed")
 @click.option("--schedule", default="64x16:6000,128x8:2000", help="progressive crops: CROPxBATCH:STEPS,...")
 @click.option("--lmbda", default=0.01, help="rate-distortion trade-off: λ·255²·MSE + bpp")
@@ -295,7 +297,8 @@ def train(
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
 def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last):
-    """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in DATA."""
+    """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
+    (e.g. data/train data/train-native); every crop draws an image from all of them alike."""
     if lossless and not init_model and not (out / CHECKPOINT).exists():
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
     if pixel_hidden and not (lossless and init_model):
