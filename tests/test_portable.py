@@ -40,7 +40,8 @@ def _cases(tiny: str):
 
 @pytest.fixture(scope="module")
 def coded(tiny_models_dir, tmp_path_factory):
-    """(models folder holding tiny and dq-hier, {file: (expected description, original image, lossless)})."""
+    """(models folder holding tiny and dq-hier, {file: (expected description, original image, lossless)},
+    copies of the golden files: decoded from there, so the decoders' outputs stay out of the source tree)."""
     models = tmp_path_factory.mktemp("both-models")
     for path in list(tiny_models_dir.glob("*.pt")) + [zoo.find("dq-hier").path]:
         shutil.copy(path, models)
@@ -52,14 +53,14 @@ def coded(tiny_models_dir, tmp_path_factory):
             path = folder / f"{name}.dq"
             path.write_bytes(dqcodec.compress(image, **options))
             files[path] = (kernels.describe(path, "here"), image, options.get("lossless", False))
-    return models, files
+    golden = tmp_path_factory.mktemp("golden")
+    return models, files, [Path(shutil.copy(path, golden)) for path in sorted(GOLDEN.glob("*.dq"))]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", OTHER_KERNELS)
 def test_files_decode_alike_under_other_kernels(coded, setting):
-    models, files = coded
-    golden = sorted(GOLDEN.glob("*.dq"))
+    models, files, golden = coded
     results = kernels.run(setting, list(files) + golden, models)
     expected = {**{p: d for p, (d, _, _) in files.items()}, **{p: _golden(p) for p in golden}}
     for result in results:
@@ -69,7 +70,7 @@ def test_files_decode_alike_under_other_kernels(coded, setting):
         if lossless:
             assert result["pixels_sha256"] == expected[path]["pixels_sha256"], f"{path.name}: not exact under {setting}"
         else:
-            here = np.load(f"{path}.here.npy") if path in files else np.asarray(Image.open(path.with_suffix(".png")))
+            here = np.load(f"{path}.here.npy") if path in files else np.asarray(Image.open(GOLDEN / f"{path.stem}.png"))
             there = np.load(f"{path}.{setting}.npy")
             assert np.abs(here.astype(int) - there).max() <= 1, f"{path.name}: pixels differ by more than one level"
     assert len(results) == len(expected)
@@ -77,7 +78,7 @@ def test_files_decode_alike_under_other_kernels(coded, setting):
 
 @pytest.mark.slow
 def test_lossless_files_are_exact_here(coded):
-    _, files = coded
+    _, files, _ = coded
     for path, (_, image, lossless) in files.items():
         if lossless:
             assert np.array_equal(np.load(f"{path}.here.npy"), np.asarray(image)), path.name
