@@ -87,7 +87,7 @@ class Table:
 
     def __init__(self, values: np.ndarray, low: int, high: int, out_frac: int, step_bits: int):
         values = torch.from_numpy(values.astype(np.int64))
-        values = torch.cat([values, values[-1:]])  # x = high reads one entry past the last
+        values = torch.cat([values, values[-1:]])  # so that the last entry's step is 0
         self.values = {torch.int64: values, torch.int32: values.int()}
         steps = values.diff(append=values[-1:])
         self.steps = {torch.int64: steps, torch.int32: steps.int()}
@@ -210,7 +210,7 @@ def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def frequencies(weights: torch.Tensor, bits: int) -> np.ndarray:
-    """Non-negative int64 weights (N, K), each row's sum below 2^40 and positive ->
+    """Non-negative int64 weights (N, K), each below 2^(62 - bits), every row's sum positive ->
     frequencies floor(w * 2^bits / sum) + 1 as float64, for constriction."""
     total = weights.sum(-1, keepdim=True)
     return np.ascontiguousarray((torch.div(weights << bits, total, rounding_mode="floor") + 1).double().numpy())
