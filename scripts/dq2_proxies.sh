@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# dq-2's proxy runs (docs/design.md): every candidate trains from scratch on the same data for the same
+# steps, in $RUNS/NAME (default ~/dqcodec-runs, outside the work tree); re-running the same command resumes
+# from the run's checkpoint. DATA (default ~/dqcodec-data) holds train/ and train-native/, a copy of what
+# `make data` and `scripts/build_native_set.py --train-native` build. Evaluate with scripts/proxy_eval.sh.
+#   nohup scripts/dq2_proxies.sh p0-dqhier-bf16 > ~/dqcodec-runs/p0-dqhier-bf16.log 2>&1 &
+set -euo pipefail
+data=${DATA:-$HOME/dqcodec-data}
+runs=${RUNS:-$HOME/dqcodec-runs}
+common=(--schedule 32x32:1000,64x16:7000,128x8:2000 --lmbda 0.01 --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3)
+case ${1:-} in
+  p0-dqhier-bf16)  # the reference: dq-hier's architecture
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" "${common[@]}" ;;
+  *)
+    echo "usage: $0 p0-dqhier-bf16" >&2
+    exit 2 ;;
+esac
