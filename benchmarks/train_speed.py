@@ -32,12 +32,7 @@ def step_fn(model, criterion, optimizer, bf16, channels_last):
     qualities = torch.tensor(model.config.qualities)
 
     def step(x):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            output = model(x, train.sample_groups(qualities, x.shape[0], 0.0))
-        output["x_hat"] = output["x_hat"].float()
-        output["likelihoods"] = {k: v.float() for k, v in output["likelihoods"].items()}
+        output = train.forward(model, x, train.sample_groups(qualities, x.shape[0], 0.0), bf16, channels_last)
         loss = criterion(output, x)["loss"] + output["vq_loss"]
         optimizer.zero_grad()
         loss.backward()

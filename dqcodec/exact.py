@@ -213,7 +213,7 @@ def frequencies(weights: torch.Tensor, bits: int) -> np.ndarray:
     """Non-negative int64 weights (N, K), each below 2^(62 - bits), every row's sum positive ->
     frequencies floor(w * 2^bits / sum) + 1 as float64, for constriction."""
     total = weights.sum(-1, keepdim=True)
-    return np.ascontiguousarray((torch.div(weights << bits, total, rounding_mode="floor") + 1).double().numpy())
+    return (torch.div(weights << bits, total, rounding_mode="floor") + 1).double().numpy()
 
 
 def logits_to_frequencies(logits: torch.Tensor, bits: int) -> np.ndarray:

@@ -100,6 +100,18 @@ def sample_groups(qualities: torch.Tensor, batch: int, keep_all: float, quality:
     return torch.where(torch.rand(batch) < keep_all, qualities.max(), groups)
 
 
+def forward(model, x: torch.Tensor, groups: torch.Tensor | None, bf16: bool, channels_last: bool) -> dict:
+    """The model's training output for crops x (a DQ model keeps ``groups`` bottom groups per crop),
+    under bfloat16 autocast if asked, with x_hat and the likelihoods back in float32 for the loss."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        output = model(x) if groups is None else model(x, groups)
+    output["x_hat"] = output["x_hat"].float()
+    output["likelihoods"] = {k: v.float() for k, v in output["likelihoods"].items()}
+    return output
+
+
 def freeze_all_but_pixels(model) -> None:
     if not getattr(model, "lossless", False):
         raise click.ClickException("lossless training needs a dq model with a pixel likelihood")
@@ -240,15 +252,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, lr)
             x = random_batch(images, stage.crop, stage.batch, rng)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                if is_dq:
-                    output = model(x, sample_groups(qualities, stage.batch, keep_all, quality))
-                else:
-                    output = model(x)
-            output["x_hat"] = output["x_hat"].float()
-            output["likelihoods"] = {k: v.float() for k, v in output["likelihoods"].items()}
+            groups = sample_groups(qualities, stage.batch, keep_all, quality) if is_dq else None
+            output = forward(model, x, groups, bf16, channels_last)
             losses = criterion(output, x)
             loss = losses["loss"] + output["vq_loss"] if is_dq else losses["loss"]
             optimizer.zero_grad()
