@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dqcodec import codec
+from dqcodec import codec, registry
 from dqcodec.evaluate import metrics
-from dqcodec.model import DQCodec
 
 GROUPS = [1, 2, 3, 4, 6, 8, 12, 16]
 WEIGHTS = [0.0, 0.1, 0.3, 1.0, 3.0]
@@ -42,11 +41,12 @@ def upper_hull(points):
 def main(checkpoint, images, every, threads):
     torch.set_num_threads(threads)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = DQCodec.from_checkpoint(state.get("model", state))
+    model = registry.from_checkpoint(state.get("model", state))
     paths = sorted(glob.glob(images))[::every]
     pictures = [Image.open(p).convert("RGB") for p in paths]
-    groups = [g for g in GROUPS if g <= model.config.bottom_groups]
-    model.config.qualities, model.config.rate_weights = groups, [0.0] * len(groups)
+    groups = [g for g in GROUPS if g <= model.levels[1].num_groups]
+    model.config.qualities = [[model.levels[0].num_groups, g] + [0] * (model.num_levels - 2) for g in groups]
+    model.config.rate_weights = [0.0] * len(groups)
     click.echo(f"{len(paths)} images; step {state.get('step', '?')}")
     points = []
     for quality, g in enumerate(groups, 1):

@@ -44,7 +44,7 @@ def step_fn(model, criterion, optimizer, bf16, channels_last):
 
 def fresh(channels_last):
     torch.manual_seed(0)
-    model = DQCodec(DQConfig(qualities=[1, 2, 4, 6, 8, 12], rate_weights=[0.0] * 6)).train()
+    model = DQCodec(DQConfig(qualities=[[4, g] for g in (1, 2, 4, 6, 8, 12)], rate_weights=[0.0] * 6)).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, torch.optim.Adam(model.parameters(), lr=3e-4)

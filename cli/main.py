@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 import dqcodec
-from dqcodec import codec, evaluate, zoo
+from dqcodec import codec, evaluate, registry, zoo
 from dqcodec.train import main as train_command
 
 # Errors a user can cause with bad input; anything else is a bug and keeps its traceback.
@@ -155,7 +155,7 @@ def info(file):
     click.echo(f"coding          {'lossless' if details.lossless else 'lossy'}, quality {h.quality}")
     click.echo(f"image           {h.width}x{h.height} {h.mode}")
     click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_pixel / 3:.4f} bits/dim")
-    click.echo(f"streams         {', '.join(f'{n} bytes' for n in details.stream_bytes)}")
+    click.echo(f"streams         {', '.join(f'{name} {n} bytes' for name, n in details.streams.items())}")
     click.echo(f"payload         {details.payload_bits} bits actual, {details.ideal_payload_bits:.1f} bits ideal (-sum log2 p), {overhead:+.3f}%")
 
 
@@ -293,7 +293,7 @@ def bpd(folder, codecs, json_path, model, quality):
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=zoo.DEFAULT_MODEL, show_default=True)
-@click.option("--qualities", help="bottom groups kept at each quality, e.g. 1,2,4,8,12,16")
+@click.option("--qualities", help="groups coded at each quality: each is G (the first level complete, G groups of the second, none below) or every level's groups joined by +, e.g. 1,2,4,16,16+4 or 4+16+4")
 @click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
 @click.option("--default-quality", type=int)
 @click.option("--lossless-quality", type=int, help="the quality whose codes lossless files carry")
@@ -311,13 +311,13 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = zoo.from_checkpoint(state.get("model", state))
     changes = {
-        "qualities": [int(v) for v in qualities.split(",")] if qualities else None,
+        "qualities": parse_qualities(qualities, model) if qualities else None,
         "rate_weights": [float(v) for v in rate_weights.split(",")] if rate_weights else None,
         "default_quality": default_quality,
         "lossless_quality": lossless_quality,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
-    if not hasattr(model, "config"):
+    if not registry.is_dq(model):
         if changes:
             raise click.ClickException("--qualities, --rate-weights and the quality options apply to dq models only")
     else:
@@ -330,6 +330,21 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
         if m.path != path:
             m.path.unlink()
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
+
+
+def parse_qualities(text: str, model) -> list[list[int]]:
+    """--qualities of a dq model: groups of every level per quality (see the option's help)."""
+    levels = [level.num_groups for level in model.levels]
+    qualities = []
+    for item in text.split(","):
+        try:
+            groups = [int(v) for v in item.split("+")]
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not a number of groups", param_hint="--qualities") from None
+        if len(groups) == 1:
+            groups = [levels[0], groups[0]] + [0] * (len(levels) - 2)
+        qualities.append(groups)
+    return qualities
 
 
 cli.add_command(train_command, name="train")

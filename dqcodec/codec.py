@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import container, zoo
+from . import container, registry, zoo
 from .entropy import ideal_bits
 from .model import STRIDE
 
@@ -125,6 +125,8 @@ def compress(
 def _open(data: bytes):
     header, streams = container.unpack(data)
     net, digest = zoo.load(header.model)
+    if not registry.is_dq(net):
+        raise zoo.ModelError(f"file names model {header.model!r}, which is not a dq model and writes no .dq files")
     if digest[:8] != header.weights_hash:
         raise zoo.ModelError(
             f"file was written with other weights of model {header.model!r} "
@@ -140,16 +142,16 @@ def decompress(data: bytes, preview: bool = False) -> Image.Image:
     its pixel stream; a lossy file decodes the same either way."""
     header, streams, net = _open(data)
     shape = code_shape(header.height, header.width)
-    if is_lossless(streams) and not preview:
+    if is_lossless(net, streams) and not preview:
         out = net.decompress_lossless(streams, shape, header.quality, (header.height, header.width))
     else:
-        out = net.decompress(streams[:2] if is_lossless(streams) else streams, shape, header.quality)
+        out = net.decompress(streams[: net.num_levels], shape, header.quality)
     return to_image(out["x_hat"], header.height, header.width, header.mode)
 
 
-def is_lossless(streams: list) -> bool:
-    """Whether a file's streams (or their lengths) are those of a lossless file."""
-    return len(streams) == 3  # two levels of codes, then the pixels
+def is_lossless(net, streams: list) -> bool:
+    """Whether a file's streams are those of a lossless file: one per level, then the pixels."""
+    return len(streams) == len(net.stream_names(lossless=True))
 
 
 @dataclass
@@ -158,11 +160,8 @@ class FileInfo:
     file_bytes: int
     payload_bits: int
     ideal_payload_bits: float
-    stream_bytes: list[int]
-
-    @property
-    def lossless(self) -> bool:
-        return is_lossless(self.stream_bytes)
+    streams: dict[str, int]  # bytes of each stream, by name
+    lossless: bool
 
     @property
     def bits_per_pixel(self) -> float:
@@ -175,20 +174,22 @@ def inspect(data: bytes) -> FileInfo:
     header, streams, net = _open(data)
     tables: list = []
     shape = code_shape(header.height, header.width)
-    if is_lossless(streams):
+    lossless = is_lossless(net, streams)
+    if lossless:
         net.decompress_lossless(streams, shape, header.quality, (header.height, header.width), tables)
     else:
         net.decode_indices(streams, shape, header.quality, tables)
     ideal = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
-    return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, [len(s) for s in streams])
+    sizes = dict(zip(net.stream_names(lossless), map(len, streams)))
+    return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, sizes, lossless)
 
 
 def stream_bits(data: bytes) -> tuple[int, int]:
     """Bits of a lossless file's code streams and of its pixel stream."""
-    streams = container.unpack(data)[1]
-    if not is_lossless(streams):
+    header, streams, net = _open(data)
+    if not is_lossless(net, streams):
         raise ValueError("not a lossless .dq file")
-    return 8 * (len(streams[0]) + len(streams[1])), 8 * len(streams[2])
+    return 8 * sum(map(len, streams[:-1])), 8 * len(streams[-1])
 
 
 def estimate_lossless_bits(data: bytes, image: ImageLike) -> float:

@@ -195,6 +195,11 @@ def run(layers: list, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def run_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A module's exact version (``exact_layers``) applied to fixed-point x."""
+    return run(exact_layers(module), x)
+
+
 # ---- probabilities -----------------------------------------------------------------------
 
 SOFTMAX_RANGE = 32  # logits more than 32 below the row's largest get the floor frequency

@@ -1,10 +1,14 @@
-"""The DQ hierarchical codec, with CompressAI's model interface.
+"""The DQ codec: analysis and synthesis transforms around a chain of level codecs, with
+CompressAI's model interface.
 
-Two levels, as in VQ-VAE-2: a top level at stride 16 and a bottom level at stride 8
-that is conditioned on the decoded top level. Each level pairs a depthwise
-quantizer with a group-causal prior. The bottom level's groups are ordered: a
-quality keeps the first few groups and drops the rest (nested dropout in
-training), so one model serves every rate point.
+Levels run from coarse to fine, as in VQ-VAE-2: the first at stride 16, each next one at half
+the stride of the one above. Each level is a ``LevelCodec`` (a depthwise quantizer, the prior over
+its indices and its own stream) and is conditioned on a context decoded from every level above
+it. The synthesis turns the last level's codes and context into the image. A quality names how
+many groups of each level are coded; the groups of a level are ordered, so dropping the last
+ones (nested dropout in training) gives the lower rates, and one model serves every rate point.
+
+dq-hier is the two-level chain (stride 16 and 8); dq-2 adds a level at stride 4.
 """
 
 from __future__ import annotations
@@ -15,33 +19,30 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from compressai.layers import GDN, subpel_conv3x3
 from compressai.models import CompressionModel
 
 from . import exact
-from .entropy import PROBABILITY_BITS, CorruptStreamError, StreamDecoder, StreamEncoder
+from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder
+from .levels import LevelCodec, LevelConfig
 from .pixels import ExactPixelModel, PixelModel, code_pixels, fold, widen
-from .priors import GroupCausalPrior
-from .quantize import DepthwiseQuantizer
-from .refine import refine_bottom
+from .refine import refine_level
 
-STRIDE = 16
+STRIDE = 16  # of the first level (refine.py assumes it); images are padded to a multiple of it
+
+
+def _default_levels() -> list[LevelConfig]:
+    return [LevelConfig(groups=4, codebook=64, dim=8), LevelConfig(groups=16, codebook=64, dim=4)]
 
 
 @dataclass
 class DQConfig:
     channels: int = 96
-    top_groups: int = 4
-    top_codebook: int = 64
-    top_dim: int = 8
-    bottom_groups: int = 16
-    bottom_codebook: int = 64
-    bottom_dim: int = 4
+    levels: list[LevelConfig] = field(default_factory=_default_levels)  # coarse to fine
     prior_hidden: int = 32
     depthwise: bool = True
-    # bottom groups coded at quality 1, 2, ...
-    qualities: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 16])
+    # groups of each level coded at quality 1, 2, ...
+    qualities: list[list[int]] = field(default_factory=lambda: [[4, g] for g in (1, 2, 4, 8, 12, 16)])
     # encoder-side rate weight per quality: indices minimise |z - e|^2 + weight * bits
     rate_weights: list[float] = field(default_factory=lambda: [0.0] * 6)
     default_quality: int = 4
@@ -51,11 +52,53 @@ class DQConfig:
     lossless_quality: int = 1  # the quality whose codes a lossless file carries
 
     def __post_init__(self):
+        self.levels = [LevelConfig(**level) if isinstance(level, dict) else level for level in self.levels]
+        self.qualities = [list(q) for q in self.qualities]
+        if not 2 <= len(self.levels) <= 4:
+            raise ValueError("a DQ model has 2 to 4 levels")
         if len(self.rate_weights) != len(self.qualities):
             raise ValueError("rate_weights needs one entry per quality")
+        for quality in self.qualities:
+            if len(quality) != len(self.levels) or not all(0 <= g <= lv.groups for g, lv in zip(quality, self.levels)):
+                raise ValueError(f"quality {quality} does not give 0 to all groups of each of the {len(self.levels)} levels")
+            if quality[0] == 0 or any(g and quality[i] < self.levels[i].groups for i, g in enumerate(quality[1:])):
+                raise ValueError(f"quality {quality} codes a level whose parent level is not complete")
         for name in ("default_quality", "lossless_quality"):
             if not 1 <= getattr(self, name) <= len(self.qualities):
                 raise ValueError(f"{name} is not one of the qualities")
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "DQConfig":
+        """A config from ``asdict``, or from a dq-hier checkpoint of dqcodec 0.2 (two named levels)."""
+        if "top_groups" not in config:
+            return cls(**config)
+        config = dict(config)
+        top = LevelConfig(config.pop("top_groups"), config.pop("top_codebook"), config.pop("top_dim"))
+        bottom = LevelConfig(config.pop("bottom_groups"), config.pop("bottom_codebook"), config.pop("bottom_dim"))
+        config["qualities"] = [[top.groups, g] for g in config["qualities"]]
+        return cls(levels=[top, bottom], **config)
+
+
+# dq-hier's checkpoints of dqcodec 0.2 named its two levels' modules; the chain numbers them
+_LEGACY_NAMES = {
+    "encoder_bottom.": "analysis.0.",
+    "encoder_top.": "analysis.1.",
+    "top.": "levels.0.",
+    "bottom.": "levels.1.",
+    "top_decoder.": "contexts.0.",
+    "bottom_input.": "mixers.0.",
+    "decoder.": "synthesis.",
+}
+
+
+def _renamed(state_dict: dict) -> dict:
+    def rename(key):
+        for old, new in _LEGACY_NAMES.items():
+            if key.startswith(old):
+                return new + key[len(old) :]
+        return key
+
+    return {rename(k): v for k, v in state_dict.items()}
 
 
 def conv(cin, cout, k=5, stride=2):
@@ -71,42 +114,50 @@ def upsample(cin, cout):
     return subpel_conv3x3(cin, cout, 2)
 
 
-class Level(nn.Module):
-    """One level of the hierarchy: its quantizer and the prior over its indices."""
+def analysis_stages(n: int, levels: int) -> list[nn.Module]:
+    """The analysis, applied in order: image -> the last level's features, then each stage halves
+    the resolution for the level above."""
+    first = [conv(3, n)]
+    for _ in range(int(math.log2(STRIDE)) - levels):
+        first += [GDN(n), conv(n, n, 3)]
+    middle = [nn.Sequential(GDN(n), conv(n, n, 3)) for _ in range(levels - 2)]
+    return [nn.Sequential(*first), *middle, nn.Sequential(conv(n, n, 3, 1), nn.GELU(), conv(n, n))]
 
-    def __init__(self, in_channels, context_channels, groups, codebook, dim, hidden, depthwise):
-        super().__init__()
-        self.quantizer = DepthwiseQuantizer(in_channels, groups, codebook, dim, depthwise=depthwise)
-        self.prior = GroupCausalPrior(context_channels, groups, dim, codebook, hidden)
 
-    def likelihoods(self, context, codes, indices):
-        """Probability (B, M, H, W) the prior gives each index."""
-        log_probs = F.log_softmax(self.prior(context, codes), dim=2)
-        # the floor keeps log(likelihood) finite in the loss, as CompressAI's likelihood bound does
-        return log_probs.gather(2, indices.unsqueeze(2)).squeeze(2).exp().clamp_min(1e-9)
+def context_decoder(n: int, codes: int, first: bool) -> nn.Module:
+    """Decodes a level's codes (and, below the first level, its context) into the next level's context."""
+    if first:
+        return nn.Sequential(deconv(codes, n), nn.GELU(), conv(n, n, 3, 1))
+    return nn.Sequential(conv(codes + n, n, 3, 1), nn.GELU(), upsample(n, n))
+
+
+def synthesis(n: int, codes: int, stride: int) -> nn.Sequential:
+    """The last level's codes and context -> the image; its last layer gives the image from the
+    features the pixel likelihood reads."""
+    layers = [conv(codes + n, n, 3, 1), nn.GELU()]
+    for _ in range(int(math.log2(stride)) - 1):
+        layers += [upsample(n, n), nn.GELU()]
+    return nn.Sequential(*layers, upsample(n, 3))
+
+
+def _run_float(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
 
 
 class DQCodec(CompressionModel):
     def __init__(self, config: DQConfig | None = None):
         super().__init__()
         self.config = c = config or DQConfig()
-        n = c.channels
-        self.encoder_bottom = nn.Sequential(conv(3, n), GDN(n), conv(n, n, 3), GDN(n), conv(n, n, 3))
-        self.encoder_top = nn.Sequential(conv(n, n, 3, 1), nn.GELU(), conv(n, n))
-        self.top = Level(n, 0, c.top_groups, c.top_codebook, c.top_dim, c.prior_hidden, c.depthwise)
-        self.top_decoder = nn.Sequential(deconv(c.top_groups * c.top_dim, n), nn.GELU(), conv(n, n, 3, 1))
-        # mixes features with the top context, so every bottom group sees both
-        self.bottom_input = conv(2 * n, 2 * n, 3, 1)
-        self.bottom = Level(2 * n, n, c.bottom_groups, c.bottom_codebook, c.bottom_dim, c.prior_hidden, c.depthwise)
-        self.decoder = nn.Sequential(
-            conv(c.bottom_groups * c.bottom_dim + n, n, 3, 1),
-            nn.GELU(),
-            upsample(n, n),
-            nn.GELU(),
-            upsample(n, n),
-            nn.GELU(),
-            upsample(n, 3),
+        n, count = c.channels, len(c.levels)
+        self.analysis = nn.ModuleList(analysis_stages(n, count))
+        self.levels = nn.ModuleList(
+            LevelCodec(f"stride{STRIDE >> i}", n if i == 0 else 2 * n, 0 if i == 0 else n, level, c.prior_hidden, c.depthwise)
+            for i, level in enumerate(c.levels)
         )
+        self.contexts = nn.ModuleList(context_decoder(n, self.levels[i].out_channels, i == 0) for i in range(count - 1))
+        # mix a level's features with its context, so every group sees both
+        self.mixers = nn.ModuleList(conv(2 * n, 2 * n, 3, 1) for _ in range(count - 1))
+        self.synthesis = synthesis(n, self.levels[-1].out_channels, STRIDE >> (count - 1))
         self.pixels = PixelModel(n, c.pixel_mixtures, c.pixel_hidden) if c.pixel_mixtures else None
 
     def add_pixel_model(self, mixtures: int = 3, hidden: int = DQConfig.pixel_hidden) -> None:
@@ -129,125 +180,140 @@ class DQCodec(CompressionModel):
         return self.pixels is not None
 
     @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    @property
     def num_qualities(self) -> int:
         return len(self.config.qualities)
 
-    def groups_for_quality(self, quality: int) -> int:
+    def stream_names(self, lossless: bool = False) -> list[str]:
+        """The streams of a file, in order: one per level, then the pixels of a lossless file."""
+        return [level.name for level in self.levels] + (["pixels"] if lossless else [])
+
+    def groups_for_quality(self, quality: int) -> list[int]:
+        """Groups coded of each level at a quality."""
         if not 1 <= quality <= self.num_qualities:
             raise ValueError(f"quality must be between 1 and {self.num_qualities}, got {quality}")
         return self.config.qualities[quality - 1]
 
+    def analyse(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each level's features, first level first."""
+        features = []
+        for stage in self.analysis:
+            x = stage(x)
+            features.append(x)
+        return features[::-1]
+
+    def level_input(self, i: int, features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        return features if i == 0 else self.mixers[i - 1](torch.cat([features, context], 1))
+
     # ---- training path -------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, bottom_groups: torch.Tensor | int | None = None):
+    def forward(self, x: torch.Tensor, groups: torch.Tensor | None = None):
         """x (B, 3, H, W) in [0, 1] with H, W multiples of 16.
 
-        bottom_groups: how many bottom groups each image keeps (int or (B,) tensor);
-        all of them by default.
-        """
-        features = self.encoder_bottom(x)
-        top_codes, top_indices, top_loss = self.top.quantizer(self.encoder_top(features))
-        context = self.top_decoder(top_codes)
-        bottom_codes, bottom_indices, bottom_loss = self.bottom.quantizer(self.bottom_input(torch.cat([features, context], 1)))
-
-        keep = self._group_mask(bottom_groups, x.shape[0], x.device)  # (B, M)
-        features = self.decoder[:-1](torch.cat([self._drop_groups(bottom_codes, keep), context], 1))
-        x_hat = self.decoder[-1](features)
-
-        bottom_likelihoods = self.bottom.likelihoods(context, bottom_codes, bottom_indices)
-        bottom_likelihoods = torch.where(keep[..., None, None] > 0, bottom_likelihoods, torch.ones_like(bottom_likelihoods))
-        likelihoods = {"top": self.top.likelihoods(None, top_codes, top_indices), "bottom": bottom_likelihoods}
+        groups: (B, levels) groups of each level each crop keeps (all of them by default)."""
+        if groups is None:
+            groups = torch.tensor([level.num_groups for level in self.levels]).expand(x.shape[0], -1)
+        context, likelihoods, vq_loss = None, {}, 0.0
+        for i, (level, features) in enumerate(zip(self.levels, self.analyse(x))):
+            out = level(self.level_input(i, features, context), context, level.keep_mask(groups[:, i], x.shape[0], x.device))
+            likelihoods[level.name] = out["likelihoods"]
+            vq_loss = vq_loss + out["loss"]
+            context = self._decoded(i, out["codes"], context, _run_float)
+        features = self.synthesis[:-1](context)
+        x_hat = self.synthesis[-1](features)
         if self.lossless:
             # p(x | codes) of every pixel; the floor only keeps the log finite
             log_prob = self.pixels.log_prob(self.pixels.context(features, x_hat), x_hat, (x * 255).round())
             likelihoods["pixels"] = log_prob.clamp_min(-80).exp()
-        return {"x_hat": x_hat, "likelihoods": likelihoods, "vq_loss": top_loss + bottom_loss}
+        return {"x_hat": x_hat, "likelihoods": likelihoods, "vq_loss": vq_loss}
 
-    def _group_mask(self, bottom_groups, batch, device):
-        m = self.config.bottom_groups
-        if bottom_groups is None:
-            bottom_groups = m
-        counts = torch.as_tensor(bottom_groups, device=device).expand(batch)
-        return (torch.arange(m, device=device)[None, :] < counts[:, None]).float()
+    def _decoded(self, i: int, codes: torch.Tensor, context: torch.Tensor | None, run) -> torch.Tensor:
+        """What level i's codes and context decode to: the next level's context or, after the
+        last level, the synthesis input. ``run(module, x)`` applies a module (float or exact)."""
+        x = codes if context is None else torch.cat([codes, context], 1)
+        return x if i == self.num_levels - 1 else run(self.contexts[i], x)
 
-    def _drop_groups(self, codes, keep):
-        return codes * keep.repeat_interleave(self.config.bottom_dim, 1)[..., None, None]
+    def synthesis_input(self, i: int, codes: torch.Tensor, context: torch.Tensor | None, run=_run_float) -> torch.Tensor:
+        """The synthesis input from level i's codes and context, the levels below coding nothing."""
+        x = self._decoded(i, codes, context, run)
+        for k in range(i + 1, self.num_levels):
+            empty = x.new_zeros(x.shape[0], self.levels[k].out_channels, *x.shape[2:])
+            x = self._decoded(k, empty, x, run)
+        return x
 
     # ---- coding path ---------------------------------------------------------------
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: int, rate_weight: float | None = None, refine_steps: int = 0):
-        """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}.
-
-        Indices are chosen while coding, as entropy-constrained VQ: each minimises
-        |z - e_k|^2 + rate_weight * (-log2 p_k) under the prior's table for it
-        (rate_weight 0 is the nearest codeword). The weight defaults to the quality's.
-        ``refine_steps`` > 0 first refines the bottom vectors z for this image (see
-        ``refine.refine_bottom``): slower encoding, the same decoder.
-        """
+        """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}, one string
+        per level (see ``LevelCodec.compress``); the rate weight defaults to the quality's.
+        ``refine_steps`` > 0 first refines the last coded level's vectors for this image (see
+        ``refine.refine_level``): slower encoding, the same decoder."""
         groups = self.groups_for_quality(quality)
         if rate_weight is None:
             rate_weight = self.config.rate_weights[quality - 1]
-        b, _, h, w = x.shape
-        c = self.config
-        features = self.encoder_bottom(x)
-        top_z = self.top.quantizer.project(self.encoder_top(features))
-        top_indices = torch.zeros(b, c.top_groups, h // STRIDE, w // STRIDE, dtype=torch.long)
-        top_stream, bottom_stream = StreamEncoder(), StreamEncoder()
-        self._code_level(self.top, None, top_indices, c.top_groups, _encoding(top_stream, self.top.quantizer, top_z, rate_weight))
-        context = self._top_context(top_indices)
-        float_context = exact.to_float(context)
-        bottom_z = self.bottom.quantizer.project(self.bottom_input(torch.cat([features, float_context], 1)))
-        if refine_steps:
-            bottom_z = refine_bottom(self, x, float_context, bottom_z, groups, refine_steps)
-        bottom_indices = torch.zeros(b, c.bottom_groups, 2 * h // STRIDE, 2 * w // STRIDE, dtype=torch.long)
-        self._code_level(self.bottom, context, bottom_indices, groups, _encoding(bottom_stream, self.bottom.quantizer, bottom_z, rate_weight))
-        return {"strings": [top_stream.to_bytes(), bottom_stream.to_bytes()], "shape": tuple(top_indices.shape[-2:])}
+        last = _last_coded(groups)
+        context, strings = None, []
+        for i, (level, features) in enumerate(zip(self.levels, self.analyse(x))):
+            if i > last:  # a level this quality codes nothing of
+                strings.append(b"")
+                continue
+            float_context = None if context is None else exact.to_float(context)
+            z = level.quantizer.project(self.level_input(i, features, float_context))
+            if refine_steps and i == last:
+                z = refine_level(self, i, x, float_context, z, groups[i], refine_steps)
+            shape = (x.shape[0], *features.shape[-2:])
+            indices, data = level.compress(z, context, shape, groups[i], rate_weight)
+            strings.append(data)
+            if i < last:
+                context = self._decoded(i, level.fixed_codes(indices, groups[i]), context, exact.run_module)
+        return {"strings": strings, "shape": (x.shape[-2] // STRIDE, x.shape[-1] // STRIDE)}
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: int):
-        indices = self.decode_indices(strings, shape, quality)
-        return {"x_hat": self.reconstruct(indices["bottom"], exact.to_float(indices["context"]), indices["groups"])}
+        decoded = self.decode_indices(strings, shape, quality)
+        i = decoded["last"]
+        codes = self.levels[i].drop(self.levels[i].quantizer.decode_indices(decoded["indices"][i]), self._keep(i, decoded["groups"][i]))
+        context = decoded["context"]
+        x = self.synthesis_input(i, codes, None if context is None else exact.to_float(context))
+        # channels-last lets oneDNN skip its layout conversions: about 20% faster on CPU
+        x_hat = self.synthesis(x.contiguous(memory_format=torch.channels_last))
+        return {"x_hat": x_hat.clamp(0, 1).contiguous()}
+
+    def _keep(self, i: int, groups: int) -> torch.Tensor:
+        return self.levels[i].keep_mask(groups, 1)
 
     @torch.no_grad()
     def decode_indices(self, strings, shape, quality, tables=None):
-        """Decode the code indices of both levels, and the top level's fixed-point context for the
-        bottom one. If ``tables`` is a list, every group's (integer tables, decoded symbols) pair
-        is appended to it."""
+        """Decode every level's indices. Returns {"indices": one (1, M, H, W) tensor per level,
+        "groups": groups coded per level, "last": the last level coding any, "context": that
+        level's fixed-point context (None for the first level)}. If ``tables`` is a list, every
+        group's (integer tables, decoded symbols) pair is appended to it."""
         groups = self.groups_for_quality(quality)
-        if len(strings) != 2:
-            raise CorruptStreamError(f"expected 2 streams (top and bottom level), found {len(strings)}")
+        self._check_streams(strings, lossless=False)
+        last = _last_coded(groups)
         h, w = shape
-        c = self.config
-        top_indices = torch.zeros(1, c.top_groups, h, w, dtype=torch.long)
-        bottom_indices = torch.zeros(1, c.bottom_groups, 2 * h, 2 * w, dtype=torch.long)
-        top_stream, bottom_stream = StreamDecoder(strings[0]), StreamDecoder(strings[1])
-        self._code_level(self.top, None, top_indices, c.top_groups, _decoding(top_stream, tables))
-        context = self._top_context(top_indices)
-        self._code_level(self.bottom, context, bottom_indices, groups, _decoding(bottom_stream, tables))
-        top_stream.finish()
-        bottom_stream.finish()
-        return {"top": top_indices, "bottom": bottom_indices, "context": context, "groups": groups}
+        context, indices = None, []
+        for i, level in enumerate(self.levels):
+            scale = 2**i
+            indices.append(level.decompress(strings[i], context, (1, h * scale, w * scale), groups[i], tables))
+            if i < last:
+                context = self._decoded(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
+        return {"indices": indices, "groups": groups, "last": last, "context": context}
 
-    def reconstruct(self, bottom_indices, context, groups):
-        """Image from the first ``groups`` bottom groups and the decoded top context."""
-        codes = self._decoder_input(bottom_indices, context, groups)
-        # channels-last lets oneDNN skip its layout conversions: about 20% faster on CPU
-        return self.decoder(codes.contiguous(memory_format=torch.channels_last)).clamp(0, 1).contiguous()
-
-    def _decoder_input(self, bottom_indices, context, groups):
-        return self.decoder_input(self.bottom.quantizer.decode_indices(bottom_indices), context, groups)
-
-    def decoder_input(self, codes, context, groups):
-        """The synthesis input: bottom codes (B, M*D, H, W) with groups past ``groups`` zeroed, and the top context."""
-        keep = self._group_mask(groups, codes.shape[0], codes.device)
-        return torch.cat([self._drop_groups(codes, keep), context], 1)
+    def _check_streams(self, strings: list[bytes], lossless: bool) -> None:
+        names = self.stream_names(lossless)
+        if len(strings) != len(names):
+            raise CorruptStreamError(f"expected {len(names)} streams ({', '.join(names)}), found {len(strings)}")
 
     # ---- lossless coding -------------------------------------------------------------
 
     @torch.no_grad()
     def compress_lossless(self, x: torch.Tensor, size: tuple[int, int], quality: int):
-        """Like ``compress`` plus a third string, the pixels of the top-left ``size``
+        """Like ``compress`` plus one more string, the pixels of the top-left ``size``
         of x coded with their likelihood given the codes. x holds 8-bit values / 255."""
         if not self.lossless:
             raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
@@ -270,9 +336,8 @@ class DQCodec(CompressionModel):
     def decompress_lossless(self, strings: list[bytes], shape: tuple[int, int], quality: int, size: tuple[int, int], tables=None):
         """x (1, 3, H, W) with the exact 8-bit values / 255 inside ``size``. If ``tables``
         is a list, (frequencies, symbols) pairs of everything decoded are appended to it."""
-        if len(strings) != 3:
-            raise CorruptStreamError(f"expected 3 streams (two levels and the pixels), found {len(strings)}")
-        stream = StreamDecoder(strings[2])
+        self._check_streams(strings, lossless=True)
+        stream = StreamDecoder(strings[-1])
 
         def decode(table, position, c, pixels):
             frequencies = table.frequencies
@@ -285,7 +350,7 @@ class DQCodec(CompressionModel):
                 tables.append(((np.arange(256) < tail_sizes[:, None]).astype(np.float64), offsets))
             return table.join(torch.from_numpy(symbols), torch.from_numpy(offsets))
 
-        image = self._code_pixels(strings[:2], shape, quality, size, decode, tables)
+        image = self._code_pixels(strings[:-1], shape, quality, size, decode, tables)
         stream.finish()
         return {"x_hat": image.float() / 255}
 
@@ -293,25 +358,27 @@ class DQCodec(CompressionModel):
     def pixel_bits(self, strings: list[bytes], shape: tuple[int, int], quality: int, x: torch.Tensor, size: tuple[int, int], tables=None) -> float:
         """-log2 p(x | codes) under the continuous mixture (no table rounding), over the top-left
         ``size``; the code indices' tables are appended to ``tables`` if it is a list."""
-        context, x_hat = self._pixel_context(strings[:2], shape, quality, tables)
+        context, x_hat = self._pixel_context(strings[: self.num_levels], shape, quality, tables)
         inside = torch.zeros_like(x[:, :1])
         inside[..., : size[0], : size[1]] = 1
         log_prob = self.pixels.log_prob(context, x_hat, (x * 255).round(), inside)
         return float(-log_prob.sum() / math.log(2))
 
     def _code_pixels(self, strings, shape, quality, size, code_channel, tables=None):
-        indices = self._lossless_indices(strings, shape, quality, tables)
+        decoded = self._lossless_indices(strings, shape, quality, tables)
         pixels = ExactPixelModel(self.pixels)
-        features = exact.run(exact.exact_layers(self.decoder[:-1]), self._exact_decoder_input(indices))
-        x_hat = exact.run(exact.exact_layers(self.decoder[-1]), features)
+        features = exact.run_module(self.synthesis[:-1], self._exact_synthesis_input(decoded))
+        x_hat = exact.run_module(self.synthesis[-1], features)
         return code_pixels(pixels, pixels.context(features, x_hat), x_hat, size, code_channel, torch.get_num_threads())
 
     def _pixel_context(self, strings, shape, quality, tables=None):
         """Decode the codes; return the pixel likelihood's float context and x_hat (unclamped)."""
-        indices = self._lossless_indices(strings, shape, quality, tables)
-        codes = self._decoder_input(indices["bottom"], exact.to_float(indices["context"]), indices["groups"])
-        features = self.decoder[:-1](codes)
-        x_hat = self.decoder[-1](features)
+        decoded = self._lossless_indices(strings, shape, quality, tables)
+        i = decoded["last"]
+        codes = self.levels[i].drop(self.levels[i].quantizer.decode_indices(decoded["indices"][i]), self._keep(i, decoded["groups"][i]))
+        context = decoded["context"]
+        features = self.synthesis[:-1](self.synthesis_input(i, codes, None if context is None else exact.to_float(context)))
+        x_hat = self.synthesis[-1](features)
         return self.pixels.context(features, x_hat), x_hat
 
     def _lossless_indices(self, strings, shape, quality, tables):
@@ -319,26 +386,11 @@ class DQCodec(CompressionModel):
             raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
         return self.decode_indices(strings, shape, quality, tables)
 
-    def _exact_decoder_input(self, indices):
+    def _exact_synthesis_input(self, decoded: dict) -> torch.Tensor:
         """The synthesis input in fixed point, from decoded indices and the fixed-point context."""
-        codes = exact.to_fixed(self.bottom.quantizer.decode_indices(indices["bottom"]))
-        return self.decoder_input(codes, indices["context"], indices["groups"])
-
-    def _top_context(self, top_indices):
-        """The bottom level's context from the top level's indices, in exact fixed point."""
-        codes = exact.to_fixed(self.top.quantizer.decode_indices(top_indices))
-        return exact.run(exact.exact_layers(self.top_decoder), codes)
-
-    def _code_level(self, level: Level, context, indices: torch.Tensor, groups: int, code_group):
-        """Walk a level group by group: ``code_group(j, frequencies)`` encodes or decodes
-        group j and returns its indices, which fill ``indices[:, j]``. Both directions
-        see the same tables."""
-        b, _, h, w = indices.shape
-        sequence = level.prior.sequential(context, (b, h, w), groups)
-        for j in range(groups):
-            frequencies = exact.logits_to_frequencies(sequence.logits(j), PROBABILITY_BITS)
-            indices[:, j] = torch.from_numpy(code_group(j, frequencies)).view(b, h, w)
-            sequence.push(exact.to_fixed(level.quantizer.decode_group(indices[:, j], j)))
+        i = decoded["last"]
+        codes = self.levels[i].fixed_codes(decoded["indices"][i], decoded["groups"][i])
+        return self.synthesis_input(i, codes, decoded["context"], exact.run_module)
 
     # ---- persistence ---------------------------------------------------------------
 
@@ -347,31 +399,11 @@ class DQCodec(CompressionModel):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> "DQCodec":
-        model = cls(DQConfig(**checkpoint["config"]))
-        model.load_state_dict(checkpoint["state_dict"])
+        model = cls(DQConfig.from_dict(checkpoint["config"]))
+        model.load_state_dict(_renamed(checkpoint["state_dict"]))
         return model.eval()
 
 
-def _encoding(stream: StreamEncoder, quantizer: DepthwiseQuantizer, z: torch.Tensor, rate_weight: float):
-    """Choose group j's indices from its projected vectors z[j] (N, D) and its tables, then encode them."""
-
-    def encode_group(j, frequencies):
-        cost = quantizer.group_distances(z[j], j).double()
-        if rate_weight:
-            bits = -np.log2(frequencies / frequencies.sum(-1, keepdims=True))
-            cost = cost + rate_weight * torch.from_numpy(bits)
-        symbols = cost.argmin(-1).numpy()
-        stream.encode(symbols, frequencies)
-        return symbols
-
-    return encode_group
-
-
-def _decoding(stream: StreamDecoder, tables: list | None = None):
-    def decode_group(j, frequencies):
-        symbols = stream.decode(frequencies)
-        if tables is not None:
-            tables.append((frequencies, symbols))
-        return symbols
-
-    return decode_group
+def _last_coded(groups: list[int]) -> int:
+    """The last level a quality codes any group of (qualities code a prefix of the levels)."""
+    return max(i for i, g in enumerate(groups) if g)

@@ -1,7 +1,7 @@
-"""Encoder-side refinement of the bottom level's codes, for one image.
+"""Encoder-side refinement of one level's codes (the last a quality codes), for one image.
 
 The analysis transform is trained to serve every image at once; a few gradient steps
-on one image's projected bottom vectors z find codes that the decoder turns into a
+on one image's projected vectors z of that level find codes that the decoder turns into a
 closer image for about the same bits. Only the encoder's choice of indices changes:
 the decoder, the probability tables and the file format are untouched, so a refined
 file decodes like any other.
@@ -29,18 +29,21 @@ RATE_LAMBDA = 1.5e-3
 TEMPERATURE = 0.5  # of the soft assignment, in squared-distance units
 
 
-def refine_bottom(model, x: torch.Tensor, context: torch.Tensor, z: torch.Tensor, groups: int, steps: int) -> torch.Tensor:
-    """Projected bottom vectors (M, N, D) refined for ``steps`` steps on image x (1, 3, H, W)
-    given the decoded top context; only the first ``groups`` groups count."""
-    quantizer, prior = model.bottom.quantizer, model.bottom.prior
-    _, _, h, w = context.shape
+def refine_level(model, i: int, x: torch.Tensor, context: torch.Tensor | None, z: torch.Tensor, groups: int, steps: int) -> torch.Tensor:
+    """Projected vectors (M, N, D) of level i refined for ``steps`` steps on image x (1, 3, H, W),
+    given the level's decoded context; only its first ``groups`` groups count, and the levels
+    below it code nothing. Level i is at stride 16 / 2^i."""
+    level = model.levels[i]
+    quantizer, prior = level.quantizer, level.prior
+    h, w = x.shape[-2] * 2**i // 16, x.shape[-1] * 2**i // 16
+    keep = level.keep_mask(groups, 1)
     pixels = x.shape[-2] * x.shape[-1]
     z = z.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=LEARNING_RATE)
     with torch.enable_grad():
         for _ in range(steps):
             codes = quantizer.straight_through(z, 1, h, w)
-            x_hat = model.decoder(model.decoder_input(codes, context, groups))
+            x_hat = model.synthesis(model.synthesis_input(i, level.drop(codes, keep), context))
             bits = _soft_bits(prior, context, codes.detach(), quantizer.distances(z)[:groups]).sum() / pixels
             loss = F.mse_loss(x_hat, x) + RATE_LAMBDA * bits
             (z.grad,) = torch.autograd.grad(loss, [z])  # the model's own parameters keep no gradients

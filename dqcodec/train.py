@@ -8,7 +8,8 @@ cross-entropy of the code indices under the learned priors, i.e. the exact rate)
 plus the quantizers' commitment loss. Every crop draws a quality at random, so the
 one model learns every rate point (nested dropout over the bottom groups).
 
-``--arch bmshj2018-factorized`` or ``bmshj2018-hyperprior`` trains CompressAI's model
+``--arch`` picks the architecture (``registry.ARCHITECTURES``): dq-hier, dq-2, or
+``bmshj2018-factorized`` or ``bmshj2018-hyperprior`` to train CompressAI's model
 of that name instead, with the same data, crops, schedule and loss, plus CompressAI's
 auxiliary loss on its entropy bottleneck's quantiles (their own Adam, as in CompressAI's
 example trainer).
@@ -31,9 +32,9 @@ import torch
 from compressai.losses import RateDistortionLoss
 from PIL import Image
 
-from . import baselines, zoo
+from . import registry, zoo
 from .codec import image_files
-from .model import DQCodec, DQConfig
+from .model import DQConfig
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -92,12 +93,12 @@ def random_batch(images: list[np.ndarray], crop: int, batch: int, rng: random.Ra
 
 
 def sample_groups(qualities: torch.Tensor, batch: int, keep_all: float, quality: int | None = None) -> torch.Tensor:
-    """Bottom groups kept per crop: all of them with probability keep_all, else a random
-    quality's (or, given ``quality``, that one's)."""
+    """Groups of each level kept per crop, (B, levels), from the qualities' table (Q, levels):
+    every group with probability keep_all, else a random quality's (or, given ``quality``, that one's)."""
     if quality is not None:
-        return qualities[quality - 1].expand(batch)
+        return qualities[quality - 1].expand(batch, -1)
     groups = qualities[torch.randint(len(qualities), (batch,))]
-    return torch.where(torch.rand(batch) < keep_all, qualities.max(), groups)
+    return torch.where((torch.rand(batch) < keep_all)[:, None], qualities.max(0).values, groups)
 
 
 def forward(model, x: torch.Tensor, groups: torch.Tensor | None, bf16: bool, channels_last: bool) -> dict:
@@ -168,7 +169,7 @@ def train(
     bf16: bool = False,
     channels_last: bool = False,
 ) -> Path:
-    """Train ``model`` (a DQCodec or a baseline from ``baselines.build``), or resume the
+    """Train ``model`` (a DQ codec or a baseline, from ``registry.build``), or resume the
     checkpoint in ``out`` if there is one. Seed torch before building the model.
 
     ``lossless`` trains only a DQ model's pixel likelihood, on the lossless objective:
@@ -209,7 +210,7 @@ def train(
     names = ", ".join(map(str, folders))
     click.echo(f"{len(images)} training images from {names}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
     criterion = RateDistortionLoss(lmbda=0.0 if lossless else lmbda)
-    is_dq = isinstance(model, DQCodec)
+    is_dq = registry.is_dq(model)
     qualities = torch.tensor(model.config.qualities) if is_dq else None
     log_path = out / "log.csv"
     drop_rows_after(log_path, step)  # rows logged after the checkpoint we resumed from
@@ -286,14 +287,14 @@ def train(
 @click.option("--schedule", default="64x16:6000,128x8:2000", help="progressive crops: CROPxBATCH:STEPS,...")
 @click.option("--lmbda", default=0.01, help="rate-distortion trade-off: λ·255²·MSE + bpp")
 @click.option("--lr", default=3e-4)
-@click.option("--channels", default=DQConfig.channels)
+@click.option("--channels", type=int, help="dq only: channels of the transforms (default: the architecture's)")
 @click.option("--plain-vq", is_flag=True, help="one shared projection and codebook per level (the ablation)")
 @click.option("--checkpoint-minutes", default=2.0)
 @click.option("--seed", default=0)
 @click.option("--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)")
 @click.option("--until", type=int, help="stop after this step (a checkpoint to resume from, e.g. with other options)")
 @click.option("--init", "init_model", help="start from the weights of this shipped model (fresh optimizer), e.g. to train on")
-@click.option("--arch", type=click.Choice(["dq", *baselines.ARCHITECTURES]), default="dq", help="dq, or a CompressAI baseline")
+@click.option("--arch", type=click.Choice(list(registry.ARCHITECTURES)), default="dq-hier", help="a DQ architecture, or a CompressAI baseline")
 @click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
 @click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
 @click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
@@ -311,16 +312,14 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
     torch.manual_seed(seed)
     if init_model:
         model = copy.deepcopy(zoo.load(init_model)[0]).train()
-        if lossless and isinstance(model, DQCodec):  # anything else gets train()'s clear refusal
+        if lossless and registry.is_dq(model):  # anything else gets train()'s clear refusal
             if not model.lossless:
                 model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
             elif pixel_hidden:
                 model.widen_pixel_model(pixel_hidden)
-    elif arch == "dq":
-        model = DQCodec(DQConfig(channels=channels, depthwise=not plain_vq))
     else:
-        model = baselines.build(arch, size)
-    if quality is not None and not (isinstance(model, DQCodec) and 1 <= quality <= model.num_qualities):
+        model = registry.build(arch, channels=channels, depthwise=not plain_vq, size=size)
+    if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last)
     click.echo(f"checkpoint: {path}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from compressai.models import CompressionModel
 
-from . import baselines
+from . import registry
 from .model import DQCodec
 
 DEFAULT_MODEL = "dq-hier"
@@ -76,13 +76,8 @@ def _load_file(path: Path) -> tuple[DQCodec, bytes]:
     return from_checkpoint(checkpoint), digest
 
 
-def from_checkpoint(state: dict) -> CompressionModel:
-    """A DQ model, or a CompressAI baseline when the checkpoint names its architecture."""
-    return baselines.from_checkpoint(state) if "arch" in state else DQCodec.from_checkpoint(state)
-
-
-def checkpoint_of(model: CompressionModel) -> dict:
-    return model.checkpoint() if isinstance(model, DQCodec) else baselines.checkpoint(model)
+from_checkpoint = registry.from_checkpoint
+checkpoint_of = registry.checkpoint_of
 
 
 def export(model: CompressionModel, name: str, directory: Path | None = None) -> Path:

@@ -11,7 +11,9 @@ common=(--schedule 32x32:1000,64x16:7000,128x8:2000 --lmbda 0.01 --lr 3e-4 --kee
 case ${1:-} in
   p0-dqhier-bf16)  # the reference: dq-hier's architecture
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" "${common[@]}" ;;
+  p1-stride4)  # dq-2: dq-hier plus a third level at stride 4 (8 groups of 256 codewords)
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 "${common[@]}" ;;
   *)
-    echo "usage: $0 p0-dqhier-bf16" >&2
+    echo "usage: $0 p0-dqhier-bf16|p1-stride4" >&2
     exit 2 ;;
 esac

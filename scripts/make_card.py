@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 import torch
 
-from dqcodec import zoo
+from dqcodec import registry, zoo
 
 
 @click.command()
@@ -46,7 +46,7 @@ def main(checkpoint, bench, name, lossless, lossless_base, base):
             "wall_seconds": round(state["wall_seconds"]),
         },
     }
-    if "arch" in state["model"]:
+    if not registry.is_dq(model):
         card |= baseline_heldout(state, json.loads(bench.read_text()), name)
         if base:
             base_state = torch.load(base, map_location="cpu", weights_only=False)

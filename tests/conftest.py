@@ -3,28 +3,33 @@ import pytest
 import torch
 
 from dqcodec import zoo
+from dqcodec.levels import LevelConfig
 from dqcodec.model import DQCodec, DQConfig
 
 TINY = DQConfig(
     channels=16,
-    top_groups=2,
-    top_codebook=8,
-    top_dim=2,
-    bottom_groups=4,
-    bottom_codebook=8,
-    bottom_dim=2,
+    levels=[LevelConfig(groups=2, codebook=8, dim=2), LevelConfig(groups=4, codebook=8, dim=2)],
     prior_hidden=4,
-    qualities=[1, 2, 4],
+    qualities=[[2, 1], [2, 2], [2, 4]],
     rate_weights=[0.0, 0.0, 0.0],
+    default_quality=2,
+)
+# the same with a third level at stride 4, as dq-2 has
+TINY_3 = DQConfig(
+    channels=16,
+    levels=[*TINY.levels, LevelConfig(groups=2, codebook=16, dim=2)],
+    prior_hidden=4,
+    qualities=[[2, 1, 0], [2, 4, 0], [2, 4, 1], [2, 4, 2]],
+    rate_weights=[0.0] * 4,
     default_quality=2,
 )
 
 
-def tiny_model(seed: int = 0, depthwise: bool = True) -> DQCodec:
+def tiny_model(seed: int = 0, depthwise: bool = True, config: DQConfig = TINY) -> DQCodec:
     """A random-weight model with trained-looking codebooks (initialized from data) and
     a random per-pixel likelihood, so it codes lossless files too."""
     torch.manual_seed(seed)
-    config = DQConfig(**{**TINY.__dict__, "depthwise": depthwise, "pixel_mixtures": 2, "pixel_hidden": 8})
+    config = DQConfig(**{**config.__dict__, "depthwise": depthwise, "pixel_mixtures": 2, "pixel_hidden": 8})
     model = DQCodec(config)
     model.train()
     with torch.no_grad():

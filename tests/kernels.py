@@ -81,7 +81,7 @@ def describe(path: Path, setting: str | None = None) -> dict:
         np.save(f"{path}.{setting}.npy", pixels)
     header, streams, net = codec._open(data)
     tables: list = []
-    net.decode_indices(streams[:2], codec.code_shape(header.height, header.width), header.quality, tables)
+    net.decode_indices(streams[: net.num_levels], codec.code_shape(header.height, header.width), header.quality, tables)
     digest = hashlib.sha256()
     for frequencies, symbols in tables:
         digest.update(frequencies.tobytes())

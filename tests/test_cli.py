@@ -148,7 +148,7 @@ def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
     result = run("export", checkpoint, "--name", "mine", "--qualities", "1,4", "--rate-weights", "0,0.5", "--default-quality", "2")
     assert result.exit_code == 0, result.output
     model, _ = zoo.load("mine")
-    assert model.config.qualities == [1, 4] and model.config.rate_weights == [0.0, 0.5]
+    assert model.config.qualities == [[2, 1], [2, 4]] and model.config.rate_weights == [0.0, 0.5]
     assert run("export", checkpoint, "--name", "mine").exit_code == 1  # no silent replacement
     bad = run("export", checkpoint, "--name", "mine", "--force", "--qualities", "1,2")
     assert bad.exit_code == 1 and "rate_weights" in bad.output

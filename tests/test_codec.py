@@ -7,7 +7,7 @@ import dqcodec
 from dqcodec import exact, codec, zoo
 from dqcodec.container import ContainerError, unpack
 
-from .conftest import photo_like, tiny_model
+from .conftest import TINY, TINY_3, photo_like, tiny_model
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 300), (17, 33), (48, 64)])
@@ -34,20 +34,34 @@ def test_inputs_may_be_paths_arrays_or_images(tiny_zoo, tmp_path):
     assert len(results) == 1
 
 
-def test_decoder_gets_exactly_the_encoders_indices_and_image():
-    model = tiny_model()
+@pytest.mark.parametrize("config", [TINY, TINY_3], ids=["2 levels", "3 levels"])
+def test_decoder_gets_exactly_the_encoders_indices_and_image(config):
+    model = tiny_model(config=config)
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(40, 56))))
-    features = model.encoder_bottom(x)
-    _, top_indices, _ = model.top.quantizer(model.encoder_top(features))
-    context = exact.to_float(model._top_context(top_indices))
-    _, bottom_indices, _ = model.bottom.quantizer(model.bottom_input(torch.cat([features, context], 1)))
-    out = model.compress(x, quality=3)
-    decoded = model.decode_indices(out["strings"], out["shape"], quality=3)
-    assert torch.equal(decoded["top"], top_indices)
-    assert torch.equal(decoded["bottom"], bottom_indices)
+    quality = model.num_qualities
+    features, context, expected = model.analyse(x), None, []
+    for i, level in enumerate(model.levels):
+        float_context = None if context is None else exact.to_float(context)
+        _, indices, _ = level.quantizer(model.level_input(i, features[i], float_context))
+        expected.append(indices)
+        if i < model.num_levels - 1:
+            context = model._decoded(i, level.fixed_codes(indices, level.num_groups), context, exact.run_module)
+    out = model.compress(x, quality=quality)
+    decoded = model.decode_indices(out["strings"], out["shape"], quality=quality)
+    for got, want in zip(decoded["indices"], expected):
+        assert torch.equal(got, want)
     # the decoder's float path may run on another thread count: equal up to rounding
-    expected = model.reconstruct(bottom_indices, context, 4)
-    assert torch.allclose(model.decompress(out["strings"], out["shape"], 3)["x_hat"], expected, atol=1e-5)
+    codes = model.levels[-1].quantizer.decode_indices(expected[-1])
+    image = model.synthesis(model.synthesis_input(model.num_levels - 1, codes, exact.to_float(context))).clamp(0, 1)
+    assert torch.allclose(model.decompress(out["strings"], out["shape"], quality)["x_hat"], image, atol=1e-5)
+
+
+def test_a_quality_that_codes_no_group_of_a_level_leaves_its_stream_empty():
+    model = tiny_model(config=TINY_3)
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(48, 64))))
+    sizes = [[len(s) for s in model.compress(x, quality=q)["strings"]] for q in (2, 3, 4)]
+    assert sizes[0][2] == 0 < sizes[1][2] < sizes[2][2]
+    assert sizes[0][:2] == sizes[1][:2] == sizes[2][:2]  # the levels above are coded alike
 
 
 def test_higher_quality_spends_more_bits_on_the_bottom_level():
@@ -100,7 +114,7 @@ def test_probability_tables_do_not_depend_on_the_thread_count():
         one = model.decode_indices(out["strings"], out["shape"], 3, tables_one)
     finally:
         torch.set_num_threads(previous)
-    assert torch.equal(one["bottom"], two["bottom"])
+    assert all(torch.equal(a, b) for a, b in zip(one["indices"], two["indices"]))
     assert len(tables_one) == len(tables_two) == 2 + 4
     for (f1, s1), (f2, s2) in zip(tables_one, tables_two):
         assert f1.tobytes() == f2.tobytes()

@@ -26,19 +26,20 @@ def test_training_writes_a_checkpoint_and_resumes_from_it(tmp_path):
     train(data, out, parse_schedule("32x2:3,48x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
     second = torch.load(ckpt, weights_only=False)
     assert second["step"] == 5
-    assert not torch.equal(first["model"]["state_dict"]["decoder.0.weight"], second["model"]["state_dict"]["decoder.0.weight"])
+    assert not torch.equal(first["model"]["state_dict"]["synthesis.0.weight"], second["model"]["state_dict"]["synthesis.0.weight"])
 
 
 def test_keep_all_keeps_every_group_for_that_fraction_of_crops():
     from dqcodec.train import sample_groups
 
     torch.manual_seed(0)
-    qualities = torch.tensor([1, 2, 4])
-    assert set(sample_groups(qualities, 1000, 0.0).tolist()) == {1, 2, 4}
-    assert set(sample_groups(qualities, 100, 1.0).tolist()) == {4}
-    share = (sample_groups(qualities, 3000, 0.5) == 4).float().mean().item()
+    qualities = torch.tensor([[2, 1, 0], [2, 4, 0], [2, 4, 3]])
+    rows = lambda groups: {tuple(row) for row in groups.tolist()}  # noqa: E731
+    assert rows(sample_groups(qualities, 1000, 0.0)) == {(2, 1, 0), (2, 4, 0), (2, 4, 3)}
+    assert rows(sample_groups(qualities, 100, 1.0)) == {(2, 4, 3)}
+    share = (sample_groups(qualities, 3000, 0.5)[:, 2] == 3).float().mean().item()
     assert 0.6 < share < 0.73  # 0.5 + 0.5 / 3
-    assert sample_groups(qualities, 5, 0.0, quality=2).tolist() == [2] * 5
+    assert sample_groups(qualities, 5, 0.0, quality=2).tolist() == [[2, 4, 0]] * 5
 
 
 def test_until_stops_early_with_a_checkpoint(tmp_path):

@@ -1,0 +1,136 @@
+"""One level of a DQ model as a latent codec, the way CompressAI composes models.
+
+A ``LevelCodec`` pairs a depthwise quantizer with the group-causal prior over its indices and
+owns one stream of the file. It has CompressAI's three entry points:
+
+- ``forward``: quantized codes, indices, the likelihood of every index and the commitment loss
+  (training);
+- ``compress``: choose and encode a level's indices into its stream;
+- ``decompress``: decode them back.
+
+A level is coded group by group (``groups`` first groups of it; the rest are dropped, as a
+quality asks). Its probability tables come from the prior in exact fixed point
+(``dqcodec.exact``), fed the decoded context of the levels above it, so the encoder and the
+decoder compute the same tables on any CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import exact
+from .entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
+from .priors import GroupCausalPrior
+from .quantize import DepthwiseQuantizer
+
+
+@dataclass
+class LevelConfig:
+    groups: int
+    codebook: int
+    dim: int
+
+
+class LevelCodec(nn.Module):
+    def __init__(self, name: str, in_channels: int, context_channels: int, config: LevelConfig, hidden: int, depthwise: bool):
+        super().__init__()
+        self.name = name  # the name of its stream
+        self.quantizer = DepthwiseQuantizer(in_channels, config.groups, config.codebook, config.dim, depthwise=depthwise)
+        self.prior = GroupCausalPrior(context_channels, config.groups, config.dim, config.codebook, hidden)
+
+    @property
+    def num_groups(self) -> int:
+        return self.quantizer.num_groups
+
+    @property
+    def out_channels(self) -> int:
+        return self.quantizer.out_channels
+
+    # ---- training ------------------------------------------------------------------
+
+    def forward(self, features: torch.Tensor, context: torch.Tensor | None, keep: torch.Tensor) -> dict:
+        """Quantize features (B, C, H, W) given the context; ``keep`` (B, M) marks the groups each
+        crop keeps. Returns the kept codes, the likelihood of each kept index (1 for dropped ones)
+        and the commitment loss."""
+        codes, indices, loss = self.quantizer(features)
+        likelihoods = self.likelihoods(context, codes, indices)
+        likelihoods = torch.where(keep[..., None, None] > 0, likelihoods, torch.ones_like(likelihoods))
+        return {"codes": self.drop(codes, keep), "likelihoods": likelihoods, "loss": loss}
+
+    def likelihoods(self, context, codes, indices):
+        """Probability (B, M, H, W) the prior gives each index."""
+        log_probs = F.log_softmax(self.prior(context, codes), dim=2)
+        # the floor keeps log(likelihood) finite in the loss, as CompressAI's likelihood bound does
+        return log_probs.gather(2, indices.unsqueeze(2)).squeeze(2).exp().clamp_min(1e-9)
+
+    def keep_mask(self, groups: torch.Tensor | int, batch: int, device=None) -> torch.Tensor:
+        """(B, M) ones for the first ``groups`` groups of each crop (an int or a (B,) tensor)."""
+        counts = torch.as_tensor(groups, device=device).expand(batch)
+        return (torch.arange(self.num_groups, device=device)[None, :] < counts[:, None]).float()
+
+    def drop(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Codes (B, M*D, H, W) with the groups ``keep`` (B, M) does not keep zeroed."""
+        return codes * keep.repeat_interleave(self.quantizer.code_dim, 1)[..., None, None]
+
+    # ---- coding --------------------------------------------------------------------
+
+    def compress(self, z: torch.Tensor, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, rate_weight: float):
+        """Choose and encode the indices of the first ``groups`` groups from projected vectors
+        z (M, B*H*W, D), given the fixed-point context. Returns (indices (B, M, H, W), stream bytes).
+
+        The choice is entropy-constrained VQ: each index minimises |z - e_k|^2 + rate_weight *
+        (-log2 p_k) under the table the decoder will use (rate_weight 0: the nearest codeword)."""
+        stream = StreamEncoder()
+
+        def encode_group(j, frequencies):
+            cost = self.quantizer.group_distances(z[j], j).double()
+            if rate_weight:
+                bits = -np.log2(frequencies / frequencies.sum(-1, keepdims=True))
+                cost = cost + rate_weight * torch.from_numpy(bits)
+            symbols = cost.argmin(-1).numpy()
+            stream.encode(symbols, frequencies)
+            return symbols
+
+        indices = self._code_groups(context, shape, groups, encode_group)
+        return indices, stream.to_bytes()
+
+    def decompress(self, data: bytes, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, tables: list | None = None) -> torch.Tensor:
+        """The indices (B, M, H, W) of the first ``groups`` groups from the level's stream (the
+        rest are 0); the stream must hold exactly those. If ``tables`` is a list, every group's
+        (integer tables, decoded symbols) pair is appended to it."""
+        stream = StreamDecoder(data)
+
+        def decode_group(j, frequencies):
+            symbols = stream.decode(frequencies)
+            if tables is not None:
+                tables.append((frequencies, symbols))
+            return symbols
+
+        indices = self._code_groups(context, shape, groups, decode_group)
+        stream.finish()
+        return indices
+
+    def fixed_codes(self, indices: torch.Tensor, groups: int) -> torch.Tensor:
+        """The codes (B, M*D, H, W) of decoded indices in fixed point, groups past ``groups`` zeroed."""
+        codes = exact.to_fixed(self.quantizer.decode_indices(indices))
+        codes[:, groups * self.quantizer.code_dim :] = 0
+        return codes
+
+    def _code_groups(self, context, shape, groups: int, code_group) -> torch.Tensor:
+        """Walk the level group by group: ``code_group(j, frequencies)`` encodes or decodes
+        group j and returns its indices. Both directions see the same tables."""
+        b, h, w = shape
+        indices = torch.zeros(b, self.num_groups, h, w, dtype=torch.long)
+        if groups == 0:
+            return indices
+        sequence = self.prior.sequential(context, shape, groups)
+        for j in range(groups):
+            frequencies = exact.logits_to_frequencies(sequence.logits(j), PROBABILITY_BITS)
+            indices[:, j] = torch.from_numpy(code_group(j, frequencies)).view(b, h, w)
+            sequence.push(exact.to_fixed(self.quantizer.decode_group(indices[:, j], j)))
+        return indices

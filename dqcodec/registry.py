@@ -1,0 +1,97 @@
+"""Every architecture dqcodec can build, save and load, by name.
+
+Code that needs to know what kind of model it holds asks here (``family_of``), never by
+``isinstance`` or attribute checks. There are two families:
+
+- ``dq``: ``DQCodec``, whose layout its config describes. Its named architectures (``dq-hier``,
+  ``dq-2``) are configs; only this family writes ``.dq`` files;
+- the CompressAI baselines (``bmshj2018-factorized``, ``bmshj2018-hyperprior``), trained here
+  as comparisons and coded with CompressAI's own coder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from compressai.models import CompressionModel
+
+from . import baselines
+from .levels import LevelConfig
+from .model import DQCodec, DQConfig
+
+DQ = "dq"
+
+
+def dq2_config() -> DQConfig:
+    """dq-2: dq-hier's two levels plus a level at stride 4 for the high rates."""
+    levels = [LevelConfig(4, 64, 8), LevelConfig(16, 64, 4), LevelConfig(8, 256, 4)]
+    qualities = [[4, g, 0] for g in (1, 2, 4, 8, 16)] + [[4, 16, g] for g in (2, 4, 8)]
+    return DQConfig(levels=levels, qualities=qualities, rate_weights=[0.0] * len(qualities))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    family: str
+    description: str
+    build: Callable[..., CompressionModel]  # an untrained model
+
+
+def _dq(config: Callable[[], DQConfig]):
+    def build(channels: int | None = None, depthwise: bool = True, **_) -> DQCodec:
+        c = config()
+        c.channels, c.depthwise = channels or c.channels, depthwise
+        return DQCodec(c)
+
+    return build
+
+
+def _baseline(arch: str):
+    def build(size: int = 3, **_) -> CompressionModel:
+        return baselines.build(arch, size)
+
+    return build
+
+
+ARCHITECTURES = {
+    a.name: a
+    for a in [
+        Architecture("dq-hier", DQ, "two DQ levels (stride 16 and 8)", _dq(DQConfig)),
+        Architecture("dq-2", DQ, "three DQ levels (stride 16, 8 and 4)", _dq(dq2_config)),
+        *(Architecture(arch, arch, f"CompressAI's {arch} (a baseline)", _baseline(arch)) for arch in baselines.ARCHITECTURES),
+    ]
+}
+
+
+def build(name: str, **options) -> CompressionModel:
+    """An untrained model of a named architecture; options: channels, depthwise (dq), size (baselines)."""
+    return ARCHITECTURES[name].build(**options)
+
+
+def family_of(model: CompressionModel) -> str:
+    return DQ if isinstance(model, DQCodec) else model.arch
+
+
+def is_dq(model: CompressionModel) -> bool:
+    """Whether a model is a DQ codec: it writes and reads .dq files, and has qualities."""
+    return family_of(model) == DQ
+
+
+def checkpoint_of(model: CompressionModel) -> dict:
+    """A model's config (or architecture) and weights, as a plain dict."""
+    return model.checkpoint() if is_dq(model) else baselines.checkpoint(model)
+
+
+def family_of_checkpoint(state: dict) -> str:
+    """The family a checkpoint (or a shipped model file's content) belongs to."""
+    return state.get("arch", DQ)
+
+
+def from_checkpoint(state: dict) -> CompressionModel:
+    family = family_of_checkpoint(state)
+    if family == DQ:
+        return DQCodec.from_checkpoint(state)
+    if family in baselines.ARCHITECTURES:
+        return baselines.from_checkpoint(state)
+    raise ValueError(f"unknown model architecture {family!r}")
