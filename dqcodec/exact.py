@@ -176,8 +176,29 @@ def check_exact_range(weight: torch.Tensor, bias: torch.Tensor, transposed: bool
         raise FixedPointError(f"a layer's sums can reach {worst:.3g}, past float64's exact integers")
 
 
+class Residual(nn.Module):
+    """x + body(x): a residual block whose body is a chain of layers with exact versions."""
+
+    def __init__(self, *body: nn.Module):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class _ExactResidual:
+    def __init__(self, block: Residual):
+        self.body = exact_layers(block.body)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + run(self.body, x)).clamp_(-LIMIT, LIMIT)  # integers add exactly
+
+
 def exact_layers(module: nn.Module) -> list:
-    """The exact version of a chain of Conv2d, ConvTranspose2d, GELU and PixelShuffle layers."""
+    """The exact version of a chain of Conv2d, ConvTranspose2d, GELU, PixelShuffle and Residual layers."""
+    if isinstance(module, Residual):
+        return [_ExactResidual(module)]
     if isinstance(module, nn.Sequential):
         return [layer for child in module for layer in exact_layers(child)]
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):

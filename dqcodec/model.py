@@ -41,6 +41,7 @@ class DQConfig:
     levels: list[LevelConfig] = field(default_factory=_default_levels)  # coarse to fine
     prior_hidden: int = 32
     depthwise: bool = True
+    residual_blocks: int = 0  # residual blocks in the synthesis, at the last level's stride
     # groups of each level coded at quality 1, 2, ...
     qualities: list[list[int]] = field(default_factory=lambda: [[4, g] for g in (1, 2, 4, 8, 12, 16)])
     # encoder-side rate weight per quality: indices minimise |z - e|^2 + weight * bits
@@ -131,10 +132,14 @@ def context_decoder(n: int, codes: int, first: bool) -> nn.Module:
     return nn.Sequential(conv(codes + n, n, 3, 1), nn.GELU(), upsample(n, n))
 
 
-def synthesis(n: int, codes: int, stride: int) -> nn.Sequential:
+def residual_block(n: int) -> exact.Residual:
+    return exact.Residual(conv(n, n, 3, 1), nn.GELU(), conv(n, n, 3, 1))
+
+
+def synthesis(n: int, codes: int, stride: int, blocks: int = 0) -> nn.Sequential:
     """The last level's codes and context -> the image; its last layer gives the image from the
     features the pixel likelihood reads."""
-    layers = [conv(codes + n, n, 3, 1), nn.GELU()]
+    layers = [conv(codes + n, n, 3, 1), nn.GELU(), *(residual_block(n) for _ in range(blocks))]
     for _ in range(int(math.log2(stride)) - 1):
         layers += [upsample(n, n), nn.GELU()]
     return nn.Sequential(*layers, upsample(n, 3))
@@ -157,7 +162,7 @@ class DQCodec(CompressionModel):
         self.contexts = nn.ModuleList(context_decoder(n, self.levels[i].out_channels, i == 0) for i in range(count - 1))
         # mix a level's features with its context, so every group sees both
         self.mixers = nn.ModuleList(conv(2 * n, 2 * n, 3, 1) for _ in range(count - 1))
-        self.synthesis = synthesis(n, self.levels[-1].out_channels, STRIDE >> (count - 1))
+        self.synthesis = synthesis(n, self.levels[-1].out_channels, STRIDE >> (count - 1), c.residual_blocks)
         self.pixels = PixelModel(n, c.pixel_mixtures, c.pixel_hidden) if c.pixel_mixtures else None
 
     def add_pixel_model(self, mixtures: int = 3, hidden: int = DQConfig.pixel_hidden) -> None:

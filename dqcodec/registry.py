@@ -25,7 +25,7 @@ DQ = "dq"
 
 def dq2_config() -> DQConfig:
     """dq-2: dq-hier's two levels plus a level at stride 4 for the high rates."""
-    levels = [LevelConfig(4, 64, 8), LevelConfig(16, 64, 4), LevelConfig(8, 256, 4)]
+    levels = [LevelConfig(4, 64, 8), LevelConfig(16, 64, 4), LevelConfig(8, 64, 4)]
     qualities = [[4, g, 0] for g in (1, 2, 4, 8, 16)] + [[4, 16, g] for g in (2, 4, 8)]
     return DQConfig(levels=levels, qualities=qualities, rate_weights=[0.0] * len(qualities))
 
@@ -39,9 +39,10 @@ class Architecture:
 
 
 def _dq(config: Callable[[], DQConfig]):
-    def build(channels: int | None = None, depthwise: bool = True, **_) -> DQCodec:
+    def build(channels: int | None = None, depthwise: bool = True, residual_blocks: int | None = None, **_) -> DQCodec:
         c = config()
         c.channels, c.depthwise = channels or c.channels, depthwise
+        c.residual_blocks = c.residual_blocks if residual_blocks is None else residual_blocks
         return DQCodec(c)
 
     return build
@@ -65,7 +66,8 @@ ARCHITECTURES = {
 
 
 def build(name: str, **options) -> CompressionModel:
-    """An untrained model of a named architecture; options: channels, depthwise (dq), size (baselines)."""
+    """An untrained model of a named architecture; options: channels, depthwise and residual_blocks
+    (dq), size (baselines)."""
     return ARCHITECTURES[name].build(**options)
 
 

@@ -288,6 +288,7 @@ def train(
 @click.option("--lmbda", default=0.01, help="rate-distortion trade-off: λ·255²·MSE + bpp")
 @click.option("--lr", default=3e-4)
 @click.option("--channels", type=int, help="dq only: channels of the transforms (default: the architecture's)")
+@click.option("--residual-blocks", type=int, help="dq only: residual blocks in the synthesis (default: the architecture's)")
 @click.option("--plain-vq", is_flag=True, help="one shared projection and codebook per level (the ablation)")
 @click.option("--checkpoint-minutes", default=2.0)
 @click.option("--seed", default=0)
@@ -302,7 +303,7 @@ def train(
 @click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
-def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last):
+def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
     (e.g. data/train data/train-native); every crop draws an image from all of them alike."""
     if lossless and not init_model and not (out / CHECKPOINT).exists():
@@ -318,7 +319,7 @@ def main(data, out, schedule, lmbda, lr, channels, plain_vq, checkpoint_minutes,
             elif pixel_hidden:
                 model.widen_pixel_model(pixel_hidden)
     else:
-        model = registry.build(arch, channels=channels, depthwise=not plain_vq, size=size)
+        model = registry.build(arch, channels=channels, depthwise=not plain_vq, residual_blocks=residual_blocks, size=size)
     if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last)

@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # dq-2's proxy runs (docs/design.md): every candidate trains from scratch on the same data for the same
-# steps, in $RUNS/NAME (default ~/dqcodec-runs, outside the work tree); re-running the same command resumes
+# CPU minutes, in $RUNS/NAME (default ~/dqcodec-runs, outside the work tree); re-running the same command resumes
 # from the run's checkpoint. DATA (default ~/dqcodec-data) holds train/ and train-native/, a copy of what
 # `make data` and `scripts/build_native_set.py --train-native` build. Evaluate with scripts/proxy_eval.sh.
 #   nohup scripts/dq2_proxies.sh p0-dqhier-bf16 > ~/dqcodec-runs/p0-dqhier-bf16.log 2>&1 &
 set -euo pipefail
 data=${DATA:-$HOME/dqcodec-data}
 runs=${RUNS:-$HOME/dqcodec-runs}
-common=(--schedule 32x32:1000,64x16:7000,128x8:2000 --lmbda 0.01 --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3)
+# P0's schedule; a candidate slower per step gets the same schedule with fewer steps (its idle step time,
+# measured with the other runs' batches, over P0's), so every run gets the same CPU minutes
+schedule=32x32:1000,64x16:7000,128x8:2000
+common=(--lmbda 0.01 --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3)
 case ${1:-} in
   p0-dqhier-bf16)  # the reference: dq-hier's architecture
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" "${common[@]}" ;;
-  p1-stride4)  # dq-2: dq-hier plus a third level at stride 4 (8 groups of 256 codewords)
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 "${common[@]}" ;;
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --schedule $schedule "${common[@]}" ;;
+  p1-stride4)  # dq-2: dq-hier plus a third level at stride 4 (8 groups of 64 codewords); 0.254 s per step against 0.135
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --schedule 32x32:530,64x16:3700,128x8:1060 "${common[@]}" ;;
+  p2-stride4-res3)  # P1 plus three residual blocks in the synthesis at stride 4
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --residual-blocks 3 --schedule "${P2_SCHEDULE:?measure it first}" "${common[@]}" ;;
+  p3-stride4-plainvq)  # P1 with plain VQ: one projection and one codebook shared by a level's groups
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --plain-vq --schedule 32x32:530,64x16:3700,128x8:1060 "${common[@]}" ;;
   *)
-    echo "usage: $0 p0-dqhier-bf16|p1-stride4" >&2
+    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-stride4-plainvq" >&2
     exit 2 ;;
 esac

@@ -30,6 +30,15 @@ def test_an_exact_conv_gives_whole_numbers_close_to_the_float_conv():
     assert torch.allclose(exact.to_float(y), conv(x), atol=2e-3)
 
 
+def test_an_exact_residual_block_follows_the_float_block():
+    torch.manual_seed(0)
+    block = exact.Residual(nn.Conv2d(8, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 8, 3, padding=1))
+    x = torch.randn(1, 8, 7, 9)
+    y = exact.run_module(nn.Sequential(block), exact.to_fixed(x))
+    assert torch.equal(y, y.round())
+    assert torch.allclose(exact.to_float(y), block(x), atol=3e-3)
+
+
 def test_exact_sums_do_not_depend_on_the_order_they_are_added_in():
     torch.manual_seed(1)
     conv = exact.ExactConv.of(nn.Conv2d(64, 8, 3, padding=1))
