@@ -15,16 +15,34 @@ import dqcodec
 from dqcodec import codec, evaluate, registry, zoo
 from dqcodec.train import main as train_command
 
-# Errors a user can cause with bad input; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError)
+# Errors a user can cause with bad input (dqcodec's own, and the file system's); anything else is a
+# bug and keeps its traceback.
+USER_ERRORS = (dqcodec.DQCodecError, OSError)
+
+# what `decode -o NAME.SUFFIX` writes: lossless formats only, so a decoded image is kept as decoded
+DECODED_FORMATS = {".png": ("PNG", {}), ".bmp": ("BMP", {}), ".ppm": ("PPM", {}), ".pgm": ("PPM", {}), ".pnm": ("PPM", {}),
+                   ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".webp": ("WEBP", {"lossless": True, "quality": 100})}
+
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(min=0), default=codec.DEFAULT_MAX_PIXELS, show_default=True,
+    help="refuse images (and files whose header names images) with more pixels; 0 for no limit",
+)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, then rename over the target."""
+    """Write through a temporary file in the same folder, then rename over the target. The file gets
+    the permissions the umask gives a new file, as open() would."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -46,7 +64,7 @@ def plan_outputs(inputs: tuple[Path, ...], output: Path | None, suffix: str, for
     targets = [dst for _, dst in pairs]
     if len(set(targets)) != len(targets):
         raise click.UsageError("two inputs would write the same output file; give them distinct names")
-    existing = [str(dst) for dst in targets if dst.exists()]
+    existing = [str(dst) for dst in targets if os.path.lexists(dst)]  # a symlink, even dangling, is not replaced silently
     if existing and not force:
         raise click.ClickException(f"{existing[0]} exists; use --force to overwrite" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""))
     return pairs
@@ -102,8 +120,9 @@ def cli():
     help="encoder effort (lossy): 1 and 2 search for better codes, a smaller file for the same image quality in several times the time; decoding is unchanged",
 )
 @click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
+@max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
-def encode(inputs, output, quality, lossless, effort, model, force):
+def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
     """Encode images (PNG, JPEG, ...) into .dq files."""
     if lossless and effort:
         raise click.UsageError("--effort applies to lossy files only")
@@ -111,7 +130,7 @@ def encode(inputs, output, quality, lossless, effort, model, force):
 
     def work(src, dst):
         started = time.perf_counter()
-        data = dqcodec.compress(src, quality=quality, model=model, lossless=lossless, effort=effort)
+        data = dqcodec.compress(src, quality=quality, model=model, lossless=lossless, effort=effort, max_pixels=max_pixels or None)
         write_atomic(dst, data)
         info = codec.container.unpack(data)[0]
         bpp = 8 * len(data) / (info.height * info.width)
@@ -124,17 +143,22 @@ def encode(inputs, output, quality, lossless, effort, model, force):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output PNG, or a folder for several inputs")
 @click.option("--preview", is_flag=True, help="for lossless files: the lossy image from the codes alone, without decoding the pixels")
+@max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
-def decode(inputs, output, preview, force):
-    """Decode .dq files into PNG images."""
+def decode(inputs, output, preview, max_pixels, force):
+    """Decode .dq files into PNG images (or the lossless format -o names: .png, .bmp, .ppm, .tif, .webp)."""
     pairs = plan_outputs(inputs, output, ".png", force)
+    for _, dst in pairs:
+        if dst.suffix.lower() not in DECODED_FORMATS:
+            raise click.UsageError(f"{dst}: cannot write {dst.suffix or 'a file without a suffix'}; decode writes {', '.join(sorted(DECODED_FORMATS))} (lossless formats)")
 
     def work(src, dst):
         started = time.perf_counter()
-        image = dqcodec.decompress(src.read_bytes(), preview=preview)
-        png = io.BytesIO()
-        image.save(png, format="PNG")
-        write_atomic(dst, png.getvalue())
+        image = dqcodec.decompress(src.read_bytes(), preview=preview, max_pixels=max_pixels or None)
+        encoded = io.BytesIO()
+        image_format, options = DECODED_FORMATS[dst.suffix.lower()]
+        image.save(encoded, format=image_format, **options)
+        write_atomic(dst, encoded.getvalue())
         return f"{src} -> {dst}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s"
 
     run_batch(pairs, "decoding", work)
@@ -142,10 +166,11 @@ def decode(inputs, output, preview, force):
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def info(file):
+@max_pixels_option
+def info(file, max_pixels):
     """Show a .dq file's header, its bits per pixel and its payload against the ideal."""
     try:
-        details = dqcodec.inspect(file.read_bytes())
+        details = dqcodec.inspect(file.read_bytes(), max_pixels=max_pixels or None)
     except USER_ERRORS as error:
         raise click.ClickException(f"{file}: {error}")
     h = details.header
@@ -185,8 +210,12 @@ def models():
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-results"), show_default=True)
 @click.option("--metric", type=click.Choice(["psnr", "ms-ssim"]), default="psnr", show_default=True, help="for the plot and BD-rate")
 @click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
-def eval_command(folder, codecs, output, metric, model):
+@click.option("--force", is_flag=True, help="replace the results of an earlier run in OUTPUT (all of them, so the folder holds one run)")
+def eval_command(folder, codecs, output, metric, model, force):
     """Rate–distortion of every codec at a sweep of rates on the images in FOLDER."""
+    earlier = evaluate.previous_results(output)
+    if earlier and not force:
+        raise click.ClickException(f"{output} holds the results of an earlier run ({earlier[0].name}, ...); use --force to replace them, or another -o")
     skipped = []
     made = []
     for name in dict.fromkeys(codecs):
@@ -213,6 +242,8 @@ def eval_command(folder, codecs, output, metric, model):
             except USER_ERRORS as error:
                 skipped.append(f"{c.name} {setting} on {path}: {error}")
     summaries = [evaluate.summarize(c, [p for p in points if p.codec == c.name]) for c in made]
+    for path in evaluate.previous_results(output):  # only now: a run that fails keeps the earlier results
+        path.unlink()
     deltas = evaluate.write_results(output, summaries, points, metric)
     click.echo(f"{len(images)} images, {len(made)} codecs; results in {output}/")
     name_width = max(len("codec"), *(len(s.codec) for s in summaries))
@@ -308,7 +339,7 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
     old = [m for m in zoo.available() if m.name == name]
     if old and not force:
         raise click.ClickException(f"model {name!r} is installed ({old[0].path.name}); use --force to replace it")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = zoo.from_checkpoint(state.get("model", state))
     changes = {
         "qualities": parse_qualities(qualities, model) if qualities else None,
@@ -328,7 +359,7 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
     path = zoo.export(model, name)
     for m in old:
         if m.path != path:
-            m.path.unlink()
+            zoo.unregister(m.path)
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
 
 

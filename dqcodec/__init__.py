@@ -1,13 +1,24 @@
 """dqcodec: a learned image codec built on depthwise quantization."""
 
-from .codec import UnsupportedImageError, compress, decompress, inspect
-from .container import ContainerError
-from .entropy import CorruptStreamError
-from .zoo import ModelError
+from .codec import compress, decompress, inspect
+from .errors import (
+    ArgumentError,
+    ContainerError,
+    CorruptStreamError,
+    DQCodecError,
+    FixedPointError,
+    ImageTooLargeError,
+    ModelError,
+    UnsupportedImageError,
+)
 
 __all__ = [
+    "ArgumentError",
     "ContainerError",
     "CorruptStreamError",
+    "DQCodecError",
+    "FixedPointError",
+    "ImageTooLargeError",
     "ModelError",
     "UnsupportedImageError",
     "compress",

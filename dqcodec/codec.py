@@ -12,6 +12,7 @@ Modes that would lose information (alpha, 16-bit, CMYK, ...) are refused.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -19,17 +20,14 @@ from typing import Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
-from . import container, registry, zoo
+from . import container, errors, registry, zoo
 from .entropy import ideal_bits
+from .errors import UnsupportedImageError  # re-exported
 from .model import STRIDE
 
 ImageLike = Union[Image.Image, str, Path, np.ndarray]
-
-
-class UnsupportedImageError(ValueError):
-    """An image dqcodec cannot code without losing information it would not tell about."""
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
@@ -44,21 +42,64 @@ def image_files(folder: Path) -> list[Path]:
 _ACCEPTED_MODES = {"RGB": "RGB", "L": "L", "1": "L", "P": "RGB"}
 
 
-def load_image(image: ImageLike) -> Image.Image:
+DEFAULT_MAX_PIXELS = 64_000_000  # images (to encode, or in a file's header) above this are refused
+
+
+def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
+    """Refuse a size before anything of that size is allocated, as Pillow's decompression-bomb check does."""
+    if height < 1 or width < 1:
+        raise UnsupportedImageError(f"an image of {width}x{height} pixels has nothing to code")
+    if max_pixels is not None and height * width > max_pixels:
+        raise errors.ImageTooLargeError(
+            f"{width}x{height} is {height * width / 1e6:.1f} megapixels, over the limit of {max_pixels / 1e6:.1f} "
+            "(raise it with max_pixels, or --max-pixels on the command line)"
+        )
+
+
+def load_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An image as Pillow holds it, turned upright by its EXIF orientation, after checking that it has
+    one frame, at most ``max_pixels`` pixels and no samples deeper than 8 bits dqcodec would drop."""
     if isinstance(image, (str, Path)):
         try:
             with Image.open(image) as opened:
+                _check_image(opened, max_pixels)
                 opened.load()
-                return opened
-        except (OSError, Image.DecompressionBombError) as error:
+                return ImageOps.exif_transpose(opened)
+        except (OSError, Image.DecompressionBombError, SyntaxError, struct.error) as error:  # Pillow's errors for bad files
             raise UnsupportedImageError(f"cannot read {image}: {error}") from None
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
             raise UnsupportedImageError(f"arrays must be uint8 of shape (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+        check_pixels(image.shape[0], image.shape[1], max_pixels)
         return Image.fromarray(image)
     if isinstance(image, Image.Image):
-        return image
-    raise TypeError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
+        _check_image(image, max_pixels)
+        return ImageOps.exif_transpose(image)
+    raise errors.ArgumentError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
+
+
+def _check_image(image: Image.Image, max_pixels: int | None) -> None:
+    check_pixels(image.height, image.width, max_pixels)
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise UnsupportedImageError(f"the image has {frames} frames (an animation or a multi-page file); dqcodec codes one, so save the frame you want first")
+    deep = [rawmode for rawmode in _rawmodes(image) if any(tag in rawmode for tag in (";16", ";32", "I;", "F;"))]
+    if deep and image.mode in _ACCEPTED_MODES:
+        raise UnsupportedImageError(
+            f"the image has samples deeper than 8 bits ({deep[0]}), which Pillow would reduce to {image.mode!r}; "
+            "dqcodec codes 8-bit samples only, so convert it first if that loss is acceptable"
+        )
+
+
+def _rawmodes(image: Image.Image) -> list[str]:
+    """How the file stores its samples (the raw modes of its tiles, before loading)."""
+    modes = []
+    for tile in getattr(image, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str):
+            modes.append(rawmode)
+    return modes
 
 
 def _rgb_and_mode(image: Image.Image) -> tuple[Image.Image, str]:
@@ -97,23 +138,35 @@ EFFORT_STEPS = (0, 10, 30)
 
 
 def compress(
-    image: ImageLike, quality: int | None = None, model: str = zoo.DEFAULT_MODEL, lossless: bool = False, effort: int = 0
+    image: ImageLike,
+    quality: int | None = None,
+    model: str = zoo.DEFAULT_MODEL,
+    lossless: bool = False,
+    effort: int = 0,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> bytes:
     """Encode an image into the bytes of a .dq file; quality defaults to the model's.
 
     A lossless file carries the codes of a quality (the model's lossless quality by
     default) and then every pixel, coded with its likelihood given the codes.
     A lossy file at ``effort`` 1 or 2 searches longer for its codes: a smaller file
-    for the same quality of image, several times the encoding time."""
-    if not 0 <= effort < len(EFFORT_STEPS):
-        raise ValueError(f"effort must be between 0 and {len(EFFORT_STEPS) - 1}, got {effort}")
+    for the same quality of image, several times the encoding time. Images over
+    ``max_pixels`` pixels are refused (None: no limit)."""
+    _check_int("effort", effort, 0, len(EFFORT_STEPS) - 1)
+    _check_type("lossless", lossless, bool)
+    _check_type("model", model, str)
     if lossless and effort:
-        raise ValueError("effort applies to lossy files; a lossless file codes every pixel whatever its codes")
-    rgb, mode = _rgb_and_mode(load_image(image))
+        raise errors.ArgumentError("effort applies to lossy files; a lossless file codes every pixel whatever its codes")
+    rgb, mode = _rgb_and_mode(load_image(image, max_pixels))
     net, digest = zoo.load(model)
-    x = pad(to_tensor(rgb))
+    if not registry.is_dq(net):
+        raise errors.ModelError(f"model {model!r} is a {registry.family_of(net)} baseline, not a dq model: it writes no .dq files")
     if quality is None:
         quality = net.config.lossless_quality if lossless else net.config.default_quality
+    _check_int("quality", quality, 1, net.num_qualities)
+    if lossless and not net.lossless:
+        raise errors.ModelError(f"model {model!r} has no pixel likelihood, so it cannot code lossless files")
+    x = pad(to_tensor(rgb))
     if lossless:
         out = net.compress_lossless(x, (rgb.height, rgb.width), quality)
     else:
@@ -122,25 +175,49 @@ def compress(
     return container.pack(header, out["strings"])
 
 
-def _open(data: bytes):
-    header, streams = container.unpack(data)
+def _check_type(name: str, value, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise errors.ArgumentError(f"{name} must be a {kind.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise errors.ArgumentError(f"{name} must be a whole number from {low} to {high}, got {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise errors.ArgumentError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _open(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """A file's header, streams and model, each checked before anything is decoded."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise errors.ArgumentError(f"expected the bytes of a .dq file, got {type(data).__name__}")
+    header, streams = container.unpack(bytes(data))
+    check_pixels(header.height, header.width, max_pixels)
     net, digest = zoo.load(header.model)
     if not registry.is_dq(net):
-        raise zoo.ModelError(f"file names model {header.model!r}, which is not a dq model and writes no .dq files")
+        raise errors.ModelError(f"file names model {header.model!r}, which is not a dq model and writes no .dq files")
     if digest[:8] != header.weights_hash:
-        raise zoo.ModelError(
+        raise errors.ModelError(
             f"file was written with other weights of model {header.model!r} "
             f"({header.weights_hash.hex()}, installed {digest[:8].hex()})"
         )
+    if not 1 <= header.quality <= net.num_qualities:
+        raise errors.ContainerError(f"header names quality {header.quality}, but model {header.model!r} has qualities 1 to {net.num_qualities}")
+    if len(streams) not in (net.num_levels, net.num_levels + 1):
+        raise errors.ContainerError(f"file has {len(streams)} streams; model {header.model!r} writes {net.num_levels} (lossy) or {net.num_levels + 1} (lossless)")
+    if is_lossless(net, streams) and not net.lossless:
+        raise errors.ModelError(f"file is lossless, but model {header.model!r} has no pixel likelihood to decode it")
     return header, streams, net
 
 
-def decompress(data: bytes, preview: bool = False) -> Image.Image:
+def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode the bytes of a .dq file into a PIL image of the original size and mode.
 
     ``preview`` decodes a lossless file's lossy image from its codes, without decoding
-    its pixel stream; a lossy file decodes the same either way."""
-    header, streams, net = _open(data)
+    its pixel stream; a lossy file decodes the same either way. A file whose header names
+    more than ``max_pixels`` pixels is refused before anything is allocated (None: no limit)."""
+    _check_type("preview", preview, bool)
+    header, streams, net = _open(data, max_pixels)
     shape = code_shape(header.height, header.width)
     if is_lossless(net, streams) and not preview:
         out = net.decompress_lossless(streams, shape, header.quality, (header.height, header.width))
@@ -168,10 +245,10 @@ class FileInfo:
         return 8 * self.file_bytes / (self.header.height * self.header.width)
 
 
-def inspect(data: bytes) -> FileInfo:
+def inspect(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileInfo:
     """Header fields, and the payload's real size next to -sum log2 p of what it codes
     (decoding a lossless file's pixels too)."""
-    header, streams, net = _open(data)
+    header, streams, net = _open(data, max_pixels)
     tables: list = []
     shape = code_shape(header.height, header.width)
     lossless = is_lossless(net, streams)
@@ -188,7 +265,7 @@ def stream_bits(data: bytes) -> tuple[int, int]:
     """Bits of a lossless file's code streams and of its pixel stream."""
     header, streams, net = _open(data)
     if not is_lossless(net, streams):
-        raise ValueError("not a lossless .dq file")
+        raise errors.ArgumentError("not a lossless .dq file")
     return 8 * sum(map(len, streams[:-1])), 8 * len(streams[-1])
 
 

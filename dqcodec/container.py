@@ -10,6 +10,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .errors import ArgumentError, ContainerError  # ContainerError is re-exported
+
 MAGIC = b"DQC\x00"
 VERSION = 2
 # Version 1 (dqcodec 0.1) computed probability tables in float arithmetic, so its files decode only
@@ -19,10 +21,6 @@ MODES = ("RGB", "L")
 _FIXED = struct.Struct("<4sBB")  # magic, version, model-name length
 _FIELDS = struct.Struct("<8sBBIIB")  # weights hash, quality, mode, height, width, stream count
 _CRC = struct.Struct("<I")
-
-
-class ContainerError(ValueError):
-    """Bytes that are not a valid .dq file."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,9 @@ class Header:
 def pack(header: Header, streams: list[bytes]) -> bytes:
     name = header.model.encode("utf-8")
     if len(name) > 255:
-        raise ValueError("model name longer than 255 bytes")
+        raise ArgumentError("model name longer than 255 bytes")
     if len(header.weights_hash) != 8:
-        raise ValueError("weights hash must be 8 bytes")
+        raise ArgumentError("weights hash must be 8 bytes")
     body = b"".join(
         [
             _FIXED.pack(MAGIC, VERSION, len(name)),

@@ -11,12 +11,10 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
+from .errors import CorruptStreamError  # re-exported
+
 PROBABILITY_BITS = 16
 PIXEL_PROBABILITY_BITS = 20  # finer, as pixel tables put most of their mass on a few of 256 values
-
-
-class CorruptStreamError(ValueError):
-    """A stream that cannot be decoded with the tables it is decoded with."""
 
 
 def ideal_bits(symbols: np.ndarray, frequencies: np.ndarray) -> float:
@@ -53,29 +51,45 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """Decodes chunks in the order they were encoded; ``finish`` checks nothing is left."""
+    """Decodes chunks in the order they were encoded; ``finish`` checks that the stream held exactly
+    those symbols.
+
+    Every decoded chunk is encoded again, with the same tables, as the decoder goes. A range coder's
+    stream is a function of its symbols and tables, so the stream is valid only if that re-encoding
+    gives back its very bytes: a stream with words left over, missing or altered past the last symbol
+    (which a decoder alone can silently accept) is refused."""
 
     def __init__(self, data: bytes):
         if len(data) % 4:
             raise CorruptStreamError("stream length is not a whole number of 32-bit words")
-        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        self._data = bytes(data)
+        words = np.frombuffer(self._data, dtype="<u4").astype(np.uint32)
         self._coder = constriction.stream.queue.RangeDecoder(words)
+        self._check = StreamEncoder()
 
     def decode(self, frequencies: np.ndarray) -> np.ndarray:
-        try:
-            return np.asarray(self._coder.decode(_model(), _table(frequencies)), dtype=np.int64)
-        except (ValueError, RuntimeError) as error:  # constriction reports bad data this way
-            raise CorruptStreamError(f"stream does not decode: {error}") from error
+        table = _table(frequencies)
+        symbols = _decoded(lambda: self._coder.decode(_model(), table), np.int32)
+        self._check.encode(symbols, table)
+        return symbols.astype(np.int64)
 
     def decode_uniform(self, sizes: np.ndarray) -> np.ndarray:
         if not len(sizes):
             return np.zeros(0, dtype=np.int64)
-        try:
-            symbols = self._coder.decode(constriction.stream.model.Uniform(), np.ascontiguousarray(sizes, dtype=np.int32))
-        except (ValueError, RuntimeError) as error:
-            raise CorruptStreamError(f"stream does not decode: {error}") from error
-        return np.asarray(symbols, dtype=np.int64)
+        sizes = np.ascontiguousarray(sizes, dtype=np.int32)
+        symbols = _decoded(lambda: self._coder.decode(constriction.stream.model.Uniform(), sizes), np.int32)
+        self._check.encode_uniform(symbols, sizes)
+        return symbols.astype(np.int64)
 
     def finish(self) -> None:
-        if not self._coder.maybe_exhausted():
-            raise CorruptStreamError("stream has data left over after the last symbol")
+        encoded = self._check.to_bytes()
+        if encoded != self._data:
+            where = "left over after the last symbol" if self._data.startswith(encoded) else "that its symbols do not encode to"
+            raise CorruptStreamError(f"stream has data {where} ({len(self._data)} bytes, {len(encoded)} expected)")
+
+
+def _decoded(decode, dtype) -> np.ndarray:
+    try:
+        return np.asarray(decode(), dtype=dtype)
+    except Exception as error:  # constriction reports bad data as ValueError, RuntimeError or AssertionError
+        raise CorruptStreamError(f"stream does not decode: {type(error).__name__} {error}".rstrip()) from None

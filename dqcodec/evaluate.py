@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -222,6 +224,15 @@ def interpolate_psnr(curve: list[tuple[float, float]], bpp: float) -> float | No
         if r0 <= bpp <= r1:
             return p0 + (p1 - p0) * (bpp - r0) / (r1 - r0) if r1 > r0 else max(p0, p1)
     return None
+
+
+RESULT_FILES = ("points.csv", "rd.png", "bd_rate.json")
+
+
+def previous_results(outdir: Path) -> list[Path]:
+    """The files an earlier ``write_results`` left in outdir."""
+    names = [*RESULT_FILES, *(f"{name}.json" for name in CODEC_FACTORIES)]
+    return [outdir / name for name in names if os.path.lexists(outdir / name)]
 
 
 def write_results(outdir, summaries: list[Summary], points: list[Point], metric: str = "psnr") -> dict:

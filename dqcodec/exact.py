@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import FixedPointError  # re-exported
+
 FRAC = 12  # activations: integer counts of 2^-12
 WEIGHT_FRAC = 14  # weights: integer counts of 2^-14
 LIMIT = 1 << 20  # activations are clamped to ±LIMIT counts (±256.0)
@@ -43,10 +45,6 @@ SCALE = float(1 << FRAC)
 TABLES_PATH = Path(__file__).with_name("fixed_tables.npz")
 # SHA-256 of the table file's arrays; a different file would write files no other dqcodec reads
 TABLES_SHA256 = "d53a5c78571e70fa91df53a9a24634f549894310d806deda9fd1cfe73eecc888"
-
-
-class FixedPointError(ValueError):
-    """A layer whose integer sums could leave float64's exact range."""
 
 
 # ---- values ------------------------------------------------------------------------------

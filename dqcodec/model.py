@@ -24,6 +24,7 @@ from compressai.models import CompressionModel
 
 from . import exact
 from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder
+from .errors import ArgumentError, ModelError
 from .levels import LevelCodec, LevelConfig
 from .pixels import ExactPixelModel, PixelModel, code_pixels, fold, widen
 from .refine import refine_level
@@ -56,17 +57,17 @@ class DQConfig:
         self.levels = [LevelConfig(**level) if isinstance(level, dict) else level for level in self.levels]
         self.qualities = [list(q) for q in self.qualities]
         if not 2 <= len(self.levels) <= 4:
-            raise ValueError("a DQ model has 2 to 4 levels")
+            raise ArgumentError("a DQ model has 2 to 4 levels")
         if len(self.rate_weights) != len(self.qualities):
-            raise ValueError("rate_weights needs one entry per quality")
+            raise ArgumentError("rate_weights needs one entry per quality")
         for quality in self.qualities:
             if len(quality) != len(self.levels) or not all(0 <= g <= lv.groups for g, lv in zip(quality, self.levels)):
-                raise ValueError(f"quality {quality} does not give 0 to all groups of each of the {len(self.levels)} levels")
+                raise ArgumentError(f"quality {quality} does not give 0 to all groups of each of the {len(self.levels)} levels")
             if quality[0] == 0 or any(g and quality[i] < self.levels[i].groups for i, g in enumerate(quality[1:])):
-                raise ValueError(f"quality {quality} codes a level whose parent level is not complete")
+                raise ArgumentError(f"quality {quality} codes a level whose parent level is not complete")
         for name in ("default_quality", "lossless_quality"):
             if not 1 <= getattr(self, name) <= len(self.qualities):
-                raise ValueError(f"{name} is not one of the qualities")
+                raise ArgumentError(f"{name} is not one of the qualities")
 
     @classmethod
     def from_dict(cls, config: dict) -> "DQConfig":
@@ -199,7 +200,7 @@ class DQCodec(CompressionModel):
     def groups_for_quality(self, quality: int) -> list[int]:
         """Groups coded of each level at a quality."""
         if not 1 <= quality <= self.num_qualities:
-            raise ValueError(f"quality must be between 1 and {self.num_qualities}, got {quality}")
+            raise ArgumentError(f"quality must be between 1 and {self.num_qualities}, got {quality}")
         return self.config.qualities[quality - 1]
 
     def analyse(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -321,7 +322,7 @@ class DQCodec(CompressionModel):
         """Like ``compress`` plus one more string, the pixels of the top-left ``size``
         of x coded with their likelihood given the codes. x holds 8-bit values / 255."""
         if not self.lossless:
-            raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
+            raise ModelError("this model has no pixel likelihood, so it cannot code lossless files")
         out = self.compress(x, quality)
         stream = StreamEncoder()
         folded = fold((x * 255).round().long())[0].flatten(2)  # (3, 16, h*w)
@@ -388,7 +389,7 @@ class DQCodec(CompressionModel):
 
     def _lossless_indices(self, strings, shape, quality, tables):
         if not self.lossless:
-            raise ValueError("this model has no pixel likelihood, so it cannot code lossless files")
+            raise ModelError("this model has no pixel likelihood, so it cannot code lossless files")
         return self.decode_indices(strings, shape, quality, tables)
 
     def _exact_synthesis_input(self, decoded: dict) -> torch.Tensor:

@@ -17,6 +17,7 @@ from typing import Callable
 from compressai.models import CompressionModel
 
 from . import baselines
+from .errors import ModelError
 from .levels import LevelConfig
 from .model import DQCodec, DQConfig
 
@@ -96,4 +97,4 @@ def from_checkpoint(state: dict) -> CompressionModel:
         return DQCodec.from_checkpoint(state)
     if family in baselines.ARCHITECTURES:
         return baselines.from_checkpoint(state)
-    raise ValueError(f"unknown model architecture {family!r}")
+    raise ModelError(f"unknown model architecture {family!r}")

@@ -184,7 +184,7 @@ def train(
     step, wall = 0, 0.0
     rng = random.Random(seed)
     ckpt_path = out / CHECKPOINT
-    state = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
+    state = torch.load(ckpt_path, weights_only=True) if ckpt_path.exists() else None
     if state:
         model = zoo.from_checkpoint(state["model"])
     if lossless:

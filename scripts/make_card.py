@@ -31,7 +31,7 @@ from dqcodec import registry, zoo
 @click.option("--lossless-base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="the lossless run the --lossless one was continued from")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="baselines: the base run's checkpoint")
 def main(checkpoint, bench, name, lossless, lossless_base, base):
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model, digest = zoo.load(name)
     card = {
         "name": name,
@@ -49,7 +49,7 @@ def main(checkpoint, bench, name, lossless, lossless_base, base):
     if not registry.is_dq(model):
         card |= baseline_heldout(state, json.loads(bench.read_text()), name)
         if base:
-            base_state = torch.load(base, map_location="cpu", weights_only=False)
+            base_state = torch.load(base, map_location="cpu", weights_only=True)
             card["training"] |= {"base_steps": base_state["step"], "base_lmbda": base_state["lmbda"]}
     else:
         card["config"] = dataclasses.asdict(model.config)
@@ -70,7 +70,7 @@ def main(checkpoint, bench, name, lossless, lossless_base, base):
 
 def lossless_run(checkpoint: Path) -> dict:
     """One lossless training run: its schedule, the codes it trained on and the pixel likelihood's width."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     return {
         "schedule": state["schedule"],
         "steps": state["step"],

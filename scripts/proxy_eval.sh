@@ -11,5 +11,5 @@ export DQCODEC_MODELS="$out/models"
 mkdir -p "$out/models" "$out/heldout-every-4th"
 "$dq" export "$checkpoint" --name "$name" --force --qualities 1,2,4,6,8,12 --rate-weights 0.3,0.3,0.3,0.3,0.3,0.3 --default-quality 4
 find "$heldout" -maxdepth 1 -name '*.png' | sort | awk 'NR % 4 == 1' | while read -r f; do ln -sf "$(realpath "$f")" "$out/heldout-every-4th/"; done
-"$dq" eval "$native" --model "$name" --codec dq --codec jpeg -o "$out/native"
-"$dq" eval "$out/heldout-every-4th" --model "$name" --codec dq --codec jpeg -o "$out/heldout"
+"$dq" eval "$native" --model "$name" --codec dq --codec jpeg -o "$out/native" --force
+"$dq" eval "$out/heldout-every-4th" --model "$name" --codec dq --codec jpeg -o "$out/heldout" --force

@@ -44,7 +44,7 @@ def coded(tiny_models_dir, tmp_path_factory):
     copies of the golden files: decoded from there, so the decoders' outputs stay out of the source tree)."""
     models = tmp_path_factory.mktemp("both-models")
     for path in list(tiny_models_dir.glob("*.pt")) + [zoo.find("dq-hier").path]:
-        shutil.copy(path, models)
+        zoo.install(path, models)
     folder = tmp_path_factory.mktemp("coded")
     files = {}
     with pytest.MonkeyPatch.context() as patch:

@@ -21,10 +21,10 @@ def test_training_writes_a_checkpoint_and_resumes_from_it(tmp_path):
         Image.fromarray(photo_like(48, 64, seed=i)).save(data / f"{i}.png")
     out = tmp_path / "run"
     ckpt = train(data, out, parse_schedule("32x2:3"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
-    first = torch.load(ckpt, weights_only=False)
+    first = torch.load(ckpt, weights_only=True)
     assert first["step"] == 3
     train(data, out, parse_schedule("32x2:3,48x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
-    second = torch.load(ckpt, weights_only=False)
+    second = torch.load(ckpt, weights_only=True)
     assert second["step"] == 5
     assert not torch.equal(first["model"]["state_dict"]["synthesis.0.weight"], second["model"]["state_dict"]["synthesis.0.weight"])
 
@@ -47,7 +47,7 @@ def test_until_stops_early_with_a_checkpoint(tmp_path):
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
     ckpt = train(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0, until=4)
-    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
 
 
 def test_a_compressai_baseline_trains_resumes_and_codes_through_its_own_coder(tmp_path):
@@ -58,7 +58,7 @@ def test_a_compressai_baseline_trains_resumes_and_codes_through_its_own_coder(tm
     model = baselines.build("bmshj2018-hyperprior", 1)
     ckpt = train(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, model, 10.0, seed=0, until=2)
     ckpt = train(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, model, 10.0, seed=0)
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 3 and state["aux_optimizer"] is not None
     trained = zoo.from_checkpoint(state["model"])
     x = torch.rand(1, 3, 17, 70)
@@ -76,7 +76,7 @@ def test_lossless_training_at_one_quality_changes_only_the_pixel_likelihood(tmp_
     model = tiny_model()
     before = {name: p.clone() for name, p in model.state_dict().items()}
     ckpt = train(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, model, 10.0, seed=0, lossless=True, quality=2)
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert state["quality"] == 2
     after = state["model"]["state_dict"]
     changed = {name for name in before if not torch.equal(before[name], after[name])}
@@ -95,6 +95,6 @@ def test_lossy_training_from_a_lossless_model_drops_its_pixel_likelihood(tiny_zo
     result = CliRunner().invoke(main, [str(data), "--out", str(run), "--init", tiny_zoo, "--schedule", "32x2:1"])
     assert result.exit_code == 0, result.output
     assert "pixel likelihood is dropped" in result.output
-    state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     assert state["config"]["pixel_mixtures"] == 0
     assert not any(name.startswith("pixels.") for name in state["state_dict"])
