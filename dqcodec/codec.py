@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from . import container, errors, registry, zoo
+from . import container, errors, registry, tiling, zoo
 from .entropy import ideal_bits
 from .errors import UnsupportedImageError  # re-exported
 from .model import STRIDE
@@ -167,12 +167,10 @@ def compress(
     if lossless and not net.lossless:
         raise errors.ModelError(f"model {model!r} has no pixel likelihood, so it cannot code lossless files")
     x = pad(to_tensor(rgb))
-    if lossless:
-        out = net.compress_lossless(x, (rgb.height, rgb.width), quality)
-    else:
-        out = net.compress(x, quality, refine_steps=EFFORT_STEPS[effort])
-    header = container.Header(model, digest[:8], quality, mode, rgb.height, rgb.width)
-    return container.pack(header, out["strings"])
+    size = (rgb.height, rgb.width)
+    tile = tiling.DEFAULT_TILE
+    strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if lossless else None)
+    return container.pack(container.Header(model, digest[:8], quality, mode, *size, tile), strings)
 
 
 def _check_type(name: str, value, kind: type) -> None:
@@ -207,6 +205,7 @@ def _open(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         raise errors.ContainerError(f"file has {len(streams)} streams; model {header.model!r} writes {net.num_levels} (lossy) or {net.num_levels + 1} (lossless)")
     if is_lossless(net, streams) and not net.lossless:
         raise errors.ModelError(f"file is lossless, but model {header.model!r} has no pixel likelihood to decode it")
+    tiling.check_tile(header.tile, *tiling.padded_size(header.height, header.width))
     return header, streams, net
 
 
@@ -218,12 +217,10 @@ def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFA
     more than ``max_pixels`` pixels is refused before anything is allocated (None: no limit)."""
     _check_type("preview", preview, bool)
     header, streams, net = _open(data, max_pixels)
-    shape = code_shape(header.height, header.width)
-    if is_lossless(net, streams) and not preview:
-        out = net.decompress_lossless(streams, shape, header.quality, (header.height, header.width))
-    else:
-        out = net.decompress(streams[: net.num_levels], shape, header.quality)
-    return to_image(out["x_hat"], header.height, header.width, header.mode)
+    size = (header.height, header.width)
+    lossless = is_lossless(net, streams) and not preview
+    image = Image.fromarray(tiling.decode(net, streams, size, header.quality, header.tile, lossless), "RGB")
+    return image.convert("L") if header.mode == "L" else image
 
 
 def is_lossless(net, streams: list) -> bool:
@@ -250,12 +247,12 @@ def inspect(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileInf
     (decoding a lossless file's pixels too)."""
     header, streams, net = _open(data, max_pixels)
     tables: list = []
-    shape = code_shape(header.height, header.width)
+    size = (header.height, header.width)
     lossless = is_lossless(net, streams)
     if lossless:
-        net.decompress_lossless(streams, shape, header.quality, (header.height, header.width), tables)
+        tiling.decode(net, streams, size, header.quality, header.tile, True, tables)
     else:
-        net.decode_indices(streams, shape, header.quality, tables)
+        tiling.decode_indices(net, streams, size, header.quality, header.tile, tables)
     ideal = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
     sizes = dict(zip(net.stream_names(lossless), map(len, streams)))
     return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, sizes, lossless)
@@ -276,5 +273,5 @@ def estimate_lossless_bits(data: bytes, image: ImageLike) -> float:
     rgb, _ = _rgb_and_mode(load_image(image))
     tables: list = []
     size = (header.height, header.width)
-    pixel_bits = net.pixel_bits(streams, code_shape(*size), header.quality, pad(to_tensor(rgb)), size, tables)
+    pixel_bits = tiling.pixel_bits(net, streams, pad(to_tensor(rgb)), size, header.quality, header.tile, tables)
     return pixel_bits + sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)

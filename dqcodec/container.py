@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from .errors import ArgumentError, ContainerError  # ContainerError is re-exported
 
 MAGIC = b"DQC\x00"
-VERSION = 2
+VERSION = 3
+# Version 2 (dqcodec 0.2) is version 3 without the tile field: every file is one tile.
+READABLE = (2, 3)
 # Version 1 (dqcodec 0.1) computed probability tables in float arithmetic, so its files decode only
 # on the kernels that wrote them; this dqcodec does not read it.
 OLD_VERSIONS = {1: "dqcodec 0.1, whose files decode only on the CPU and torch build that wrote them"}
 MODES = ("RGB", "L")
 _FIXED = struct.Struct("<4sBB")  # magic, version, model-name length
-_FIELDS = struct.Struct("<8sBBIIB")  # weights hash, quality, mode, height, width, stream count
+_FIELDS = struct.Struct("<8sBBIIHB")  # weights hash, quality, mode, height, width, tile / 16, stream count
+_FIELDS_V2 = struct.Struct("<8sBBIIB")  # the same without the tile
 _CRC = struct.Struct("<I")
 
 
@@ -31,7 +34,7 @@ class Header:
     mode: str  # "RGB" or "L"
     height: int
     width: int
-
+    tile: int = 0  # side of the square tiles the image is coded in, in pixels; 0: one tile
 
 def pack(header: Header, streams: list[bytes]) -> bytes:
     name = header.model.encode("utf-8")
@@ -39,6 +42,8 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
         raise ArgumentError("model name longer than 255 bytes")
     if len(header.weights_hash) != 8:
         raise ArgumentError("weights hash must be 8 bytes")
+    if header.tile % 16 or not 0 <= header.tile < 16 << 16:
+        raise ArgumentError("tile size must be a multiple of 16 below 2^20")
     body = b"".join(
         [
             _FIXED.pack(MAGIC, VERSION, len(name)),
@@ -49,6 +54,7 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
                 MODES.index(header.mode),
                 header.height,
                 header.width,
+                header.tile // 16,
                 len(streams),
             ),
             b"".join(struct.pack("<I", len(s)) for s in streams),
@@ -63,9 +69,9 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise ContainerError("not a .dq file (bad magic bytes)")
     _, version, name_length = _FIXED.unpack_from(data)
     if version in OLD_VERSIONS:
-        raise ContainerError(f"this .dq file is format version {version}, written by {OLD_VERSIONS[version]}; this dqcodec reads version {VERSION}")
-    if version != VERSION:
-        raise ContainerError(f".dq format version {version} is not supported (this dqcodec reads version {VERSION})")
+        raise ContainerError(f"this .dq file is format version {version}, written by {OLD_VERSIONS[version]}; this dqcodec reads versions {READABLE[0]} to {READABLE[-1]}")
+    if version not in READABLE:
+        raise ContainerError(f".dq format version {version} is not supported (this dqcodec reads versions {READABLE[0]} to {READABLE[-1]})")
     if len(data) < _CRC.size or zlib.crc32(data[: -_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
         raise ContainerError("checksum mismatch: the file is truncated or corrupted")
     body = memoryview(data)[: -_CRC.size]
@@ -73,8 +79,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     try:
         name = bytes(body[offset : offset + name_length]).decode("utf-8")
         offset += name_length
-        weights_hash, quality, mode, height, width, count = _FIELDS.unpack_from(body, offset)
-        offset += _FIELDS.size
+        if version == 2:
+            weights_hash, quality, mode, height, width, count = _FIELDS_V2.unpack_from(body, offset)
+            tile, offset = 0, offset + _FIELDS_V2.size
+        else:
+            weights_hash, quality, mode, height, width, tile, count = _FIELDS.unpack_from(body, offset)
+            tile, offset = 16 * tile, offset + _FIELDS.size
         lengths = struct.unpack_from(f"<{count}I", body, offset)
         offset += 4 * count
     except (struct.error, UnicodeDecodeError) as error:
@@ -87,6 +97,6 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     for length in lengths:
         streams.append(bytes(body[offset : offset + length]))
         offset += length
-    header = Header(name, weights_hash, quality, MODES[mode], height, width)
+    header = Header(name, weights_hash, quality, MODES[mode], height, width, tile)
     return header, streams
 

@@ -79,13 +79,12 @@ class LevelCodec(nn.Module):
 
     # ---- coding --------------------------------------------------------------------
 
-    def compress(self, z: torch.Tensor, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, rate_weight: float):
-        """Choose and encode the indices of the first ``groups`` groups from projected vectors
-        z (M, B*H*W, D), given the fixed-point context. Returns (indices (B, M, H, W), stream bytes).
+    def compress(self, z: torch.Tensor, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, rate_weight: float, stream: StreamEncoder) -> torch.Tensor:
+        """Choose the indices (B, M, H, W) of the first ``groups`` groups from projected vectors
+        z (M, B*H*W, D), given the fixed-point context, and encode them into the level's stream.
 
         The choice is entropy-constrained VQ: each index minimises |z - e_k|^2 + rate_weight *
         (-log2 p_k) under the table the decoder will use (rate_weight 0: the nearest codeword)."""
-        stream = StreamEncoder()
 
         def encode_group(j, frequencies):
             cost = self.quantizer.group_distances(z[j], j).double()
@@ -96,14 +95,12 @@ class LevelCodec(nn.Module):
             stream.encode(symbols, frequencies)
             return symbols
 
-        indices = self._code_groups(context, shape, groups, encode_group)
-        return indices, stream.to_bytes()
+        return self._code_groups(context, shape, groups, encode_group)
 
-    def decompress(self, data: bytes, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, tables: list | None = None) -> torch.Tensor:
+    def decompress(self, stream: StreamDecoder, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, tables: list | None = None) -> torch.Tensor:
         """The indices (B, M, H, W) of the first ``groups`` groups from the level's stream (the
-        rest are 0); the stream must hold exactly those. If ``tables`` is a list, every group's
-        (integer tables, decoded symbols) pair is appended to it."""
-        stream = StreamDecoder(data)
+        rest are 0). If ``tables`` is a list, every group's (integer tables, decoded symbols) pair
+        is appended to it."""
 
         def decode_group(j, frequencies):
             symbols = stream.decode(frequencies)
@@ -111,9 +108,7 @@ class LevelCodec(nn.Module):
                 tables.append((frequencies, symbols))
             return symbols
 
-        indices = self._code_groups(context, shape, groups, decode_group)
-        stream.finish()
-        return indices
+        return self._code_groups(context, shape, groups, decode_group)
 
     def fixed_codes(self, indices: torch.Tensor, groups: int) -> torch.Tensor:
         """The codes (B, M*D, H, W) of decoded indices in fixed point, groups past ``groups`` zeroed."""

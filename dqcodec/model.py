@@ -251,61 +251,91 @@ class DQCodec(CompressionModel):
         return x
 
     # ---- coding path ---------------------------------------------------------------
+    #
+    # A region (a whole image, or one tile of a large one: see tiling.py) is coded level by level
+    # into one stream per level; ``encode_region`` and ``decode_region`` append to and read from
+    # streams the caller owns, so the tiles of an image share them. ``compress`` and
+    # ``decompress`` are CompressAI's interface for one region.
+
+    def new_streams(self, lossless: bool = False) -> list[StreamEncoder]:
+        return [StreamEncoder() for _ in self.stream_names(lossless)]
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: int, rate_weight: float | None = None, refine_steps: int = 0):
-        """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}, one string
-        per level (see ``LevelCodec.compress``); the rate weight defaults to the quality's.
-        ``refine_steps`` > 0 first refines the last coded level's vectors for this image (see
-        ``refine.refine_level``): slower encoding, the same decoder."""
+        """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}, one string per
+        level (see ``encode_region``)."""
+        streams = self.new_streams()
+        self.encode_region(self.analyse(x), x, quality, streams, rate_weight, refine_steps)
+        return {"strings": [s.to_bytes() for s in streams], "shape": (x.shape[-2] // STRIDE, x.shape[-1] // STRIDE)}
+
+    @torch.no_grad()
+    def encode_region(self, features: list[torch.Tensor], x: torch.Tensor, quality: int, streams: list[StreamEncoder], rate_weight: float | None = None, refine_steps: int = 0) -> dict:
+        """Choose and encode every level's indices of a region, given its features (``analyse``) and its
+        pixels x; the rate weight defaults to the quality's (see ``LevelCodec.compress``). ``refine_steps``
+        > 0 first refines the last coded level's vectors for this region (see ``refine.refine_level``):
+        slower encoding, the same decoder. Returns what ``decode_region`` will return."""
         groups = self.groups_for_quality(quality)
         if rate_weight is None:
             rate_weight = self.config.rate_weights[quality - 1]
         last = _last_coded(groups)
-        context, strings = None, []
-        for i, (level, features) in enumerate(zip(self.levels, self.analyse(x))):
+        context, indices = None, []
+        for i, level in enumerate(self.levels):
+            shape = (x.shape[0], *features[i].shape[-2:])
             if i > last:  # a level this quality codes nothing of
-                strings.append(b"")
+                indices.append(torch.zeros(shape[0], level.num_groups, *shape[1:], dtype=torch.long))
                 continue
             float_context = None if context is None else exact.to_float(context)
-            z = level.quantizer.project(self.level_input(i, features, float_context))
+            z = level.quantizer.project(self.level_input(i, features[i], float_context))
             if refine_steps and i == last:
                 z = refine_level(self, i, x, float_context, z, groups[i], refine_steps)
-            shape = (x.shape[0], *features.shape[-2:])
-            indices, data = level.compress(z, context, shape, groups[i], rate_weight)
-            strings.append(data)
+            indices.append(level.compress(z, context, shape, groups[i], rate_weight, streams[i]))
             if i < last:
-                context = self._decoded(i, level.fixed_codes(indices, groups[i]), context, exact.run_module)
-        return {"strings": strings, "shape": (x.shape[-2] // STRIDE, x.shape[-1] // STRIDE)}
+                context = self._decoded(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
+        return {"indices": indices, "groups": groups, "last": last, "context": context}
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: int):
         decoded = self.decode_indices(strings, shape, quality)
-        i = decoded["last"]
-        codes = self.levels[i].drop(self.levels[i].quantizer.decode_indices(decoded["indices"][i]), self._keep(i, decoded["groups"][i]))
-        context = decoded["context"]
-        x = self.synthesis_input(i, codes, None if context is None else exact.to_float(context))
-        # channels-last lets oneDNN skip its layout conversions: about 20% faster on CPU
-        x_hat = self.synthesis(x.contiguous(memory_format=torch.channels_last))
-        return {"x_hat": x_hat.clamp(0, 1).contiguous()}
+        return {"x_hat": self.reconstruct(decoded["indices"], decoded["groups"])}
 
-    def _keep(self, i: int, groups: int) -> torch.Tensor:
-        return self.levels[i].keep_mask(groups, 1)
+    @torch.no_grad()
+    def reconstruct(self, indices: list[torch.Tensor], groups: list[int]) -> torch.Tensor:
+        """The image (1, 3, H, W) in [0, 1] from every level's indices, in float32: the contexts
+        are recomputed in float, so a window of a larger image decodes like the whole image."""
+        last = _last_coded(groups)
+        context = None
+        for i in range(last + 1):
+            level = self.levels[i]
+            codes = level.drop(level.quantizer.decode_indices(indices[i].long()), level.keep_mask(groups[i], 1))
+            if i < last:
+                context = self._decoded(i, codes, context, _run_float)
+        x = self.synthesis_input(last, codes, context)
+        # channels-last lets oneDNN skip its layout conversions: about 20% faster on CPU
+        return self.synthesis(x.contiguous(memory_format=torch.channels_last)).clamp(0, 1).contiguous()
 
     @torch.no_grad()
     def decode_indices(self, strings, shape, quality, tables=None):
-        """Decode every level's indices. Returns {"indices": one (1, M, H, W) tensor per level,
-        "groups": groups coded per level, "last": the last level coding any, "context": that
-        level's fixed-point context (None for the first level)}. If ``tables`` is a list, every
-        group's (integer tables, decoded symbols) pair is appended to it."""
-        groups = self.groups_for_quality(quality)
+        """Decode every level's indices of one region from its strings (see ``decode_region``)."""
         self._check_streams(strings, lossless=False)
+        streams = [StreamDecoder(s) for s in strings]
+        decoded = self.decode_region(streams, shape, quality, tables)
+        for stream in streams:
+            stream.finish()
+        return decoded
+
+    @torch.no_grad()
+    def decode_region(self, streams: list[StreamDecoder], shape: tuple[int, int], quality: int, tables=None) -> dict:
+        """Decode every level's indices of a region of ``shape`` first-level positions. Returns
+        {"indices": one (1, M, H, W) tensor per level, "groups": groups coded per level, "last": the
+        last level coding any, "context": that level's fixed-point context (None for the first level)}.
+        If ``tables`` is a list, every group's (integer tables, decoded symbols) pair is appended to it."""
+        groups = self.groups_for_quality(quality)
         last = _last_coded(groups)
         h, w = shape
         context, indices = None, []
         for i, level in enumerate(self.levels):
             scale = 2**i
-            indices.append(level.decompress(strings[i], context, (1, h * scale, w * scale), groups[i], tables))
+            indices.append(level.decompress(streams[i], context, (1, h * scale, w * scale), groups[i], tables))
             if i < last:
                 context = self._decoded(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
         return {"indices": indices, "groups": groups, "last": last, "context": context}
@@ -321,10 +351,27 @@ class DQCodec(CompressionModel):
     def compress_lossless(self, x: torch.Tensor, size: tuple[int, int], quality: int):
         """Like ``compress`` plus one more string, the pixels of the top-left ``size``
         of x coded with their likelihood given the codes. x holds 8-bit values / 255."""
-        if not self.lossless:
-            raise ModelError("this model has no pixel likelihood, so it cannot code lossless files")
-        out = self.compress(x, quality)
-        stream = StreamEncoder()
+        self._require_pixels()
+        streams = self.new_streams(lossless=True)
+        decoded = self.encode_region(self.analyse(x), x, quality, streams)
+        self.encode_pixels(decoded, x, size, streams[-1])
+        return {"strings": [s.to_bytes() for s in streams], "shape": (x.shape[-2] // STRIDE, x.shape[-1] // STRIDE)}
+
+    @torch.no_grad()
+    def decompress_lossless(self, strings: list[bytes], shape: tuple[int, int], quality: int, size: tuple[int, int], tables=None):
+        """x (1, 3, H, W) with the exact 8-bit values / 255 inside ``size``. If ``tables``
+        is a list, (frequencies, symbols) pairs of everything decoded are appended to it."""
+        self._require_pixels()
+        self._check_streams(strings, lossless=True)
+        streams = [StreamDecoder(s) for s in strings]
+        decoded = self.decode_region(streams, shape, quality, tables)
+        image = self.decode_pixels(decoded, size, streams[-1], tables)
+        for stream in streams:
+            stream.finish()
+        return {"x_hat": image.float() / 255}
+
+    def encode_pixels(self, decoded: dict, x: torch.Tensor, size: tuple[int, int], stream: StreamEncoder) -> None:
+        """Encode the pixels of the top-left ``size`` of a region x (8-bit values / 255) given its codes."""
         folded = fold((x * 255).round().long())[0].flatten(2)  # (3, 16, h*w)
 
         def encode(table, position, c, pixels):
@@ -334,16 +381,10 @@ class DQCodec(CompressionModel):
                 stream.encode_uniform(tail_offsets.numpy(), tail_sizes.numpy())
             return folded[c, position, pixels]
 
-        self._code_pixels(out["strings"], out["shape"], quality, size, encode)
-        out["strings"].append(stream.to_bytes())
-        return out
+        self._code_pixels(decoded, size, encode)
 
-    @torch.no_grad()
-    def decompress_lossless(self, strings: list[bytes], shape: tuple[int, int], quality: int, size: tuple[int, int], tables=None):
-        """x (1, 3, H, W) with the exact 8-bit values / 255 inside ``size``. If ``tables``
-        is a list, (frequencies, symbols) pairs of everything decoded are appended to it."""
-        self._check_streams(strings, lossless=True)
-        stream = StreamDecoder(strings[-1])
+    def decode_pixels(self, decoded: dict, size: tuple[int, int], stream: StreamDecoder, tables=None) -> torch.Tensor:
+        """The region's 8-bit pixels (1, 3, H, W), exact inside the top-left ``size``."""
 
         def decode(table, position, c, pixels):
             frequencies = table.frequencies
@@ -356,41 +397,38 @@ class DQCodec(CompressionModel):
                 tables.append(((np.arange(256) < tail_sizes[:, None]).astype(np.float64), offsets))
             return table.join(torch.from_numpy(symbols), torch.from_numpy(offsets))
 
-        image = self._code_pixels(strings[:-1], shape, quality, size, decode, tables)
-        stream.finish()
-        return {"x_hat": image.float() / 255}
+        return self._code_pixels(decoded, size, decode)
 
     @torch.no_grad()
-    def pixel_bits(self, strings: list[bytes], shape: tuple[int, int], quality: int, x: torch.Tensor, size: tuple[int, int], tables=None) -> float:
-        """-log2 p(x | codes) under the continuous mixture (no table rounding), over the top-left
-        ``size``; the code indices' tables are appended to ``tables`` if it is a list."""
-        context, x_hat = self._pixel_context(strings[: self.num_levels], shape, quality, tables)
+    def pixel_bits(self, decoded: dict, x: torch.Tensor, size: tuple[int, int]) -> float:
+        """-log2 p(x | codes) of a region under the continuous mixture (no table rounding), over its
+        top-left ``size``."""
+        self._require_pixels()
+        context, x_hat = self._pixel_context(decoded)
         inside = torch.zeros_like(x[:, :1])
         inside[..., : size[0], : size[1]] = 1
         log_prob = self.pixels.log_prob(context, x_hat, (x * 255).round(), inside)
         return float(-log_prob.sum() / math.log(2))
 
-    def _code_pixels(self, strings, shape, quality, size, code_channel, tables=None):
-        decoded = self._lossless_indices(strings, shape, quality, tables)
+    def _code_pixels(self, decoded, size, code_channel):
         pixels = ExactPixelModel(self.pixels)
         features = exact.run_module(self.synthesis[:-1], self._exact_synthesis_input(decoded))
         x_hat = exact.run_module(self.synthesis[-1], features)
         return code_pixels(pixels, pixels.context(features, x_hat), x_hat, size, code_channel, torch.get_num_threads())
 
-    def _pixel_context(self, strings, shape, quality, tables=None):
-        """Decode the codes; return the pixel likelihood's float context and x_hat (unclamped)."""
-        decoded = self._lossless_indices(strings, shape, quality, tables)
+    def _pixel_context(self, decoded):
+        """The pixel likelihood's float context and x_hat (unclamped) from decoded codes."""
         i = decoded["last"]
-        codes = self.levels[i].drop(self.levels[i].quantizer.decode_indices(decoded["indices"][i]), self._keep(i, decoded["groups"][i]))
+        level = self.levels[i]
+        codes = level.drop(level.quantizer.decode_indices(decoded["indices"][i]), level.keep_mask(decoded["groups"][i], 1))
         context = decoded["context"]
         features = self.synthesis[:-1](self.synthesis_input(i, codes, None if context is None else exact.to_float(context)))
         x_hat = self.synthesis[-1](features)
         return self.pixels.context(features, x_hat), x_hat
 
-    def _lossless_indices(self, strings, shape, quality, tables):
+    def _require_pixels(self) -> None:
         if not self.lossless:
             raise ModelError("this model has no pixel likelihood, so it cannot code lossless files")
-        return self.decode_indices(strings, shape, quality, tables)
 
     def _exact_synthesis_input(self, decoded: dict) -> torch.Tensor:
         """The synthesis input in fixed point, from decoded indices and the fixed-point context."""

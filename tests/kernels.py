@@ -73,7 +73,7 @@ def describe(path: Path, setting: str | None = None) -> dict:
     import numpy as np
 
     import dqcodec
-    from dqcodec import codec
+    from dqcodec import codec, tiling
 
     data = path.read_bytes()
     pixels = np.asarray(dqcodec.decompress(data))
@@ -81,7 +81,7 @@ def describe(path: Path, setting: str | None = None) -> dict:
         np.save(f"{path}.{setting}.npy", pixels)
     header, streams, net = codec._open(data)
     tables: list = []
-    net.decode_indices(streams[: net.num_levels], codec.code_shape(header.height, header.width), header.quality, tables)
+    tiling.decode_indices(net, streams, (header.height, header.width), header.quality, header.tile, tables)
     digest = hashlib.sha256()
     for frequencies, symbols in tables:
         digest.update(frequencies.tobytes())

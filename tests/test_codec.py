@@ -50,10 +50,11 @@ def test_decoder_gets_exactly_the_encoders_indices_and_image(config):
     decoded = model.decode_indices(out["strings"], out["shape"], quality=quality)
     for got, want in zip(decoded["indices"], expected):
         assert torch.equal(got, want)
-    # the decoder's float path may run on another thread count: equal up to rounding
+    # the lossy image: the synthesis of those codes with the context of the levels above, which the
+    # decoder recomputes in float (here it is the priors' fixed-point one): equal to well within a level
     codes = model.levels[-1].quantizer.decode_indices(expected[-1])
     image = model.synthesis(model.synthesis_input(model.num_levels - 1, codes, exact.to_float(context))).clamp(0, 1)
-    assert torch.allclose(model.decompress(out["strings"], out["shape"], quality)["x_hat"], image, atol=1e-5)
+    assert torch.allclose(model.decompress(out["strings"], out["shape"], quality)["x_hat"], image, atol=1e-3)
 
 
 def test_a_quality_that_codes_no_group_of_a_level_leaves_its_stream_empty():

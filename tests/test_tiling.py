@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dqcodec
+from dqcodec import codec, container, registry, tiling
+
+from .conftest import TINY_3, photo_like, tiny_model
+
+
+def _receptive_field(model) -> int:
+    """The farthest any analysis output (with its level's mixer) or any decoded pixel reaches, in
+    pixels, measured by gradients of random-weight copies of each architecture."""
+    x = torch.rand(1, 3, 384, 384, requires_grad=True)
+    reach = 0
+    features = model.analyse(x)
+    for i, f in enumerate(features):
+        c = f.shape[-1] // 2
+        stride = 384 // f.shape[-1]
+        (grad,) = torch.autograd.grad(f[0, :, c, c].sum(), x, retain_graph=True)
+        rows = grad[0].abs().sum((0, 2)).nonzero()[:, 0]
+        reach = max(reach, c * stride - int(rows.min()), int(rows.max()) - c * stride, stride)  # + the mixer's 3x3
+    reach += 16  # a mixer's 3x3 at stride 8 or less
+    for i in range(model.num_levels):
+        n = 24 * 2**i
+        codes = torch.randn(1, model.levels[i].out_channels, n, n, requires_grad=True)
+        context = None if i == 0 else torch.randn(1, model.config.channels, n, n, requires_grad=True)
+        out = model.synthesis(model.synthesis_input(i, codes, context))
+        c, stride = out.shape[-1] // 2, out.shape[-1] // n
+        (grad,) = torch.autograd.grad(out[0, :, c, c].sum(), [codes])
+        rows = grad[0].abs().sum((0, 2)).nonzero()[:, 0]
+        reach = max(reach, c - int(rows.min()) * stride, (int(rows.max()) + 1) * stride - c)
+    return reach
+
+
+@pytest.mark.parametrize("name,options", [("dq-hier", {}), ("dq-2", {}), ("dq-2", {"residual_blocks": 3})])
+def test_the_halo_covers_every_architectures_receptive_field(name, options):
+    torch.manual_seed(0)
+    assert _receptive_field(registry.build(name, **options)) <= tiling.HALO
+
+
+def test_tiles_cover_the_image_in_raster_order():
+    boxes = tiling.tiles(160, 96, 64)
+    assert [(b.top, b.left, b.height, b.width) for b in boxes] == [
+        (0, 0, 64, 64), (0, 64, 64, 32), (64, 0, 64, 64), (64, 64, 64, 32), (128, 0, 32, 64), (128, 64, 32, 32)
+    ]
+
+
+def _padded(array):
+    return codec.pad(codec.to_tensor(Image.fromarray(array)))
+
+
+@pytest.mark.parametrize("config", [None, TINY_3], ids=["2 levels", "3 levels"])
+def test_a_tiled_lossless_file_decodes_exactly(config):
+    model = tiny_model(config=config) if config else tiny_model()
+    array = photo_like(150, 100)
+    strings = tiling.encode(model, _padded(array), 2, 64, lossless_size=(150, 100))
+    decoded = tiling.decode(model, strings, (150, 100), 2, 64, lossless=True)
+    assert np.array_equal(decoded, array)
+
+
+def test_a_tiled_lossy_image_has_no_seams():
+    """Decoding window by window gives the image the whole index map decodes to."""
+    model = tiny_model()
+    array = photo_like(200, 136)
+    x = _padded(array)
+    strings = tiling.encode(model, x, 3, 64)
+    tiled = tiling.decode(model, strings, (200, 136), 3, 64, lossless=False)
+    height, width = x.shape[-2:]
+    maps = tiling._index_maps(model, height, width)
+    streams = [dqcodec.entropy.StreamDecoder(s) for s in strings]
+    for box in tiling.tiles(height, width, 64):
+        decoded = model.decode_region(streams, (box.height // 16, box.width // 16), 3)
+        for index_map, indices, stride in zip(maps, decoded["indices"], tiling.level_strides(model)):
+            index_map[(..., *box.positions(stride))] = indices.to(index_map.dtype)
+    whole = model.reconstruct(maps, model.groups_for_quality(3))
+    whole = tiling._to_hwc(whole * 255, (200, 136))
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+
+
+def test_an_image_within_one_tile_is_coded_as_before():
+    model = tiny_model()
+    x = _padded(photo_like(48, 80))
+    assert tiling.encode(model, x, 3, 1024) == model.compress(x, 3)["strings"] == tiling.encode(model, x, 3, 0)
+
+
+@pytest.mark.parametrize("tile,size", [(0, (2100, 16)), (48, (100, 100)), (2064, (100, 100)), (4096, (100, 100))])
+def test_tile_sizes_a_decoder_would_not_bound_are_refused(tiny_zoo, tile, size):
+    data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
+    header, streams = container.unpack(data)
+    header = container.Header(header.model, header.weights_hash, header.quality, header.mode, *size, tile)
+    with pytest.raises(dqcodec.ContainerError, match="tile"):
+        dqcodec.decompress(container.pack(header, streams))
+
+
+def test_the_api_writes_tiles_of_the_default_size(tiny_zoo):
+    data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
+    assert container.unpack(data)[0].tile == tiling.DEFAULT_TILE
