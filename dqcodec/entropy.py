@@ -49,6 +49,10 @@ class StreamEncoder:
     def to_bytes(self) -> bytes:
         return self._coder.get_compressed().astype("<u4").tobytes()
 
+    def num_words(self) -> int:
+        """The stream's length in 32-bit words if it ended now; it never shrinks as symbols are added."""
+        return self._coder.num_words()
+
 
 class StreamDecoder:
     """Decodes chunks in the order they were encoded; ``finish`` checks that the stream held exactly
@@ -57,7 +61,9 @@ class StreamDecoder:
     Every decoded chunk is encoded again, with the same tables, as the decoder goes. A range coder's
     stream is a function of its symbols and tables, so the stream is valid only if that re-encoding
     gives back its very bytes: a stream with words left over, missing or altered past the last symbol
-    (which a decoder alone can silently accept) is refused."""
+    (which a decoder alone can silently accept) is refused. The re-encoding also stops a stream as soon
+    as it would need more words than it has: a range decoder reads zeros past its end without complaint,
+    so a cut or forged stream would otherwise be decoded to the end of whatever image its header names."""
 
     def __init__(self, data: bytes):
         if len(data) % 4:
@@ -71,6 +77,7 @@ class StreamDecoder:
         table = _table(frequencies)
         symbols = _decoded(lambda: self._coder.decode(_model(), table), np.int32)
         self._check.encode(symbols, table)
+        self._check_length()
         return symbols.astype(np.int64)
 
     def decode_uniform(self, sizes: np.ndarray) -> np.ndarray:
@@ -79,7 +86,12 @@ class StreamDecoder:
         sizes = np.ascontiguousarray(sizes, dtype=np.int32)
         symbols = _decoded(lambda: self._coder.decode(constriction.stream.model.Uniform(), sizes), np.int32)
         self._check.encode_uniform(symbols, sizes)
+        self._check_length()
         return symbols.astype(np.int64)
+
+    def _check_length(self) -> None:
+        if 4 * self._check.num_words() > len(self._data):
+            raise CorruptStreamError(f"stream ends before its symbols do ({len(self._data)} bytes)")
 
     def finish(self) -> None:
         encoded = self._check.to_bytes()
