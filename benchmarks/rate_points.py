@@ -40,7 +40,7 @@ def upper_hull(points):
 @click.option("--threads", default=2)
 def main(checkpoint, images, every, threads):
     torch.set_num_threads(threads)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = registry.from_checkpoint(state.get("model", state))
     paths = sorted(glob.glob(images))[::every]
     pictures = [Image.open(p).convert("RGB") for p in paths]

@@ -32,7 +32,7 @@ def step_fn(model, criterion, optimizer, bf16, channels_last):
     qualities = torch.tensor(model.config.qualities)
 
     def step(x):
-        output = train.forward(model, x, train.sample_groups(qualities, x.shape[0], 0.0), bf16, channels_last)
+        output = train.forward(model, x, qualities[train.sample_qualities(len(qualities), x.shape[0], 0.0)], bf16, channels_last)
         loss = criterion(output, x)["loss"] + output["vq_loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -92,13 +92,29 @@ def random_batch(images: list[np.ndarray], crop: int, batch: int, rng: random.Ra
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
-def sample_groups(qualities: torch.Tensor, batch: int, keep_all: float, quality: int | None = None) -> torch.Tensor:
-    """Groups of each level kept per crop, (B, levels), from the qualities' table (Q, levels):
-    every group with probability keep_all, else a random quality's (or, given ``quality``, that one's)."""
+def sample_qualities(count: int, batch: int, keep_all: float, quality: int | None = None) -> torch.Tensor:
+    """The quality (0-based) each crop is coded at: the last (every group) with probability keep_all,
+    else a random one (or, given ``quality``, that one)."""
     if quality is not None:
-        return qualities[quality - 1].expand(batch, -1)
-    groups = qualities[torch.randint(len(qualities), (batch,))]
-    return torch.where((torch.rand(batch) < keep_all)[:, None], qualities.max(0).values, groups)
+        return torch.full((batch,), quality - 1)
+    drawn = torch.randint(count, (batch,))
+    return torch.where(torch.rand(batch) < keep_all, count - 1, drawn)
+
+
+def rate_distortion(output: dict, x: torch.Tensor, lmbdas: torch.Tensor) -> dict:
+    """CompressAI's rate-distortion loss with a λ per crop: mean of λ·255²·MSE + bpp over the crops."""
+    pixels = x.shape[-2] * x.shape[-1]
+    bpp = sum(-torch.log2(l).flatten(1).sum(1) for l in output["likelihoods"].values()) / pixels
+    mse = (output["x_hat"] - x).pow(2).flatten(1).mean(1)
+    return {"loss": (lmbdas * 255**2 * mse + bpp).mean(), "bpp_loss": bpp.mean(), "mse_loss": mse.mean()}
+
+
+def parse_lmbda(text: str) -> list[float]:
+    """'0.01' (every quality) or '0.0018,0.0035,...' (one per quality)."""
+    try:
+        return [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a number or a list of numbers", param_hint="--lmbda") from None
 
 
 def forward(model, x: torch.Tensor, groups: torch.Tensor | None, bf16: bool, channels_last: bool) -> dict:
@@ -157,7 +173,7 @@ def train(
     data: Path | list[Path],
     out: Path,
     schedule: list[Stage],
-    lmbda: float,
+    lmbda: float | list[float],
     lr: float,
     model,
     checkpoint_minutes: float,
@@ -209,9 +225,14 @@ def train(
     images = [image for folder in folders for image in load_images(folder, max(s.crop for s in schedule))]
     names = ", ".join(map(str, folders))
     click.echo(f"{len(images)} training images from {names}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
-    criterion = RateDistortionLoss(lmbda=0.0 if lossless else lmbda)
     is_dq = registry.is_dq(model)
+    lmbdas = torch.tensor([0.0] if lossless else (lmbda if isinstance(lmbda, list) else [lmbda]))
     qualities = torch.tensor(model.config.qualities) if is_dq else None
+    if is_dq and len(lmbdas) not in (1, len(qualities)):
+        raise click.BadParameter(f"give one λ, or one per quality ({len(qualities)})", param_hint="--lmbda")
+    if not is_dq and len(lmbdas) != 1:
+        raise click.BadParameter("a baseline trains at one λ", param_hint="--lmbda")
+    criterion = RateDistortionLoss(lmbda=float(lmbdas[0]))
     log_path = out / "log.csv"
     drop_rows_after(log_path, step)  # rows logged after the checkpoint we resumed from
     new_log = not log_path.exists()
@@ -253,10 +274,15 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, lr)
             x = random_batch(images, stage.crop, stage.batch, rng)
-            groups = sample_groups(qualities, stage.batch, keep_all, quality) if is_dq else None
-            output = forward(model, x, groups, bf16, channels_last)
-            losses = criterion(output, x)
-            loss = losses["loss"] + output["vq_loss"] if is_dq else losses["loss"]
+            if is_dq:
+                drawn = sample_qualities(len(qualities), stage.batch, keep_all, quality)
+                output = forward(model, x, qualities[drawn], bf16, channels_last)
+                losses = rate_distortion(output, x, lmbdas[drawn % len(lmbdas)])
+                loss = losses["loss"] + output["vq_loss"]
+            else:
+                output = forward(model, x, None, bf16, channels_last)
+                losses = criterion(output, x)
+                loss = losses["loss"]
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -285,7 +311,7 @@ def train(
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="run folder (checkpoint.pt, log.csv); an existing checkpoint there is resumed")
 @click.option("--schedule", default="64x16:6000,128x8:2000", help="progressive crops: CROPxBATCH:STEPS,...")
-@click.option("--lmbda", default=0.01, help="rate-distortion trade-off: λ·255²·MSE + bpp")
+@click.option("--lmbda", default="0.01", help="rate-distortion trade-off: λ·255²·MSE + bpp; one λ, or (dq) one per quality, comma-separated, for crops coded at that quality")
 @click.option("--lr", default=3e-4)
 @click.option("--channels", type=int, help="dq only: channels of the transforms (default: the architecture's)")
 @click.option("--residual-blocks", type=int, help="dq only: residual blocks in the synthesis (default: the architecture's)")
@@ -322,7 +348,8 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, ch
         model = registry.build(arch, channels=channels, depthwise=not plain_vq, residual_blocks=residual_blocks, size=size)
     if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
-    path = train(data, out, parse_schedule(schedule), lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last)
+    lmbdas = parse_lmbda(lmbda)
+    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last)
     click.echo(f"checkpoint: {path}")
 
 

@@ -29,17 +29,31 @@ def test_training_writes_a_checkpoint_and_resumes_from_it(tmp_path):
     assert not torch.equal(first["model"]["state_dict"]["synthesis.0.weight"], second["model"]["state_dict"]["synthesis.0.weight"])
 
 
-def test_keep_all_keeps_every_group_for_that_fraction_of_crops():
-    from dqcodec.train import sample_groups
+def test_keep_all_codes_that_fraction_of_crops_at_the_last_quality():
+    from dqcodec.train import sample_qualities
 
     torch.manual_seed(0)
-    qualities = torch.tensor([[2, 1, 0], [2, 4, 0], [2, 4, 3]])
-    rows = lambda groups: {tuple(row) for row in groups.tolist()}  # noqa: E731
-    assert rows(sample_groups(qualities, 1000, 0.0)) == {(2, 1, 0), (2, 4, 0), (2, 4, 3)}
-    assert rows(sample_groups(qualities, 100, 1.0)) == {(2, 4, 3)}
-    share = (sample_groups(qualities, 3000, 0.5)[:, 2] == 3).float().mean().item()
+    assert set(sample_qualities(3, 1000, 0.0).tolist()) == {0, 1, 2}
+    assert set(sample_qualities(3, 100, 1.0).tolist()) == {2}
+    share = (sample_qualities(3, 3000, 0.5) == 2).float().mean().item()
     assert 0.6 < share < 0.73  # 0.5 + 0.5 / 3
-    assert sample_groups(qualities, 5, 0.0, quality=2).tolist() == [[2, 4, 0]] * 5
+    assert sample_qualities(3, 5, 0.0, quality=2).tolist() == [1] * 5
+
+
+def test_each_crop_is_weighted_by_its_own_lambda():
+    from compressai.losses import RateDistortionLoss
+
+    from dqcodec.train import rate_distortion
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8)
+    output = {"x_hat": x + 0.1 * torch.randn_like(x), "likelihoods": {"a": torch.rand(2, 4, 2, 2), "b": torch.rand(2, 2, 4, 4)}}
+    same = rate_distortion(output, x, torch.tensor([0.01, 0.01]))
+    reference = RateDistortionLoss(lmbda=0.01)(output, x)
+    assert torch.allclose(same["loss"], reference["loss"]) and torch.allclose(same["bpp_loss"], reference["bpp_loss"])
+    mixed = rate_distortion(output, x, torch.tensor([0.01, 0.1]))
+    one = [rate_distortion({"x_hat": output["x_hat"][i : i + 1], "likelihoods": {k: v[i : i + 1] for k, v in output["likelihoods"].items()}}, x[i : i + 1], torch.tensor([lm])) for i, lm in enumerate([0.01, 0.1])]
+    assert torch.allclose(mixed["loss"], (one[0]["loss"] + one[1]["loss"]) / 2)
 
 
 def test_until_stops_early_with_a_checkpoint(tmp_path):
@@ -98,3 +112,16 @@ def test_lossy_training_from_a_lossless_model_drops_its_pixel_likelihood(tiny_zo
     state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     assert state["config"]["pixel_mixtures"] == 0
     assert not any(name.startswith("pixels.") for name in state["state_dict"])
+
+
+def test_a_lambda_per_quality_trains_and_is_kept_in_the_checkpoint(tmp_path):
+    import pytest
+    from click import BadParameter
+
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(48, 64)).save(data / "a.png")
+    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:2"), [0.002, 0.01, 0.05], 1e-3, DQCodec(TINY), 10.0, seed=0)
+    assert torch.load(ckpt, weights_only=True)["lmbda"] == [0.002, 0.01, 0.05]
+    with pytest.raises(BadParameter, match="one per quality"):
+        train(data, tmp_path / "other", parse_schedule("32x2:2"), [0.002, 0.01], 1e-3, DQCodec(TINY), 10.0, seed=0)
