@@ -12,7 +12,6 @@ Modes that would lose information (alpha, 16-bit, CMYK, ...) are refused.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -65,8 +64,10 @@ def load_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                 _check_image(opened, max_pixels)
                 opened.load()
                 return ImageOps.exif_transpose(opened)
-        except (OSError, Image.DecompressionBombError, SyntaxError, struct.error) as error:  # Pillow's errors for bad files
-            raise UnsupportedImageError(f"cannot read {image}: {error}") from None
+        except errors.DQCodecError:
+            raise
+        except Exception as error:  # Pillow reports a damaged file with OSError, ValueError, TypeError, SyntaxError, ...
+            raise UnsupportedImageError(f"cannot read {image}: {type(error).__name__}: {error}") from None
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
             raise UnsupportedImageError(f"arrays must be uint8 of shape (H, W) or (H, W, 3), got {image.dtype} {image.shape}")

@@ -1,5 +1,7 @@
 """A few hundred fuzz cases on every run (tests/fuzzing.py); scripts/fuzz.py runs long ones."""
 
+from pathlib import Path
+
 import pytest
 
 from . import fuzzing
@@ -52,3 +54,15 @@ def test_mutations_keep_the_crc_valid_half_the_time():
         mutated = fuzzing.mutate_dq(data, rng)
         valid += len(mutated) >= 4 and zlib.crc32(mutated[:-4]) == int.from_bytes(mutated[-4:], "little")
     assert 80 < valid < 140
+
+
+REGRESSIONS = Path(__file__).parent / "fuzz-regressions"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in REGRESSIONS.iterdir()))
+def test_what_the_fuzzer_found_is_refused_cleanly(tiny_zoo, name):
+    """Inputs a long fuzz run (scripts/fuzz.py) found escaping with a foreign exception: images (.img)
+    to encode, .dq files to decode."""
+    target = "compress" if name.endswith(".img") else "decompress"
+    outcome, detail = fuzzing.run_case(target, (REGRESSIONS / name).read_bytes(), tiny_zoo)
+    assert outcome == "refused", detail
