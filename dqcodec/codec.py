@@ -169,7 +169,7 @@ def compress(
         raise errors.ModelError(f"model {model!r} has no pixel likelihood, so it cannot code lossless files")
     x = pad(to_tensor(rgb))
     size = (rgb.height, rgb.width)
-    tile = tiling.DEFAULT_TILE
+    tile = tiling.LOSSLESS_TILE if lossless else tiling.DEFAULT_TILE
     strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if lossless else None)
     return container.pack(container.Header(model, digest[:8], quality, mode, *size, tile), strings)
 

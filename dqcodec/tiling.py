@@ -25,8 +25,9 @@ from .entropy import StreamDecoder, StreamEncoder
 from .model import STRIDE, DQCodec
 
 HALO = 128  # pixels of margin around a window; a multiple of STRIDE
-DEFAULT_TILE = 1024  # pixels; what the encoder writes
-MAX_TILE = 2048  # the largest tile side a decoder accepts (one tile's activations must fit in memory)
+DEFAULT_TILE = 1024  # pixels; what the encoder writes for lossy files
+LOSSLESS_TILE = 512  # and for lossless ones, whose exact synthesis and pixel likelihood take more memory
+MAX_TILE = 1024  # the largest tile side a decoder accepts: a lossless tile of 1024² takes about 2 GB
 MIN_TILE = 64
 
 

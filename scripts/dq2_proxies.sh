@@ -10,19 +10,23 @@ runs=${RUNS:-$HOME/dqcodec-runs}
 # P0's schedule; a candidate slower per step gets the same schedule with fewer steps (its idle step time,
 # measured with the other runs' batches, over P0's), so every run gets the same CPU minutes
 schedule=32x32:1000,64x16:7000,128x8:2000
-common=(--lmbda 0.01 --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3)
+common=(--lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3)
+lmbda=(--lmbda 0.01)
 case ${1:-} in
   p0-dqhier-bf16)  # the reference: dq-hier's architecture
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --schedule $schedule "${common[@]}" ;;
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --schedule $schedule "${common[@]}" "${lmbda[@]}" ;;
   # idle seconds per step at 32x32 / 64x16 / 128x8 (batches 32 / 16 / 8; docs/design.md): dq-hier 0.089 / 0.140 /
   # 0.268 (P0: 1,605 s in all), dq-2 0.120 / 0.222 / 0.439, dq-2 with 3 residual blocks 0.150 / 0.260 / 0.505
   p1-stride4)  # dq-2: dq-hier plus a third level at stride 4 (8 groups of 64 codewords); 1,350 s
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --schedule 32x32:530,64x16:3700,128x8:1060 "${common[@]}" ;;
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --schedule 32x32:530,64x16:3700,128x8:1060 "${common[@]}" "${lmbda[@]}" ;;
   p2-stride4-res3)  # P1 plus three residual blocks in the synthesis at stride 4; P1's 1,350 s
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --residual-blocks 3 --schedule 32x32:455,64x16:3185,128x8:910 "${common[@]}" ;;
-  p3-stride4-plainvq)  # P1 with plain VQ: one projection and one codebook shared by a level's groups
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --plain-vq --schedule 32x32:530,64x16:3700,128x8:1060 "${common[@]}" ;;
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --residual-blocks 3 --schedule 32x32:455,64x16:3185,128x8:910 "${common[@]}" "${lmbda[@]}" ;;
+  p3-dqhier-lambdas)  # P0 with a λ per quality (CompressAI's MSE ladder for 6 qualities); P0's schedule
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --schedule $schedule \
+      "${common[@]}" --lmbda 0.0018,0.0035,0.0067,0.013,0.025,0.0483 ;;
+  p4-dqhier-res3)  # P0 with 3 residual synthesis blocks at stride 8; P0's idle time
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --residual-blocks 3 --schedule "${P4_SCHEDULE:?measure its step time first}" "${common[@]}" "${lmbda[@]}" ;;
   *)
-    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-stride4-plainvq" >&2
+    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3" >&2
     exit 2 ;;
 esac

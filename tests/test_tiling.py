@@ -85,7 +85,7 @@ def test_an_image_within_one_tile_is_coded_as_before():
     assert tiling.encode(model, x, 3, 1024) == model.compress(x, 3)["strings"] == tiling.encode(model, x, 3, 0)
 
 
-@pytest.mark.parametrize("tile,size", [(0, (2100, 16)), (48, (100, 100)), (2064, (100, 100)), (4096, (100, 100))])
+@pytest.mark.parametrize("tile,size", [(0, (1040, 16)), (48, (100, 100)), (1040, (100, 100)), (4096, (100, 100))])
 def test_tile_sizes_a_decoder_would_not_bound_are_refused(tiny_zoo, tile, size):
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
     header, streams = container.unpack(data)
@@ -94,6 +94,8 @@ def test_tile_sizes_a_decoder_would_not_bound_are_refused(tiny_zoo, tile, size):
         dqcodec.decompress(container.pack(header, streams))
 
 
-def test_the_api_writes_tiles_of_the_default_size(tiny_zoo):
+def test_the_api_writes_tiles_of_the_default_sizes(tiny_zoo):
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
-    assert container.unpack(data)[0].tile == tiling.DEFAULT_TILE
+    assert container.unpack(data)[0].tile == tiling.DEFAULT_TILE == 1024
+    data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, lossless=True)
+    assert container.unpack(data)[0].tile == tiling.LOSSLESS_TILE == 512
