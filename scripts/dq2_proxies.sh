@@ -24,8 +24,8 @@ case ${1:-} in
   p3-dqhier-lambdas)  # P0 with a λ per quality (CompressAI's MSE ladder for 6 qualities); P0's schedule
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --schedule $schedule \
       "${common[@]}" --lmbda 0.0018,0.0035,0.0067,0.013,0.025,0.0483 ;;
-  p4-dqhier-res3)  # P0 with 3 residual synthesis blocks at stride 8; P0's idle time
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --residual-blocks 3 --schedule "${P4_SCHEDULE:?measure its step time first}" "${common[@]}" "${lmbda[@]}" ;;
+  p4-dqhier-res3)  # P0 with 3 residual synthesis blocks at stride 8; P0's idle time (0.106 / 0.195 / 0.402 s per step against 0.089 / 0.152 / 0.286, measured together)
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --residual-blocks 3 --schedule 32x32:760,64x16:5300,128x8:1520 "${common[@]}" "${lmbda[@]}" ;;
   *)
     echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3" >&2
     exit 2 ;;
