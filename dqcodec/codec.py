@@ -130,10 +130,6 @@ def to_image(x: torch.Tensor, height: int, width: int, mode: str) -> Image.Image
     return image.convert("L") if mode == "L" else image
 
 
-def code_shape(height: int, width: int) -> tuple[int, int]:
-    return -(-height // STRIDE), -(-width // STRIDE)
-
-
 # refinement steps per encoder effort (see refine.py); effort never changes the decoder
 EFFORT_STEPS = (0, 10, 30)
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .entropy import StreamDecoder, StreamEncoder
+from .entropy import StreamDecoder
+from .errors import ContainerError
 from .model import STRIDE, DQCodec
 
 HALO = 128  # pixels of margin around a window; a multiple of STRIDE
@@ -71,8 +72,6 @@ def level_strides(net: DQCodec) -> list[int]:
 def check_tile(tile: int, height: int, width: int) -> None:
     """A tile size a decoder accepts: 0 (one tile, the whole padded image) or MIN_TILE to MAX_TILE
     pixels in steps of STRIDE; either way no tile is larger than MAX_TILE on a side."""
-    from .errors import ContainerError
-
     if tile == 0:
         if max(height, width) > MAX_TILE:
             raise ContainerError(f"an untiled file of {width}x{height} pixels is larger than a tile may be ({MAX_TILE}x{MAX_TILE}); dqcodec 0.2 wrote such files")

@@ -1,6 +1,5 @@
 """Every finding of the hostile-input issue, one test each (the fuzzer is tests/test_fuzz.py)."""
 
-import io
 import os
 import struct
 import time
@@ -15,7 +14,7 @@ from PIL import Image
 
 import dqcodec
 from cli.main import cli
-from dqcodec import baselines, codec, container, zoo
+from dqcodec import baselines, container, zoo
 from dqcodec.container import Header, pack, unpack
 
 from .conftest import photo_like, tiny_model
