@@ -134,7 +134,8 @@ def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
         write_atomic(dst, data)
         info = codec.container.unpack(data)[0]
         bpp = 8 * len(data) / (info.height * info.width)
-        return f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp ({bpp / 3:.4f} bits/dim), {time.perf_counter() - started:.2f} s"
+        bpd = bpp / codec.channels(info.mode)
+        return f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp ({bpd:.4f} bits/dim), {time.perf_counter() - started:.2f} s"
 
     run_batch(pairs, "encoding", work)
 
@@ -179,7 +180,7 @@ def info(file, max_pixels):
     click.echo(f"model           {h.model} (weights {h.weights_hash.hex()})")
     click.echo(f"coding          {'lossless' if details.lossless else 'lossy'}, quality {h.quality}")
     click.echo(f"image           {h.width}x{h.height} {h.mode}")
-    click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_pixel / 3:.4f} bits/dim")
+    click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_dimension:.4f} bits/dim")
     click.echo(f"streams         {', '.join(f'{name} {n} bytes' for name, n in details.streams.items())}")
     click.echo(f"payload         {details.payload_bits} bits actual, {details.ideal_payload_bits:.1f} bits ideal (-sum log2 p), {overhead:+.3f}%")
 

@@ -238,6 +238,16 @@ class FileInfo:
     def bits_per_pixel(self) -> float:
         return 8 * self.file_bytes / (self.header.height * self.header.width)
 
+    @property
+    def bits_per_dimension(self) -> float:
+        """File bits per sample: per pixel and channel, one channel for a grayscale image."""
+        return self.bits_per_pixel / channels(self.header.mode)
+
+
+def channels(mode: str) -> int:
+    """Samples per pixel of a container mode ("RGB" or "L")."""
+    return 1 if mode == "L" else 3
+
 
 def inspect(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileInfo:
     """Header fields, and the payload's real size next to -sum log2 p of what it codes

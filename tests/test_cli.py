@@ -230,3 +230,15 @@ def test_train_refuses_a_quality_the_model_does_not_have_and_a_width_it_would_ig
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "images"), "--out", str(tmp_path / "run"), "--pixel-hidden", "96"])
     assert result.exit_code != 0 and "--pixel-hidden" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_bits_per_dimension_of_a_grayscale_file_count_one_sample_per_pixel(tiny_zoo, tmp_path):
+    gray = tmp_path / "gray.png"
+    Image.fromarray(photo_like(24, 32)[..., 0]).save(gray)
+    result = run("encode", gray, "--lossless", "--model", tiny_zoo)
+    assert result.exit_code == 0, result.output
+    size = (tmp_path / "gray.dq").stat().st_size
+    bpp = 8 * size / (24 * 32)
+    assert f"{bpp:.4f} bpp ({bpp:.4f} bits/dim)" in result.output
+    info = run("info", tmp_path / "gray.dq")
+    assert f"{bpp:.4f} bits/dim" in info.output
