@@ -226,7 +226,8 @@ def interpolate_psnr(curve: list[tuple[float, float]], bpp: float) -> float | No
     return None
 
 
-RESULT_FILES = ("points.csv", "rd.png", "bd_rate.json")
+# bd_rate.json is what dqcodec 0.2 wrote; it is cleared with the rest of an earlier run
+RESULT_FILES = ("points.csv", "rd.png", "bd_rate.csv", "bd_rate.json")
 
 
 def previous_results(outdir: Path) -> list[Path]:
@@ -236,7 +237,8 @@ def previous_results(outdir: Path) -> list[Path]:
 
 
 def write_results(outdir, summaries: list[Summary], points: list[Point], metric: str = "psnr") -> dict:
-    """One CompressAI-style JSON per codec, points.csv, rd.png and bd_rate.json; returns the BD-rates."""
+    """One CompressAI-style JSON per codec (and no other JSON, so ``python -m compressai.utils.plot
+    --results-file OUTDIR/*.json`` reads them all), points.csv, rd.png and bd_rate.csv; returns the BD-rates."""
     import csv
     import dataclasses
     import json
@@ -262,8 +264,26 @@ def write_results(outdir, summaries: list[Summary], points: list[Point], metric:
                 deltas[other.codec] = bd_rate(
                     (other.results["bpp"], _as_db(other.results[key], metric)), (dq.results["bpp"], _as_db(dq.results[key], metric))
                 )
-        (outdir / "bd_rate.json").write_text(json.dumps({"metric": metric, "dq_against": deltas}, indent=2))
+        write_bd_rates(outdir / "bd_rate.csv", deltas, metric)
     return deltas
+
+
+def write_bd_rates(path: Path, deltas: dict, metric: str) -> None:
+    """One row per codec: dq's Bjøntegaard delta rate against it, in percent (empty where the curves do not overlap)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["against", "metric", "bd_rate_percent"])
+        for name, delta in deltas.items():
+            writer.writerow([name, metric, "" if delta is None else f"{delta:.2f}"])
+
+
+def read_bd_rates(path: Path) -> dict[str, float | None]:
+    import csv
+
+    with open(path, newline="") as f:
+        return {row["against"]: float(row["bd_rate_percent"]) if row["bd_rate_percent"] else None for row in csv.DictReader(f)}
 
 
 def _as_db(values, metric):

@@ -3,7 +3,7 @@
 #   scripts/proxy_eval.sh RUN/checkpoint.pt NAME OUTDIR [NATIVE] [HELDOUT]
 # ships the checkpoint to a private models folder (dq-hier's rate points: 1, 2, 4, 6, 8, 12 bottom groups, or
 # QUALITIES; rate weight 0.3), then runs `dqcodec eval` with dq and JPEG on data/native and on every 4th photo of
-# data/heldout: real files, BD-rate against JPEG in OUTDIR/{native,heldout}/bd_rate.json.
+# data/heldout: real files, BD-rate against JPEG in OUTDIR/{native,heldout}/bd_rate.csv.
 set -euo pipefail
 checkpoint=$1 name=$2 out=$3 native=${4:-data/native} heldout=${5:-data/heldout}
 dq=${DQ:-.venv/bin/dqcodec}

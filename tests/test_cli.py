@@ -6,6 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import cli
+from dqcodec import evaluate
 
 from .conftest import photo_like
 
@@ -176,7 +177,11 @@ def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
     rows = list(csv.DictReader(open(out / "points.csv")))
     assert len(rows) == 2 * (3 + 11)  # images x (dq qualities + JPEG qualities)
     assert (out / "rd.png").read_bytes()[:4] == b"\x89PNG"
-    assert "jpeg" in json.loads((out / "bd_rate.json").read_text())["dq_against"]
+    assert "jpeg" in evaluate.read_bd_rates(out / "bd_rate.csv")
+    from compressai.utils.plot.__main__ import parse_json_file
+
+    for path in out.glob("*.json"):  # what `python -m compressai.utils.plot --results-file OUT/*.json` reads
+        parse_json_file(path, "psnr")
 
 
 def test_eval_of_an_empty_folder_is_a_clear_error(tiny_zoo, tmp_path):
@@ -206,7 +211,7 @@ def test_eval_codes_a_compressai_baseline_through_its_own_coder(tmp_path, monkey
     summary = json.loads((out / "bmshj2018-factorized.json").read_text())
     assert summary["settings"] == ["bmshj2018-factorized-1", "bmshj2018-factorized-2"]
     assert all(bpp > 0 for bpp in summary["results"]["bpp"])
-    assert "bmshj2018-factorized" in json.loads((out / "bd_rate.json").read_text())["dq_against"]
+    assert "bmshj2018-factorized" in evaluate.read_bd_rates(out / "bd_rate.csv")
 
 
 def test_models_shows_the_held_out_rate_of_a_baseline(tmp_path, monkeypatch):
