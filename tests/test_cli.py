@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import cli
+from dqcodec_cli.main import cli
 from dqcodec import evaluate
 
 from .conftest import photo_like

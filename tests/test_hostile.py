@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import dqcodec
-from cli.main import cli
+from dqcodec_cli.main import cli
 from dqcodec import baselines, container, zoo
 from dqcodec.container import Header, pack, unpack
 
