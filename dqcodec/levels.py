@@ -110,11 +110,15 @@ class LevelCodec(nn.Module):
 
         return self._code_groups(context, shape, groups, decode_group)
 
-    def fixed_codes(self, indices: torch.Tensor, groups: int) -> torch.Tensor:
-        """The codes (B, M*D, H, W) of decoded indices in fixed point, groups past ``groups`` zeroed."""
-        codes = exact.to_fixed(self.quantizer.decode_indices(indices))
+    def codes(self, indices: torch.Tensor, groups: int) -> torch.Tensor:
+        """The codes (B, M*D, H, W) of decoded indices, groups past ``groups`` zeroed."""
+        codes = self.quantizer.decode_indices(indices.long())
         codes[:, groups * self.quantizer.code_dim :] = 0
         return codes
+
+    def fixed_codes(self, indices: torch.Tensor, groups: int) -> torch.Tensor:
+        """The same codes in fixed point."""
+        return exact.to_fixed(self.codes(indices, groups))
 
     def _code_groups(self, context, shape, groups: int, code_group) -> torch.Tensor:
         """Walk the level group by group: ``code_group(j, frequencies)`` encodes or decodes

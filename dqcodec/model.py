@@ -305,8 +305,7 @@ class DQCodec(CompressionModel):
         last = _last_coded(groups)
         context = None
         for i in range(last + 1):
-            level = self.levels[i]
-            codes = level.drop(level.quantizer.decode_indices(indices[i].long()), level.keep_mask(groups[i], 1))
+            codes = self.levels[i].codes(indices[i], groups[i])
             if i < last:
                 context = self._decoded(i, codes, context, _run_float)
         x = self.synthesis_input(last, codes, context)
@@ -419,8 +418,7 @@ class DQCodec(CompressionModel):
     def _pixel_context(self, decoded):
         """The pixel likelihood's float context and x_hat (unclamped) from decoded codes."""
         i = decoded["last"]
-        level = self.levels[i]
-        codes = level.drop(level.quantizer.decode_indices(decoded["indices"][i]), level.keep_mask(decoded["groups"][i], 1))
+        codes = self.levels[i].codes(decoded["indices"][i], decoded["groups"][i])
         context = decoded["context"]
         features = self.synthesis[:-1](self.synthesis_input(i, codes, None if context is None else exact.to_float(context)))
         x_hat = self.synthesis[-1](features)

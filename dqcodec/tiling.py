@@ -120,11 +120,9 @@ def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: i
     height, width = padded_size(*size)
     level_streams = [StreamDecoder(s) for s in strings[: net.num_levels]]
     pixel_stream = StreamDecoder(strings[net.num_levels]) if lossless else None
-    boxes = tiles(height, width, _tile_side(tile, height, width))
     maps = None if lossless else _index_maps(net, height, width)
     image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
-    for box in boxes:
-        decoded = net.decode_region(level_streams, (box.height // STRIDE, box.width // STRIDE), quality, tables)
+    for box, decoded in _regions(net, level_streams, height, width, quality, tile, tables):
         if lossless:
             inside = _inside(box, size)
             pixels = net.decode_pixels(decoded, inside, pixel_stream, tables)
@@ -135,16 +133,16 @@ def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: i
     for stream in level_streams + ([pixel_stream] if pixel_stream else []):
         stream.finish()
     if not lossless:
+        boxes = tiles(height, width, _tile_side(tile, height, width))
         _synthesize(net, maps, net.groups_for_quality(quality), boxes, (height, width), size, image)
     return image
 
 
 def decode_indices(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: int, tile: int, tables: list | None = None) -> None:
     """Decode every tile's indices, appending their tables to ``tables`` (for ``inspect``)."""
-    height, width = padded_size(*size)
     streams = [StreamDecoder(s) for s in strings[: net.num_levels]]
-    for box in tiles(height, width, _tile_side(tile, height, width)):
-        net.decode_region(streams, (box.height // STRIDE, box.width // STRIDE), quality, tables)
+    for _ in _regions(net, streams, *padded_size(*size), quality, tile, tables):
+        pass
     for stream in streams:
         stream.finish()
 
@@ -152,13 +150,15 @@ def decode_indices(net: DQCodec, strings: list[bytes], size: tuple[int, int], qu
 def pixel_bits(net: DQCodec, strings: list[bytes], x: torch.Tensor, size: tuple[int, int], quality: int, tile: int, tables: list) -> float:
     """The model's -log2 p of a lossless file's pixels given its codes, tile by tile (continuous, no
     table rounding); the code tables are appended to ``tables``."""
-    height, width = x.shape[-2:]
     streams = [StreamDecoder(s) for s in strings[: net.num_levels]]
-    bits = 0.0
+    regions = _regions(net, streams, *x.shape[-2:], quality, tile, tables)
+    return sum(net.pixel_bits(decoded, x[(..., *box.pixels())], _inside(box, size)) for box, decoded in regions)
+
+
+def _regions(net: DQCodec, streams: list[StreamDecoder], height: int, width: int, quality: int, tile: int, tables: list | None):
+    """(tile, its decoded indices) for every tile of a padded image, in the streams' order."""
     for box in tiles(height, width, _tile_side(tile, height, width)):
-        decoded = net.decode_region(streams, (box.height // STRIDE, box.width // STRIDE), quality, tables)
-        bits += net.pixel_bits(decoded, x[(..., *box.pixels())], _inside(box, size))
-    return bits
+        yield box, net.decode_region(streams, (box.height // STRIDE, box.width // STRIDE), quality, tables)
 
 
 def _index_maps(net: DQCodec, height: int, width: int) -> list[torch.Tensor]:
