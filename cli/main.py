@@ -1,4 +1,8 @@
-"""The dqcodec command line: thin click commands over the library."""
+"""The dqcodec command line: thin click commands over the library.
+
+Each command imports what it needs when it runs: ``dqcodec --help`` and ``dqcodec models`` load
+neither torch nor compressai (``tests/test_cli.py`` checks it), and coding a file loads torch only.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,8 @@ from pathlib import Path
 
 import click
 
-import dqcodec
-from dqcodec import codec, evaluate, registry, zoo
-from dqcodec.train import main as train_command
+import dqcodec  # its errors only: compress, decompress and inspect are loaded on first use
+from dqcodec import defaults, evaluate, zoo  # light: evaluate loads torch when it codes
 
 # Errors a user can cause with bad input (dqcodec's own, and the file system's); anything else is a
 # bug and keeps its traceback.
@@ -24,7 +27,7 @@ DECODED_FORMATS = {".png": ("PNG", {}), ".bmp": ("BMP", {}), ".ppm": ("PPM", {})
                    ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".webp": ("WEBP", {"lossless": True, "quality": 100})}
 
 max_pixels_option = click.option(
-    "--max-pixels", type=click.IntRange(min=0), default=codec.DEFAULT_MAX_PIXELS, show_default=True,
+    "--max-pixels", type=click.IntRange(min=0), default=defaults.DEFAULT_MAX_PIXELS, show_default=True,
     help="refuse images (and files whose header names images) with more pixels; 0 for no limit",
 )
 
@@ -114,7 +117,7 @@ def cli():
 @click.option(
     "-e",
     "--effort",
-    type=click.IntRange(0, len(codec.EFFORT_STEPS) - 1),
+    type=click.IntRange(0, len(defaults.EFFORT_STEPS) - 1),
     default=0,
     show_default=True,
     help="encoder effort (lossy): 1 and 2 search for better codes, a smaller file for the same image quality in several times the time; decoding is unchanged",
@@ -127,6 +130,7 @@ def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
     if lossless and effort:
         raise click.UsageError("--effort applies to lossy files only")
     pairs = plan_outputs(inputs, output, ".dq", force)
+    from dqcodec import codec
 
     def work(src, dst):
         started = time.perf_counter()
@@ -214,6 +218,8 @@ def models():
 @click.option("--force", is_flag=True, help="replace the results of an earlier run in OUTPUT (all of them, so the folder holds one run)")
 def eval_command(folder, codecs, output, metric, model, force):
     """Rate–distortion of every codec at a sweep of rates on the images in FOLDER."""
+    from dqcodec import codec, evaluate
+
     earlier = evaluate.previous_results(output)
     if earlier and not force:
         raise click.ClickException(f"{output} holds the results of an earlier run ({earlier[0].name}, ...); use --force to replace them, or another -o")
@@ -273,6 +279,8 @@ def eval_command(folder, codecs, output, metric, model, force):
 @click.option("-q", "--quality", type=int, help="quality of the codes in dq's files; default: the model's lossless quality")
 def bpd(folder, codecs, json_path, model, quality):
     """Bits per dimension of lossless files (size / (H * W * 3)) for the images in FOLDER."""
+    from dqcodec import codec, evaluate
+
     files = codec.image_files(folder)
     if not files:
         raise click.ClickException(f"no images found in {folder}")
@@ -337,6 +345,8 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
 
     import torch
 
+    from dqcodec import registry
+
     old = [m for m in zoo.available() if m.name == name]
     if old and not force:
         raise click.ClickException(f"model {name!r} is installed ({old[0].path.name}); use --force to replace it")
@@ -379,7 +389,13 @@ def parse_qualities(text: str, model) -> list[list[int]]:
     return qualities
 
 
-cli.add_command(train_command, name="train")
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def train(ctx):
+    """Train a dq model or a CompressAI baseline (`dqcodec train --help` for its options)."""
+    from dqcodec.train import main  # torch, compressai: only when training
+
+    main.main(args=ctx.args, prog_name=ctx.command_path, standalone_mode=False)
 
 
 if __name__ == "__main__":

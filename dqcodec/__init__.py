@@ -1,6 +1,9 @@
-"""dqcodec: a learned image codec built on depthwise quantization."""
+"""dqcodec: a learned image codec built on depthwise quantization.
 
-from .codec import compress, decompress, inspect
+``compress``, ``decompress`` and ``inspect`` are imported on first use (PEP 562), so importing
+dqcodec, its errors or its light modules (``defaults``, ``container``, ``zoo``) does not load torch.
+"""
+
 from .errors import (
     ArgumentError,
     ContainerError,
@@ -12,6 +15,8 @@ from .errors import (
     UnsupportedImageError,
 )
 
+_FROM_CODEC = ("compress", "decompress", "inspect")
+
 __all__ = [
     "ArgumentError",
     "ContainerError",
@@ -21,7 +26,17 @@ __all__ = [
     "ImageTooLargeError",
     "ModelError",
     "UnsupportedImageError",
-    "compress",
-    "decompress",
-    "inspect",
+    *_FROM_CODEC,
 ]
+
+
+def __getattr__(name: str):
+    if name in _FROM_CODEC:
+        from . import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module 'dqcodec' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

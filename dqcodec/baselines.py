@@ -7,23 +7,36 @@ scratch and ``dqcodec export`` ships them; they code through their own compress/
 
 from __future__ import annotations
 
+import importlib
 import struct
+import warnings
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from compressai.models import CompressionModel
-from compressai.zoo import bmshj2018_factorized, bmshj2018_hyperprior
 
-ARCHITECTURES = {
-    "bmshj2018-factorized": bmshj2018_factorized,
-    "bmshj2018-hyperprior": bmshj2018_hyperprior,
-}
+if TYPE_CHECKING:
+    from compressai.models import CompressionModel
+
+# CompressAI's zoo functions by architecture; compressai itself is imported only when one is built
+ARCHITECTURES = {"bmshj2018-factorized": "bmshj2018_factorized", "bmshj2018-hyperprior": "bmshj2018_hyperprior"}
 STRIDE = 64  # the hyperprior's total downsampling; inputs are padded to a multiple of it
+
+# what importing compressai 1.2.8 warns about with torch 2.14: its own use of torch.jit.script
+JIT_SCRIPT_WARNING = r"`torch\.jit\.script` is deprecated"
+
+
+def compressai_module(name: str):
+    """Import a compressai module (seconds: it imports its point-cloud data sets) without passing on
+    the FutureWarning it raises on torch's jit."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JIT_SCRIPT_WARNING, category=FutureWarning)
+        return importlib.import_module(name)
 
 
 def build(arch: str, size: int) -> CompressionModel:
     """An untrained model; ``size`` is the CompressAI zoo quality whose channel counts it takes."""
-    model = ARCHITECTURES[arch](quality=size, pretrained=False)
+    model = getattr(compressai_module("compressai.zoo"), ARCHITECTURES[arch])(quality=size, pretrained=False)
     model.arch, model.size = arch, size
     return model
 

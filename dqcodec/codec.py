@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from . import container, errors, registry, tiling, zoo
 from .entropy import ideal_bits
+from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS  # re-exported
 from .errors import UnsupportedImageError  # re-exported
 from .model import STRIDE
 
@@ -41,7 +42,6 @@ def image_files(folder: Path) -> list[Path]:
 _ACCEPTED_MODES = {"RGB": "RGB", "L": "L", "1": "L", "P": "RGB"}
 
 
-DEFAULT_MAX_PIXELS = 64_000_000  # images (to encode, or in a file's header) above this are refused
 
 
 def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
@@ -128,10 +128,6 @@ def to_image(x: torch.Tensor, height: int, width: int, mode: str) -> Image.Image
     array = x[0, :, :height, :width].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
     image = Image.fromarray(np.ascontiguousarray(array), "RGB")
     return image.convert("L") if mode == "L" else image
-
-
-# refinement steps per encoder effort (see refine.py); effort never changes the decoder
-EFFORT_STEPS = (0, 10, 30)
 
 
 def compress(

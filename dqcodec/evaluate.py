@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import codec, zoo
+from . import zoo  # codec (and with it torch) is imported where it is used: listing codecs needs neither
 
 JPEG_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
 
@@ -61,6 +61,8 @@ def _pillow(name: str, fmt: str, settings, options: Callable[[object], dict], de
 
 
 def _dq(model: str, effort: int = 0) -> Codec:
+    from . import codec
+
     qualities = range(1, zoo.load(model)[0].num_qualities + 1)
     return Codec(
         "dq" if not effort else f"dq-e{effort}",
@@ -79,7 +81,7 @@ def _jxl() -> Codec:
 
 def _baseline(arch: str) -> Codec:
     """A CompressAI baseline: its shipped models <arch>-1, <arch>-2, ... are its rate points."""
-    from . import baselines
+    from . import baselines, codec
 
     names = sorted(m.name for m in zoo.available() if m.name.startswith(arch + "-") and m.name[len(arch) + 1 :].isdigit())
     if not names:
@@ -131,6 +133,8 @@ def make_codec(name: str, model: str = zoo.DEFAULT_MODEL) -> Codec:
 def metrics(reference: Image.Image, decoded: Image.Image) -> tuple[float, float]:
     """(PSNR, MS-SSIM) on RGB; MS-SSIM is NaN for images under 161 px a side, which it cannot measure."""
     from pytorch_msssim import ms_ssim  # what CompressAI's eval_model uses
+
+    from . import codec
 
     a, b = codec.to_tensor(reference) * 255, codec.to_tensor(decoded) * 255
     mse = (a - b).pow(2).mean().item()
@@ -243,8 +247,10 @@ def write_results(outdir, summaries: list[Summary], points: list[Point], metric:
     import dataclasses
     import json
 
-    from compressai.utils.plot.__main__ import matplotlib_plt, parse_json_file
+    from .baselines import compressai_module
 
+    plot = compressai_module("compressai.utils.plot.__main__")
+    matplotlib_plt, parse_json_file = plot.matplotlib_plt, plot.parse_json_file
     outdir.mkdir(parents=True, exist_ok=True)
     for summary in summaries:
         (outdir / f"{summary.codec}.json").write_text(json.dumps(summary.as_compressai_json(), indent=2))
@@ -311,6 +317,8 @@ LOSSLESS_CODECS: dict[str, Callable[[], Codec]] = {
 def make_lossless_codec(name: str, model: str = zoo.DEFAULT_MODEL, quality: int | None = None) -> Codec:
     """A lossless codec with one setting; dq's is the quality of its codes (None: the model's
     lossless quality). Raises ValueError if it cannot run here."""
+    from . import codec
+
     if name == "dq":
         def encode(image, q):
             return codec.compress(image, quality=q, model=model, lossless=True)
@@ -339,6 +347,8 @@ class LosslessPoint:
 
 def measure_lossless(made: Codec, image: Image.Image, image_name: str) -> LosslessPoint:
     """Code an RGB image with a lossless codec and check the round trip."""
+    from . import codec
+
     data, decoded, encode_seconds, decode_seconds = round_trip(made, image, made.settings[0])
     exact = np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(image))
     point = LosslessPoint(made.name, image_name, image.width * image.height * 3, 8 * len(data), exact, encode_seconds, decode_seconds)

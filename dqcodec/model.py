@@ -19,12 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 import torch.nn as nn
-from compressai.layers import GDN, subpel_conv3x3
-from compressai.models import CompressionModel
 
 from . import exact
 from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder
 from .errors import ArgumentError, ModelError
+from .layers import GDN, subpel_conv3x3
 from .levels import LevelCodec, LevelConfig
 from .pixels import ExactPixelModel, PixelModel, code_pixels, fold, widen
 from .refine import refine_level
@@ -150,7 +149,10 @@ def _run_float(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-class DQCodec(CompressionModel):
+class DQCodec(nn.Module):
+    """CompressAI's model interface (``forward``, ``compress``, ``decompress``, ``aux_loss``)
+    without its base class, so coding a .dq file never imports compressai."""
+
     def __init__(self, config: DQConfig | None = None):
         super().__init__()
         self.config = c = config or DQConfig()
@@ -235,6 +237,10 @@ class DQCodec(CompressionModel):
             log_prob = self.pixels.log_prob(self.pixels.context(features, x_hat), x_hat, (x * 255).round())
             likelihoods["pixels"] = log_prob.clamp_min(-80).exp()
         return {"x_hat": x_hat, "likelihoods": likelihoods, "vq_loss": vq_loss}
+
+    def aux_loss(self) -> torch.Tensor:
+        """CompressAI's auxiliary loss (its entropy bottlenecks' quantiles): a dq model has none."""
+        return torch.zeros(())
 
     def _decoded(self, i: int, codes: torch.Tensor, context: torch.Tensor | None, run) -> torch.Tensor:
         """What level i's codes and context decode to: the next level's context or, after the

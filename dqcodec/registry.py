@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from compressai.models import CompressionModel
+import torch.nn as nn
 
 from . import baselines
 from .errors import ModelError
@@ -36,7 +36,7 @@ class Architecture:
     name: str
     family: str
     description: str
-    build: Callable[..., CompressionModel]  # an untrained model
+    build: Callable[..., nn.Module]  # an untrained model
 
 
 def _dq(config: Callable[[], DQConfig]):
@@ -50,7 +50,7 @@ def _dq(config: Callable[[], DQConfig]):
 
 
 def _baseline(arch: str):
-    def build(size: int = 3, **_) -> CompressionModel:
+    def build(size: int = 3, **_) -> nn.Module:
         return baselines.build(arch, size)
 
     return build
@@ -66,22 +66,22 @@ ARCHITECTURES = {
 }
 
 
-def build(name: str, **options) -> CompressionModel:
+def build(name: str, **options) -> nn.Module:
     """An untrained model of a named architecture; options: channels, depthwise and residual_blocks
     (dq), size (baselines)."""
     return ARCHITECTURES[name].build(**options)
 
 
-def family_of(model: CompressionModel) -> str:
+def family_of(model: nn.Module) -> str:
     return DQ if isinstance(model, DQCodec) else model.arch
 
 
-def is_dq(model: CompressionModel) -> bool:
+def is_dq(model: nn.Module) -> bool:
     """Whether a model is a DQ codec: it writes and reads .dq files, and has qualities."""
     return family_of(model) == DQ
 
 
-def checkpoint_of(model: CompressionModel) -> dict:
+def checkpoint_of(model: nn.Module) -> dict:
     """A model's config (or architecture) and weights, as a plain dict."""
     return model.checkpoint() if is_dq(model) else baselines.checkpoint(model)
 
@@ -91,7 +91,7 @@ def family_of_checkpoint(state: dict) -> str:
     return state.get("arch", DQ)
 
 
-def from_checkpoint(state: dict) -> CompressionModel:
+def from_checkpoint(state: dict) -> nn.Module:
     family = family_of_checkpoint(state)
     if family == DQ:
         return DQCodec.from_checkpoint(state)

@@ -16,15 +16,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from compressai.models import CompressionModel
-
-from . import registry
+from .defaults import DEFAULT_MODEL  # re-exported
 from .errors import ModelError  # re-exported
-from .model import DQCodec
 
-DEFAULT_MODEL = "dq-hier"
+if TYPE_CHECKING:  # listing models needs neither torch nor the model code
+    import torch.nn as nn
+
+    from .model import DQCodec
+
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def _load_file(path: Path) -> tuple[DQCodec, bytes]:
         raise ModelError(f"{path.name} is not listed in {path.parent / SUMS}, so its weights cannot be checked; install models with `dqcodec export`")
     if digest.hex() != expected:
         raise ModelError(f"{path} does not match its SHA-256 in {SUMS}; the file is damaged")
+    import torch
+
     try:
         checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # a file that matches its digest but is no checkpoint
@@ -128,13 +131,23 @@ def _load_file(path: Path) -> tuple[DQCodec, bytes]:
     return from_checkpoint(checkpoint), digest
 
 
-from_checkpoint = registry.from_checkpoint
-checkpoint_of = registry.checkpoint_of
+def from_checkpoint(state: dict) -> "nn.Module":
+    from . import registry
+
+    return registry.from_checkpoint(state)
 
 
-def export(model: CompressionModel, name: str, directory: Path | None = None) -> Path:
+def checkpoint_of(model: "nn.Module") -> dict:
+    from . import registry
+
+    return registry.checkpoint_of(model)
+
+
+def export(model: "nn.Module", name: str, directory: Path | None = None) -> Path:
     """Write weights in half precision as <name>-<hash>.pt, list its SHA-256 in SHA256SUMS,
     and return the path."""
+    import torch
+
     checkpoint = checkpoint_of(model)
     checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
     buffer = io.BytesIO()

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -247,3 +249,39 @@ def test_bits_per_dimension_of_a_grayscale_file_count_one_sample_per_pixel(tiny_
     assert f"{bpp:.4f} bpp ({bpp:.4f} bits/dim)" in result.output
     info = run("info", tmp_path / "gray.dq")
     assert f"{bpp:.4f} bits/dim" in info.output
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_help_and_models_load_neither_torch_nor_compressai():
+    """`dqcodec --help` and `dqcodec models` stay quick: what they import is checked, not timed."""
+    done = _fresh(
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from dqcodec_cli.main import cli\n"
+        "for args in (['--help'], ['models'], ['encode', '--help'], ['eval', '--help']):\n"
+        "    result = CliRunner().invoke(cli, args)\n"
+        "    assert result.exit_code == 0, (args, result.output)\n"
+        "print(sorted(m for m in ('torch', 'compressai', 'scipy') if m in sys.modules))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_decoding_a_file_neither_imports_compressai_nor_warns(tmp_path):
+    src = save(tmp_path / "a.png", photo_like(40, 50))
+    done = _fresh(
+        "import sys, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "from click.testing import CliRunner\n"
+        "from dqcodec_cli.main import cli\n"
+        f"for args in (['encode', {str(src)!r}], ['decode', {str(tmp_path / 'a.dq')!r}, '-o', {str(tmp_path / 'b.png')!r}]):\n"
+        "    result = CliRunner().invoke(cli, args)\n"
+        "    assert result.exit_code == 0, (args, result.output)\n"
+        "print('compressai' in sys.modules)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert done.stderr == ""

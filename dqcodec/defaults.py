@@ -1,0 +1,10 @@
+"""The public API's defaults and limits, in a module that imports nothing heavy, so the command
+line can show them in its help without loading torch."""
+
+DEFAULT_MODEL = "dq-hier"
+
+# images (to encode, or in a file's header) above this many pixels are refused
+DEFAULT_MAX_PIXELS = 64_000_000
+
+# refinement steps per encoder effort (see refine.py); effort never changes the decoder
+EFFORT_STEPS = (0, 10, 30)
