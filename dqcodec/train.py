@@ -13,23 +13,37 @@ one model learns every rate point (nested dropout over the bottom groups).
 of that name instead, with the same data, crops, schedule and loss, plus CompressAI's
 auxiliary loss on its entropy bottleneck's quantiles (their own Adam, as in CompressAI's
 example trainer).
+
+Training that outgrows one machine: launched by torchrun, every process trains one replica
+under DistributedDataParallel (gloo on CPUs, NCCL where CUDA is present) and averages the
+gradients with the others every step:
+
+    torchrun --standalone --nproc_per_node 4 -m dqcodec.train DATA_DIR --out runs/NAME ...
+
+The batch of ``--schedule`` is per process (the global batch is processes x batch); each process
+draws its own crops and qualities, seeded from (seed, rank). Only rank 0 writes the checkpoint
+and the log and shows the progress bar; every rank resumes from the same checkpoint. Launched
+without torchrun it is one process, as it always was. It runs on CUDA where it is present.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import hashlib
+import json
 import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
-from compressai.losses import RateDistortionLoss
+import torch.distributed as dist
 from PIL import Image
 
 from . import registry, zoo
@@ -119,10 +133,11 @@ def parse_lmbda(text: str) -> list[float]:
 
 def forward(model, x: torch.Tensor, groups: torch.Tensor | None, bf16: bool, channels_last: bool) -> dict:
     """The model's training output for crops x (a DQ model keeps ``groups`` bottom groups per crop),
-    under bfloat16 autocast if asked, with x_hat and the likelihoods back in float32 for the loss."""
+    under bfloat16 autocast (of x's device) if asked, with x_hat and the likelihoods back in float32
+    for the loss. ``model`` may be wrapped in DistributedDataParallel."""
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         output = model(x) if groups is None else model(x, groups)
     output["x_hat"] = output["x_hat"].float()
     output["likelihoods"] = {k: v.float() for k, v in output["likelihoods"].items()}
@@ -161,6 +176,133 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def to_cpu(obj):
+    """A checkpoint's content with every tensor on the CPU, so any machine loads it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def state_digest(state_dict: dict) -> dict[str, str]:
+    """A short SHA-256 of each tensor of a state dict (its dtype, shape and bytes)."""
+
+    def digest(t: torch.Tensor) -> str:
+        t = t.detach().cpu().contiguous()
+        h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    return {name: digest(t) for name, t in state_dict.items()}
+
+
+@dataclass
+class Processes:
+    """This process's place among the processes training together: rank 0 of 1 unless torchrun
+    launched it (WORLD_SIZE and RANK in the environment), or a process group already exists."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    active: bool = False  # a process group is in use: the model trains under DDP
+    owned: bool = False  # we created the process group, and destroy it at the end
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def echo(self, message: str) -> None:
+        if self.main:
+            click.echo(message)
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean of a tensor over every process."""
+        if self.active:
+            dist.all_reduce(values)
+            values /= self.world_size
+        return values
+
+    def rank0_says(self, flag: bool) -> bool:
+        """Rank 0's flag, on every process (e.g. whether a checkpoint is due: clocks differ)."""
+        if not self.active:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier(**({"device_ids": [self.device.index]} if self.device.type == "cuda" else {}))
+
+
+def start_processes() -> Processes:
+    """The device (CUDA where present, one GPU per process of a node) and, under torchrun, the process
+    group: gloo on CPUs, NCCL on GPUs. Without torchrun, one process and no process group."""
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank % torch.cuda.device_count()) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if dist.is_available() and dist.is_initialized():
+        return Processes(dist.get_rank(), dist.get_world_size(), device, active=True)
+    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
+        return Processes(device=device)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return Processes(dist.get_rank(), dist.get_world_size(), device, active=True, owned=True)
+
+
+class SharedCodebookUpdates:
+    """Keeps the quantizers' codebooks identical on every process, learnt from every process's crops.
+
+    A DQ quantizer learns its codebook by exponential moving averages of the vectors assigned to
+    each codeword, updated in place during the forward pass (``DepthwiseQuantizer._ema_update``),
+    as buffers, not by gradients. Under DDP each process would update them from its own crops and
+    the codebooks would diverge. DDP's buffer sync (broadcasting rank 0's buffers at the start of
+    every forward, its default) would hide that, but then the codebooks would learn from rank 0's
+    crops only, and between the last update and the next forward the ranks would differ. Instead
+    every process all-gathers the projected vectors and their indices of every process before the
+    update and updates from all of them, in rank order, with the same random draws (dead codewords
+    are re-seeded from random vectors): every process computes the same update, the one a single
+    process would from the global batch. All-gathering the vectors (not only summed statistics)
+    keeps the quantizer's own update code, re-seeding included; it costs an all-gather of the
+    projected vectors per level and step (small beside the gradients) and a one-hot over the
+    global batch. DDP's buffer sync stays on as a safety net against bit-level differences
+    between machines."""
+
+    def __init__(self, model, seed: int):
+        from .quantize import DepthwiseQuantizer
+
+        self.seed = seed
+        self.draws = random.Random()
+        self.quantizers = [m for m in model.modules() if isinstance(m, DepthwiseQuantizer)]
+        for q in self.quantizers:
+            q._ema_update = self._gathered(q._ema_update)  # an instance attribute shadows the method
+
+    def begin_step(self, step: int) -> None:
+        """The same random draws on every process, for every step."""
+        self.draws.seed(f"dqcodec-codebooks:{self.seed}:{step}")
+
+    def remove(self) -> None:
+        for q in self.quantizers:
+            q.__dict__.pop("_ema_update", None)
+
+    def _gathered(self, update):
+        def gathered_update(z: torch.Tensor, indices: torch.Tensor) -> None:
+            # (M, N, D) vectors and (M, N) indices; every process has the same N (same stage, same batch)
+            world = dist.get_world_size()
+            zs, ids = [torch.empty_like(z) for _ in range(world)], [torch.empty_like(indices) for _ in range(world)]
+            dist.all_gather(zs, z.contiguous())
+            dist.all_gather(ids, indices.contiguous())
+            with torch.random.fork_rng(devices=[z.device.index] if z.is_cuda else []):
+                torch.manual_seed(self.draws.getrandbits(63))
+                update(torch.cat(zs, 1), torch.cat(ids, 1))
+
+        return gathered_update
+
+
 def optimizers(model, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
     """Adam on the trainable weights; a second Adam (lr 1e-3) on entropy-bottleneck quantiles, if any."""
     named = {name: p for name, p in model.named_parameters() if p.requires_grad}
@@ -184,6 +326,7 @@ def train(
     quality: int | None = None,
     bf16: bool = False,
     channels_last: bool = False,
+    debug_dir: Path | None = None,
 ) -> Path:
     """Train ``model`` (a DQ codec or a baseline, from ``registry.build``), or resume the
     checkpoint in ``out`` if there is one. Seed torch before building the model.
@@ -192,15 +335,42 @@ def train(
     code bits plus pixel bits (the rest of the model is frozen, so its lossy coding and
     its code bits stay exactly as they were). ``quality`` fixes the codes every crop is
     coded with (by default each crop draws a quality). ``bf16`` runs the forward pass under
-    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (the quantizers stay in float32);
-    ``channels_last`` keeps the model and the crops in that memory format."""
+    ``torch.autocast`` of the training device, dtype bfloat16 (the quantizers stay in float32);
+    ``channels_last`` keeps the model and the crops in that memory format.
+
+    Under torchrun (see the module's docstring) it trains one DDP replica per process: the batch
+    of each stage is per process, only rank 0 writes the checkpoint and the log, and ``debug_dir``,
+    if given, gets a JSON file per process and run (what its crops and qualities were, digests of
+    its model's state when it started and when it ended) for tests."""
+    procs = start_processes()
+    try:
+        return _train(procs, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir)
+    finally:
+        if procs.owned:
+            dist.destroy_process_group()
+
+
+def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir) -> Path:
+    device = procs.device
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
     last_step = min(total_steps, until or total_steps)
     step, wall = 0, 0.0
+    # Crops (python), qualities and any noise or re-seeding in the model (torch): rank 0, like a
+    # single process, draws from the seed; every other rank from its own stream of (seed, rank), so
+    # the ranks see different crops and a run is reproducible. (main seeded torch with the seed
+    # before building the model, so every rank builds the same one.)
     rng = random.Random(seed)
+    if procs.rank:
+        rng = random.Random(f"dqcodec-train:{seed}:{procs.rank}")
+        torch.manual_seed(rng.getrandbits(63))
     ckpt_path = out / CHECKPOINT
-    state = torch.load(ckpt_path, weights_only=True) if ckpt_path.exists() else None
+    state = torch.load(ckpt_path, weights_only=True, map_location="cpu") if ckpt_path.exists() else None
+    if procs.active:  # every process must resume the same checkpoint (--out on a file system they all see)
+        steps = [None] * procs.world_size
+        dist.all_gather_object(steps, state["step"] if state else None)
+        if len(set(steps)) > 1:
+            raise click.ClickException(f"the processes found different checkpoints in {out} (steps {steps} by rank): --out must be a folder every process sees")
     if state:
         model = zoo.from_checkpoint(state["model"])
     if lossless:
@@ -208,23 +378,38 @@ def train(
     elif getattr(model, "lossless", False):
         # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
         model.drop_pixel_model()
-        click.echo("the model's pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
+        procs.echo("the model's pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model = model.to(device)
     optimizer, aux_optimizer = optimizers(model, lr)
     if state:
         optimizer.load_state_dict(state["optimizer"])
         if aux_optimizer:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
         step, wall = state["step"], state["wall_seconds"]
-        rng.setstate(state["python_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        click.echo(f"resumed {ckpt_path} at step {step}")
+        rank_rngs = state.get("rank_rngs")
+        if rank_rngs and len(rank_rngs) == procs.world_size:  # the same processes: each goes on with its draws
+            own = rank_rngs[procs.rank]
+            rng.setstate(own["python_rng"])
+            torch.set_rng_state(own["torch_rng"])
+            if own.get("cuda_rng") is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(own["cuda_rng"], device)
+        elif procs.main:  # a single process's checkpoint, or rank 0 of another number of processes
+            rng.setstate(state["python_rng"])
+            torch.set_rng_state(state["torch_rng"])
+        else:  # a rank the checkpoint has no draws of: a stream of its own from (seed, rank, step)
+            rng = random.Random(f"dqcodec-train:{seed}:{procs.rank}:{step}")
+            torch.manual_seed(rng.getrandbits(63))
+        procs.echo(f"resumed {ckpt_path} at step {step}")
 
     folders = [data] if isinstance(data, Path) else list(data)
     images = [image for folder in folders for image in load_images(folder, max(s.crop for s in schedule))]
     names = ", ".join(map(str, folders))
-    click.echo(f"{len(images)} training images from {names}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
+    procs.echo(f"{len(images)} training images from {names}; {total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
+    if procs.active:
+        batches = ", ".join(str(s.batch) for s in schedule)
+        procs.echo(f"{procs.world_size} processes ({dist.get_backend()}, {device.type}): batch {batches} per process, {procs.world_size}x that in all")
     is_dq = registry.is_dq(model)
     lmbdas = torch.tensor([0.0] if lossless else (lmbda if isinstance(lmbda, list) else [lmbda]))
     qualities = torch.tensor(model.config.qualities) if is_dq else None
@@ -232,78 +417,142 @@ def train(
         raise click.BadParameter(f"give one λ, or one per quality ({len(qualities)})", param_hint="--lmbda")
     if not is_dq and len(lmbdas) != 1:
         raise click.BadParameter("a baseline trains at one λ", param_hint="--lmbda")
-    criterion = RateDistortionLoss(lmbda=float(lmbdas[0]))
+    criterion = None
+    if not is_dq:
+        # imported here: importing dqcodec must not import compressai
+        from compressai.losses import RateDistortionLoss
+
+        criterion = RateDistortionLoss(lmbda=float(lmbdas[0]))
+    lmbdas = lmbdas.to(device)
     log_path = out / "log.csv"
-    drop_rows_after(log_path, step)  # rows logged after the checkpoint we resumed from
+    if procs.main:
+        drop_rows_after(log_path, step)  # rows logged after the checkpoint we resumed from
     new_log = not log_path.exists()
     model.train()
     if lossless:
         model.eval()  # the frozen quantizers must not update their codebooks
         model.pixels.train()
 
+    if debug_dir:  # what this process starts from, before DDP gives every process rank 0's weights
+        trace = {"rank": procs.rank, "world_size": procs.world_size, "start_step": step, "start_state": state_digest(model.state_dict()), "crops": [], "qualities": []}
+    aux_params = [p for g in aux_optimizer.param_groups for p in g["params"]] if aux_optimizer else []
+    net, codebooks = model, None
+    if procs.active:
+        # Every parameter DDP manages must get a gradient from the loss at every step, or DDP stops
+        # with an error (find_unused_parameters=True would search the graph every step instead). A
+        # DQ model's do, at every quality: its nested dropout zeroes the dropped groups' codes and
+        # likelihoods, so their weights get zero gradients, not none; frozen weights (--lossless)
+        # do not require gradients, so DDP leaves them alone. A CompressAI baseline's
+        # entropy-bottleneck quantiles get no gradient from the loss (only from the aux loss, which
+        # runs on the unwrapped model outside DDP's forward and backward): DDP ignores them, and
+        # their aux-loss gradients are averaged over the processes by hand below.
+        if aux_params:
+            names = [n for n, p in model.named_parameters() if n.endswith(".quantiles")]
+            torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
+            for p in aux_params:  # DDP's initial broadcast skips ignored parameters
+                dist.broadcast(p.data, 0)
+        if is_dq and not lossless and procs.world_size > 1:
+            codebooks = SharedCodebookUpdates(model, seed)
+        # DDP broadcasts rank 0's parameters and buffers now, and (by default) rank 0's buffers at the
+        # start of every forward
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
     def checkpoint():
-        save_atomic(
-            {
-                "model": zoo.checkpoint_of(model),
-                "optimizer": optimizer.state_dict(),
-                "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None,
-                "step": step,
-                "wall_seconds": wall,
-                "python_rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-                "schedule": [s.__dict__ for s in schedule],
-                "lmbda": lmbda,
-                "keep_all": keep_all,
-                "quality": quality,
-            },
-            ckpt_path,
-        )
+        rank_rngs = None
+        if procs.active:
+            own = {"python_rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+            rank_rngs = [None] * procs.world_size
+            dist.all_gather_object(rank_rngs, own)
+        if procs.main:
+            save_atomic(
+                to_cpu(
+                    {
+                        "model": zoo.checkpoint_of(model),  # the unwrapped model: no DDP "module." prefix
+                        "optimizer": optimizer.state_dict(),
+                        "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None,
+                        "step": step,
+                        "wall_seconds": wall,
+                        "python_rng": rng.getstate(),
+                        "torch_rng": torch.get_rng_state(),
+                        "schedule": [s.__dict__ for s in schedule],
+                        "lmbda": lmbda,
+                        "keep_all": keep_all,
+                        "quality": quality,
+                        **({"rank_rngs": rank_rngs} if rank_rngs else {}),
+                    }
+                ),
+                ckpt_path,
+            )
+        procs.barrier()  # no process goes on (or ends, and lets a next run read it) before the checkpoint is written
 
     last_save = time.monotonic()
     status = {"text": ""}
-    with open(log_path, "a", newline="") as log_file, click.progressbar(
-        length=total_steps, label="training", item_show_func=lambda _: status["text"], show_pos=True
-    ) as bar:
-        log = csv.writer(log_file)
-        if new_log:
+    with contextlib.ExitStack() as stack:
+        if codebooks:
+            stack.callback(codebooks.remove)
+        log_file, bar = None, None
+        if procs.main:  # the log and the progress bar: rank 0's
+            log_file = stack.enter_context(open(log_path, "a", newline=""))
+            bar = stack.enter_context(click.progressbar(length=total_steps, label="training", item_show_func=lambda _: status["text"], show_pos=True))
+        log = csv.writer(log_file) if log_file else None
+        if log and new_log:
             log.writerow(["step", "crop", "loss", "bpp", "mse", "psnr", "wall_seconds"])
-        bar.update(step)
+        if bar:
+            bar.update(step)
         while step < last_step:
             started = time.monotonic()
             stage = stage_at(schedule, step)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, lr)
-            x = random_batch(images, stage.crop, stage.batch, rng)
+            if codebooks:
+                codebooks.begin_step(step)
+            x = random_batch(images, stage.crop, stage.batch, rng).to(device)
             if is_dq:
                 drawn = sample_qualities(len(qualities), stage.batch, keep_all, quality)
-                output = forward(model, x, qualities[drawn], bf16, channels_last)
-                losses = rate_distortion(output, x, lmbdas[drawn % len(lmbdas)])
+                output = forward(net, x, qualities[drawn].to(device), bf16, channels_last)
+                losses = rate_distortion(output, x, lmbdas[drawn.to(device) % len(lmbdas)])
                 loss = losses["loss"] + output["vq_loss"]
             else:
-                output = forward(model, x, None, bf16, channels_last)
+                output = forward(net, x, None, bf16, channels_last)
                 losses = criterion(output, x)
                 loss = losses["loss"]
+            if debug_dir:
+                trace["crops"].append(hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest()[:16])
+                trace["qualities"].append(drawn.tolist() if is_dq else None)
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # under DDP, the gradients come out averaged over the processes
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             if aux_optimizer:
                 aux_optimizer.zero_grad()
                 model.aux_loss().backward()
+                for p in aux_params:
+                    procs.mean(p.grad)  # the same on every process anyway (no data in it): kept so by construction
                 aux_optimizer.step()
             step += 1
             wall += time.monotonic() - started
 
-            mse = losses["mse_loss"].item()
-            psnr = 10 * math.log10(1 / max(mse, 1e-10))
-            status["text"] = f"loss {loss.item():.3f} bpp {losses['bpp_loss'].item():.3f} psnr {psnr:.2f}"
-            if step % 10 == 0:
-                log.writerow([step, stage.crop, f"{loss.item():.5f}", f"{losses['bpp_loss'].item():.5f}", f"{mse:.6f}", f"{psnr:.3f}", f"{wall:.1f}"])
-                log_file.flush()
-            bar.update(1)
-            if time.monotonic() - last_save > checkpoint_minutes * 60 or step == last_step:
+            if procs.main:
+                mse = losses["mse_loss"].item()
+                psnr = 10 * math.log10(1 / max(mse, 1e-10))
+                status["text"] = f"loss {loss.item():.3f} bpp {losses['bpp_loss'].item():.3f} psnr {psnr:.2f}"
+            if step % 10 == 0:  # the log holds the means over every process's crops
+                values = procs.mean(torch.stack([loss.detach(), losses["bpp_loss"].detach(), losses["mse_loss"].detach()]).float())
+                if log:
+                    loss_value, bpp, mse = values.tolist()
+                    psnr = 10 * math.log10(1 / max(mse, 1e-10))
+                    log.writerow([step, stage.crop, f"{loss_value:.5f}", f"{bpp:.5f}", f"{mse:.6f}", f"{psnr:.3f}", f"{wall:.1f}"])
+                    log_file.flush()
+            if bar:
+                bar.update(1)
+            if procs.rank0_says(time.monotonic() - last_save > checkpoint_minutes * 60) or step == last_step:
                 checkpoint()
                 last_save = time.monotonic()
+    if debug_dir:
+        trace["end_step"] = step
+        trace["state"] = state_digest(model.state_dict())
+        debug_dir.mkdir(parents=True, exist_ok=True)
+        (debug_dir / f"rank{procs.rank}-from{trace['start_step']}.json").write_text(json.dumps(trace))
     return ckpt_path
 
 
@@ -329,9 +578,13 @@ def train(
 @click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
-def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last):
+@click.option("--debug-ranks", type=click.Path(file_okay=False, path_type=Path), hidden=True, help="write each process's crops and weight digests here (for tests)")
+def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last, debug_ranks):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
-    (e.g. data/train data/train-native); every crop draws an image from all of them alike."""
+    (e.g. data/train data/train-native); every crop draws an image from all of them alike.
+
+    Launched with torchrun (torchrun --standalone --nproc_per_node N -m dqcodec.train ...), N
+    processes train together under DistributedDataParallel; each stage's batch is per process."""
     if lossless and not init_model and not (out / CHECKPOINT).exists():
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
     if pixel_hidden and not (lossless and init_model):
@@ -349,8 +602,9 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, ch
     if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     lmbdas = parse_lmbda(lmbda)
-    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last)
-    click.echo(f"checkpoint: {path}")
+    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"checkpoint: {path}")
 
 
 if __name__ == "__main__":
