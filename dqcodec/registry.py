@@ -31,6 +31,14 @@ def dq2_config() -> DQConfig:
     return DQConfig(levels=levels, qualities=qualities, rate_weights=[0.0] * len(qualities))
 
 
+def dq_hier_wide_config() -> DQConfig:
+    """dq-hier with 24 groups at stride 8 (its 16 carry at most 1.5 bpp before entropy coding), for the
+    high rates: a dq-2 candidate (proxy P5 in docs/design.md)."""
+    levels = [LevelConfig(4, 64, 8), LevelConfig(24, 64, 4)]
+    qualities = [[4, g] for g in (1, 2, 4, 8, 16, 24)]
+    return DQConfig(levels=levels, qualities=qualities)
+
+
 @dataclass(frozen=True)
 class Architecture:
     name: str
@@ -61,6 +69,7 @@ ARCHITECTURES = {
     for a in [
         Architecture("dq-hier", DQ, "two DQ levels (stride 16 and 8)", _dq(DQConfig)),
         Architecture("dq-2", DQ, "three DQ levels (stride 16, 8 and 4)", _dq(dq2_config)),
+        Architecture("dq-hier-wide", DQ, "two DQ levels, 24 groups at stride 8", _dq(dq_hier_wide_config)),
         *(Architecture(arch, arch, f"CompressAI's {arch} (a baseline)", _baseline(arch)) for arch in baselines.ARCHITECTURES),
     ]
 }

@@ -26,7 +26,10 @@ case ${1:-} in
       "${common[@]}" --lmbda 0.0018,0.0035,0.0067,0.013,0.025,0.0483 ;;
   p4-dqhier-res3)  # P0 with 3 residual synthesis blocks at stride 8; P0's idle time (0.106 / 0.195 / 0.402 s per step against 0.089 / 0.152 / 0.286, measured together)
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --residual-blocks 3 --schedule 32x32:760,64x16:5300,128x8:1520 "${common[@]}" "${lmbda[@]}" ;;
+  p5-wide-lambdas)  # P3 with 24 groups at stride 8 (dq-hier-wide); 1.35x P0's step time at 64x16 (measured with other work on the CPU), so P4's schedule
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-hier-wide --schedule 32x32:760,64x16:5300,128x8:1520 \
+      "${common[@]}" --lmbda 0.0018,0.0035,0.0067,0.013,0.025,0.0483 ;;
   *)
-    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3" >&2
+    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas" >&2
     exit 2 ;;
 esac
