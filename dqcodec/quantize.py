@@ -81,11 +81,13 @@ class DepthwiseQuantizer(nn.Module):
         """Squared distances (N, K) between one group's projected vectors (N, D) and its codewords."""
         return _squared_distances(z[None], self.codebooks()[group : group + 1])[0]
 
-    @torch.autocast("cpu", enabled=False)
     def forward(self, x: torch.Tensor):
         """Quantize features; returns (quantized (B, M*D, H, W), indices (B, M, H, W), loss).
-        Always in float32, also under autocast: nearest codewords and EMA sums need its precision."""
-        x = x.float()
+        Always in float32, also under autocast (CPU or CUDA): nearest codewords and EMA sums need its precision."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self._quantize(x.float())
+
+    def _quantize(self, x: torch.Tensor):
         b, _, h, w = x.shape
         z = self.project(x)
         indices = self.distances(z.detach()).argmin(-1)  # (M, N)

@@ -58,3 +58,13 @@ def test_dead_codes_are_reseeded():
     q.cluster_size[0, :8] = 0.0  # pretend half of group 0's codewords are unused
     q(torch.randn(4, 12, 8, 8))
     assert (q.cluster_size >= q.dead_code_threshold).all()
+
+
+def test_quantizing_stays_in_float32_under_bfloat16_autocast():
+    q = make()
+    x = torch.randn(2, 12, 5, 7)
+    expected, expected_indices, _ = q(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        quantized, indices, _ = q(x.bfloat16())
+    assert quantized.dtype == torch.float32
+    assert torch.equal(indices, expected_indices)
