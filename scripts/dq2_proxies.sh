@@ -29,7 +29,10 @@ case ${1:-} in
   p5-wide-lambdas)  # P3 with 24 groups at stride 8 (dq-hier-wide); 1.35x P0's step time at 64x16 (measured with other work on the CPU), so P4's schedule
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-hier-wide --schedule 32x32:760,64x16:5300,128x8:1520 \
       "${common[@]}" --lmbda 0.0018,0.0035,0.0067,0.013,0.025,0.0483 ;;
+  p6-wide-high-lambdas)  # P5 with λ 0.01 (P0's) at qualities 1-3, the ladder's upper half above: P3 lost to P0 at the low rates, won at the high ones
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-hier-wide --schedule 32x32:760,64x16:5300,128x8:1520 \
+      "${common[@]}" --lmbda 0.01,0.01,0.01,0.013,0.025,0.0483 ;;
   *)
-    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas" >&2
+    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas|p6-wide-high-lambdas" >&2
     exit 2 ;;
 esac
