@@ -45,37 +45,8 @@ def _accept(prefix: bytes) -> bool:
 def _read_header(fp: IO[bytes]) -> tuple[container.Header, int]:
     """The header of a .dq file, and its format version, from the start of ``fp``, without
     reading its streams. Raises ``ContainerError`` with the messages of ``container.unpack``."""
-    fixed = fp.read(container._FIXED.size)
-    if len(fixed) < container._FIXED.size or fixed[:4] != container.MAGIC:
-        raise container.ContainerError("not a .dq file (bad magic bytes)")
-    _, version, name_length = container._FIXED.unpack(fixed)
-    if version in container.OLD_VERSIONS:
-        raise container.ContainerError(
-            f"this .dq file is format version {version}, written by {container.OLD_VERSIONS[version]}; "
-            f"this dqcodec reads versions {container.READABLE[0]} to {container.READABLE[-1]}"
-        )
-    if version not in container.READABLE:
-        raise container.ContainerError(
-            f".dq format version {version} is not supported "
-            f"(this dqcodec reads versions {container.READABLE[0]} to {container.READABLE[-1]})"
-        )
-    fields = container._FIELDS_V2 if version == 2 else container._FIELDS
-    data = fp.read(name_length + fields.size)
-    if len(data) < name_length + fields.size:
-        raise container.ContainerError("malformed header: the file is truncated inside it")
-    try:
-        name = data[:name_length].decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise container.ContainerError(f"malformed header: {error}") from None
-    if version == 2:
-        weights_hash, quality, mode, height, width, _ = fields.unpack_from(data, name_length)
-        tile = 0
-    else:
-        weights_hash, quality, mode, height, width, tile, _ = fields.unpack_from(data, name_length)
-        tile *= 16
-    if mode >= len(container.MODES) or height == 0 or width == 0:
-        raise container.ContainerError("malformed header: bad mode or image size")
-    return container.Header(name, weights_hash, quality, container.MODES[mode], height, width, tile), version
+    header, version, _, _ = container.read_header(fp.read(container.MAX_HEADER_BYTES))
+    return header, version
 
 
 def _max_pixels() -> int | None:

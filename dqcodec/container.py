@@ -64,7 +64,12 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+# the most bytes a header takes before its stream lengths: what ``read_header`` needs at most
+MAX_HEADER_BYTES = _FIXED.size + 255 + max(_FIELDS.size, _FIELDS_V2.size)
+
+
+def _version(data: bytes) -> tuple[int, int]:
+    """The format version and model-name length, once the magic and version are known to be readable."""
     if len(data) < _FIXED.size or data[:4] != MAGIC:
         raise ContainerError("not a .dq file (bad magic bytes)")
     _, version, name_length = _FIXED.unpack_from(data)
@@ -72,31 +77,46 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise ContainerError(f"this .dq file is format version {version}, written by {OLD_VERSIONS[version]}; this dqcodec reads versions {READABLE[0]} to {READABLE[-1]}")
     if version not in READABLE:
         raise ContainerError(f".dq format version {version} is not supported (this dqcodec reads versions {READABLE[0]} to {READABLE[-1]})")
+    return version, name_length
+
+
+def read_header(data: bytes) -> tuple[Header, int, int, int]:
+    """The header from the start of a .dq file (its first ``MAX_HEADER_BYTES`` are enough), without
+    reading its streams or checking its checksum, as an image viewer's open does: (header, format
+    version, stream count, offset of the stream lengths)."""
+    version, name_length = _version(data)
+    fields = _FIELDS_V2 if version == 2 else _FIELDS
+    offset = _FIXED.size + name_length
+    if len(data) < offset + fields.size:
+        raise ContainerError("malformed header: the file is truncated inside it")
+    try:
+        name = bytes(data[_FIXED.size : offset]).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ContainerError(f"malformed header: {error}") from None
+    if version == 2:
+        (weights_hash, quality, mode, height, width, count), tile = fields.unpack_from(data, offset), 0
+    else:
+        weights_hash, quality, mode, height, width, tile, count = fields.unpack_from(data, offset)
+    if mode >= len(MODES) or height == 0 or width == 0:
+        raise ContainerError("malformed header: bad mode or image size")
+    return Header(name, weights_hash, quality, MODES[mode], height, width, 16 * tile), version, count, offset + fields.size
+
+
+def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+    _version(data)
     if len(data) < _CRC.size or zlib.crc32(data[: -_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
         raise ContainerError("checksum mismatch: the file is truncated or corrupted")
     body = memoryview(data)[: -_CRC.size]
-    offset = _FIXED.size
+    header, _, count, offset = read_header(body)
     try:
-        name = bytes(body[offset : offset + name_length]).decode("utf-8")
-        offset += name_length
-        if version == 2:
-            weights_hash, quality, mode, height, width, count = _FIELDS_V2.unpack_from(body, offset)
-            tile, offset = 0, offset + _FIELDS_V2.size
-        else:
-            weights_hash, quality, mode, height, width, tile, count = _FIELDS.unpack_from(body, offset)
-            tile, offset = 16 * tile, offset + _FIELDS.size
         lengths = struct.unpack_from(f"<{count}I", body, offset)
-        offset += 4 * count
-    except (struct.error, UnicodeDecodeError) as error:
+    except struct.error as error:
         raise ContainerError(f"malformed header: {error}") from None
-    if mode >= len(MODES) or height == 0 or width == 0:
-        raise ContainerError("malformed header: bad mode or image size")
+    offset += 4 * count
     if offset + sum(lengths) != len(body):
         raise ContainerError("stream lengths do not match the file size")
     streams = []
     for length in lengths:
         streams.append(bytes(body[offset : offset + length]))
         offset += length
-    header = Header(name, weights_hash, quality, MODES[mode], height, width, tile)
     return header, streams
-
