@@ -73,19 +73,44 @@ def plan_outputs(inputs: tuple[Path, ...], output: Path | None, suffix: str, for
     return pairs
 
 
+class FileProgress:
+    """A progress bar on stderr for one long file, drawn only on a terminal: the ``progress`` callback
+    of ``dqcodec.compress`` and ``decompress``. The bar starts when the work reports its total."""
+
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
+        self.shown = click.get_text_stream("stderr").isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.shown:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=click.get_text_stream("stderr"))
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
 def run_batch(pairs, label, work) -> None:
     """Run work(src, dst) -> message over the pairs, with a progress bar for several;
     report failures one line each and exit non-zero if any."""
     failures = []
 
-    def one(src, dst):
+    def one(src, dst, progress=None):
         try:
-            return work(src, dst), None
+            return work(src, dst, progress), None
         except USER_ERRORS as error:
             return None, f"{src}: {error}"
+        finally:
+            if progress is not None:
+                progress.close()
 
-    if len(pairs) == 1:
-        message, failure = one(*pairs[0])
+    if len(pairs) == 1:  # one file: its own progress bar, on a terminal (several: a bar over the files)
+        message, failure = one(*pairs[0], FileProgress(f"{label} {pairs[0][0].name}"))
         if failure:
             raise click.ClickException(failure)
         click.echo(message)
@@ -132,9 +157,9 @@ def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
     pairs = plan_outputs(inputs, output, ".dq", force)
     from dqcodec import codec
 
-    def work(src, dst):
+    def work(src, dst, progress=None):
         started = time.perf_counter()
-        data = dqcodec.compress(src, quality=quality, model=model, lossless=lossless, effort=effort, max_pixels=max_pixels or None)
+        data = dqcodec.compress(src, quality=quality, model=model, lossless=lossless, effort=effort, max_pixels=max_pixels or None, progress=progress)
         write_atomic(dst, data)
         info = codec.container.unpack(data)[0]
         bpp = 8 * len(data) / (info.height * info.width)
@@ -157,9 +182,9 @@ def decode(inputs, output, preview, max_pixels, force):
         if dst.suffix.lower() not in DECODED_FORMATS:
             raise click.UsageError(f"{dst}: cannot write {dst.suffix or 'a file without a suffix'}; decode writes {', '.join(sorted(DECODED_FORMATS))} (lossless formats)")
 
-    def work(src, dst):
+    def work(src, dst, progress=None):
         started = time.perf_counter()
-        image = dqcodec.decompress(src.read_bytes(), preview=preview, max_pixels=max_pixels or None)
+        image = dqcodec.decompress(src.read_bytes(), preview=preview, max_pixels=max_pixels or None, progress=progress)
         encoded = io.BytesIO()
         image_format, options = DECODED_FORMATS[dst.suffix.lower()]
         image.save(encoded, format=image_format, **options)

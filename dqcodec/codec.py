@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from .entropy import ideal_bits
 from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS  # re-exported
 from .errors import UnsupportedImageError  # re-exported
 from .model import STRIDE
+
+Progress = Callable[[int, int], None]  # progress(done, total) of a long encode or decode
 
 ImageLike = Union[Image.Image, str, Path, np.ndarray]
 
@@ -137,6 +139,7 @@ def compress(
     lossless: bool = False,
     effort: int = 0,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
 ) -> bytes:
     """Encode an image into the bytes of a .dq file; quality defaults to the model's.
 
@@ -144,10 +147,12 @@ def compress(
     default) and then every pixel, coded with its likelihood given the codes.
     A lossy file at ``effort`` 1 or 2 searches longer for its codes: a smaller file
     for the same quality of image, several times the encoding time. Images over
-    ``max_pixels`` pixels are refused (None: no limit)."""
+    ``max_pixels`` pixels are refused (None: no limit). ``progress(done, total)``, if given, is
+    called as units of the work finish (tiles, and the pixel positions of a lossless file)."""
     _check_int("effort", effort, 0, len(EFFORT_STEPS) - 1)
     _check_type("lossless", lossless, bool)
     _check_type("model", model, str)
+    _check_progress(progress)
     if lossless and effort:
         raise errors.ArgumentError("effort applies to lossy files; a lossless file codes every pixel whatever its codes")
     rgb, mode = _rgb_and_mode(load_image(image, max_pixels))
@@ -162,13 +167,18 @@ def compress(
     x = pad(to_tensor(rgb))
     size = (rgb.height, rgb.width)
     tile = tiling.LOSSLESS_TILE if lossless else tiling.DEFAULT_TILE
-    strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if lossless else None)
+    strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if lossless else None, progress=progress)
     return container.pack(container.Header(model, digest[:8], quality, mode, *size, tile), strings)
 
 
 def _check_type(name: str, value, kind: type) -> None:
     if not isinstance(value, kind):
         raise errors.ArgumentError(f"{name} must be a {kind.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _check_progress(progress) -> None:
+    if progress is not None and not callable(progress):
+        raise errors.ArgumentError(f"progress must be a function of (done, total), got {type(progress).__name__}")
 
 
 def _check_int(name: str, value, low: int, high: int) -> None:
@@ -202,17 +212,19 @@ def _open(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS):
     return header, streams, net
 
 
-def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: Progress | None = None) -> Image.Image:
     """Decode the bytes of a .dq file into a PIL image of the original size and mode.
 
     ``preview`` decodes a lossless file's lossy image from its codes, without decoding
     its pixel stream; a lossy file decodes the same either way. A file whose header names
-    more than ``max_pixels`` pixels is refused before anything is allocated (None: no limit)."""
+    more than ``max_pixels`` pixels is refused before anything is allocated (None: no limit).
+    ``progress(done, total)``, if given, is called as units of the work finish."""
     _check_type("preview", preview, bool)
+    _check_progress(progress)
     header, streams, net = _open(data, max_pixels)
     size = (header.height, header.width)
     lossless = is_lossless(net, streams) and not preview
-    image = Image.fromarray(tiling.decode(net, streams, size, header.quality, header.tile, lossless), "RGB")
+    image = Image.fromarray(tiling.decode(net, streams, size, header.quality, header.tile, lossless, progress=progress), "RGB")
     return image.convert("L") if header.mode == "L" else image
 
 

@@ -375,8 +375,9 @@ class DQCodec(nn.Module):
             stream.finish()
         return {"x_hat": image.float() / 255}
 
-    def encode_pixels(self, decoded: dict, x: torch.Tensor, size: tuple[int, int], stream: StreamEncoder) -> None:
-        """Encode the pixels of the top-left ``size`` of a region x (8-bit values / 255) given its codes."""
+    def encode_pixels(self, decoded: dict, x: torch.Tensor, size: tuple[int, int], stream: StreamEncoder, on_position=None) -> None:
+        """Encode the pixels of the top-left ``size`` of a region x (8-bit values / 255) given its codes;
+        ``on_position()`` is called as each pixel position of the 4x4 blocks is done."""
         folded = fold((x * 255).round().long())[0].flatten(2)  # (3, 16, h*w)
 
         def encode(table, position, c, pixels):
@@ -386,9 +387,9 @@ class DQCodec(nn.Module):
                 stream.encode_uniform(tail_offsets.numpy(), tail_sizes.numpy())
             return folded[c, position, pixels]
 
-        self._code_pixels(decoded, size, encode)
+        self._code_pixels(decoded, size, encode, on_position)
 
-    def decode_pixels(self, decoded: dict, size: tuple[int, int], stream: StreamDecoder, tables=None) -> torch.Tensor:
+    def decode_pixels(self, decoded: dict, size: tuple[int, int], stream: StreamDecoder, tables=None, on_position=None) -> torch.Tensor:
         """The region's 8-bit pixels (1, 3, H, W), exact inside the top-left ``size``."""
 
         def decode(table, position, c, pixels):
@@ -402,7 +403,7 @@ class DQCodec(nn.Module):
                 tables.append(((np.arange(256) < tail_sizes[:, None]).astype(np.float64), offsets))
             return table.join(torch.from_numpy(symbols), torch.from_numpy(offsets))
 
-        return self._code_pixels(decoded, size, decode)
+        return self._code_pixels(decoded, size, decode, on_position)
 
     @torch.no_grad()
     def pixel_bits(self, decoded: dict, x: torch.Tensor, size: tuple[int, int]) -> float:
@@ -415,11 +416,11 @@ class DQCodec(nn.Module):
         log_prob = self.pixels.log_prob(context, x_hat, (x * 255).round(), inside)
         return float(-log_prob.sum() / math.log(2))
 
-    def _code_pixels(self, decoded, size, code_channel):
+    def _code_pixels(self, decoded, size, code_channel, on_position=None):
         pixels = ExactPixelModel(self.pixels)
         features = exact.run_module(self.synthesis[:-1], self._exact_synthesis_input(decoded))
         x_hat = exact.run_module(self.synthesis[-1], features)
-        return code_pixels(pixels, pixels.context(features, x_hat), x_hat, size, code_channel, torch.get_num_threads())
+        return code_pixels(pixels, pixels.context(features, x_hat), x_hat, size, code_channel, torch.get_num_threads(), on_position)
 
     def _pixel_context(self, decoded):
         """The pixel likelihood's float context and x_hat (unclamped) from decoded codes."""

@@ -359,7 +359,7 @@ def _normalized(weights: torch.Tensor) -> torch.Tensor:
 CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
 
 
-def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1) -> torch.Tensor:
+def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1, on_position: Callable[[], None] | None = None) -> torch.Tensor:
     """Walk steps, block positions, channels and chunks of pixels, in the order both directions share.
 
     ``context`` and ``x_hat`` are the exact model's fixed-point context and reconstruction.
@@ -367,7 +367,8 @@ def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], c
     chunk (``position`` = di * 4 + dj in the block, ``pixels`` index the flattened block
     grid) and returns its values. A channel's tables for all chunks of a position are built
     by ``workers`` threads; the arithmetic is exact, so they are the same whatever ``workers``
-    is. Returns the image (1, 3, H, W) of 8-bit values as int64, zero outside ``size``.
+    is. ``on_position()``, if given, is called as each of the block's ``BLOCK**2`` positions is done.
+    Returns the image (1, 3, H, W) of 8-bit values as int64, zero outside ``size``.
     """
     base = 255 * x_hat.clamp(0, ONE)
     inside = torch.zeros_like(base[:, :1])
@@ -393,4 +394,6 @@ def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], c
                     values = [coded[pixels, c] for pixels in pieces]
                     list(pool.map(ChunkDistribution.push, chunks, channel, values))
                 image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, *grid)
+                if on_position:
+                    on_position()
     return image

@@ -17,6 +17,7 @@ like the whole image would.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ import torch
 from .entropy import StreamDecoder
 from .errors import ContainerError
 from .model import STRIDE, DQCodec
+from .pixels import BLOCK
 
 HALO = 128  # pixels of margin around a window; a multiple of STRIDE
 DEFAULT_TILE = 1024  # pixels; what the encoder writes for lossy files
@@ -88,21 +90,40 @@ def _tile_side(tile: int, height: int, width: int) -> int:
 
 
 @torch.no_grad()
-def encode(net: DQCodec, x: torch.Tensor, quality: int, tile: int, rate_weight: float | None = None, refine_steps: int = 0, lossless_size: tuple[int, int] | None = None) -> list[bytes]:
+def encode(net: DQCodec, x: torch.Tensor, quality: int, tile: int, rate_weight: float | None = None, refine_steps: int = 0,
+           lossless_size: tuple[int, int] | None = None, progress: Callable[[int, int], None] | None = None) -> list[bytes]:
     """The streams of a padded image x (1, 3, H, W) in [0, 1], coded tile by tile; with
-    ``lossless_size`` (the image's true size), the pixels too."""
+    ``lossless_size`` (the image's true size), the pixels too. ``progress(done, total)`` is told
+    as the work goes (see ``Progress``)."""
     height, width = x.shape[-2:]
     streams = net.new_streams(lossless=lossless_size is not None)
-    for box in tiles(height, width, _tile_side(tile, height, width)):
+    boxes = tiles(height, width, _tile_side(tile, height, width))
+    report = Progress(progress, len(boxes), lossless_size is not None)
+    for box in boxes:
         outer, inner = window(box, height, width)
         rows, cols = outer.pixels()
         features = net.analyse(x[..., rows, cols])
         features = [f[(..., *inner.positions(s))] for f, s in zip(features, level_strides(net))]
         region = x[(..., *box.pixels())]
         decoded = net.encode_region(features, region, quality, streams, rate_weight, refine_steps)
+        report.step()
         if lossless_size is not None:
-            net.encode_pixels(decoded, region, _inside(box, lossless_size), streams[-1])
+            net.encode_pixels(decoded, region, _inside(box, lossless_size), streams[-1], report.step)
     return [s.to_bytes() for s in streams]
+
+
+class Progress:
+    """Tells ``report(done, total)`` as a file's units of work finish: every tile's codes, then its
+    synthesis (lossy decoding) or each of the ``BLOCK**2`` pixel positions of its blocks (lossless)."""
+
+    def __init__(self, report: Callable[[int, int], None] | None, tiles: int, lossless: bool, synthesis: bool = False):
+        self.report, self.done = report, 0
+        self.total = tiles * (1 + (BLOCK**2 if lossless else int(synthesis)))
+
+    def step(self) -> None:
+        self.done += 1
+        if self.report is not None:
+            self.report(self.done, self.total)
 
 
 def _inside(box: Box, size: tuple[int, int]) -> tuple[int, int]:
@@ -114,18 +135,23 @@ def _inside(box: Box, size: tuple[int, int]) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: int, tile: int, lossless: bool, tables: list | None = None) -> np.ndarray:
+def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: int, tile: int, lossless: bool, tables: list | None = None,
+           progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The decoded image (H, W, 3) uint8 of a file's streams: every pixel of a lossless file (if
-    ``lossless``), else the lossy image from the codes. ``tables`` collects every (tables, symbols)."""
+    ``lossless``), else the lossy image from the codes. ``tables`` collects every (tables, symbols);
+    ``progress(done, total)`` is told as the work goes (see ``Progress``)."""
     height, width = padded_size(*size)
+    boxes = tiles(height, width, _tile_side(tile, height, width))
+    report = Progress(progress, len(boxes), lossless, synthesis=True)
     level_streams = [StreamDecoder(s) for s in strings[: net.num_levels]]
     pixel_stream = StreamDecoder(strings[net.num_levels]) if lossless else None
     maps = None if lossless else _index_maps(net, height, width)
     image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
     for box, decoded in _regions(net, level_streams, height, width, quality, tile, tables):
+        report.step()
         if lossless:
             inside = _inside(box, size)
-            pixels = net.decode_pixels(decoded, inside, pixel_stream, tables)
+            pixels = net.decode_pixels(decoded, inside, pixel_stream, tables, report.step)
             image[box.top : box.top + inside[0], box.left : box.left + inside[1]] = _to_hwc(pixels, inside)
         else:
             for index_map, indices, stride in zip(maps, decoded["indices"], level_strides(net)):
@@ -133,8 +159,7 @@ def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: i
     for stream in level_streams + ([pixel_stream] if pixel_stream else []):
         stream.finish()
     if not lossless:
-        boxes = tiles(height, width, _tile_side(tile, height, width))
-        _synthesize(net, maps, net.groups_for_quality(quality), boxes, (height, width), size, image)
+        _synthesize(net, maps, net.groups_for_quality(quality), boxes, (height, width), size, image, report.step)
     return image
 
 
@@ -170,14 +195,16 @@ def _index_maps(net: DQCodec, height: int, width: int) -> list[torch.Tensor]:
     return maps
 
 
-def _synthesize(net: DQCodec, maps, groups, boxes: list[Box], padded: tuple[int, int], size: tuple[int, int], image: np.ndarray) -> None:
-    """The lossy image, window by window from the whole image's indices, into ``image``."""
+def _synthesize(net: DQCodec, maps, groups, boxes: list[Box], padded: tuple[int, int], size: tuple[int, int], image: np.ndarray, on_window) -> None:
+    """The lossy image, window by window from the whole image's indices, into ``image``; ``on_window()``
+    after each."""
     for box in boxes:
         outer, inner = window(box, *padded)
         indices = [m[(..., *outer.positions(s))] for m, s in zip(maps, level_strides(net))]
         x_hat = net.reconstruct(indices, groups)[(..., *inner.pixels())]
         inside = _inside(box, size)
         image[box.top : box.top + inside[0], box.left : box.left + inside[1]] = _to_hwc(x_hat * 255, inside)
+        on_window()
 
 
 def _to_hwc(x: torch.Tensor, inside: tuple[int, int]) -> np.ndarray:

@@ -99,3 +99,29 @@ def test_the_api_writes_tiles_of_the_default_sizes(tiny_zoo):
     assert container.unpack(data)[0].tile == tiling.DEFAULT_TILE == 1024
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, lossless=True)
     assert container.unpack(data)[0].tile == tiling.LOSSLESS_TILE == 512
+
+
+@pytest.mark.parametrize("lossless", [False, True], ids=["lossy", "lossless"])
+def test_progress_counts_every_unit_of_work_up_to_its_total(lossless):
+    """2 x 3 tiles of 64 px: each tile's codes, then (decoding lossy) its synthesis window or
+    (lossless) its 16 pixel positions."""
+    model, array = tiny_model(), photo_like(100, 150)
+    seen = {"encode": [], "decode": []}
+    size = (100, 150) if lossless else None
+    strings = tiling.encode(model, _padded(array), 2, 64, lossless_size=size, progress=lambda *a: seen["encode"].append(a))
+    decoded = tiling.decode(model, strings, (100, 150), 2, 64, lossless=lossless, progress=lambda *a: seen["decode"].append(a))
+    per_tile = 17 if lossless else 1
+    assert seen["encode"] == [(i, 6 * per_tile) for i in range(1, 6 * per_tile + 1)]
+    per_tile = 17 if lossless else 2
+    assert seen["decode"] == [(i, 6 * per_tile) for i in range(1, 6 * per_tile + 1)]
+    if lossless:
+        assert np.array_equal(decoded, array)
+
+
+def test_the_api_passes_progress_on_and_checks_it(tiny_zoo):
+    calls = []
+    data = dqcodec.compress(Image.fromarray(photo_like(40, 50)), model=tiny_zoo, progress=lambda done, total: calls.append((done, total)))
+    dqcodec.decompress(data, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1), (1, 2), (2, 2)]
+    with pytest.raises(dqcodec.ArgumentError, match="progress"):
+        dqcodec.decompress(data, progress=5)
