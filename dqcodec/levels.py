@@ -37,10 +37,10 @@ class LevelConfig:
 
 
 class LevelCodec(nn.Module):
-    def __init__(self, name: str, in_channels: int, context_channels: int, config: LevelConfig, hidden: int, depthwise: bool):
+    def __init__(self, name: str, in_channels: int, context_channels: int, config: LevelConfig, hidden: int, depthwise: bool, learning: str = "ema"):
         super().__init__()
         self.name = name  # the name of its stream
-        self.quantizer = DepthwiseQuantizer(in_channels, config.groups, config.codebook, config.dim, depthwise=depthwise)
+        self.quantizer = DepthwiseQuantizer(in_channels, config.groups, config.codebook, config.dim, depthwise=depthwise, learning=learning)
         self.prior = GroupCausalPrior(context_channels, config.groups, config.dim, config.codebook, hidden)
 
     @property
@@ -57,16 +57,22 @@ class LevelCodec(nn.Module):
         """Quantize features (B, C, H, W) given the context; ``keep`` (B, M) marks the groups each
         crop keeps. Returns the kept codes, the likelihood of each kept index (1 for dropped ones)
         and the commitment loss."""
-        codes, indices, loss = self.quantizer(features)
-        likelihoods = self.likelihoods(context, codes, indices)
+        codes, indices, loss, assignments = self.quantizer(features)
+        likelihoods = self.likelihoods(context, codes, indices, assignments)
         likelihoods = torch.where(keep[..., None, None] > 0, likelihoods, torch.ones_like(likelihoods))
         return {"codes": self.drop(codes, keep), "likelihoods": likelihoods, "loss": loss}
 
-    def likelihoods(self, context, codes, indices):
-        """Probability (B, M, H, W) the prior gives each index."""
+    def likelihoods(self, context, codes, indices, assignments=None):
+        """Probability (B, M, H, W) the prior gives each index. Given soft assignments (B, M, K, H, W)
+        (soft-to-hard training), its gradient also flows through them: the value is the index's
+        probability, the gradient that of exp(sum_k a_k log p_k), the assignments' expected rate."""
         log_probs = F.log_softmax(self.prior(context, codes), dim=2)
+        log_p = log_probs.gather(2, indices.unsqueeze(2)).squeeze(2)
+        if assignments is not None:
+            expected = (assignments * log_probs).sum(2)
+            log_p = log_p + (expected - expected.detach())
         # the floor keeps log(likelihood) finite in the loss, as CompressAI's likelihood bound does
-        return log_probs.gather(2, indices.unsqueeze(2)).squeeze(2).exp().clamp_min(1e-9)
+        return log_p.exp().clamp_min(1e-9)
 
     def keep_mask(self, groups: torch.Tensor | int, batch: int, device=None) -> torch.Tensor:
         """(B, M) ones for the first ``groups`` groups of each crop (an int or a (B,) tensor)."""

@@ -41,6 +41,7 @@ class DQConfig:
     levels: list[LevelConfig] = field(default_factory=_default_levels)  # coarse to fine
     prior_hidden: int = 32
     depthwise: bool = True
+    codebook_learning: str = "ema"  # or "soft-to-hard" (see quantize.py)
     residual_blocks: int = 0  # residual blocks in the synthesis, at the last level's stride
     # groups of each level coded at quality 1, 2, ...
     qualities: list[list[int]] = field(default_factory=lambda: [[4, g] for g in (1, 2, 4, 8, 12, 16)])
@@ -159,7 +160,7 @@ class DQCodec(nn.Module):
         n, count = c.channels, len(c.levels)
         self.analysis = nn.ModuleList(analysis_stages(n, count))
         self.levels = nn.ModuleList(
-            LevelCodec(f"stride{STRIDE >> i}", n if i == 0 else 2 * n, 0 if i == 0 else n, level, c.prior_hidden, c.depthwise)
+            LevelCodec(f"stride{STRIDE >> i}", n if i == 0 else 2 * n, 0 if i == 0 else n, level, c.prior_hidden, c.depthwise, c.codebook_learning)
             for i, level in enumerate(c.levels)
         )
         self.contexts = nn.ModuleList(context_decoder(n, self.levels[i].out_channels, i == 0) for i in range(count - 1))
@@ -237,6 +238,11 @@ class DQCodec(nn.Module):
             log_prob = self.pixels.log_prob(self.pixels.context(features, x_hat), x_hat, (x * 255).round())
             likelihoods["pixels"] = log_prob.clamp_min(-80).exp()
         return {"x_hat": x_hat, "likelihoods": likelihoods, "vq_loss": vq_loss}
+
+    def anneal(self, progress: float) -> None:
+        """Tell the quantizers how far training is (0 to 1): soft-to-hard ones lower their temperature."""
+        for level in self.levels:
+            level.quantizer.anneal(progress)
 
     def aux_loss(self) -> torch.Tensor:
         """CompressAI's auxiliary loss (its entropy bottlenecks' quantiles): a dq model has none."""

@@ -7,8 +7,17 @@ every group has its own projection and its own codebook (DQ); with
 ``depthwise=False`` all groups share one projection and one codebook (plain VQ),
 which is the ablation the DQ paper compares against.
 
-Codebooks learn by exponential moving averages of the vectors assigned to them;
-entries that fall out of use are re-seeded from the current batch.
+Codebooks learn in one of two ways (``learning``):
+
+- ``"ema"``: exponential moving averages of the vectors assigned to them; entries that fall out of
+  use are re-seeded from the current batch (VQ-VAE's way, and the DQ paper's);
+- ``"soft-to-hard"`` (Agustsson et al. 2017): the codebook is a parameter learnt by gradients
+  through soft assignments, softmax(-|z - e_k|^2 / T), whose temperature T is annealed towards
+  hard ones over training (``anneal``). The forward value is always the hard, nearest codeword
+  (straight-through), and the level's rate term gets its gradient through the soft assignments
+  (``LevelCodec.likelihoods``), which puts the entropy of the assignments in the loss.
+
+Both start from codewords drawn from the first batch; coding is the same either way.
 """
 
 from __future__ import annotations
@@ -16,6 +25,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+LEARNING = ("ema", "soft-to-hard")
+SOFT_TO_HARD_TEMPERATURES = (1.0, 0.02)  # at the start and the end of training
 
 
 class DepthwiseQuantizer(nn.Module):
@@ -26,6 +39,7 @@ class DepthwiseQuantizer(nn.Module):
         codebook_size: int,
         code_dim: int,
         depthwise: bool = True,
+        learning: str = "ema",
         decay: float = 0.99,
         commitment: float = 0.25,
         dead_code_threshold: float = 0.5,
@@ -34,6 +48,11 @@ class DepthwiseQuantizer(nn.Module):
         super().__init__()
         if in_channels % num_groups:
             raise ValueError(f"in_channels {in_channels} is not divisible by num_groups {num_groups}")
+        if learning not in LEARNING:
+            raise ValueError(f"codebook learning must be one of {', '.join(LEARNING)}, got {learning!r}")
+        self.learning = learning
+        # soft-to-hard: the temperature relative to the mean distance to the nearest codeword
+        self.temperature = SOFT_TO_HARD_TEMPERATURES[0]
         self.num_groups = num_groups
         self.codebook_size = codebook_size
         self.code_dim = code_dim
@@ -49,7 +68,10 @@ class DepthwiseQuantizer(nn.Module):
         self.proj_weight = nn.Parameter(torch.randn(num_books, code_dim, group_channels) / group_channels**0.5)
         self.proj_bias = nn.Parameter(torch.zeros(num_books, code_dim))
         embed = torch.randn(num_books, codebook_size, code_dim)
-        self.register_buffer("embed", embed)
+        if learning == "soft-to-hard":
+            self.embed = nn.Parameter(embed)  # the same state-dict key as the EMA buffer
+        else:
+            self.register_buffer("embed", embed)
         self.register_buffer("embed_avg", embed.clone())
         self.register_buffer("cluster_size", torch.ones(num_books, codebook_size))
         self.register_buffer("initialized", torch.tensor(False))
@@ -82,7 +104,8 @@ class DepthwiseQuantizer(nn.Module):
         return _squared_distances(z[None], self.codebooks()[group : group + 1])[0]
 
     def forward(self, x: torch.Tensor):
-        """Quantize features; returns (quantized (B, M*D, H, W), indices (B, M, H, W), loss).
+        """Quantize features; returns (quantized (B, M*D, H, W), indices (B, M, H, W), loss,
+        soft assignments (B, M, K, H, W) in soft-to-hard training, else None).
         Always in float32, also under autocast (CPU or CUDA): nearest codewords and EMA sums need its precision."""
         with torch.autocast(x.device.type, enabled=False):
             return self._quantize(x.float())
@@ -90,13 +113,32 @@ class DepthwiseQuantizer(nn.Module):
     def _quantize(self, x: torch.Tensor):
         b, _, h, w = x.shape
         z = self.project(x)
-        indices = self.distances(z.detach()).argmin(-1)  # (M, N)
+        soft = self.learning == "soft-to-hard" and self.training and bool(self.initialized)
+        distances = self.distances(z if soft else z.detach())
+        indices = distances.detach().argmin(-1)  # (M, N)
         q = self._lookup(indices)
         if self.training:
             self._ema_update(z.detach(), indices)
         loss = self.commitment * F.mse_loss(z, q.detach())
-        q = z + (q - z).detach()  # straight-through gradient
-        return self._to_image(q, b, h, w), self._indices_to_image(indices, b, h, w), loss
+        if soft:
+            assignments = self._soft_assignments(distances)
+            q = q.detach() + (assignments @ self.codebooks() - (assignments @ self.codebooks()).detach())
+            assignments = assignments.reshape(self.num_groups, b, h, w, -1).permute(1, 0, 4, 2, 3)
+        else:
+            assignments = None
+            q = z + (q - z).detach()  # straight-through gradient
+        return self._to_image(q, b, h, w), self._indices_to_image(indices, b, h, w), loss, assignments
+
+    def _soft_assignments(self, distances: torch.Tensor) -> torch.Tensor:
+        """softmax(-d / T) over the codewords (M, N, K), T relative to the mean nearest distance."""
+        scale = distances.detach().min(-1).values.mean().clamp_min(1e-6)
+        return torch.softmax(-distances / (self.temperature * scale), -1)
+
+    def anneal(self, progress: float) -> None:
+        """Set the soft-to-hard temperature for training ``progress`` (0 to 1): geometric from the
+        first of ``SOFT_TO_HARD_TEMPERATURES`` to the last."""
+        start, end = SOFT_TO_HARD_TEMPERATURES
+        self.temperature = start * (end / start) ** min(max(progress, 0.0), 1.0)
 
     def straight_through(self, z: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
         """Nearest codewords of projected vectors z (M, B*H*W, D) as (B, M*D, H, W), with z's gradient."""
@@ -126,6 +168,9 @@ class DepthwiseQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, z: torch.Tensor, indices: torch.Tensor) -> None:
+        """EMA codebooks learn here; soft-to-hard ones only take their first batch's vectors."""
+        if self.learning != "ema" and self.initialized:
+            return
         if not self.depthwise:  # one shared codebook sees every group's vectors
             z = z.reshape(1, -1, self.code_dim)
             indices = indices.reshape(1, -1)

@@ -48,9 +48,9 @@ class Architecture:
 
 
 def _dq(config: Callable[[], DQConfig]):
-    def build(channels: int | None = None, depthwise: bool = True, residual_blocks: int | None = None, **_) -> DQCodec:
+    def build(channels: int | None = None, depthwise: bool = True, residual_blocks: int | None = None, codebook_learning: str = "ema", **_) -> DQCodec:
         c = config()
-        c.channels, c.depthwise = channels or c.channels, depthwise
+        c.channels, c.depthwise, c.codebook_learning = channels or c.channels, depthwise, codebook_learning
         c.residual_blocks = c.residual_blocks if residual_blocks is None else residual_blocks
         return DQCodec(c)
 
@@ -76,8 +76,8 @@ ARCHITECTURES = {
 
 
 def build(name: str, **options) -> nn.Module:
-    """An untrained model of a named architecture; options: channels, depthwise and residual_blocks
-    (dq), size (baselines)."""
+    """An untrained model of a named architecture; options: channels, depthwise, residual_blocks and
+    codebook_learning (dq), size (baselines)."""
     return ARCHITECTURES[name].build(**options)
 
 

@@ -508,6 +508,7 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
                 codebooks.begin_step(step)
             x = random_batch(images, stage.crop, stage.batch, rng).to(device)
             if is_dq:
+                model.anneal(step / total_steps)
                 drawn = sample_qualities(len(qualities), stage.batch, keep_all, quality)
                 output = forward(net, x, qualities[drawn].to(device), bf16, channels_last)
                 losses = rate_distortion(output, x, lmbdas[drawn.to(device) % len(lmbdas)])
@@ -565,6 +566,7 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
 @click.option("--channels", type=int, help="dq only: channels of the transforms (default: the architecture's)")
 @click.option("--residual-blocks", type=int, help="dq only: residual blocks in the synthesis (default: the architecture's)")
 @click.option("--plain-vq", is_flag=True, help="one shared projection and codebook per level (the ablation)")
+@click.option("--soft-to-hard", is_flag=True, help="codebooks learnt by gradients through annealed soft assignments, with their entropy in the loss, instead of EMA (the second seed; quantize.py)")
 @click.option("--checkpoint-minutes", default=2.0)
 @click.option("--seed", default=0)
 @click.option("--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)")
@@ -579,7 +581,7 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
 @click.option("--debug-ranks", type=click.Path(file_okay=False, path_type=Path), hidden=True, help="write each process's crops and weight digests here (for tests)")
-def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last, debug_ranks):
+def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last, debug_ranks):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
     (e.g. data/train data/train-native); every crop draws an image from all of them alike.
 
@@ -598,7 +600,8 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, ch
             elif pixel_hidden:
                 model.widen_pixel_model(pixel_hidden)
     else:
-        model = registry.build(arch, channels=channels, depthwise=not plain_vq, residual_blocks=residual_blocks, size=size)
+        model = registry.build(arch, channels=channels, depthwise=not plain_vq, residual_blocks=residual_blocks, size=size,
+                               codebook_learning="soft-to-hard" if soft_to_hard else "ema")
     if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     lmbdas = parse_lmbda(lmbda)

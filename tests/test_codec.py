@@ -42,7 +42,7 @@ def test_decoder_gets_exactly_the_encoders_indices_and_image(config):
     features, context, expected = model.analyse(x), None, []
     for i, level in enumerate(model.levels):
         float_context = None if context is None else exact.to_float(context)
-        _, indices, _ = level.quantizer(model.level_input(i, features[i], float_context))
+        _, indices, _, _ = level.quantizer(model.level_input(i, features[i], float_context))
         expected.append(indices)
         if i < model.num_levels - 1:
             context = model._decoded(i, level.fixed_codes(indices, level.num_groups), context, exact.run_module)
