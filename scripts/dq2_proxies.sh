@@ -32,7 +32,12 @@ case ${1:-} in
   p6-wide-high-lambdas)  # P5 with λ 0.01 (P0's) at qualities 1-3, the ladder's upper half above: P3 lost to P0 at the low rates, won at the high ones
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-hier-wide --schedule 32x32:760,64x16:5300,128x8:1520 \
       "${common[@]}" --lmbda 0.01,0.01,0.01,0.013,0.025,0.0483 ;;
+  # the seeds' claims, each against P0 at P0's schedule (the quantizer's cost is small beside the priors')
+  p7-plain-vq)  # P0 with plain VQ: one projection and one codebook per level, shared by its groups (the DQ paper's ablation)
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --plain-vq --schedule $schedule "${common[@]}" "${lmbda[@]}" ;;
+  p8-soft-to-hard)  # P0 with soft-to-hard annealed codebooks learnt by gradients, the assignments' rate in the loss (the second seed)
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --soft-to-hard --schedule $schedule "${common[@]}" "${lmbda[@]}" ;;
   *)
-    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas|p6-wide-high-lambdas" >&2
+    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas|p6-wide-high-lambdas|p7-plain-vq|p8-soft-to-hard" >&2
     exit 2 ;;
 esac
