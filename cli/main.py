@@ -9,14 +9,26 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import click
 
 import dqcodec  # its errors only: compress, decompress and inspect are loaded on first use
 from dqcodec import defaults, evaluate, zoo  # light: evaluate loads torch when it codes
+
+# The libraries dqcodec runs on, whose warnings (Pillow's on a damaged EXIF block, torch's and compressai's
+# deprecations) are about their own code, not the user's files: the command line does not pass them on.
+DEPENDENCIES = ("PIL", "torch", "torchvision", "compressai", "constriction", "numpy", "pillow_jxl")
+
+
+def quiet_dependencies() -> None:
+    for module in DEPENDENCIES:
+        warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+
 
 # Errors a user can cause with bad input (dqcodec's own, and the file system's); anything else is a
 # bug and keeps its traceback.
@@ -79,13 +91,13 @@ class FileProgress:
 
     def __init__(self, label: str):
         self.label, self.bar = label, None
-        self.shown = click.get_text_stream("stderr").isatty()
+        self.shown = sys.stderr.isatty()
 
     def __call__(self, done: int, total: int) -> None:
         if not self.shown:
             return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=click.get_text_stream("stderr"))
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
             self.bar.__enter__()
         self.bar.update(done - self.bar.pos)
 
@@ -115,7 +127,7 @@ def run_batch(pairs, label, work) -> None:
             raise click.ClickException(failure)
         click.echo(message)
         return
-    with click.progressbar(pairs, label=label, file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(pairs, label=label, file=sys.stderr) as bar:
         for src, dst in bar:
             message, failure = one(src, dst)
             if failure:
@@ -132,6 +144,7 @@ def run_batch(pairs, label, work) -> None:
 @click.version_option(package_name="dqcodec")
 def cli():
     """dqcodec: a learned image codec built on depthwise quantization."""
+    quiet_dependencies()
 
 
 @cli.command()
@@ -267,7 +280,7 @@ def eval_command(folder, codecs, output, metric, model, force):
         raise click.ClickException(f"nothing to evaluate: {len(images)} readable images in {folder}, {len(made)} codecs available")
     points = []
     jobs = [(c, s, path, image) for path, image in images for c in made for s in c.settings]
-    with click.progressbar(jobs, label="evaluating", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(jobs, label="evaluating", file=sys.stderr) as bar:
         for c, setting, path, image in bar:
             try:
                 points.append(evaluate.measure(c, image, setting, str(path.relative_to(folder))))
@@ -315,7 +328,7 @@ def bpd(folder, codecs, json_path, model, quality):
             made.append(evaluate.make_lossless_codec(name, model, quality))
         except ValueError as error:
             skipped.append(str(error))
-    with click.progressbar(files, label="lossless coding", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(files, label="lossless coding", file=sys.stderr) as bar:
         for path in bar:
             try:
                 image = codec.load_image(path).convert("RGB")

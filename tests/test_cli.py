@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +286,20 @@ def test_decoding_a_file_neither_imports_compressai_nor_warns(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
     assert done.stderr == ""
+
+
+def test_a_dependencys_warning_does_not_reach_the_user(tmp_path):
+    """Pillow warns about the damaged EXIF block of this TIFF (a fuzzing find) before refusing it; the
+    user sees dqcodec's one line only. A fresh process, so no earlier warning hides this one."""
+    src = Path(__file__).parent / "fuzz-regressions" / "tiff-missing-dimensions.img"
+    done = _fresh(
+        "import warnings\n"
+        "warnings.simplefilter('default')\n"
+        "from click.testing import CliRunner\n"
+        "from dqcodec_cli.main import cli\n"
+        f"result = CliRunner().invoke(cli, ['encode', {str(src)!r}, '-o', {str(tmp_path / 'a.dq')!r}])\n"
+        "print(result.exit_code, repr(result.output))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    code, output = done.stdout.split(" ", 1)
+    assert code == "1" and output.count("\\n") == 1 and "Warning" not in output + done.stderr
