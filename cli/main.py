@@ -375,17 +375,20 @@ def bpd(folder, codecs, json_path, model, quality):
 @click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
 @click.option("--default-quality", type=int)
 @click.option("--lossless-quality", type=int, help="the quality whose codes lossless files carry")
-@click.option("--force", is_flag=True, help="replace an installed model of the same name")
-def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, force):
-    """Ship a training checkpoint as models/<name>-<hash>.pt (half-precision weights),
-    optionally with its own table of rate points."""
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="photos to round the weights on (GPTQ, see dqcodec/weights.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality")
+@click.option("--calibration-images", default=16, show_default=True, type=click.IntRange(min=1), help="how many of those photos, spread over the folder (centre 256x256 crops)")
+@click.option("--force", is_flag=True, help="replace an installed model of the same name (its legacy .pt versions stay, so the files written with them still decode)")
+def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, calibration, calibration_images, force):
+    """Ship a training checkpoint as models/<name>-<hash>.dqw (weights quantized and entropy-coded,
+    see dqcodec/weights.py), optionally with its own table of rate points."""
     import dataclasses
 
     import torch
 
     from dqcodec import registry
 
-    old = [m for m in zoo.available() if m.name == name]
+    old = zoo.versions(name)
     if old and not force:
         raise click.ClickException(f"model {name!r} is installed ({old[0].path.name}); use --force to replace it")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -405,9 +408,17 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
             model.config = dataclasses.replace(model.config, **changes)
         except ValueError as error:
             raise click.ClickException(str(error))
-    path = zoo.export(model, name)
+    photos = None
+    if calibration is not None:
+        from dqcodec import codec, weights
+
+        files = codec.image_files(calibration)
+        photos = weights.calibration_images(files[:: max(1, len(files) // calibration_images)][:calibration_images])
+        if not photos:
+            raise click.ClickException(f"no images in {calibration}")
+    path = zoo.export(model, name, calibration=photos)
     for m in old:
-        if m.path != path:
+        if m.path != path and not m.legacy:
             zoo.unregister(m.path)
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
 

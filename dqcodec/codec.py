@@ -194,7 +194,7 @@ def _open(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         raise errors.ArgumentError(f"expected the bytes of a .dq file, got {type(data).__name__}")
     header, streams = container.unpack(bytes(data))
     check_pixels(header.height, header.width, max_pixels)
-    net, digest = zoo.load(header.model)
+    net, digest = zoo.load(header.model, header.weights_hash)  # the version the file was written with
     if not registry.is_dq(net):
         raise errors.ModelError(f"file names model {header.model!r}, which is not a dq model and writes no .dq files")
     if digest[:8] != header.weights_hash:

@@ -105,3 +105,32 @@ def _decoded(decode, dtype) -> np.ndarray:
         return np.asarray(decode(), dtype=dtype)
     except Exception as error:  # constriction reports bad data as ValueError, RuntimeError or AssertionError
         raise CorruptStreamError(f"stream does not decode: {type(error).__name__} {error}".rstrip()) from None
+
+
+# ---- i.i.d. symbols (model files: dqcodec.weights) ------------------------------------------
+
+
+def _iid_model(table: np.ndarray | int):
+    """One table for every symbol: integer frequencies (float64 whole numbers, K of them, K >= 2), or an
+    alphabet size for a uniform distribution."""
+    if isinstance(table, np.ndarray):
+        return constriction.stream.model.Categorical(_table(table), perfect=False)
+    return constriction.stream.model.Uniform(int(table))
+
+
+def encode_iid(symbols: np.ndarray, table: np.ndarray | int) -> bytes:
+    """Symbols in range(K), all coded with one table (see ``_iid_model``), as little-endian uint32 words."""
+    coder = constriction.stream.queue.RangeEncoder()
+    coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), _iid_model(table))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_iid(data: bytes, table: np.ndarray | int, count: int) -> np.ndarray:
+    """The ``count`` symbols ``encode_iid`` coded with the same table; the stream must end with them."""
+    if len(data) % 4:
+        raise CorruptStreamError("stream length is not a whole number of 32-bit words")
+    coder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+    symbols = _decoded(lambda: coder.decode(_iid_model(table), count), np.int32)
+    if not coder.maybe_exhausted():
+        raise CorruptStreamError(f"stream has data left over after its {count} symbols")
+    return symbols

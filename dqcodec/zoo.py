@@ -1,10 +1,13 @@
 """Shipped models by name.
 
-A shipped model is ``models/<name>-<hash>.pt``, where <hash> is the first 8 hex
-digits of the file's SHA-256 (CompressAI's convention). The full SHA-256 of every
-model file is kept in ``models/SHA256SUMS`` (``sha256sum`` format); loading refuses a
-file that is not listed there or does not match. The directory can be overridden with
-the DQCODEC_MODELS environment variable.
+A shipped model is ``models/<name>-<hash>.dqw``: its weights quantized and entropy-coded
+(``dqcodec.weights``), where <hash> is the first 8 hex digits of the SHA-256 of the decoded weights
+(``weights.digest``), the digest loading checks and every .dq file's header names. A model may also
+have legacy versions, ``models/<name>-<hash>.pt`` half-precision checkpoints named by the file's own
+SHA-256, kept so that files written with them still decode: encoding uses the .dqw, decoding the
+version whose hash a file names. The full SHA-256 of every model file is kept in
+``models/SHA256SUMS`` (``sha256sum`` format); loading refuses a file that is not listed there or
+does not match. The directory can be overridden with the DQCODEC_MODELS environment variable.
 """
 
 from __future__ import annotations
@@ -31,11 +34,21 @@ if TYPE_CHECKING:  # listing models needs neither torch nor the model code
 @dataclass(frozen=True)
 class ModelFile:
     name: str
-    path: Path  # <name>-<first 8 hex digits of its SHA-256>.pt
+    path: Path  # <name>-<first 8 hex digits of its weights' SHA-256>.dqw (or .pt, a legacy version)
 
     @property
     def size(self) -> int:
         return self.path.stat().st_size
+
+    @property
+    def weights_hash(self) -> str:
+        """The 8 hex digits of the file name: what .dq files written with these weights name."""
+        return self.path.stem.rsplit("-", 1)[1]
+
+    @property
+    def legacy(self) -> bool:
+        """A half-precision .pt checkpoint, kept for the files written with it."""
+        return self.path.suffix == LEGACY_SUFFIX
 
 
 def models_dir() -> Path:
@@ -43,16 +56,24 @@ def models_dir() -> Path:
 
 
 SUMS = "SHA256SUMS"
-_FILE_NAME = re.compile(r"(?P<name>.+)-(?P<hash>[0-9a-f]{8})\.pt")
+SUFFIX = ".dqw"  # dqcodec.weights.SUFFIX, without importing numpy and torch to list models
+LEGACY_SUFFIX = ".pt"
+_FILE_NAME = re.compile(r"(?P<name>.+)-(?P<hash>[0-9a-f]{8})(\.dqw|\.pt)")
 
 
 def available() -> list[ModelFile]:
+    """Every installed model file, every version of every name, sorted by file name."""
     files = []
-    for path in sorted(models_dir().glob("*-*.pt")):
+    for path in sorted(models_dir().glob("*-*.*")):
         match = _FILE_NAME.fullmatch(path.name)
         if match:
             files.append(ModelFile(match["name"], path))
     return files
+
+
+def versions(name: str) -> list[ModelFile]:
+    """The installed versions of a model: the current one (a .dqw) first, then legacy .pt files."""
+    return sorted((m for m in available() if m.name == name), key=lambda m: (m.legacy, m.path.name))
 
 
 def registered_digests(directory: Path | None = None) -> dict[str, str]:
@@ -78,7 +99,7 @@ def _write_digests(directory: Path, digests: dict[str, str]) -> None:
 def install(path: Path, directory: Path) -> Path:
     """Copy a model file listed in its folder's SHA256SUMS into another models folder, with its line."""
     expected = registered_digests(path.parent).get(path.name)
-    if expected is None or weights_digest(path.read_bytes()).hex() != expected:
+    if expected is None or file_digest(path.read_bytes()).hex() != expected:
         raise ModelError(f"{path} is not a checked model file (see {SUMS})")
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / path.name
@@ -95,32 +116,66 @@ def unregister(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def find(name: str) -> ModelFile:
-    for model_file in available():
-        if model_file.name == name:
+def find(name: str, weights_hash: bytes | None = None) -> ModelFile:
+    """The current version of a model or, given the first bytes of a weights hash (a .dq header's
+    8), the version with those weights."""
+    found = versions(name)
+    if not found:
+        names = ", ".join(dict.fromkeys(m.name for m in available())) or "none"
+        raise ModelError(f"model {name!r} is not installed in {models_dir()} (installed: {names})")
+    if weights_hash is None:
+        return found[0]
+    for model_file in found:
+        if model_file.weights_hash == weights_hash.hex()[:8]:
             return model_file
-    names = ", ".join(m.name for m in available()) or "none"
-    raise ModelError(f"model {name!r} is not installed in {models_dir()} (installed: {names})")
+    installed = ", ".join(m.weights_hash for m in found)
+    raise ModelError(f"weights {weights_hash.hex()} of model {name!r} are not installed, only other weights ({installed})")
 
 
-def weights_digest(data: bytes) -> bytes:
+def file_digest(data: bytes) -> bytes:
+    """SHA-256 of a file's bytes, as SHA256SUMS lists it."""
     return hashlib.sha256(data).digest()
 
 
-def load(name: str = DEFAULT_MODEL) -> tuple[DQCodec, bytes]:
-    """The named model in eval mode and the SHA-256 of its weights file."""
-    return _load_file(find(name).path)
+def weights_digest(data: bytes) -> bytes:
+    """The SHA-256 that names the weights in a model file's bytes: of the decoded weights, as a .dqw
+    file stores it (checked when it is loaded), or of the whole file for a legacy .pt checkpoint."""
+    from . import weights
+
+    return weights.stored_digest(data) if data.startswith(weights.MAGIC) else file_digest(data)
+
+
+def load(name: str = DEFAULT_MODEL, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
+    """The named model in eval mode and the SHA-256 of its weights: its current version, or the
+    version whose hash starts with ``weights_hash`` (see ``find``)."""
+    return _load_file(find(name, weights_hash).path)
 
 
 @functools.lru_cache(maxsize=4)
 def _load_file(path: Path) -> tuple[DQCodec, bytes]:
     data = path.read_bytes()
-    digest = weights_digest(data)
     expected = registered_digests(path.parent).get(path.name)
     if expected is None:
         raise ModelError(f"{path.name} is not listed in {path.parent / SUMS}, so its weights cannot be checked; install models with `dqcodec export`")
-    if digest.hex() != expected:
+    if file_digest(data).hex() != expected:
         raise ModelError(f"{path} does not match its SHA-256 in {SUMS}; the file is damaged")
+    checkpoint, digest = _legacy_checkpoint(path, data) if path.suffix == LEGACY_SUFFIX else _checkpoint(path, data)
+    if digest.hex()[:8] != path.stem.rsplit("-", 1)[1]:
+        raise ModelError(f"{path.name} holds weights {digest.hex()[:8]}, not those its name gives")
+    return from_checkpoint(checkpoint), digest
+
+
+def _checkpoint(path: Path, data: bytes) -> tuple[dict, bytes]:
+    from . import weights
+
+    try:
+        meta, state_dict, digest = weights.read(data)
+    except ModelError as error:
+        raise ModelError(f"{path}: {error}") from None
+    return {**meta, "state_dict": state_dict}, digest
+
+
+def _legacy_checkpoint(path: Path, data: bytes) -> tuple[dict, bytes]:
     import torch
 
     try:
@@ -128,7 +183,7 @@ def _load_file(path: Path) -> tuple[DQCodec, bytes]:
     except Exception as error:  # a file that matches its digest but is no checkpoint
         raise ModelError(f"{path} is not a model checkpoint: {error}") from None
     checkpoint["state_dict"] = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
-    return from_checkpoint(checkpoint), digest
+    return checkpoint, file_digest(data)
 
 
 def from_checkpoint(state: dict) -> "nn.Module":
@@ -143,20 +198,18 @@ def checkpoint_of(model: "nn.Module") -> dict:
     return registry.checkpoint_of(model)
 
 
-def export(model: "nn.Module", name: str, directory: Path | None = None) -> Path:
-    """Write weights in half precision as <name>-<hash>.pt, list its SHA-256 in SHA256SUMS,
-    and return the path."""
-    import torch
+def export(model: "nn.Module", name: str, directory: Path | None = None, calibration: list | None = None) -> Path:
+    """Write a model as <name>-<hash>.dqw, its weights quantized and entropy-coded
+    (``weights.compress_model``: rounded by GPTQ on the ``calibration`` images if given); list the
+    file's SHA-256 in SHA256SUMS, and return the path."""
+    from . import weights
 
     checkpoint = checkpoint_of(model)
-    checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    data = buffer.getvalue()
+    del checkpoint["state_dict"]
+    data = weights.compress_model(model, checkpoint, calibration)
     directory = directory or models_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    digest = weights_digest(data).hex()
-    path = directory / f"{name}-{digest[:8]}.pt"
+    path = directory / f"{name}-{weights.stored_digest(data).hex()[:8]}{SUFFIX}"
     path.write_bytes(data)
-    _write_digests(directory, {**registered_digests(directory), path.name: digest})
+    _write_digests(directory, {**registered_digests(directory), path.name: file_digest(data).hex()})
     return path

@@ -32,11 +32,11 @@ from dqcodec import registry, zoo
 @click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="baselines: the base run's checkpoint")
 def main(checkpoint, bench, name, lossless, lossless_base, base):
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model, digest = zoo.load(name)
+    model, _ = zoo.load(name)
     card = {
         "name": name,
         "weights": zoo.find(name).path.name,
-        "sha256": digest.hex(),
+        "sha256": zoo.registered_digests()[zoo.find(name).path.name],  # the file's, as SHA256SUMS lists it
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
             "data": "data/train from scripts/build_dataset.py (see data/manifest.json)",

@@ -156,7 +156,7 @@ def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
     assert run("export", checkpoint, "--name", "mine").exit_code == 1  # no silent replacement
     bad = run("export", checkpoint, "--name", "mine", "--force", "--qualities", "1,2")
     assert bad.exit_code == 1 and "rate_weights" in bad.output
-    assert len(list((tmp_path / "models").glob("mine-*.pt"))) == 1
+    assert len(list((tmp_path / "models").glob("mine-*.dqw"))) == 1
 
 
 def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):

@@ -43,7 +43,7 @@ def coded(tiny_models_dir, tmp_path_factory):
     """(models folder holding tiny and dq-hier, {file: (expected description, original image, lossless)},
     copies of the golden files: decoded from there, so the decoders' outputs stay out of the source tree)."""
     models = tmp_path_factory.mktemp("both-models")
-    for path in list(tiny_models_dir.glob("*.pt")) + [zoo.find("dq-hier").path]:
+    for path in list(tiny_models_dir.glob("*.dqw")) + [m.path for m in zoo.versions("dq-hier")]:  # the golden files name the legacy version
         zoo.install(path, models)
     folder = tmp_path_factory.mktemp("coded")
     files = {}

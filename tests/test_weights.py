@@ -1,0 +1,247 @@
+"""Model files: quantized, entropy-coded weights (dqcodec/weights.py) and the zoo's weight versions."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dqcodec
+from dqcodec import container, weights, zoo
+
+from .conftest import photo_like, tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def small_state_dict(seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "conv.weight": torch.randn(16, 8, 3, 3, generator=generator) * 0.05,
+        "conv.bias": torch.randn(16, generator=generator) * 0.1,
+        "book": torch.randn(4, 8, generator=generator) * 3,
+        "half": torch.randn(5, generator=generator).half(),  # no step: stored exactly
+        "zeros": torch.zeros(7),
+        "empty": torch.zeros(0, 3),
+        "scalar": torch.tensor(0.5),
+        "counts": torch.arange(-3, 40, dtype=torch.int64).reshape(43, 1),
+        "flag": torch.tensor(True),
+    }
+
+
+STEPS = {"conv.weight": 0.01, "conv.bias": 1e-4, "book": 2**-10, "zeros": 0.1, "empty": 0.1, "scalar": 0.25}
+
+
+def test_a_state_dict_round_trips_integers_exactly_and_floats_within_half_a_step():
+    state_dict = small_state_dict()
+    meta = {"arch": "test", "size": 3}
+    got_meta, decoded, digest = weights.read(weights.compress_state_dict(state_dict, STEPS, meta))
+    assert got_meta == meta and list(decoded) == list(state_dict)
+    for name, tensor in state_dict.items():
+        assert decoded[name].shape == tensor.shape, name
+        if name in STEPS:
+            assert decoded[name].dtype == torch.float32
+            assert ((decoded[name].double() - tensor.double()).abs() <= STEPS[name] / 2 * (1 + 1e-6)).all(), name
+            step = torch.tensor(np.float32(STEPS[name]))
+            q = (decoded[name].double() / step.double()).round()
+            assert torch.equal(decoded[name], q.float() * step), f"{name}: not whole steps times the float32 step"
+        else:
+            assert decoded[name].dtype == tensor.dtype and torch.equal(decoded[name], tensor), name
+    assert digest == weights.digest(meta, decoded) == weights.digest(meta, weights.quantized(state_dict, STEPS))
+
+
+def test_entropy_coding_beats_half_precision_on_gaussian_weights():
+    weight = torch.randn(256, 64, 3, 3, generator=torch.Generator().manual_seed(1)) * 0.03
+    data = weights.compress_state_dict({"w": weight}, {"w": 0.25 * 0.03})
+    assert len(data) < weight.numel() * 2 / 3.5  # about 4 bits per weight, half precision is 16
+
+
+def test_the_digest_depends_on_every_value_name_shape_and_dtype():
+    state_dict = {"a": torch.zeros(2, 3), "b": torch.arange(4)}
+    base = weights.digest({}, state_dict)
+    variants = [
+        {"a": torch.zeros(2, 3), "b": torch.tensor([0, 1, 2, 4])},
+        {"c": torch.zeros(2, 3), "b": torch.arange(4)},
+        {"a": torch.zeros(3, 2), "b": torch.arange(4)},
+        {"a": torch.zeros(2, 3, dtype=torch.float64), "b": torch.arange(4)},
+    ]
+    assert all(weights.digest({}, v) != base for v in variants)
+    assert weights.digest({"x": 1}, state_dict) != base
+    assert weights.digest({}, dict(reversed(state_dict.items()))) == base  # canonical order
+
+
+def test_decoding_is_deterministic_here_and_on_other_kernels(tmp_path):
+    data = weights.compress_state_dict(small_state_dict(), STEPS)
+    first, second = weights.decompress_state_dict(data), weights.decompress_state_dict(data)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    path = tmp_path / "w.dqw"
+    path.write_bytes(data)
+    code = "import sys; from dqcodec import weights; print(weights.digest(*weights.read(open(sys.argv[1], 'rb').read())[:2]).hex())"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == weights.stored_digest(data).hex()
+
+
+def _with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_damaged_and_truncated_files_raise_model_error():
+    data = weights.compress_state_dict(small_state_dict(), STEPS)
+    for cut in (0, 3, 10, 60, len(data) // 2, len(data) - 1):
+        with pytest.raises(dqcodec.ModelError):
+            weights.read(data[:cut])
+    rng = np.random.default_rng(0)
+    body, digest = data[:-4], weights.stored_digest(data)
+    for offset in rng.integers(4, len(body), 200):  # bit flips whose CRC is made to fit: only parsing stands
+        damaged = bytearray(body)
+        damaged[offset] ^= 1 << int(rng.integers(8))
+        try:  # a flip in a histogram can leave every decoded symbol as it was: the same weights
+            assert weights.digest(*weights.read(_with_crc(bytes(damaged)))[:2]) == digest
+        except dqcodec.ModelError:
+            pass
+    with pytest.raises(dqcodec.ModelError, match="checksum"):
+        weights.read(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+def test_a_payload_tampered_consistently_is_caught_by_the_weights_hash():
+    data = weights.compress_state_dict({"w": torch.full((10,), 0.5)}, {"w": 0.25})
+    body = bytearray(data[:-4])
+    step_at = body.index(struct.pack("<f", 0.25))
+    body[step_at : step_at + 4] = struct.pack("<f", 0.5)  # every weight doubles; the file still parses
+    with pytest.raises(dqcodec.ModelError, match="SHA-256"):
+        weights.read(_with_crc(bytes(body)))
+
+
+def test_a_header_naming_huge_tensors_is_refused_before_allocating():
+    data = weights.compress_state_dict({"w": torch.zeros(4)}, {"w": 0.5})
+    body = bytearray(data[:-4])
+    shape_at = body.index(struct.pack("<BB1I", weights.DTYPES.index("float32"), 1, 4)) + 2
+    body[shape_at : shape_at + 4] = struct.pack("<I", 2**32 - 1)  # every value the same symbol: no stream to run out
+    with pytest.raises(dqcodec.ModelError, match="more than the file may hold"):
+        weights.read(_with_crc(bytes(body)))
+
+
+def test_a_step_too_fine_for_the_values_is_refused():
+    with pytest.raises(dqcodec.ArgumentError, match="too fine"):
+        weights.compress_state_dict({"w": torch.tensor([1e3])}, {"w": 1e-6})
+
+
+# ---- the zoo: .dqw files and weight versions -------------------------------------------------------
+
+
+def test_export_writes_a_dqw_named_by_the_hash_of_its_decoded_weights(tmp_path, monkeypatch):
+    path = zoo.export(tiny_model(), "tiny", tmp_path)
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
+    assert path.suffix == ".dqw" and zoo.find("tiny").path == path
+    _, digest = zoo.load("tiny")
+    assert path.name == f"tiny-{digest.hex()[:8]}.dqw" and digest == zoo.weights_digest(path.read_bytes())
+    assert zoo.registered_digests()[path.name] == zoo.file_digest(path.read_bytes()).hex()
+
+
+def test_a_model_exported_with_the_command_loads(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dqcodec_cli.main import cli
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"model": tiny_model(seed=2).checkpoint(), "step": 7}, checkpoint)
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path / "models"))
+    result = CliRunner().invoke(cli, ["export", str(checkpoint), "--name", "mine"])
+    assert result.exit_code == 0, result.output
+    (path,) = (tmp_path / "models").glob("mine-*")
+    assert path.suffix == ".dqw"
+    model, digest = zoo.load("mine")
+    image = photo_like(24, 40)
+    decoded = np.asarray(dqcodec.decompress(dqcodec.compress(image, model="mine", quality=2)))
+    assert decoded.shape == image.shape
+
+
+@pytest.fixture
+def two_versions(tmp_path, monkeypatch):
+    """A models folder with tiny's current weights (.dqw), a legacy half-precision .pt of other
+    weights, and a file written when the legacy weights were the only ones installed."""
+    checkpoint = tiny_model(seed=3).checkpoint()
+    checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    raw = tmp_path / "raw.pt"
+    torch.save(checkpoint, raw)
+    data = raw.read_bytes()
+    legacy = tmp_path / f"tiny-{zoo.file_digest(data).hex()[:8]}.pt"
+    raw.rename(legacy)
+    zoo._write_digests(tmp_path, {legacy.name: zoo.file_digest(data).hex()})
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
+    old_file = dqcodec.compress(photo_like(32, 32), model="tiny", quality=2)
+    current = zoo.export(tiny_model(), "tiny", tmp_path)
+    return current, legacy, old_file
+
+
+def test_files_decode_with_the_weights_they_name_and_encoding_uses_the_current_ones(two_versions):
+    current, legacy, old_file = two_versions
+    assert [m.path for m in zoo.versions("tiny")] == [current, legacy]
+    new_file = dqcodec.compress(photo_like(32, 32), model="tiny", quality=2)
+    assert container.unpack(new_file)[0].weights_hash.hex()[:8] == zoo.find("tiny").weights_hash == current.stem[-8:]
+    assert container.unpack(old_file)[0].weights_hash.hex()[:8] == legacy.stem[-8:]
+    for data in (new_file, old_file):
+        assert dqcodec.decompress(data).size == (32, 32)  # each with its own weights
+
+
+def test_a_file_naming_weights_that_are_not_installed_is_one_clear_model_error(two_versions):
+    data = dqcodec.compress(photo_like(16, 16), model="tiny", quality=1)
+    header, streams = container.unpack(data)
+    forged = container.pack(container.Header(**{**header.__dict__, "weights_hash": bytes(range(8))}), streams)
+    with pytest.raises(dqcodec.ModelError, match="0001020304050607 of model 'tiny' are not installed") as error:
+        dqcodec.decompress(forged)
+    assert "\n" not in str(error.value)
+
+
+def test_a_dqw_whose_name_does_not_match_its_weights_is_refused(tmp_path, monkeypatch):
+    path = zoo.export(tiny_model(), "tiny", tmp_path)
+    wrong = path.with_name("tiny-00000000.dqw")
+    path.rename(wrong)
+    digests = zoo.registered_digests(tmp_path)
+    zoo._write_digests(tmp_path, {wrong.name: digests.pop(path.name)})
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
+    with pytest.raises(dqcodec.ModelError, match="not those its name gives"):
+        zoo.load("tiny")
+
+
+# ---- the shipped models ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_shipped_model_is_a_dqw_that_loads_with_the_digest_its_name_gives():
+    names = dict.fromkeys(m.name for m in zoo.available())
+    assert {"dq-hier", "bmshj2018-factorized-1", "bmshj2018-hyperprior-3"} <= set(names)
+    for name in names:
+        current = zoo.find(name)
+        assert current.path.suffix == ".dqw", name
+        _, digest = zoo.load(name)
+        assert digest.hex()[:8] == current.weights_hash
+
+
+@pytest.mark.slow
+def test_the_golden_files_name_dq_hiers_legacy_weights_and_still_decode():
+    expected = json.loads((GOLDEN / "golden.json").read_text())
+    for path in sorted(GOLDEN.glob("*.dq")):
+        header, _ = container.unpack(path.read_bytes())
+        assert zoo.find("dq-hier", header.weights_hash).legacy, path.name
+    path = GOLDEN / "q1-rgb-67x45.dq"
+    decoded = np.asarray(dqcodec.decompress(path.read_bytes())).astype(int)
+    reference = np.asarray(__import__("PIL.Image").Image.open(path.with_suffix(".png"))).astype(int)
+    assert np.abs(decoded - reference).max() <= 1 and path.name in expected
+
+
+@pytest.mark.slow
+def test_the_shipped_dq_hier_decodes_to_the_same_weights_without_simd():
+    path = zoo.find("dq-hier").path
+    code = "import sys; from dqcodec import weights; print(weights.digest(*weights.read(open(sys.argv[1], 'rb').read())[:2]).hex())"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip()[:8] == zoo.find("dq-hier").weights_hash
