@@ -303,12 +303,36 @@ class SharedCodebookUpdates:
         return gathered_update
 
 
+def optimized_names(model) -> tuple[list[str], list[str]]:
+    """The names of the parameters the main and the auxiliary Adam update, in their order."""
+    named = [name for name, p in model.named_parameters() if p.requires_grad]
+    return [n for n in named if not n.endswith(".quantiles")], [n for n in named if n.endswith(".quantiles")]
+
+
 def optimizers(model, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
     """Adam on the trainable weights; a second Adam (lr 1e-3) on entropy-bottleneck quantiles, if any."""
-    named = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    aux = [p for name, p in named.items() if name.endswith(".quantiles")]
-    main = [p for name, p in named.items() if not name.endswith(".quantiles")]
-    return torch.optim.Adam(main, lr=lr), (torch.optim.Adam(aux, lr=1e-3) if aux else None)
+    params = dict(model.named_parameters())
+    main, aux = optimized_names(model)
+    return torch.optim.Adam([params[n] for n in main], lr=lr), (torch.optim.Adam([params[n] for n in aux], lr=1e-3) if aux else None)
+
+
+def restore_optimizer(optimizer, saved: dict, saved_names: list[str] | None, names: list[str], params: dict) -> bool:
+    """Load an optimizer's saved state into ``optimizer`` (over the parameters ``names``, in order).
+    Adam's state is stored by position, so it is matched by parameter name when the checkpoint lists
+    them (another version of the model may register its parameters in another order). Returns False,
+    leaving the optimizer fresh, when the state does not fit: other names, or (a checkpoint without
+    names) other shapes."""
+    state = dict(saved["state"])
+    if saved_names is not None:
+        if sorted(saved_names) != sorted(names):
+            return False
+        position = {name: i for i, name in enumerate(saved_names)}
+        state = {i: state[position[name]] for i, name in enumerate(names) if position[name] in state}
+    elif any(tuple(s["exp_avg"].shape) != tuple(params[names[i]].shape) for i, s in state.items() if "exp_avg" in s and i < len(names)) or len(saved["param_groups"][0]["params"]) != len(names):
+        return False
+    groups = [{**saved["param_groups"][0], "params": list(range(len(names)))}]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return True
 
 
 def train(
@@ -384,9 +408,14 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     model = model.to(device)
     optimizer, aux_optimizer = optimizers(model, lr)
     if state:
-        optimizer.load_state_dict(state["optimizer"])
+        params, (main_names, aux_names) = dict(model.named_parameters()), optimized_names(model)
+        saved_names = state.get("optimized_names") or (None, None)
+        restored = restore_optimizer(optimizer, state["optimizer"], saved_names[0], main_names, params)
         if aux_optimizer:
-            aux_optimizer.load_state_dict(state["aux_optimizer"])
+            restored &= restore_optimizer(aux_optimizer, state["aux_optimizer"], saved_names[1], aux_names, params)
+        if not restored:
+            procs.echo("the checkpoint's optimizer state does not fit this version of the model; Adam restarts with fresh moments")
+            optimizer, aux_optimizer = optimizers(model, lr)
         step, wall = state["step"], state["wall_seconds"]
         rank_rngs = state.get("rank_rngs")
         if rank_rngs and len(rank_rngs) == procs.world_size:  # the same processes: each goes on with its draws
@@ -470,6 +499,7 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
                         "model": zoo.checkpoint_of(model),  # the unwrapped model: no DDP "module." prefix
                         "optimizer": optimizer.state_dict(),
                         "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None,
+                        "optimized_names": optimized_names(model),
                         "step": step,
                         "wall_seconds": wall,
                         "python_rng": rng.getstate(),

@@ -155,3 +155,39 @@ def test_soft_to_hard_codebooks_train_anneal_and_code(tmp_path):
         groups = torch.tensor([trained.groups_for_quality(2)])
         expected = (trained.eval()(x, groups)["x_hat"].clamp(0, 1) * 255).round()[0].permute(1, 2, 0).numpy()
     assert np.abs(decoded.astype(float) - expected).max() <= 1
+
+
+def test_adam_state_follows_parameter_names_when_another_version_registers_them_in_another_order():
+    from dqcodec.train import restore_optimizer
+
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3, 3))
+    saved_opt = torch.optim.Adam([a, b])
+    a.grad, b.grad = torch.ones(2), torch.full((3, 3), 2.0)
+    saved_opt.step()
+    saved = saved_opt.state_dict()
+    params = {"a": a, "b": b}
+    reordered = torch.optim.Adam([b, a])  # the new version registers b first
+    assert restore_optimizer(reordered, saved, ["a", "b"], ["b", "a"], params)
+    assert torch.equal(reordered.state[b]["exp_avg"], saved["state"][1]["exp_avg"])
+    assert torch.equal(reordered.state[a]["exp_avg"], saved["state"][0]["exp_avg"])
+    # a checkpoint without names (written before they were saved) is loaded only if its shapes fit
+    assert not restore_optimizer(torch.optim.Adam([b, a]), saved, None, ["b", "a"], params)
+    assert restore_optimizer(torch.optim.Adam([a, b]), saved, None, ["a", "b"], params)
+    assert not restore_optimizer(torch.optim.Adam([a]), saved, ["a", "b"], ["a"], params)  # other parameters
+
+
+def test_a_checkpoint_whose_adam_state_fits_no_parameter_order_resumes_with_fresh_moments(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    out = tmp_path / "run"
+    ckpt = train(data, out, parse_schedule("32x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["optimized_names"][0][0] == next(n for n, p in DQCodec(TINY).named_parameters() if p.requires_grad)
+    moments = state["optimizer"]["state"]
+    order = sorted(moments)
+    state["optimizer"]["state"] = {i: moments[j] for i, j in zip(order, order[::-1])}  # another version's order
+    del state["optimized_names"]
+    torch.save(state, ckpt)
+    train(data, out, parse_schedule("32x2:4"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
