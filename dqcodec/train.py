@@ -187,6 +187,25 @@ def to_cpu(obj):
     return obj
 
 
+def write_snapshot(checkpoint: Path, snapshot: Path) -> None:
+    """Write a training checkpoint's half-precision snapshot: its model's floating-point tensors in
+    float16, its step, clock and random streams, and no optimizer state (a few MB, small enough to
+    commit). Copied into an empty run folder as checkpoint.pt, it resumes the run at its step with
+    fresh Adam moments, e.g. on a machine that lost the run folder."""
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    half = {key: value for key, value in state.items() if key not in ("optimizer", "aux_optimizer", "optimized_names")}
+    half["model"] = _half_precision(state["model"])
+    save_atomic(half, snapshot)
+
+
+def _half_precision(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.half() if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return {key: _half_precision(value) for key, value in obj.items()}
+    return obj
+
+
 def state_digest(state_dict: dict) -> dict[str, str]:
     """A short SHA-256 of each tensor of a state dict (its dtype, shape and bytes)."""
 
@@ -410,12 +429,15 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     if state:
         params, (main_names, aux_names) = dict(model.named_parameters()), optimized_names(model)
         saved_names = state.get("optimized_names") or (None, None)
-        restored = restore_optimizer(optimizer, state["optimizer"], saved_names[0], main_names, params)
-        if aux_optimizer:
-            restored &= restore_optimizer(aux_optimizer, state["aux_optimizer"], saved_names[1], aux_names, params)
-        if not restored:
-            procs.echo("the checkpoint's optimizer state does not fit this version of the model; Adam restarts with fresh moments")
-            optimizer, aux_optimizer = optimizers(model, lr)
+        if state.get("optimizer") is None:  # a half-precision snapshot (write_snapshot) keeps no Adam state
+            procs.echo("the checkpoint is a snapshot without optimizer state; Adam starts with fresh moments")
+        else:
+            restored = restore_optimizer(optimizer, state["optimizer"], saved_names[0], main_names, params)
+            if aux_optimizer:
+                restored &= restore_optimizer(aux_optimizer, state["aux_optimizer"], saved_names[1], aux_names, params)
+            if not restored:
+                procs.echo("the checkpoint's optimizer state does not fit this version of the model; Adam restarts with fresh moments")
+                optimizer, aux_optimizer = optimizers(model, lr)
         step, wall = state["step"], state["wall_seconds"]
         rank_rngs = state.get("rank_rngs")
         if rank_rngs and len(rank_rngs) == procs.world_size:  # the same processes: each goes on with its draws

@@ -191,3 +191,28 @@ def test_a_checkpoint_whose_adam_state_fits_no_parameter_order_resumes_with_fres
     torch.save(state, ckpt)
     train(data, out, parse_schedule("32x2:4"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
     assert torch.load(ckpt, weights_only=True)["step"] == 4
+
+
+def test_a_half_precision_snapshot_resumes_its_run_at_its_step_with_fresh_moments(tmp_path):
+    from dqcodec.train import write_snapshot
+
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    snapshot = tmp_path / "snapshot.pt"
+    write_snapshot(ckpt, snapshot)
+    saved = torch.load(snapshot, weights_only=True)
+    assert "optimizer" not in saved and saved["step"] == 2
+    weights = saved["model"]["state_dict"]
+    assert weights["synthesis.0.weight"].dtype == torch.float16
+    assert all(not t.is_floating_point() or t.dtype == torch.float16 for t in weights.values())
+    full = torch.load(ckpt, weights_only=True)["model"]["state_dict"]["synthesis.0.weight"]
+    assert torch.equal(weights["synthesis.0.weight"], full.half())
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "checkpoint.pt").write_bytes(snapshot.read_bytes())
+    after = torch.load(train(data, resumed, parse_schedule("32x2:4"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0), weights_only=True)
+    assert after["step"] == 4 and after["optimizer"]["state"]
+    assert after["model"]["state_dict"]["synthesis.0.weight"].dtype == torch.float32
