@@ -198,6 +198,15 @@ def write_snapshot(checkpoint: Path, snapshot: Path) -> None:
     save_atomic(half, snapshot)
 
 
+def write_seed(model_checkpoint: dict, step: int, seed: int, path: Path) -> None:
+    """Write a training checkpoint that resumes, at ``step`` of its schedule and with fresh Adam
+    moments, from the weights of a model checkpoint ({"config", "state_dict"}, e.g. a shipped model's
+    legacy .pt): to train a model on, skipping the early stages of a schedule meant for a fresh one."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    save_atomic({"model": model_checkpoint, "step": step, "wall_seconds": 0.0, "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, path)
+
+
 def _half_precision(obj):
     if isinstance(obj, torch.Tensor):
         return obj.half() if obj.is_floating_point() else obj
@@ -429,8 +438,8 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     if state:
         params, (main_names, aux_names) = dict(model.named_parameters()), optimized_names(model)
         saved_names = state.get("optimized_names") or (None, None)
-        if state.get("optimizer") is None:  # a half-precision snapshot (write_snapshot) keeps no Adam state
-            procs.echo("the checkpoint is a snapshot without optimizer state; Adam starts with fresh moments")
+        if state.get("optimizer") is None:  # a half-precision snapshot (write_snapshot) or a seed (write_seed)
+            procs.echo("the checkpoint holds no optimizer state (a snapshot or a seed); Adam starts with fresh moments")
         else:
             restored = restore_optimizer(optimizer, state["optimizer"], saved_names[0], main_names, params)
             if aux_optimizer:

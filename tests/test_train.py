@@ -216,3 +216,24 @@ def test_a_half_precision_snapshot_resumes_its_run_at_its_step_with_fresh_moment
     after = torch.load(train(data, resumed, parse_schedule("32x2:4"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0), weights_only=True)
     assert after["step"] == 4 and after["optimizer"]["state"]
     assert after["model"]["state_dict"]["synthesis.0.weight"].dtype == torch.float32
+
+
+def test_a_seed_from_a_model_checkpoint_starts_the_schedule_at_its_step_from_those_weights(tmp_path):
+    from dqcodec.train import write_seed
+
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    model = DQCodec(TINY)
+    with torch.no_grad():
+        model.synthesis[0].weight.fill_(0.25)  # weights no fresh model has
+    out = tmp_path / "run"
+    out.mkdir()
+    write_seed(zoo.checkpoint_of(model), 3, 0, out / "checkpoint.pt")
+    seeded = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert seeded["step"] == 3 and "optimizer" not in seeded
+    after = torch.load(train(data, out, parse_schedule("32x2:3,32x2:1"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0, until=4), weights_only=True)
+    assert after["step"] == 4
+    trained = after["model"]["state_dict"]["synthesis.0.weight"]
+    assert not torch.equal(trained, torch.full_like(trained, 0.25))
+    assert (trained - 0.25).abs().max() < 0.01  # one Adam step (lr 1e-3) from the seed's weights
