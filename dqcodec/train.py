@@ -202,9 +202,8 @@ def write_seed(model_checkpoint: dict, step: int, seed: int, path: Path) -> None
     """Write a training checkpoint that resumes, at ``step`` of its schedule and with fresh Adam
     moments, from the weights of a model checkpoint ({"config", "state_dict"}, e.g. a shipped model's
     legacy .pt): to train a model on, skipping the early stages of a schedule meant for a fresh one."""
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    save_atomic({"model": model_checkpoint, "step": step, "wall_seconds": 0.0, "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, path)
+    torch_rng = torch.Generator().manual_seed(seed).get_state()
+    save_atomic({"model": model_checkpoint, "step": step, "wall_seconds": 0.0, "python_rng": random.Random(seed).getstate(), "torch_rng": torch_rng}, path)
 
 
 def _half_precision(obj):

@@ -3,7 +3,7 @@
 # 0.5), on data/train and the native-resolution crops of data/train-native, on both cores. It starts from the
 # shipped dq-hier's weights (its legacy half-precision file: 97 minutes of fp32 training, about 4x P0's
 # compute, and ahead of P0 on data/native) at step 8,000 of P0's schedule, so it trains on P0's 128x8 crops
-# from the first step, to step 80,000 (about 0.27 s per step on both cores: 5.4 hours). Not 256x4: images
+# from the first step, to step 80,000 (0.234 s per step measured on both cores: 4.7 hours). Not 256x4: images
 # smaller than the largest crop are left out of the whole run, and that drops 65 of the 495.
 # The run folder is $RUNS/dq2-long (default ~/dqcodec-runs, outside the work tree); it checkpoints every
 # 5 minutes, and re-running the same command resumes from its checkpoint:
