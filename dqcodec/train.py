@@ -435,11 +435,11 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     model = model.to(device)
     optimizer, aux_optimizer = optimizers(model, lr)
     if state:
-        params, (main_names, aux_names) = dict(model.named_parameters()), optimized_names(model)
-        saved_names = state.get("optimized_names") or (None, None)
         if state.get("optimizer") is None:  # a half-precision snapshot (write_snapshot) or a seed (write_seed)
             procs.echo("the checkpoint holds no optimizer state (a snapshot or a seed); Adam starts with fresh moments")
         else:
+            params, (main_names, aux_names) = dict(model.named_parameters()), optimized_names(model)
+            saved_names = state.get("optimized_names") or (None, None)
             restored = restore_optimizer(optimizer, state["optimizer"], saved_names[0], main_names, params)
             if aux_optimizer:
                 restored &= restore_optimizer(aux_optimizer, state["aux_optimizer"], saved_names[1], aux_names, params)
