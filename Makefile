@@ -52,6 +52,19 @@ train: $(VENV)/.installed
 		--out runs/dq-lossless-2 --schedule $(WIDE_SCHEDULE) --lr 5e-4
 	$(VENV)/bin/dqcodec export runs/dq-lossless-2/checkpoint.pt --name dq-hier --force --lossless-quality $(LOSSLESS_QUALITY)
 
+# Reproduce the shipped dq-2 (docs/design.md, "The long run"; about 70 minutes on 2 CPU cores after dq-hier's
+# training): dq-hier's architecture trained on from dq-hier's weights, at step 8,000 of a 80,000-step schedule, on
+# data/train and data/train-native with bf16 to step 23,794, then a copy of the run decayed over 2,006 steps, then shipped.
+# The run folders are RUNS (default ~/dqcodec-runs). A new run starts from the committed half-precision snapshot
+# (models/snapshots/dq2-long.pt, step 23,370, fresh Adam moments); SNAPSHOT=none replays it from dq-hier's weights.
+# bf16 kernels make a replay close to, not bit for bit, the shipped weights.
+DQ2_RATE_POINTS := --qualities 1,2,4,6,8,12 --rate-weights 0.3,0.3,0.3,0.3,0.3,0.3 --default-quality 4
+.PHONY: dq2
+dq2: $(VENV)/.installed
+	DATA=data UNTIL=23794 scripts/dq2_train.sh
+	DATA=data scripts/dq2_decay.sh 25800
+	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-decay-25800/checkpoint.pt --name dq-2 --force $(DQ2_RATE_POINTS) --calibration data/train
+
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
 baselines: $(VENV)/.installed
 	DQ=$(VENV)/bin/dqcodec scripts/train_baselines.sh

@@ -45,7 +45,7 @@ def four_megapixels(model: str, threads: int) -> None:
 
 @click.command()
 @click.argument("folder", default="data/heldout", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", default=zoo.DEFAULT_MODEL)
+@click.option("--model", default=zoo.DEFAULT_LOSSLESS_MODEL)
 @click.option("--threads", default=2)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and pooled figures")
 @click.option("--child", is_flag=True, hidden=True)

@@ -160,7 +160,7 @@ def cli():
     show_default=True,
     help="encoder effort (lossy): 1 and 2 search for better codes, a smaller file for the same image quality in several times the time; decoding is unchanged",
 )
-@click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
+@click.option("--model", help=f"default: {defaults.DEFAULT_MODEL}, or {defaults.DEFAULT_LOSSLESS_MODEL} with --lossless")
 @max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
 def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
@@ -313,7 +313,7 @@ def eval_command(folder, codecs, output, metric, model, force):
 @click.option("--codec", "codecs", multiple=True, default=("dq", "png", "webp", "jxl"), show_default=True,
               type=click.Choice(["dq", *evaluate.LOSSLESS_CODECS]), help="repeat for several")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="also write every figure here")
-@click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
+@click.option("--model", default=zoo.DEFAULT_LOSSLESS_MODEL, show_default=True)
 @click.option("-q", "--quality", type=int, help="quality of the codes in dq's files; default: the model's lossless quality")
 def bpd(folder, codecs, json_path, model, quality):
     """Bits per dimension of lossless files (size / (H * W * 3)) for the images in FOLDER."""

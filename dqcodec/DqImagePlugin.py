@@ -5,7 +5,7 @@
 
     with Image.open("photo.dq") as im:  # reads the header only: size, mode, im.info
         im.thumbnail((256, 256))        # decodes the pixels (dqcodec.decompress)
-    im.save("small.dq", quality=4)      # or lossless=True, effort=1, model="dq-hier"
+    im.save("small.dq", quality=4)      # or lossless=True, effort=1, model="dq-2"
 
 Opening reads the header alone, without torch: ``im.size``, ``im.mode`` ("RGB", or "L" for a grayscale
 file) and ``im.info`` (``model``, ``quality``, ``tile``, ``version``). The pixels are decoded on

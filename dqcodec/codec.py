@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from . import container, errors, registry, tiling, zoo
 from .entropy import ideal_bits
-from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS  # re-exported
+from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS, default_model  # the first two re-exported
 from .errors import UnsupportedImageError  # re-exported
 from .model import STRIDE
 
@@ -135,13 +135,14 @@ def to_image(x: torch.Tensor, height: int, width: int, mode: str) -> Image.Image
 def compress(
     image: ImageLike,
     quality: int | None = None,
-    model: str = zoo.DEFAULT_MODEL,
+    model: str | None = None,
     lossless: bool = False,
     effort: int = 0,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
 ) -> bytes:
-    """Encode an image into the bytes of a .dq file; quality defaults to the model's.
+    """Encode an image into the bytes of a .dq file; quality defaults to the model's, and the model
+    to ``defaults.default_model(lossless)`` (dq-2, or dq-hier for a lossless file).
 
     A lossless file carries the codes of a quality (the model's lossless quality by
     default) and then every pixel, coded with its likelihood given the codes.
@@ -151,6 +152,7 @@ def compress(
     called as units of the work finish (tiles, and the pixel positions of a lossless file)."""
     _check_int("effort", effort, 0, len(EFFORT_STEPS) - 1)
     _check_type("lossless", lossless, bool)
+    model = default_model(lossless) if model is None else model
     _check_type("model", model, str)
     _check_progress(progress)
     if lossless and effort:

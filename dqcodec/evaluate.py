@@ -314,7 +314,7 @@ LOSSLESS_CODECS: dict[str, Callable[[], Codec]] = {
 }
 
 
-def make_lossless_codec(name: str, model: str = zoo.DEFAULT_MODEL, quality: int | None = None) -> Codec:
+def make_lossless_codec(name: str, model: str = zoo.DEFAULT_LOSSLESS_MODEL, quality: int | None = None) -> Codec:
     """A lossless codec with one setting; dq's is the quality of its codes (None: the model's
     lossless quality). Raises ValueError if it cannot run here."""
     from . import codec

@@ -4,7 +4,7 @@ Code that needs to know what kind of model it holds asks here (``family_of``), n
 ``isinstance`` or attribute checks. There are two families:
 
 - ``dq``: ``DQCodec``, whose layout its config describes. Its named architectures (``dq-hier``,
-  ``dq-2``) are configs; only this family writes ``.dq`` files;
+  ``dq-stride4``) are configs; only this family writes ``.dq`` files;
 - the CompressAI baselines (``bmshj2018-factorized``, ``bmshj2018-hyperprior``), trained here
   as comparisons and coded with CompressAI's own coder.
 """
@@ -24,8 +24,9 @@ from .model import DQCodec, DQConfig
 DQ = "dq"
 
 
-def dq2_config() -> DQConfig:
-    """dq-2: dq-hier's two levels plus a level at stride 4 for the high rates."""
+def stride4_config() -> DQConfig:
+    """dq-stride4: dq-hier's two levels plus a level at stride 4 for the high rates (proxy P1 in docs/design.md;
+    not the shipped model dq-2, which has dq-hier's architecture)."""
     levels = [LevelConfig(4, 64, 8), LevelConfig(16, 64, 4), LevelConfig(8, 64, 4)]
     qualities = [[4, g, 0] for g in (1, 2, 4, 8, 16)] + [[4, 16, g] for g in (2, 4, 8)]
     return DQConfig(levels=levels, qualities=qualities, rate_weights=[0.0] * len(qualities))
@@ -68,7 +69,7 @@ ARCHITECTURES = {
     a.name: a
     for a in [
         Architecture("dq-hier", DQ, "two DQ levels (stride 16 and 8)", _dq(DQConfig)),
-        Architecture("dq-2", DQ, "three DQ levels (stride 16, 8 and 4)", _dq(dq2_config)),
+        Architecture("dq-stride4", DQ, "three DQ levels (stride 16, 8 and 4): proxy P1, which lost", _dq(stride4_config)),
         Architecture("dq-hier-wide", DQ, "two DQ levels, 24 groups at stride 8", _dq(dq_hier_wide_config)),
         *(Architecture(arch, arch, f"CompressAI's {arch} (a baseline)", _baseline(arch)) for arch in baselines.ARCHITECTURES),
     ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .defaults import DEFAULT_MODEL  # re-exported
+from .defaults import DEFAULT_LOSSLESS_MODEL, DEFAULT_MODEL  # re-exported
 from .errors import ModelError  # re-exported
 
 if TYPE_CHECKING:  # listing models needs neither torch nor the model code

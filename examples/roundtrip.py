@@ -22,7 +22,7 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 def main(path: Path) -> None:
     image = Image.open(path).convert("RGB")
     model, _ = zoo.load()
-    print(f"{path}: {image.width}x{image.height}, model {zoo.DEFAULT_MODEL}")
+    print(f"{path}: {image.width}x{image.height}, model {zoo.DEFAULT_MODEL} (lossless files: {zoo.DEFAULT_LOSSLESS_MODEL})")
     for quality in range(1, model.num_qualities + 1):
         started = time.perf_counter()
         data = dqcodec.compress(image, quality=quality)

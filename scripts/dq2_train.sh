@@ -10,7 +10,8 @@
 #   nohup scripts/dq2_train.sh >> ~/dqcodec-runs/dq2-long.log 2>&1 &
 # `scripts/dq2_train.sh snapshot` writes the run's half-precision snapshot (no Adam state; a few MB) to
 # SNAPSHOT, default models/snapshots/dq2-long.pt. A run folder without a checkpoint starts from that
-# snapshot if there is one (with fresh Adam moments), else from dq-hier.
+# snapshot if there is one (with fresh Adam moments), else from dq-hier. UNTIL=STEP stops it after that step.
+# The shipped dq-2 is a copy of this run at step 23,794 with its learning rate decayed (scripts/dq2_decay.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${DATA:-$HOME/dqcodec-data}
@@ -35,4 +36,4 @@ if [ ! -e "$out/checkpoint.pt" ]; then
   fi
 fi
 exec $py -m dqcodec.train "$data/train" "$data/train-native" --out "$out" --schedule $schedule \
-  --lmbda 0.01 --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 5
+  --lmbda 0.01 --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 5 ${UNTIL:+--until $UNTIL}

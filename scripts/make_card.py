@@ -30,7 +30,8 @@ from dqcodec import registry, zoo
 @click.option("--lossless", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CHECKPOINT BENCH_JSON")
 @click.option("--lossless-base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="the lossless run the --lossless one was continued from")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="baselines: the base run's checkpoint")
-def main(checkpoint, bench, name, lossless, lossless_base, base):
+@click.option("--data", default="data/train from scripts/build_dataset.py (see data/manifest.json)", show_default=True, help="the training data, as the card should describe it")
+def main(checkpoint, bench, name, lossless, lossless_base, base, data):
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model, _ = zoo.load(name)
     card = {
@@ -39,7 +40,7 @@ def main(checkpoint, bench, name, lossless, lossless_base, base):
         "sha256": zoo.registered_digests()[zoo.find(name).path.name],  # the file's, as SHA256SUMS lists it
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
-            "data": "data/train from scripts/build_dataset.py (see data/manifest.json)",
+            "data": data,
             "schedule": state["schedule"],
             "steps": state["step"],
             "lmbda": state["lmbda"],

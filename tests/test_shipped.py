@@ -60,3 +60,18 @@ def test_encoder_effort_lowers_distortion_plus_rate(photo):
 
     plain, refined = (cost(dqcodec.compress(crop, quality=6, effort=e)) for e in (0, 1))
     assert refined < 0.98 * plain, (plain, refined)  # measured: 0.963 of plain
+
+
+def test_files_name_the_default_lossy_and_lossless_models(photo):
+    """Without a model named, lossy files are written by dq-2 and lossless ones by dq-hier (dq-2 has no
+    pixel likelihood yet), and both decode."""
+    from dqcodec import defaults
+
+    crop = photo.crop((0, 0, 48, 32))
+    lossy, lossless = dqcodec.compress(crop), dqcodec.compress(crop, lossless=True)
+    assert (dqcodec.inspect(lossy).header.model, dqcodec.inspect(lossless).header.model) == ("dq-2", "dq-hier")
+    assert (defaults.default_model(), defaults.default_model(lossless=True)) == ("dq-2", "dq-hier")
+    assert np.array_equal(np.asarray(dqcodec.decompress(lossless)), np.asarray(crop))
+    assert metrics(crop, dqcodec.decompress(lossy))[0] > 20
+    with pytest.raises(dqcodec.ModelError, match="no pixel likelihood"):
+        dqcodec.compress(crop, model="dq-2", lossless=True)

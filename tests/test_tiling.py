@@ -34,7 +34,7 @@ def _receptive_field(model) -> int:
     return reach
 
 
-@pytest.mark.parametrize("name,options", [("dq-hier", {}), ("dq-2", {}), ("dq-2", {"residual_blocks": 3})])
+@pytest.mark.parametrize("name,options", [("dq-hier", {}), ("dq-stride4", {}), ("dq-stride4", {"residual_blocks": 3})])
 def test_the_halo_covers_every_architectures_receptive_field(name, options):
     torch.manual_seed(0)
     assert _receptive_field(registry.build(name, **options)) <= tiling.HALO
