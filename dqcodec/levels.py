@@ -34,6 +34,7 @@ class LevelConfig:
     groups: int
     codebook: int
     dim: int
+    hidden: int | None = None  # the prior's hidden channels per group (None: the model's prior_hidden)
 
 
 class LevelCodec(nn.Module):

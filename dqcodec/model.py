@@ -160,7 +160,7 @@ class DQCodec(nn.Module):
         n, count = c.channels, len(c.levels)
         self.analysis = nn.ModuleList(analysis_stages(n, count))
         self.levels = nn.ModuleList(
-            LevelCodec(f"stride{STRIDE >> i}", n if i == 0 else 2 * n, 0 if i == 0 else n, level, c.prior_hidden, c.depthwise, c.codebook_learning)
+            LevelCodec(f"stride{STRIDE >> i}", n if i == 0 else 2 * n, 0 if i == 0 else n, level, level.hidden or c.prior_hidden, c.depthwise, c.codebook_learning)
             for i, level in enumerate(c.levels)
         )
         self.contexts = nn.ModuleList(context_decoder(n, self.levels[i].out_channels, i == 0) for i in range(count - 1))
@@ -447,6 +447,58 @@ class DQCodec(nn.Module):
         codes = self.levels[i].fixed_codes(decoded["indices"][i], decoded["groups"][i])
         return self.synthesis_input(i, codes, decoded["context"], exact.run_module)
 
+    # ---- growing a model ----------------------------------------------------------
+
+    def with_level(self, level: LevelConfig, groups: list[int]) -> "DQCodec":
+        """This model with one more level, at half the last one's stride, for higher rates: qualities that
+        code none of it write the same streams (and an empty one for it) and decode to the same image as this
+        model, to float rounding (the same weights, and the new level's codes enter the synthesis only
+        through its first convolution, whose other inputs start as the identity), and
+        new qualities code the new level's first ``groups[k]`` groups on top of every group of the levels
+        above. Its new parts (``new_level_parameters``) are untrained; the synthesis must have no residual
+        blocks."""
+        c = self.config
+        if c.residual_blocks:
+            raise ArgumentError("a level can be added to a model without residual synthesis blocks only")
+        if len(c.levels) == 4 or STRIDE >> len(c.levels) < 2:
+            raise ArgumentError("the model has as many levels as dqcodec allows")
+        if not groups or not all(1 <= g <= level.groups for g in groups):
+            raise ArgumentError(f"each new quality codes 1 to {level.groups} groups of the new level")
+        full = [lv.groups for lv in c.levels]
+        qualities = [[*q, 0] for q in c.qualities] + [[*full, g] for g in groups]
+        grown = DQCodec(replace(c, levels=[*c.levels, level], qualities=qualities, rate_weights=[*c.rate_weights, *[c.rate_weights[-1]] * len(groups)]))
+        grown.load_state_dict(_grown_state(self, grown), strict=False)
+        with torch.no_grad():  # the synthesis' first convolution passes its context input through unchanged
+            first = grown.synthesis[0]
+            codes = grown.levels[-1].out_channels
+            first.weight.zero_()
+            first.bias.zero_()
+            first.weight[:, codes:, 1, 1] = torch.eye(c.channels)
+        return grown.eval()
+
+    def new_level_parameters(self) -> list[str]:
+        """The names of the parameters ``with_level`` added: the last level, its mixer, and the new level's
+        codes' share of the synthesis' first convolution (its context's share and its bias stay)."""
+        last = len(self.levels) - 1
+        return [n for n, _ in self.named_parameters() if n.startswith((f"levels.{last}.", f"mixers.{last - 1}.")) or n == "synthesis.0.weight"]
+
+    def freeze_all_but_new_level(self) -> None:
+        """Train only what ``with_level`` added (``new_level_parameters``): every other weight, and the
+        synthesis' first convolution's weights on its context input, stay as they are."""
+        trainable = set(self.new_level_parameters())
+        for name, p in self.named_parameters():
+            p.requires_grad = name in trainable
+        weight = self.synthesis[0].weight
+        mask = torch.zeros_like(weight)
+        mask[:, : self.levels[-1].out_channels] = 1
+        weight.register_hook(lambda grad: grad * mask)
+
+    def train_new_level(self) -> None:
+        """Training mode for the new level only: the frozen quantizers must not update their codebooks."""
+        self.eval()
+        self.levels[-1].train()
+        self.mixers[-1].train()
+
     # ---- persistence ---------------------------------------------------------------
 
     def checkpoint(self) -> dict:
@@ -457,6 +509,31 @@ class DQCodec(nn.Module):
         model = cls(DQConfig.from_dict(checkpoint["config"]))
         model.load_state_dict(_renamed(checkpoint["state_dict"]))
         return model.eval()
+
+
+def _grown_state(model: DQCodec, grown: DQCodec) -> dict:
+    """``model``'s weights under ``grown``'s names (``DQCodec.with_level``): its last analysis stage splits
+    where the new level's features are taken, and its synthesis up to the first up-sampling becomes the
+    new level's context decoder."""
+    count = model.num_levels
+    first = len(grown.analysis[0])  # modules of model.analysis[0] that stay in grown.analysis[0]
+    renamed = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "analysis":
+            stage, index = int(parts[1]), int(parts[2])
+            if stage == 0 and index >= first:
+                parts[1:3] = ["1", str(index - first)]
+            elif stage > 0:
+                parts[1] = str(stage + 1)
+        elif parts[0] == "synthesis":
+            index = int(parts[1])
+            if index < 3:
+                parts[:2] = ["contexts", f"{count - 1}.{index}"]
+            else:
+                parts[1] = str(index - 2)
+        renamed[".".join(parts)] = value
+    return renamed
 
 
 def _last_coded(groups: list[int]) -> int:

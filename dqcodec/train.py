@@ -8,7 +8,7 @@ cross-entropy of the code indices under the learned priors, i.e. the exact rate)
 plus the quantizers' commitment loss. Every crop draws a quality at random, so the
 one model learns every rate point (nested dropout over the bottom groups).
 
-``--arch`` picks the architecture (``registry.ARCHITECTURES``): dq-hier, dq-2, or
+``--arch`` picks the architecture (``registry.ARCHITECTURES``): dq-hier, dq-stride4, dq-hier-wide, or
 ``bmshj2018-factorized`` or ``bmshj2018-hyperprior`` to train CompressAI's model
 of that name instead, with the same data, crops, schedule and loss, plus CompressAI's
 auxiliary loss on its entropy bottleneck's quantiles (their own Adam, as in CompressAI's
@@ -48,6 +48,7 @@ from PIL import Image
 
 from . import registry, zoo
 from .codec import image_files
+from .levels import LevelConfig
 from .model import DQConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -106,12 +107,12 @@ def random_batch(images: list[np.ndarray], crop: int, batch: int, rng: random.Ra
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
-def sample_qualities(count: int, batch: int, keep_all: float, quality: int | None = None) -> torch.Tensor:
+def sample_qualities(count: int, batch: int, keep_all: float, quality: int | None = None, first: int = 0) -> torch.Tensor:
     """The quality (0-based) each crop is coded at: the last (every group) with probability keep_all,
-    else a random one (or, given ``quality``, that one)."""
+    else a random one from ``first`` on (or, given ``quality``, that one)."""
     if quality is not None:
         return torch.full((batch,), quality - 1)
-    drawn = torch.randint(count, (batch,))
+    drawn = torch.randint(first, count, (batch,))
     return torch.where(torch.rand(batch) < keep_all, count - 1, drawn)
 
 
@@ -121,6 +122,26 @@ def rate_distortion(output: dict, x: torch.Tensor, lmbdas: torch.Tensor) -> dict
     bpp = sum(-torch.log2(l).flatten(1).sum(1) for l in output["likelihoods"].values()) / pixels
     mse = (output["x_hat"] - x).pow(2).flatten(1).mean(1)
     return {"loss": (lmbdas * 255**2 * mse + bpp).mean(), "bpp_loss": bpp.mean(), "mse_loss": mse.mean()}
+
+
+def parse_level(text: str) -> LevelConfig:
+    """'16x64x4' or '16x64x4x8' -> a level of 16 groups of 64 codewords of 4 dimensions (and 8 hidden
+    channels per group in its prior)."""
+    try:
+        values = [int(v) for v in text.split("x")]
+        if len(values) in (3, 4) and min(values) > 0:
+            return LevelConfig(*values)
+    except ValueError:
+        pass
+    raise click.BadParameter(f"{text!r} is not GROUPSxCODEBOOKxDIM[xHIDDEN]", param_hint="--add-level")
+
+
+def parse_groups(text: str) -> list[int]:
+    """'2,4,8,16' -> [2, 4, 8, 16]."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of group counts", param_hint="--level-qualities") from None
 
 
 def parse_lmbda(text: str) -> list[float]:
@@ -378,6 +399,7 @@ def train(
     bf16: bool = False,
     channels_last: bool = False,
     debug_dir: Path | None = None,
+    new_level: bool = False,
 ) -> Path:
     """Train ``model`` (a DQ codec or a baseline, from ``registry.build``), or resume the
     checkpoint in ``out`` if there is one. Seed torch before building the model.
@@ -387,7 +409,9 @@ def train(
     its code bits stay exactly as they were). ``quality`` fixes the codes every crop is
     coded with (by default each crop draws a quality). ``bf16`` runs the forward pass under
     ``torch.autocast`` of the training device, dtype bfloat16 (the quantizers stay in float32);
-    ``channels_last`` keeps the model and the crops in that memory format.
+    ``channels_last`` keeps the model and the crops in that memory format. ``new_level`` trains only
+    the level a DQ model got from ``DQCodec.with_level`` (``freeze_all_but_new_level``), on crops
+    coded at the qualities that code it.
 
     Under torchrun (see the module's docstring) it trains one DDP replica per process: the batch
     of each stage is per process, only rank 0 writes the checkpoint and the log, and ``debug_dir``,
@@ -395,13 +419,13 @@ def train(
     its model's state when it started and when it ended) for tests."""
     procs = start_processes()
     try:
-        return _train(procs, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir)
+        return _train(procs, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level)
     finally:
         if procs.owned:
             dist.destroy_process_group()
 
 
-def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir) -> Path:
+def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level=False) -> Path:
     device = procs.device
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
@@ -426,6 +450,10 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
         model = zoo.from_checkpoint(state["model"])
     if lossless:
         freeze_all_but_pixels(model)
+    elif new_level:
+        if getattr(model, "lossless", False):  # its pixel bits would train the new level too
+            raise click.ClickException("a new level is trained on a model without a pixel likelihood")
+        model.freeze_all_but_new_level()
     elif getattr(model, "lossless", False):
         # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
         model.drop_pixel_model()
@@ -491,6 +519,10 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     if lossless:
         model.eval()  # the frozen quantizers must not update their codebooks
         model.pixels.train()
+    if new_level:
+        model.train_new_level()
+    # a new level trains on the qualities that code it (they come after those of the levels above)
+    first_quality = next(i for i, q in enumerate(model.config.qualities) if q[-1]) if new_level else 0
 
     if debug_dir:  # what this process starts from, before DDP gives every process rank 0's weights
         trace = {"rank": procs.rank, "world_size": procs.world_size, "start_step": step, "start_state": state_digest(model.state_dict()), "crops": [], "qualities": []}
@@ -569,7 +601,7 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
             x = random_batch(images, stage.crop, stage.batch, rng).to(device)
             if is_dq:
                 model.anneal(step / total_steps)
-                drawn = sample_qualities(len(qualities), stage.batch, keep_all, quality)
+                drawn = sample_qualities(len(qualities), stage.batch, keep_all, quality, first_quality)
                 output = forward(net, x, qualities[drawn].to(device), bf16, channels_last)
                 losses = rate_distortion(output, x, lmbdas[drawn.to(device) % len(lmbdas)])
                 loss = losses["loss"] + output["vq_loss"]
@@ -637,11 +669,13 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
 @click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
 @click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
 @click.option("--pixel-hidden", type=int, help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many")
+@click.option("--add-level", help="GROUPSxCODEBOOKxDIM[xHIDDEN]: give the --init dq model a level at half its last stride (DQCodec.with_level) and train only that")
+@click.option("--level-qualities", default="2,4,8,16", help="with --add-level: groups of the new level coded at each new quality")
 @click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
 @click.option("--debug-ranks", type=click.Path(file_okay=False, path_type=Path), hidden=True, help="write each process's crops and weight digests here (for tests)")
-def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, quality, bf16, channels_last, debug_ranks):
+def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, add_level, level_qualities, quality, bf16, channels_last, debug_ranks):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
     (e.g. data/train data/train-native); every crop draws an image from all of them alike.
 
@@ -649,6 +683,8 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
     processes train together under DistributedDataParallel; each stage's batch is per process."""
     if lossless and not init_model and not (out / CHECKPOINT).exists():
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
+    if add_level and (not init_model or lossless):
+        raise click.UsageError("--add-level needs --init MODEL, without --lossless")
     if pixel_hidden and not (lossless and init_model):
         raise click.UsageError("--pixel-hidden applies to a pixel likelihood trained with --lossless --init MODEL")
     torch.manual_seed(seed)
@@ -659,13 +695,17 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
                 model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
             elif pixel_hidden:
                 model.widen_pixel_model(pixel_hidden)
+        if add_level:
+            if not registry.is_dq(model):
+                raise click.UsageError("--add-level applies to a dq model")
+            model = model.with_level(parse_level(add_level), parse_groups(level_qualities))
     else:
         model = registry.build(arch, channels=channels, depthwise=not plain_vq, residual_blocks=residual_blocks, size=size,
                                codebook_learning="soft-to-hard" if soft_to_hard else "ema")
     if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     lmbdas = parse_lmbda(lmbda)
-    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks)
+    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks, bool(add_level))
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"checkpoint: {path}")
 

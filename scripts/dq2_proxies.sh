@@ -18,9 +18,9 @@ case ${1:-} in
   # idle seconds per step at 32x32 / 64x16 / 128x8 (batches 32 / 16 / 8; docs/design.md): dq-hier 0.089 / 0.140 /
   # 0.268 (P0: 1,605 s in all), dq-2 0.120 / 0.222 / 0.439, dq-2 with 3 residual blocks 0.150 / 0.260 / 0.505
   p1-stride4)  # dq-2: dq-hier plus a third level at stride 4 (8 groups of 64 codewords); 1,350 s
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --schedule 32x32:530,64x16:3700,128x8:1060 "${common[@]}" "${lmbda[@]}" ;;
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-stride4 --schedule 32x32:530,64x16:3700,128x8:1060 "${common[@]}" "${lmbda[@]}" ;;
   p2-stride4-res3)  # P1 plus three residual blocks in the synthesis at stride 4; P1's 1,350 s
-    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-2 --residual-blocks 3 --schedule 32x32:455,64x16:3185,128x8:910 "${common[@]}" "${lmbda[@]}" ;;
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --arch dq-stride4 --residual-blocks 3 --schedule 32x32:455,64x16:3185,128x8:910 "${common[@]}" "${lmbda[@]}" ;;
   p3-dqhier-lambdas)  # P0 with a λ per quality (CompressAI's MSE ladder for 6 qualities); P0's schedule
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --schedule $schedule \
       "${common[@]}" --lmbda 0.0018,0.0035,0.0067,0.013,0.025,0.0483 ;;
@@ -37,6 +37,13 @@ case ${1:-} in
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --plain-vq --schedule $schedule "${common[@]}" "${lmbda[@]}" ;;
   p8-soft-to-hard)  # P0 with soft-to-hard annealed codebooks learnt by gradients, the assignments' rate in the loss (the second seed)
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --soft-to-hard --schedule $schedule "${common[@]}" "${lmbda[@]}" ;;
+  # the high rates: a level at stride 4 added to the shipped dq-2 (DQCodec.with_level) and trained alone, the rest
+  # frozen, so dq-2's qualities stay as they are; 16 groups of 64 codewords of 4 dimensions, 8 hidden channels
+  # per group in its prior; its qualities code 2, 4, 8 or 16 of its groups on top of all of dq-2's
+  p9-stride4-level)
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --init dq-2 --add-level 16x64x4x8 \
+      --level-qualities 2,4,8,16 --schedule 128x8:${STEPS:-4000} --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3 \
+      --lmbda 0.01,0.01,0.01,0.01,0.01,0.01,0.02,0.03,0.05,0.08 ;;
   *)
     echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas|p6-wide-high-lambdas|p7-plain-vq|p8-soft-to-hard" >&2
     exit 2 ;;

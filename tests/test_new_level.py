@@ -1,0 +1,88 @@
+"""A level added to a trained model (DQCodec.with_level) for higher rates, trained alone."""
+
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from dqcodec import codec, train
+from dqcodec.errors import ArgumentError
+from dqcodec.levels import LevelConfig
+
+from .conftest import photo_like, tiny_model
+
+NEW = LevelConfig(groups=2, codebook=8, dim=2, hidden=3)
+
+
+@pytest.fixture(scope="module")
+def models():
+    model = tiny_model()
+    return model, model.with_level(NEW, [1, 2])
+
+
+def image_tensor(h=40, w=56):
+    return codec.pad(codec.to_tensor(Image.fromarray(photo_like(h, w))))
+
+
+def test_qualities_without_the_new_level_code_and_decode_as_before(models):
+    model, grown = models
+    assert grown.num_levels == 3 and grown.num_qualities == model.num_qualities + 2
+    assert grown.config.qualities[-2:] == [[2, 4, 1], [2, 4, 2]]
+    x = image_tensor()
+    for quality in range(1, model.num_qualities + 1):
+        before, after = model.compress(x, quality), grown.compress(x, quality)
+        assert before["strings"] == after["strings"][:2] and after["strings"][2] == b""
+        image = model.decompress(before["strings"], before["shape"], quality)["x_hat"]
+        # the same computation, but some layers run in another memory format: float rounding apart
+        assert torch.allclose(grown.decompress(after["strings"], after["shape"], quality)["x_hat"], image, atol=1e-5)
+    # the pixel likelihood reads the same features: lossless files are the same bytes
+    lossless = model.config.lossless_quality
+    before, after = (m.compress_lossless(x, (40, 56), lossless)["strings"] for m in (model, grown))
+    assert after == before[:2] + [b""] + before[2:]
+
+
+def test_new_qualities_round_trip_with_the_encoders_indices(models):
+    _, grown = models
+    x = image_tensor()
+    for quality in (grown.num_qualities - 1, grown.num_qualities):
+        out = grown.compress(x, quality)
+        assert out["strings"][2]
+        decoded = grown.decode_indices(out["strings"], out["shape"], quality)
+        encoded = grown.encode_region(grown.analyse(x), x, quality, grown.new_streams())
+        for got, want in zip(decoded["indices"], encoded["indices"]):
+            assert torch.equal(got, want)
+        assert grown.decompress(out["strings"], out["shape"], quality)["x_hat"].shape == x.shape
+
+
+def test_training_moves_only_the_new_level(models, tmp_path):
+    _, grown = models
+    grown = grown.__class__.from_checkpoint(grown.checkpoint())  # a copy
+    grown.drop_pixel_model()
+    before = {k: v.clone() for k, v in grown.state_dict().items()}
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(2):
+        Image.fromarray(photo_like(48, 48, seed)).save(folder / f"{seed}.png")
+    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level=True)
+    after = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)["model"]["state_dict"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("levels.2.", "mixers.1.", "synthesis.0.weight")) for k in changed), changed
+    codes = grown.levels[-1].out_channels
+    assert torch.equal(after["synthesis.0.weight"][:, codes:], before["synthesis.0.weight"][:, codes:])
+    assert not torch.equal(after["synthesis.0.weight"][:, :codes], before["synthesis.0.weight"][:, :codes])
+
+
+def test_a_level_is_added_only_where_it_fits():
+    with pytest.raises(ArgumentError):
+        tiny_model().with_level(NEW, [3])  # the level has 2 groups
+    with pytest.raises(ArgumentError):
+        tiny_model().with_level(NEW, [])
+
+
+def test_parse_level():
+    assert train.parse_level("16x64x4") == LevelConfig(16, 64, 4)
+    assert train.parse_level("16x64x4x8") == LevelConfig(16, 64, 4, 8)
+    for bad in ("16x64", "16x0x4", "ax64x4"):
+        with pytest.raises(Exception, match="GROUPSxCODEBOOKxDIM"):
+            train.parse_level(bad)
