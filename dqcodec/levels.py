@@ -16,6 +16,7 @@ decoder compute the same tables on any CPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,9 @@ class LevelCodec(nn.Module):
         self.name = name  # the name of its stream
         self.quantizer = DepthwiseQuantizer(in_channels, config.groups, config.codebook, config.dim, depthwise=depthwise, learning=learning)
         self.prior = GroupCausalPrior(context_channels, config.groups, config.dim, config.codebook, hidden)
+        # > 0: training chooses indices as the encoder does, |z - e_k|^2 + weight * bits (entropy-constrained
+        # VQ), under the prior's tables given the nearest codewords; a training option, not saved
+        self.training_rate_weight = 0.0
 
     @property
     def num_groups(self) -> int:
@@ -58,10 +62,24 @@ class LevelCodec(nn.Module):
         """Quantize features (B, C, H, W) given the context; ``keep`` (B, M) marks the groups each
         crop keeps. Returns the kept codes, the likelihood of each kept index (1 for dropped ones)
         and the commitment loss."""
-        codes, indices, loss, assignments = self.quantizer(features)
+        rate = self._weighted_bits(context) if self.training and self.training_rate_weight else None
+        codes, indices, loss, assignments = self.quantizer(features, rate)
         likelihoods = self.likelihoods(context, codes, indices, assignments)
         likelihoods = torch.where(keep[..., None, None] > 0, likelihoods, torch.ones_like(likelihoods))
         return {"codes": self.drop(codes, keep), "likelihoods": likelihoods, "loss": loss}
+
+    def _weighted_bits(self, context):
+        """The cost ``DepthwiseQuantizer.forward`` adds to distances for an entropy-constrained choice: the
+        rate weight times the bits (M, B*H*W, K) of every codeword under the prior, given the codes (B, M*D,
+        H, W) it is handed (the nearest ones: an approximation of the encoder's group-by-group tables)."""
+
+        def weighted_bits(codes: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                log_probs = F.log_softmax(self.prior(None if context is None else context.float(), codes).float(), dim=2)
+            b, m, k, h, w = log_probs.shape
+            return log_probs.permute(1, 0, 3, 4, 2).reshape(m, b * h * w, k) * (-self.training_rate_weight / math.log(2))
+
+        return weighted_bits
 
     def likelihoods(self, context, codes, indices, assignments=None):
         """Probability (B, M, H, W) the prior gives each index. Given soft assignments (B, M, K, H, W)

@@ -22,6 +22,8 @@ Both start from codewords drawn from the first batch; coding is the same either 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -103,19 +105,26 @@ class DepthwiseQuantizer(nn.Module):
         """Squared distances (N, K) between one group's projected vectors (N, D) and its codewords."""
         return _squared_distances(z[None], self.codebooks()[group : group + 1])[0]
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, rate: Callable[[torch.Tensor], torch.Tensor] | None = None):
         """Quantize features; returns (quantized (B, M*D, H, W), indices (B, M, H, W), loss,
         soft assignments (B, M, K, H, W) in soft-to-hard training, else None).
-        Always in float32, also under autocast (CPU or CUDA): nearest codewords and EMA sums need its precision."""
-        with torch.autocast(x.device.type, enabled=False):
-            return self._quantize(x.float())
+        Always in float32, also under autocast (CPU or CUDA): nearest codewords and EMA sums need its precision.
 
-    def _quantize(self, x: torch.Tensor):
+        Given ``rate``, the choice is entropy-constrained, as the encoder's is: ``rate(codes)`` maps the
+        nearest codewords (B, M*D, H, W) to a weighted cost in bits (M, B*H*W, K) of every codeword at every
+        position, and each index minimises squared distance plus that cost (the EMA codebooks then learn
+        from the vectors so assigned)."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self._quantize(x.float(), rate)
+
+    def _quantize(self, x: torch.Tensor, rate=None):
         b, _, h, w = x.shape
         z = self.project(x)
         soft = self.learning == "soft-to-hard" and self.training and bool(self.initialized)
         distances = self.distances(z if soft else z.detach())
         indices = distances.detach().argmin(-1)  # (M, N)
+        if rate is not None and bool(self.initialized):
+            indices = (distances.detach() + rate(self._to_image(self._lookup(indices), b, h, w))).argmin(-1)
         q = self._lookup(indices)
         if self.training:
             self._ema_update(z.detach(), indices)

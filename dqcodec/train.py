@@ -400,6 +400,7 @@ def train(
     channels_last: bool = False,
     debug_dir: Path | None = None,
     new_level: bool = False,
+    ecvq: float = 0.0,
 ) -> Path:
     """Train ``model`` (a DQ codec or a baseline, from ``registry.build``), or resume the
     checkpoint in ``out`` if there is one. Seed torch before building the model.
@@ -411,7 +412,9 @@ def train(
     ``torch.autocast`` of the training device, dtype bfloat16 (the quantizers stay in float32);
     ``channels_last`` keeps the model and the crops in that memory format. ``new_level`` trains only
     the level a DQ model got from ``DQCodec.with_level`` (``freeze_all_but_new_level``), on crops
-    coded at the qualities that code it.
+    coded at the qualities that code it. ``ecvq`` > 0 makes the trained levels (a DQ model's, or only the
+    new one) choose their indices entropy-constrained in training, as the encoder does, at that rate weight
+    (``LevelCodec.training_rate_weight``).
 
     Under torchrun (see the module's docstring) it trains one DDP replica per process: the batch
     of each stage is per process, only rank 0 writes the checkpoint and the log, and ``debug_dir``,
@@ -419,13 +422,13 @@ def train(
     its model's state when it started and when it ended) for tests."""
     procs = start_processes()
     try:
-        return _train(procs, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level)
+        return _train(procs, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level, ecvq)
     finally:
         if procs.owned:
             dist.destroy_process_group()
 
 
-def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level=False) -> Path:
+def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level=False, ecvq=0.0) -> Path:
     device = procs.device
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
@@ -454,6 +457,9 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
         if getattr(model, "lossless", False):  # its pixel bits would train the new level too
             raise click.ClickException("a new level is trained on a model without a pixel likelihood")
         model.freeze_all_but_new_level()
+    if ecvq and registry.is_dq(model):
+        for level in model.levels[-1:] if new_level else model.levels:
+            level.training_rate_weight = ecvq
     elif getattr(model, "lossless", False):
         # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
         model.drop_pixel_model()
@@ -671,11 +677,12 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
 @click.option("--pixel-hidden", type=int, help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many")
 @click.option("--add-level", help="GROUPSxCODEBOOKxDIM[xHIDDEN]: give the --init dq model a level at half its last stride (DQCodec.with_level) and train only that")
 @click.option("--level-qualities", default="2,4,8,16", help="with --add-level: groups of the new level coded at each new quality")
+@click.option("--ecvq", default=0.0, help="dq only: choose the trained levels' indices (the new one's, with --add-level) as the encoder does, |z - e|^2 + ECVQ * bits under the prior: entropy-constrained VQ in training; 0 picks the nearest codeword")
 @click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
 @click.option("--debug-ranks", type=click.Path(file_okay=False, path_type=Path), hidden=True, help="write each process's crops and weight digests here (for tests)")
-def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, add_level, level_qualities, quality, bf16, channels_last, debug_ranks):
+def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, add_level, level_qualities, ecvq, quality, bf16, channels_last, debug_ranks):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
     (e.g. data/train data/train-native); every crop draws an image from all of them alike.
 
@@ -705,7 +712,7 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
     if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     lmbdas = parse_lmbda(lmbda)
-    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks, bool(add_level))
+    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks, bool(add_level), ecvq)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"checkpoint: {path}")
 

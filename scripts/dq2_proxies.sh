@@ -44,6 +44,10 @@ case ${1:-} in
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --init dq-2 --add-level 16x64x4x8 \
       --level-qualities 2,4,8,16 --schedule 128x8:${STEPS:-4000} --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3 \
       --lmbda 0.01,0.01,0.01,0.01,0.01,0.01,0.02,0.03,0.05,0.08 ;;
+  p10-stride4-ecvq)  # P9 with its indices chosen in training as the encoder chooses them: |z - e|^2 + 0.3 * bits
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --init dq-2 --add-level 16x64x4x8 \
+      --level-qualities 2,4,8,16 --ecvq 0.3 --schedule 128x8:${STEPS:-4000} --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3 \
+      --lmbda 0.01,0.01,0.01,0.01,0.01,0.01,0.02,0.03,0.05,0.08 ;;
   *)
     echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas|p6-wide-high-lambdas|p7-plain-vq|p8-soft-to-hard" >&2
     exit 2 ;;

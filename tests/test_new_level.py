@@ -73,6 +73,26 @@ def test_training_moves_only_the_new_level(models, tmp_path):
     assert not torch.equal(after["synthesis.0.weight"][:, :codes], before["synthesis.0.weight"][:, :codes])
 
 
+def test_entropy_constrained_training_spends_fewer_bits_on_the_new_level(models):
+    """The same crops through the new level in training: with a rate weight, indices trade distance for
+    bits under its prior, so they cost fewer bits than the nearest codewords do."""
+    _, grown = models
+    grown = grown.__class__.from_checkpoint(grown.checkpoint())
+    grown.drop_pixel_model()
+    grown.train_new_level()
+    level = grown.levels[-1]
+    x = image_tensor()
+    groups = torch.tensor([[2, 4, 2]])
+    bits = []
+    for weight in (0.0, 1.0):
+        level.training_rate_weight = weight
+        torch.manual_seed(0)
+        with torch.no_grad():
+            out = grown(x, groups)
+        bits.append(-torch.log2(out["likelihoods"]["stride4"]).sum().item())
+    assert bits[1] < bits[0], bits
+
+
 def test_a_level_is_added_only_where_it_fits():
     with pytest.raises(ArgumentError):
         tiny_model().with_level(NEW, [3])  # the level has 2 groups

@@ -29,6 +29,24 @@ def test_each_index_is_the_nearest_codeword():
     assert torch.equal(indices.permute(1, 0, 2, 3).reshape(3, -1), distances.argmin(-1))
 
 
+def test_an_entropy_constrained_choice_adds_each_codewords_cost_to_its_distance():
+    q = make()
+    x = torch.randn(1, 12, 4, 4)
+    distances = q.distances(q.project(x))  # (M, N, K)
+    cost = torch.rand_like(distances) * distances.mean()
+    seen = []
+
+    def rate(codes):
+        seen.append(codes)
+        return cost
+
+    _, indices, _, _ = q(x, rate)
+    assert torch.equal(indices.permute(1, 0, 2, 3).reshape(3, -1), (distances + cost).argmin(-1))
+    nearest, _, _, _ = q(x)
+    assert torch.allclose(seen[0], nearest, atol=1e-6)  # the cost is asked for given the nearest codewords
+    assert not torch.equal(indices, q(x)[1])
+
+
 def test_depthwise_has_a_codebook_per_group_and_plain_vq_shares_one():
     assert make(depthwise=True).embed.shape == (3, 16, 2)
     plain = make(depthwise=False)
