@@ -457,13 +457,13 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
         if getattr(model, "lossless", False):  # its pixel bits would train the new level too
             raise click.ClickException("a new level is trained on a model without a pixel likelihood")
         model.freeze_all_but_new_level()
-    if ecvq and registry.is_dq(model):
-        for level in model.levels[-1:] if new_level else model.levels:
-            level.training_rate_weight = ecvq
     elif getattr(model, "lossless", False):
         # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
         model.drop_pixel_model()
         procs.echo("the model's pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
+    if ecvq and registry.is_dq(model):
+        for level in model.levels[-1:] if new_level else model.levels:
+            level.training_rate_weight = ecvq
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device)

@@ -64,7 +64,8 @@ def test_training_moves_only_the_new_level(models, tmp_path):
     folder.mkdir()
     for seed in range(2):
         Image.fromarray(photo_like(48, 48, seed)).save(folder / f"{seed}.png")
-    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level=True)
+    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level=True, ecvq=0.5)
+    assert [level.training_rate_weight for level in grown.levels] == [0.0, 0.0, 0.5]  # entropy-constrained: the new level only
     after = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)["model"]["state_dict"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("levels.2.", "mixers.1.", "synthesis.0.weight")) for k in changed), changed
