@@ -467,7 +467,9 @@ class DQCodec(nn.Module):
         full = [lv.groups for lv in c.levels]
         qualities = [[*q, 0] for q in c.qualities] + [[*full, g] for g in groups]
         grown = DQCodec(replace(c, levels=[*c.levels, level], qualities=qualities, rate_weights=[*c.rate_weights, *[c.rate_weights[-1]] * len(groups)]))
-        grown.load_state_dict(_grown_state(self, grown), strict=False)
+        loaded = grown.load_state_dict(_grown_state(self, grown), strict=False)
+        if loaded.unexpected_keys:  # every old weight must find its place; only the new parts stay untrained
+            raise ModelError(f"weights with no place in the grown model: {', '.join(loaded.unexpected_keys[:3])}")
         with torch.no_grad():  # the synthesis' first convolution passes its context input through unchanged
             first = grown.synthesis[0]
             codes = grown.levels[-1].out_channels

@@ -9,7 +9,6 @@ yet lossless for a grown model (see docs/design.md), and a proxy should measure 
 PSNR is of the mean squared error over the images (the worst images weigh most), bpp the mean.
 """
 
-import io
 import math
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dqcodec import codec, registry
+from dqcodec import codec, evaluate, registry
 
 
 def mse_of(a: np.ndarray, b: np.ndarray) -> float:
@@ -37,6 +36,7 @@ def main(checkpoint, folder, every, threads):
     first_new = next(i for i, q in enumerate(qualities) if q[-1])
     measured = range(first_new - 1, len(qualities))  # the base's top quality, then the new level's
     paths = codec.image_files(folder)[::every]
+    jpeg = evaluate.make_codec("jpeg")
     sums = {}
     for path in paths:
         image = Image.open(path).convert("RGB")
@@ -50,13 +50,11 @@ def main(checkpoint, folder, every, threads):
             row = sums.setdefault(f"dq {'+'.join(map(str, qualities[index]))}", [0.0, 0.0])
             row[0] += bits / (image.width * image.height)
             row[1] += mse_of(pixels, decoded)
-        for quality in (50, 70, 80, 90, 95):
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=quality)
-            decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        for quality in (50, 70, 80, 90, 95):  # dqcodec eval's JPEG
+            data = jpeg.encode(image, quality)
             row = sums.setdefault(f"jpeg {quality}", [0.0, 0.0])
-            row[0] += 8 * buffer.tell() / (image.width * image.height)
-            row[1] += mse_of(pixels, decoded)
+            row[0] += 8 * len(data) / (image.width * image.height)
+            row[1] += mse_of(pixels, np.asarray(jpeg.decode(data).convert("RGB")))
     click.echo(f"{len(paths)} images of {folder}, {checkpoint}")
     for name, (bpp, mse) in sums.items():
         click.echo(f"{name:16s} {bpp / len(paths):7.4f} bpp  {10 * math.log10(255**2 / (mse / len(paths))):6.2f} dB")
