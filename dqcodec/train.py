@@ -399,7 +399,7 @@ def train(
     bf16: bool = False,
     channels_last: bool = False,
     debug_dir: Path | None = None,
-    new_level: bool = False,
+    new_level: str | None = None,
     ecvq: float = 0.0,
 ) -> Path:
     """Train ``model`` (a DQ codec or a baseline, from ``registry.build``), or resume the
@@ -410,10 +410,11 @@ def train(
     its code bits stay exactly as they were). ``quality`` fixes the codes every crop is
     coded with (by default each crop draws a quality). ``bf16`` runs the forward pass under
     ``torch.autocast`` of the training device, dtype bfloat16 (the quantizers stay in float32);
-    ``channels_last`` keeps the model and the crops in that memory format. ``new_level`` trains only
-    the level a DQ model got from ``DQCodec.with_level`` (``freeze_all_but_new_level``), on crops
-    coded at the qualities that code it. ``ecvq`` > 0 makes the trained levels (a DQ model's, or only the
-    new one) choose their indices entropy-constrained in training, as the encoder does, at that rate weight
+    ``channels_last`` keeps the model and the crops in that memory format. For a DQ model that got a
+    level from ``DQCodec.with_level``, ``new_level="only"`` trains only that level
+    (``freeze_all_but_new_level``), on crops coded at the qualities that code it, and ``new_level="all"``
+    trains every weight with it, on crops of every quality. ``ecvq`` > 0 makes the trained levels (a DQ
+    model's, or with ``new_level`` only the new one) choose their indices entropy-constrained in training, as the encoder does, at that rate weight
     (``LevelCodec.training_rate_weight``).
 
     Under torchrun (see the module's docstring) it trains one DDP replica per process: the batch
@@ -428,7 +429,9 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level=False, ecvq=0.0) -> Path:
+def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_dir, new_level=None, ecvq=0.0) -> Path:
+    if new_level not in (None, "only", "all"):
+        raise ValueError(f"new_level must be None, 'only' or 'all', not {new_level!r}")
     device = procs.device
     out.mkdir(parents=True, exist_ok=True)
     total_steps = sum(s.steps for s in schedule)
@@ -456,7 +459,8 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     elif new_level:
         if getattr(model, "lossless", False):  # its pixel bits would train the new level too
             raise click.ClickException("a new level is trained on a model without a pixel likelihood")
-        model.freeze_all_but_new_level()
+        if new_level == "only":
+            model.freeze_all_but_new_level()
     elif getattr(model, "lossless", False):
         # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
         model.drop_pixel_model()
@@ -525,10 +529,10 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     if lossless:
         model.eval()  # the frozen quantizers must not update their codebooks
         model.pixels.train()
-    if new_level:
+    if new_level == "only":
         model.train_new_level()
-    # a new level trains on the qualities that code it (they come after those of the levels above)
-    first_quality = next(i for i, q in enumerate(model.config.qualities) if q[-1]) if new_level else 0
+    # a new level trained alone trains on the qualities that code it (they come after those of the levels above)
+    first_quality = next(i for i, q in enumerate(model.config.qualities) if q[-1]) if new_level == "only" else 0
 
     if debug_dir:  # what this process starts from, before DDP gives every process rank 0's weights
         trace = {"rank": procs.rank, "world_size": procs.world_size, "start_step": step, "start_state": state_digest(model.state_dict()), "crops": [], "qualities": []}
@@ -655,6 +659,13 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
     return ckpt_path
 
 
+def initial_model(init: str):
+    """The model ``--init`` names, in training mode: a shipped model, or the float weights of a run's checkpoint file."""
+    if init.endswith(".pt") and Path(init).is_file():
+        return zoo.from_checkpoint(torch.load(init, weights_only=True, map_location="cpu")["model"]).train()
+    return copy.deepcopy(zoo.load(init)[0]).train()
+
+
 @click.command(context_settings={"show_default": True})
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="run folder (checkpoint.pt, log.csv); an existing checkpoint there is resumed")
@@ -669,20 +680,21 @@ def _train(procs: Processes, data, out, schedule, lmbda, lr, model, checkpoint_m
 @click.option("--seed", default=0)
 @click.option("--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)")
 @click.option("--until", type=int, help="stop after this step (a checkpoint to resume from, e.g. with other options)")
-@click.option("--init", "init_model", help="start from the weights of this shipped model (fresh optimizer), e.g. to train on")
+@click.option("--init", "init_model", help="start from the weights of this shipped model, or of a run's checkpoint.pt (fresh optimizer), e.g. to train on")
 @click.option("--arch", type=click.Choice(list(registry.ARCHITECTURES)), default="dq-hier", help="a DQ architecture, or a CompressAI baseline")
 @click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
 @click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
 @click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
 @click.option("--pixel-hidden", type=int, help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many")
 @click.option("--add-level", help="GROUPSxCODEBOOKxDIM[xHIDDEN]: give the --init dq model a level at half its last stride (DQCodec.with_level) and train only that")
+@click.option("--train-all", is_flag=True, help="with --add-level: train every weight with the new level, on crops of every quality, not the new level alone")
 @click.option("--level-qualities", default="2,4,8,16", help="with --add-level: groups of the new level coded at each new quality")
 @click.option("--ecvq", default=0.0, help="dq only: choose the trained levels' indices (the new one's, with --add-level) as the encoder does, |z - e|^2 + ECVQ * bits under the prior: entropy-constrained VQ in training; 0 picks the nearest codeword")
 @click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
 @click.option("--debug-ranks", type=click.Path(file_okay=False, path_type=Path), hidden=True, help="write each process's crops and weight digests here (for tests)")
-def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, add_level, level_qualities, ecvq, quality, bf16, channels_last, debug_ranks):
+def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, add_level, train_all, level_qualities, ecvq, quality, bf16, channels_last, debug_ranks):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
     (e.g. data/train data/train-native); every crop draws an image from all of them alike.
 
@@ -692,11 +704,13 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
     if add_level and (not init_model or lossless):
         raise click.UsageError("--add-level needs --init MODEL, without --lossless")
+    if train_all and not add_level:
+        raise click.UsageError("--train-all applies to --add-level")
     if pixel_hidden and not (lossless and init_model):
         raise click.UsageError("--pixel-hidden applies to a pixel likelihood trained with --lossless --init MODEL")
     torch.manual_seed(seed)
     if init_model:
-        model = copy.deepcopy(zoo.load(init_model)[0]).train()
+        model = initial_model(init_model)
         if lossless and registry.is_dq(model):  # anything else gets train()'s clear refusal
             if not model.lossless:
                 model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
@@ -712,7 +726,7 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
     if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     lmbdas = parse_lmbda(lmbda)
-    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks, bool(add_level), ecvq)
+    path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks, ("all" if train_all else "only") if add_level else None, ecvq)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"checkpoint: {path}")
 

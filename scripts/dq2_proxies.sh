@@ -48,7 +48,15 @@ case ${1:-} in
     exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --init dq-2 --add-level 16x64x4x8 \
       --level-qualities 2,4,8,16 --ecvq 0.3 --schedule 128x8:${STEPS:-4000} --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 3 \
       --lmbda 0.01,0.01,0.01,0.01,0.01,0.01,0.02,0.03,0.05,0.08 ;;
+  # P11: the same level trained with every other weight (--train-all), from dq-2's float weights (the shipped
+  # dq-2 is DQ2_CHECKPOINT, made by `make dq2`), at a third of the learning rate, every quality drawn alike and
+  # a quarter of the crops at the top one: the synthesis learns to render the new codes, which P9 and P10's
+  # frozen synthesis could not; dq-2's own qualities train on at their λ
+  p11-stride4-all)
+    exec .venv/bin/dqcodec train "$data/train" "$data/train-native" --out "$runs/$1" --init "${DQ2_CHECKPOINT:-$runs/dq2-decay-test/checkpoint.pt}" \
+      --add-level 16x64x4x8 --level-qualities 2,4,8,16 --train-all --ecvq 0.3 --schedule 128x8:${STEPS:-3600} --lr 1e-4 --keep-all 0.25 \
+      --bf16 --checkpoint-minutes 3 --lmbda 0.01,0.01,0.01,0.01,0.01,0.01,0.02,0.03,0.05,0.08 ;;
   *)
-    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas|p6-wide-high-lambdas|p7-plain-vq|p8-soft-to-hard" >&2
+    echo "usage: $0 p0-dqhier-bf16|p1-stride4|p2-stride4-res3|p3-dqhier-lambdas|p4-dqhier-res3|p5-wide-lambdas|p6-wide-high-lambdas|p7-plain-vq|p8-soft-to-hard|p9-stride4-level|p10-stride4-ecvq|p11-stride4-all" >&2
     exit 2 ;;
 esac

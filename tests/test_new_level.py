@@ -64,7 +64,7 @@ def test_training_moves_only_the_new_level(models, tmp_path):
     folder.mkdir()
     for seed in range(2):
         Image.fromarray(photo_like(48, 48, seed)).save(folder / f"{seed}.png")
-    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level=True, ecvq=0.5)
+    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level="only", ecvq=0.5)
     assert [level.training_rate_weight for level in grown.levels] == [0.0, 0.0, 0.5]  # entropy-constrained: the new level only
     after = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)["model"]["state_dict"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -72,6 +72,24 @@ def test_training_moves_only_the_new_level(models, tmp_path):
     codes = grown.levels[-1].out_channels
     assert torch.equal(after["synthesis.0.weight"][:, codes:], before["synthesis.0.weight"][:, codes:])
     assert not torch.equal(after["synthesis.0.weight"][:, :codes], before["synthesis.0.weight"][:, :codes])
+
+
+def test_training_all_moves_the_levels_above_with_the_new_one(models, tmp_path):
+    _, grown = models
+    grown = grown.__class__.from_checkpoint(grown.checkpoint())
+    grown.drop_pixel_model()
+    before = {k: v.clone() for k, v in grown.state_dict().items()}
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo_like(48, 48, 0)).save(folder / "0.png")
+    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level="all", ecvq=0.5)
+    assert [level.training_rate_weight for level in grown.levels] == [0.0, 0.0, 0.5]
+    after = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)["model"]["state_dict"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    for prefix in ("analysis.", "levels.0.", "levels.2.", "synthesis.", "contexts."):
+        assert any(k.startswith(prefix) for k in changed), prefix
+    with pytest.raises(ValueError):
+        train.train(folder, tmp_path / "other", [train.Stage(32, 2, 1)], 0.05, 1e-2, grown, 60.0, 0, new_level=True)
 
 
 def test_entropy_constrained_training_spends_fewer_bits_on_the_new_level(models):

@@ -237,3 +237,23 @@ def test_a_seed_from_a_model_checkpoint_starts_the_schedule_at_its_step_from_tho
     trained = after["model"]["state_dict"]["synthesis.0.weight"]
     assert not torch.equal(trained, torch.full_like(trained, 0.25))
     assert (trained - 0.25).abs().max() < 0.01  # one Adam step (lr 1e-3) from the seed's weights
+
+
+def test_init_from_a_runs_checkpoint_starts_from_its_float_weights(tmp_path):
+    from click.testing import CliRunner
+
+    from dqcodec.train import initial_model, main
+
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    first = tmp_path / "first"
+    train(data, first, parse_schedule("32x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    saved = torch.load(first / "checkpoint.pt", weights_only=True)["model"]["state_dict"]
+    model = initial_model(str(first / "checkpoint.pt"))
+    assert model.training and all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    result = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "second"), "--init", str(first / "checkpoint.pt"),
+                                       "--add-level", "2x8x2", "--level-qualities", "1,2", "--train-all", "--schedule", "32x2:1"])
+    assert result.exit_code == 0, result.output
+    grown = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)["model"]["config"]
+    assert len(grown["levels"]) == len(TINY.levels) + 1
