@@ -61,7 +61,7 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 def rescale(sums: torch.Tensor) -> torch.Tensor:
     """A layer's integer sums, counts of 2^-(FRAC + WEIGHT_FRAC) -> counts of 2^-FRAC, rounded half up, clamped."""
-    return torch.floor(sums * (2.0**-WEIGHT_FRAC) + 0.5).clamp_(-LIMIT, LIMIT)
+    return sums.mul(2.0**-WEIGHT_FRAC).add_(0.5).floor_().clamp_(-LIMIT, LIMIT)
 
 
 def fixed_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -95,7 +95,7 @@ class Table:
         """x: int64 or int32 counts of 2^-in_frac (in_frac >= step_bits) -> counts of 2^-out_frac."""
         shift = in_frac - self.step_bits
         u = x.clamp(self.low << in_frac, self.high << in_frac).sub_(self.low << in_frac)
-        i = (u >> shift).flatten()
+        i = (u >> shift if shift else u).flatten()
         left = self.values[x.dtype].index_select(0, i).view_as(x)
         if not shift:
             return left
@@ -129,11 +129,11 @@ def tables_digest(arrays: dict[str, np.ndarray]) -> str:
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
-    """GELU of fixed-point values (float64 counts of 2^-FRAC): x above 8, 0 below -8."""
-    xi = x.long()
+    """GELU of fixed-point values (float64 counts of 2^-FRAC): x above 8, 0 below -8 (the table's
+    end values, 8 and 0, hold beyond its ends). In int32: values are clamped to ±LIMIT < 2^31."""
+    xi = x.int()
     y = tables()["gelu"](xi, FRAC)
-    y = torch.where(xi >= 8 << FRAC, xi, torch.where(xi <= -(8 << FRAC), torch.zeros_like(xi), y))
-    return y.double()
+    return torch.where(xi > 8 << FRAC, xi, y).double()
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:

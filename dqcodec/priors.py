@@ -93,22 +93,28 @@ class SequentialPrior:
         if context is not None:
             self.layers[0].add_context(context, self.groups)
         self.shape = shape
-        self.codes: list[torch.Tensor] = []
-        self.hidden: list[list[torch.Tensor]] = [[] for _ in prior.layers[:-1]]
+        self.pushed = 0
+        # every group's codes and hidden activations, written into place as they come (no growing concatenations)
+        b, h, w = shape
+        self.codes = torch.zeros(b, self.groups * prior.code_dim, h, w, dtype=torch.float64)
+        self.hidden = [torch.zeros(b, self.groups * layer.group_out, h, w, dtype=torch.float64) for layer in prior.layers[:-1]]
 
     def logits(self, j: int) -> torch.Tensor:
         """Fixed-point logits (B, K, H, W) of group j; needs the codes of groups < j to have been pushed."""
-        if len(self.codes) != j or j >= self.groups:
-            raise RuntimeError(f"group {j} asked for after {len(self.codes)} pushed groups, of {self.groups}")
-        x = torch.cat(self.codes, 1) if self.codes else None
-        for i, layer in enumerate(self.layers[:-1]):
-            self.hidden[i].append(exact.gelu(layer(x, j, self.shape)))
-            x = torch.cat(self.hidden[i], 1)
+        if self.pushed != j or j >= self.groups:
+            raise RuntimeError(f"group {j} asked for after {self.pushed} pushed groups, of {self.groups}")
+        x = self.codes
+        for layer, hidden in zip(self.layers[:-1], self.hidden):
+            width = layer.layer.group_out
+            hidden[:, j * width : (j + 1) * width] = exact.gelu(layer(x, j, self.shape))
+            x = hidden
         return self.layers[-1](x, j, self.shape)
 
     def push(self, codes_j: torch.Tensor) -> None:
         """Fixed-point codes (B, D, H, W) of the group just coded."""
-        self.codes.append(codes_j)
+        d = codes_j.shape[1]
+        self.codes[:, self.pushed * d : (self.pushed + 1) * d] = codes_j
+        self.pushed += 1
 
 
 class _ExactGroupConv:
@@ -127,7 +133,7 @@ class _ExactGroupConv:
         rows, free = groups * self.layer.group_out, self.layer.free_in
         self.context_sums = F.conv2d(context, self.weight[:rows, :free], self.bias[:rows], padding=self.layer.padding)
 
-    def __call__(self, x: torch.Tensor | None, j: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, j: int, shape: tuple[int, int, int]) -> torch.Tensor:
         """Group j's outputs from x, the group inputs (without the context) it may see and maybe more."""
         layer = self.layer
         rows = slice(j * layer.group_out, (j + 1) * layer.group_out)

@@ -65,6 +65,12 @@ def test_integer_softmax_is_close_to_the_float_softmax_and_never_zero():
     assert np.abs(frequencies - expected).max() <= 2
 
 
+def test_gelu_is_the_identity_above_8_and_0_below_minus_8_to_the_clamp():
+    eight = 8 << exact.FRAC
+    x = torch.tensor([-exact.LIMIT, -eight - 1, -eight, eight, eight + 1, exact.LIMIT], dtype=torch.float64)
+    assert exact.gelu(x).tolist() == [0, 0, 0, eight, eight + 1, exact.LIMIT]
+
+
 def test_gelu_and_sigmoid_tables_follow_their_functions():
     x = torch.linspace(-10, 10, 2001)
     assert torch.allclose(exact.to_float(exact.gelu(exact.to_fixed(x))), F.gelu(x), atol=3e-4)  # a 2^-12 grid in and out
