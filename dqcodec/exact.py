@@ -225,9 +225,10 @@ SOFTMAX_RANGE = 32  # logits more than 32 below the row's largest get the floor 
 
 
 def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed-point logits -> int64 weights proportional to exp(logit), the largest 2^30: each
-    logit's distance below the row's largest, rounded down to 2^-8, reads the exp table directly."""
-    xi = logits.long()
+    """Fixed-point logits (float64, or int32 / int64 counts) -> integer weights proportional to exp(logit),
+    the largest 2^30, in the integer dtype given (int64 for floats): each logit's distance below the row's
+    largest, rounded down to 2^-8, reads the exp table directly."""
+    xi = logits if logits.dtype in (torch.int32, torch.int64) else logits.long()
     exp_neg = tables()["exp_neg"]
     below_max = (xi.amax(dim, keepdim=True) - xi) >> (FRAC - exp_neg.step_bits)  # whole table steps
     return exp_neg(below_max.clamp_(max=SOFTMAX_RANGE << exp_neg.step_bits), exp_neg.step_bits)
@@ -236,6 +237,7 @@ def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
 def frequencies(weights: torch.Tensor, bits: int) -> np.ndarray:
     """Non-negative int64 weights (N, K), each below 2^(62 - bits), every row's sum positive ->
     frequencies floor(w * 2^bits / sum) + 1 as float64, for constriction."""
+    weights = weights.long()
     total = weights.sum(-1, keepdim=True)
     return (torch.div(weights << bits, total, rounding_mode="floor") + 1).double().numpy()
 
@@ -243,5 +245,5 @@ def frequencies(weights: torch.Tensor, bits: int) -> np.ndarray:
 def logits_to_frequencies(logits: torch.Tensor, bits: int) -> np.ndarray:
     """Fixed-point logits (..., K, H, W) -> integer frequencies (N, K), rows in (..., H, W) order."""
     k = logits.shape[-3]
-    flat = logits.movedim(-3, -1).reshape(-1, k)
+    flat = logits.int().movedim(-3, -1).reshape(-1, k)  # int32: logits are clamped to ±LIMIT < 2^31
     return frequencies(softmax_weights(flat, -1), bits)
