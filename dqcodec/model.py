@@ -174,6 +174,16 @@ class DQCodec(nn.Module):
         self.config = replace(self.config, pixel_mixtures=mixtures, pixel_hidden=hidden)
         self.pixels = PixelModel(self.config.channels, mixtures, hidden)
 
+    def adopt_pixel_model(self, donor: "DQCodec") -> None:
+        """Give this model a copy of ``donor``'s pixel likelihood (its size and weights), e.g. as the start of
+        training one on this model's codes; the two must have transforms of the same width."""
+        if not donor.lossless:
+            raise ModelError("the model to take a pixel likelihood from has none")
+        if donor.config.channels != self.config.channels:
+            raise ModelError(f"a pixel likelihood reading {donor.config.channels} decoder channels cannot read this model's {self.config.channels}")
+        self.add_pixel_model(donor.config.pixel_mixtures, donor.config.pixel_hidden)
+        self.pixels.load_state_dict(donor.pixels.state_dict())
+
     def drop_pixel_model(self) -> None:
         """Remove the per-pixel likelihood, e.g. before training the lossy part it reads."""
         self.config = replace(self.config, pixel_mixtures=0)

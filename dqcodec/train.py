@@ -48,6 +48,7 @@ from PIL import Image
 
 from . import registry, zoo
 from .codec import image_files
+from .errors import ModelError
 from .levels import LevelConfig
 from .model import DQConfig
 
@@ -684,6 +685,7 @@ def initial_model(init: str):
 @click.option("--arch", type=click.Choice(list(registry.ARCHITECTURES)), default="dq-hier", help="a DQ architecture, or a CompressAI baseline")
 @click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
 @click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
+@click.option("--pixels-from", help="with --lossless: start the --init model's new pixel likelihood from this shipped model's (its size and weights)")
 @click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
 @click.option("--pixel-hidden", type=int, help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many")
 @click.option("--add-level", help="GROUPSxCODEBOOKxDIM[xHIDDEN]: give the --init dq model a level at half its last stride (DQCodec.with_level) and train only that")
@@ -694,7 +696,7 @@ def initial_model(init: str):
 @click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
 @click.option("--debug-ranks", type=click.Path(file_okay=False, path_type=Path), hidden=True, help="write each process's crops and weight digests here (for tests)")
-def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, mixtures, pixel_hidden, add_level, train_all, level_qualities, ecvq, quality, bf16, channels_last, debug_ranks):
+def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, soft_to_hard, checkpoint_minutes, seed, keep_all, until, init_model, arch, size, lossless, pixels_from, mixtures, pixel_hidden, add_level, train_all, level_qualities, ecvq, quality, bf16, channels_last, debug_ranks):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
     (e.g. data/train data/train-native); every crop draws an image from all of them alike.
 
@@ -706,13 +708,24 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
         raise click.UsageError("--add-level needs --init MODEL, without --lossless")
     if train_all and not add_level:
         raise click.UsageError("--train-all applies to --add-level")
+    if pixels_from and not (lossless and init_model):
+        raise click.UsageError("--pixels-from applies to a pixel likelihood trained with --lossless --init MODEL")
     if pixel_hidden and not (lossless and init_model):
         raise click.UsageError("--pixel-hidden applies to a pixel likelihood trained with --lossless --init MODEL")
     torch.manual_seed(seed)
     if init_model:
         model = initial_model(init_model)
         if lossless and registry.is_dq(model):  # anything else gets train()'s clear refusal
-            if not model.lossless:
+            if pixels_from:
+                if model.lossless:
+                    raise click.UsageError("--pixels-from applies to an --init model without a pixel likelihood")
+                try:
+                    model.adopt_pixel_model(zoo.load(pixels_from)[0])
+                except ModelError as error:
+                    raise click.UsageError(f"--pixels-from: {error}") from None
+                if pixel_hidden:
+                    model.widen_pixel_model(pixel_hidden)
+            elif not model.lossless:
                 model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
             elif pixel_hidden:
                 model.widen_pixel_model(pixel_hidden)

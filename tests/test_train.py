@@ -1,3 +1,4 @@
+import pytest
 import torch
 from PIL import Image
 
@@ -257,3 +258,33 @@ def test_init_from_a_runs_checkpoint_starts_from_its_float_weights(tmp_path):
     assert result.exit_code == 0, result.output
     grown = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)["model"]["config"]
     assert len(grown["levels"]) == len(TINY.levels) + 1
+
+
+def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dqcodec.errors import ModelError
+    from dqcodec.train import main
+
+    donor = tiny_model(seed=1)
+    lossy = tiny_model(seed=2)
+    lossy.drop_pixel_model()
+    folder = tmp_path / "models"
+    zoo.export(donor, "donor", folder)
+    zoo.export(lossy, "lossy", folder)
+    monkeypatch.setenv("DQCODEC_MODELS", str(folder))
+    copy = DQCodec.from_checkpoint(lossy.checkpoint())
+    copy.adopt_pixel_model(donor)
+    assert all(torch.equal(v, donor.pixels.state_dict()[k]) for k, v in copy.pixels.state_dict().items())
+    with pytest.raises(ModelError):
+        copy.adopt_pixel_model(lossy)  # it has none to give
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(photo_like(40, 40)).save(data / "a.png")
+    args = [str(data), "--out", str(tmp_path / "run"), "--init", "lossy", "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    config = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]["config"]
+    assert (config["pixel_mixtures"], config["pixel_hidden"]) == (2, 8)  # the donor's, not the defaults
+    refused = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "other"), "--init", "lossy", "--lossless", "--pixels-from", "lossy", "--schedule", "32x2:1"])
+    assert refused.exit_code == 2 and "has none" in refused.output
