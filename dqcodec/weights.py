@@ -188,14 +188,27 @@ HESSIAN_ENTRIES = 1 << 24  # Hessian entries held at once (float64): layers are 
 DAMPING = 0.01  # added to H's diagonal, relative to its mean
 
 
-def compress_model(model: torch.nn.Module, meta: dict, calibration: list[torch.Tensor] | None = None, steps: Mapping | None = None) -> bytes:
+def compress_model(model: torch.nn.Module, meta: dict, calibration: list[torch.Tensor] | None = None, steps: Mapping | None = None,
+                   base: bytes | None = None) -> bytes:
     """A model's file: masked weights zeroed, steps from ``shipped_steps`` unless given, and the
-    convolutions' weights rounded by GPTQ on the ``calibration`` images (model inputs), if any."""
+    convolutions' weights rounded by GPTQ on the ``calibration`` images (model inputs), if any. Given
+    ``base``, another model file, every tensor equal to one of its (same name, same values) keeps that
+    file's step and is not rounded again, so it decodes to the same values."""
     state_dict = effective_state_dict(model)
-    steps = shipped_steps(state_dict) if steps is None else steps
+    steps = dict(shipped_steps(state_dict) if steps is None else steps)
+    kept = kept_from(base, state_dict) if base else {}
+    steps.update(kept)
     if calibration:
-        state_dict = hessian_rounded(model, state_dict, steps, calibration)
+        state_dict = hessian_rounded(model, state_dict, steps, calibration, frozen=set(kept))
     return compress_state_dict(state_dict, steps, meta)
+
+
+def kept_from(base: bytes, state_dict: Mapping[str, torch.Tensor]) -> dict[str, float | None]:
+    """The steps, in the model file ``base``, of the tensors of ``state_dict`` it holds with the same values."""
+    _, base_state, _ = read(base)
+    base_steps = stored_steps(base)
+    return {name: base_steps[name] for name, tensor in state_dict.items()
+            if name in base_state and base_state[name].dtype == tensor.dtype and torch.equal(base_state[name], tensor.detach().cpu())}
 
 
 def calibration_images(paths: list, size: int = 256) -> list[torch.Tensor]:
@@ -224,15 +237,16 @@ def effective_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state_dict
 
 
-def hessian_rounded(model: torch.nn.Module, state_dict: dict, steps: Mapping[str, float | None], images: list[torch.Tensor]) -> dict:
+def hessian_rounded(model: torch.nn.Module, state_dict: dict, steps: Mapping[str, float | None], images: list[torch.Tensor],
+                    frozen: set[str] = frozenset()) -> dict:
     """``state_dict`` with the weights of every convolution that has a step rounded to its grid by GPTQ,
     layer by layer in chunks: each chunk calibrated on ``images`` (model inputs) through the layers
-    already rounded. The model is not changed."""
+    already rounded. Layers whose weight or bias is in ``frozen`` are left alone. The model is not changed."""
     import copy
 
     model = copy.deepcopy(model).eval()
     model.load_state_dict(state_dict)
-    layers = _rounded_layers(model, steps)
+    layers = {n: m for n, m in _rounded_layers(model, steps).items() if not {n + ".weight", n + ".bias"} & frozen}
     out = dict(state_dict)
     for chunk in _chunks(layers):
         hessians, means = _input_statistics(model, chunk, images)
@@ -456,6 +470,21 @@ class _Reader:
 
 def read(data: bytes) -> tuple[dict, dict[str, torch.Tensor], bytes]:
     """(metadata, state dict, digest) of a model file, its digest checked against its weights."""
+    meta, records, expected = _records(data)
+    with ThreadPoolExecutor(max(1, min(DECODE_THREADS, os.cpu_count() or 1))) as pool:  # constriction lets go of the GIL
+        state_dict = dict(zip(records, pool.map(lambda record: record[1](), records.values())))
+    if digest(meta, state_dict) != expected:
+        raise ModelError("model file's weights do not match their SHA-256: the file is damaged")
+    return meta, state_dict, expected
+
+
+def stored_steps(data: bytes) -> dict[str, float | None]:
+    """The step each tensor of a model file is stored with (None: stored as it is, or an integer tensor)."""
+    return {name: step for name, (step, _) in _records(data)[1].items()}
+
+
+def _records(data: bytes) -> tuple[dict, dict[str, tuple[float | None, Callable[[], torch.Tensor]]], bytes]:
+    """(metadata, every tensor's (step, how to decode it), the digest the file gives), all but the streams checked."""
     reader = _Reader(_checked_body(data))
     magic, version, expected, meta_length = reader.unpack(_HEAD)
     if magic != MAGIC:
@@ -468,17 +497,13 @@ def read(data: bytes) -> tuple[dict, dict[str, torch.Tensor], bytes]:
         raise ModelError(f"model file names {count} tensors, more than {MAX_TENSORS}")
     records, budget = {}, MAX_ELEMENTS
     for _ in range(count):
-        name, size, decode = _read_tensor(reader, budget)
+        name, size, step, decode = _read_tensor(reader, budget)
         if name in records:
             raise ModelError(f"model file holds tensor {name!r} twice")
-        records[name], budget = decode, budget - size
+        records[name], budget = (step, decode), budget - size
     if reader.offset != len(reader.data):
         raise ModelError("model file has data after its last tensor")
-    with ThreadPoolExecutor(max(1, min(DECODE_THREADS, os.cpu_count() or 1))) as pool:  # constriction lets go of the GIL
-        state_dict = dict(zip(records, pool.map(lambda decode: decode(), records.values())))
-    if digest(meta, state_dict) != expected:
-        raise ModelError("model file's weights do not match their SHA-256: the file is damaged")
-    return meta, state_dict, expected
+    return meta, records, expected
 
 
 def decompress_state_dict(data: bytes) -> dict[str, torch.Tensor]:
@@ -510,8 +535,8 @@ def _meta(data: bytes) -> dict:
     return meta
 
 
-def _read_tensor(reader: _Reader, budget: int) -> tuple[str, int, Callable[[], torch.Tensor]]:
-    """A tensor's name, size and how to decode it, everything but its stream checked."""
+def _read_tensor(reader: _Reader, budget: int) -> tuple[str, int, float | None, Callable[[], torch.Tensor]]:
+    """A tensor's name, size, step (None if it has none) and how to decode it, everything but its stream checked."""
     (name_length,) = reader.unpack("<H")
     try:
         name = reader.take(name_length).decode()
@@ -526,8 +551,8 @@ def _read_tensor(reader: _Reader, budget: int) -> tuple[str, int, Callable[[], t
         raise ModelError(f"tensor {name!r}: {size} values, more than the file may hold ({MAX_ELEMENTS} in all)")
     (kind,) = reader.unpack("<B")
     dtype = np.dtype(DTYPES[dtype_code])
-    values = _read_raw(reader, dtype, size) if kind == RAW else _read_coded(reader, kind, dtype, size, name)
-    return name, size, lambda: torch.from_numpy(values().reshape(shape))
+    step, values = (None, _read_raw(reader, dtype, size)) if kind == RAW else _read_coded(reader, kind, dtype, size, name)
+    return name, size, step, lambda: torch.from_numpy(values().reshape(shape))
 
 
 def _read_raw(reader: _Reader, dtype: np.dtype, size: int) -> Callable[[], np.ndarray]:
@@ -538,7 +563,7 @@ def _read_raw(reader: _Reader, dtype: np.dtype, size: int) -> Callable[[], np.nd
     return lambda: np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype)
 
 
-def _read_coded(reader: _Reader, kind: int, dtype: np.dtype, size: int, name: str) -> Callable[[], np.ndarray]:
+def _read_coded(reader: _Reader, kind: int, dtype: np.dtype, size: int, name: str) -> tuple[float | None, Callable[[], np.ndarray]]:
     if kind not in (HISTOGRAM, UNIFORM):
         raise ModelError(f"tensor {name!r}: unknown coding {kind}")
     step, low, alphabet = reader.unpack(_CODED)
@@ -554,7 +579,7 @@ def _read_coded(reader: _Reader, kind: int, dtype: np.dtype, size: int, name: st
         q = symbols.astype(np.int64) + low
         return dequantize(q.astype(np.int32), step) if dtype == np.float32 and step else q.astype(dtype)
 
-    return decode
+    return (float(step) if step else None), decode
 
 
 def _check_coded(name: str, dtype: np.dtype, step: float, low: int, alphabet: int) -> None:

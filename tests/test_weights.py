@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import dqcodec
 from dqcodec import container, weights, zoo
@@ -162,6 +163,37 @@ def test_a_model_exported_with_the_command_loads(tmp_path, monkeypatch):
     image = photo_like(24, 40)
     decoded = np.asarray(dqcodec.decompress(dqcodec.compress(image, model="mine", quality=2)))
     assert decoded.shape == image.shape
+
+
+def test_an_export_on_a_base_keeps_the_tensors_it_shares_with_it_exactly(tmp_path, monkeypatch):
+    """A pixel likelihood trained on a shipped lossy model: exported with --base, the lossy tensors keep
+    the base file's steps and values (not rounded again, by GPTQ or on grids of their own), the new ones are quantized."""
+    from click.testing import CliRunner
+
+    from dqcodec_cli.main import cli
+
+    monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path / "models"))
+    lossy = tiny_model(seed=4)
+    lossy.drop_pixel_model()
+    base_path = zoo.export(lossy, "base", calibration=[torch.rand(1, 3, 32, 32)])
+    base, _ = zoo.load("base")
+    grown = base.__class__.from_checkpoint(base.checkpoint())
+    grown.adopt_pixel_model(tiny_model(seed=5))
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"model": grown.checkpoint(), "step": 1}, checkpoint)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo_like(64, 64)).save(photos / "a.png")
+    for name, extra in (("kept", ["--base", "base"]), ("rounded", [])):
+        result = CliRunner().invoke(cli, ["export", str(checkpoint), "--name", name, "--calibration", str(photos), *extra])
+        assert result.exit_code == 0, result.output
+    kept, rounded = (zoo.load(name)[0].state_dict() for name in ("kept", "rounded"))
+    shared = base.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in shared.items())
+    assert not all(torch.equal(rounded[k], v) for k, v in shared.items())  # what --base prevents
+    steps = weights.stored_steps(zoo.find("kept").path.read_bytes())
+    assert {k: steps[k] for k in shared} == {k: v for k, v in weights.stored_steps(base_path.read_bytes()).items()}
+    assert any(steps[k] for k in kept if k.startswith("pixels."))
 
 
 @pytest.fixture
