@@ -379,7 +379,7 @@ def bpd(folder, codecs, json_path, model, quality):
               help="photos to round the weights on (GPTQ, see dqcodec/weights.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality")
 @click.option("--calibration-images", default=16, show_default=True, type=click.IntRange(min=1), help="how many of those photos, spread over the folder (centre 256x256 crops)")
 @click.option("--base", help="an installed model whose tensors this one shares (e.g. the lossy model a pixel likelihood was trained on): those equal to its keep their stored values, so its files still code the same")
-@click.option("--force", is_flag=True, help="replace an installed model of the same name (its legacy .pt versions stay, so the files written with them still decode)")
+@click.option("--force", is_flag=True, help="replace an installed model of the same name (its current version moves to models/previous/ and its legacy .pt versions stay, so the files written with them still decode)")
 def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, calibration, calibration_images, base, force):
     """Ship a training checkpoint as models/<name>-<hash>.dqw (weights quantized and entropy-coded,
     see dqcodec/weights.py), optionally with its own table of rate points."""
@@ -419,8 +419,8 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
             raise click.ClickException(f"no images in {calibration}")
     path = zoo.export(model, name, calibration=photos, base=base)
     for m in old:
-        if m.path != path and not m.legacy:
-            zoo.unregister(m.path)
+        if m.path != path and not m.legacy and not m.previous:
+            zoo.retire(m.path)  # files written with it still decode
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
 
 

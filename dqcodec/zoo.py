@@ -4,10 +4,12 @@ A shipped model is ``models/<name>-<hash>.dqw``: its weights quantized and entro
 (``dqcodec.weights``), where <hash> is the first 8 hex digits of the SHA-256 of the decoded weights
 (``weights.digest``), the digest loading checks and every .dq file's header names. A model may also
 have legacy versions, ``models/<name>-<hash>.pt`` half-precision checkpoints named by the file's own
-SHA-256, kept so that files written with them still decode: encoding uses the .dqw, decoding the
-version whose hash a file names. The full SHA-256 of every model file is kept in
-``models/SHA256SUMS`` (``sha256sum`` format); loading refuses a file that is not listed there or
-does not match. The directory can be overridden with the DQCODEC_MODELS environment variable.
+SHA-256, kept so that files written with them still decode, and previous .dqw versions in
+``models/previous/``, moved there when a newer version is exported under the same name: encoding uses
+the current .dqw, decoding the version whose hash a file names. The full SHA-256 of every model file
+is kept in the SHA256SUMS (``sha256sum`` format) of its folder; loading refuses a file that is not
+listed there or does not match. The directory can be overridden with the DQCODEC_MODELS environment
+variable.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class ModelFile:
         """A half-precision .pt checkpoint, kept for the files written with it."""
         return self.path.suffix == LEGACY_SUFFIX
 
+    @property
+    def previous(self) -> bool:
+        """A .dqw version a newer one replaced, kept in models/previous/ for the files written with it."""
+        return self.path.parent.name == PREVIOUS and self.path.parent.parent == models_dir()
+
 
 def models_dir() -> Path:
     return Path(os.environ.get("DQCODEC_MODELS", Path(__file__).resolve().parent.parent / "models"))
@@ -58,22 +65,27 @@ def models_dir() -> Path:
 SUMS = "SHA256SUMS"
 SUFFIX = ".dqw"  # dqcodec.weights.SUFFIX, without importing numpy and torch to list models
 LEGACY_SUFFIX = ".pt"
+PREVIOUS = "previous"  # the subfolder of replaced .dqw versions
 _FILE_NAME = re.compile(r"(?P<name>.+)-(?P<hash>[0-9a-f]{8})(\.dqw|\.pt)")
 
 
-def available() -> list[ModelFile]:
-    """Every installed model file, every version of every name, sorted by file name."""
+def available(previous: bool = False) -> list[ModelFile]:
+    """Every installed model file, sorted by file name: the current versions and legacy .pt files, and
+    with ``previous`` the replaced .dqw versions in models/previous/ too."""
     files = []
-    for path in sorted(models_dir().glob("*-*.*")):
-        match = _FILE_NAME.fullmatch(path.name)
-        if match:
-            files.append(ModelFile(match["name"], path))
+    folders = [models_dir(), models_dir() / PREVIOUS] if previous else [models_dir()]
+    for folder in folders:
+        for path in sorted(folder.glob("*-*.*")):
+            match = _FILE_NAME.fullmatch(path.name)
+            if match and (folder == models_dir() or path.suffix == SUFFIX):
+                files.append(ModelFile(match["name"], path))
     return files
 
 
 def versions(name: str) -> list[ModelFile]:
-    """The installed versions of a model: the current one (a .dqw) first, then legacy .pt files."""
-    return sorted((m for m in available() if m.name == name), key=lambda m: (m.legacy, m.path.name))
+    """The installed versions of a model: the current one (a .dqw) first, then previous .dqw versions and
+    legacy .pt files."""
+    return sorted((m for m in available(previous=True) if m.name == name), key=lambda m: (m.legacy, m.previous, m.path.name))
 
 
 def registered_digests(directory: Path | None = None) -> dict[str, str]:
@@ -105,6 +117,17 @@ def install(path: Path, directory: Path) -> Path:
     target = directory / path.name
     target.write_bytes(path.read_bytes())
     _write_digests(directory, {**registered_digests(directory), path.name: expected})
+    return target
+
+
+def retire(path: Path) -> Path:
+    """Move a replaced .dqw version, with its SHA256SUMS line, to models/previous/, where files naming its
+    weights still find it."""
+    expected = registered_digests(path.parent).get(path.name)
+    if expected is None:
+        raise ModelError(f"{path.name} is not listed in {path.parent / SUMS}")
+    target = install(path, path.parent / PREVIOUS)
+    unregister(path)
     return target
 
 

@@ -224,6 +224,31 @@ def test_files_decode_with_the_weights_they_name_and_encoding_uses_the_current_o
         assert dqcodec.decompress(data).size == (32, 32)  # each with its own weights
 
 
+def test_a_replaced_version_moves_to_previous_and_its_files_still_decode(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dqcodec_cli.main import cli
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("DQCODEC_MODELS", str(models))
+    image = photo_like(32, 32)
+    written = []
+    for seed in (6, 7):
+        checkpoint = tmp_path / f"{seed}.pt"
+        torch.save({"model": tiny_model(seed=seed).checkpoint(), "step": seed}, checkpoint)
+        result = CliRunner().invoke(cli, ["export", str(checkpoint), "--name", "mine", "--force"])
+        assert result.exit_code == 0, result.output
+        written.append((dqcodec.compress(image, model="mine", quality=2), zoo.find("mine").path))
+    (old_file, old_path), (new_file, new_path) = written
+    assert [m.path for m in zoo.versions("mine")] == [new_path, models / "previous" / old_path.name]
+    assert [m.path for m in zoo.available()] == [new_path]  # what `dqcodec models` lists
+    assert not old_path.exists() and old_path.name not in zoo.registered_digests()
+    for data, path in written:
+        assert container.unpack(data)[0].weights_hash.hex()[:8] == path.stem[-8:]
+        assert dqcodec.decompress(data).size == (32, 32)
+    assert dqcodec.decompress(old_file).tobytes() != dqcodec.decompress(new_file).tobytes()  # each with its own weights
+
+
 def test_a_file_naming_weights_that_are_not_installed_is_one_clear_model_error(two_versions):
     data = dqcodec.compress(photo_like(16, 16), model="tiny", quality=1)
     header, streams = container.unpack(data)
