@@ -723,12 +723,13 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
                     model.adopt_pixel_model(zoo.load(pixels_from)[0])
                 except ModelError as error:
                     raise click.UsageError(f"--pixels-from: {error}") from None
-                if pixel_hidden:
-                    model.widen_pixel_model(pixel_hidden)
             elif not model.lossless:
                 model.add_pixel_model(mixtures, pixel_hidden or DQConfig.pixel_hidden)
-            elif pixel_hidden:
-                model.widen_pixel_model(pixel_hidden)
+            if model.lossless and pixel_hidden and pixel_hidden != model.config.pixel_hidden:
+                try:
+                    model.widen_pixel_model(pixel_hidden)
+                except ValueError as error:
+                    raise click.BadParameter(str(error), param_hint="--pixel-hidden") from None
         if add_level:
             if not registry.is_dq(model):
                 raise click.UsageError("--add-level applies to a dq model")

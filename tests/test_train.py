@@ -288,3 +288,6 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     assert (config["pixel_mixtures"], config["pixel_hidden"]) == (2, 8)  # the donor's, not the defaults
     refused = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "other"), "--init", "lossy", "--lossless", "--pixels-from", "lossy", "--schedule", "32x2:1"])
     assert refused.exit_code == 2 and "has none" in refused.output
+    narrowed = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "narrow"), "--init", "lossy", "--lossless", "--pixels-from", "donor",
+                                         "--pixel-hidden", "4", "--schedule", "32x2:1"])
+    assert narrowed.exit_code == 2 and "cannot narrow" in narrowed.output and "Traceback" not in narrowed.output
