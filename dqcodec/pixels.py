@@ -22,10 +22,19 @@ R and G, re-weighting the components by what was coded, which is exactly the joi
 mixture. Tables are built for chunks of pixels, so memory stays bounded for any image
 size, over a window of values around the mixture mean; a value outside the window is coded
 as "below" or "above" and then uniformly among the values on that side.
+
+A near-lossless file (a tolerance d > 0) codes each sample's bin of 2d + 1 values instead of
+the value, on a grid of bins around the mixture mean, and decodes the mixture's mean within
+the bin (rounded), so every sample is within 2d of the original. The steps and channels after
+it then see the decoded values, in the encoder as in the decoder. Near-lossless coding of the
+residual of a lossy layer with its learned likelihood is the l-infinity scheme of Bai et al.
+(CVPR 2021); here the bins' reconstruction is the conditional mean, which costs the hard bound
+of d and buys mean squared error.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -204,35 +213,69 @@ def mixture_log_prob(raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> 
 
 @dataclass
 class WindowTable:
-    """One channel's table for N pixels over WINDOW + 2 symbols: 0 means "below the
-    window", 1..WINDOW the window's values from ``low`` on, WINDOW + 1 "above it". A value
-    outside the window is then sent uniformly among the values on its side."""
+    """One channel's table for N pixels over B + 2 symbols: 0 means "below the window", 1..B
+    the window's bins of ``width`` values from ``low`` on, B + 1 "above it". A value outside
+    the window is then sent uniformly among the bins on its side. For lossless coding the
+    width is 1 and B is WINDOW, so bins are values."""
 
-    mass: torch.Tensor  # (N, WINDOW + 2) int64, each symbol's probability in counts of 2^-30
+    mass: torch.Tensor  # (N, B + 2) int64, each symbol's probability in counts of 2^-30
     low: torch.Tensor  # (N,) first value of each window
     frequencies: np.ndarray  # the integer table the range coder gets
+    width: int = 1  # values per bin: 2 * tolerance + 1
+    values: torch.Tensor | None = None  # (N, B * width) each window value's mass, for bins of width > 1
+
+    @property
+    def bins(self) -> int:
+        return self.mass.shape[1] - 2
+
+    def bin_of(self, values: torch.Tensor) -> torch.Tensor:
+        """The bin of each value: 0..B-1 in the window, negative below it, B and up above it."""
+        return torch.div(values - self.low, self.width, rounding_mode="floor")
 
     def split(self, values: torch.Tensor):
         """Values -> (symbols, and for tails with a choice to make: offsets and sizes)."""
-        symbols = (values - self.low + 1).clamp(0, WINDOW + 1)
+        bins = self.bin_of(values)
+        symbols = (bins + 1).clamp(0, self.bins + 1)
         sizes = self.tail_sizes(symbols)
-        below = symbols == 0
-        offsets = torch.where(below, values, values - self.low - WINDOW)
+        offsets = torch.where(symbols == 0, bins + self._bins_below(), bins - self.bins)
         coded = sizes >= 2
         return symbols, offsets[coded], sizes[coded]
 
+    def _bins_below(self) -> torch.Tensor:
+        return torch.div(self.low + self.width - 1, self.width, rounding_mode="floor")
+
     def tail_sizes(self, symbols: torch.Tensor) -> torch.Tensor:
-        """How many values the tail of each symbol holds (0 for symbols inside the window)."""
+        """How many bins the tail of each symbol holds (0 for symbols inside the window)."""
+        above = torch.div(256 - self.low - self.bins * self.width + self.width - 1, self.width, rounding_mode="floor")
         inside = torch.zeros_like(symbols)
-        return torch.where(symbols == 0, self.low, torch.where(symbols == WINDOW + 1, 256 - WINDOW - self.low, inside))
+        return torch.where(symbols == 0, self._bins_below(), torch.where(symbols == self.bins + 1, above, inside))
 
     def join(self, symbols: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """Values from the symbols and the offsets of the tails with sizes >= 2."""
-        values = symbols + self.low - 1
+        """Decoded values from the symbols and the offsets of the tails with sizes >= 2."""
         tail = torch.zeros_like(symbols)
         tail[self.tail_sizes(symbols) >= 2] = offsets
-        values = torch.where(symbols == 0, tail, values)
-        return torch.where(symbols == WINDOW + 1, self.low + WINDOW + tail, values)
+        bins = torch.where(symbols == 0, tail - self._bins_below(), torch.where(symbols == self.bins + 1, self.bins + tail, symbols - 1))
+        return self.reconstruct(bins)
+
+    def reconstruct(self, bins: torch.Tensor) -> torch.Tensor:
+        """Each bin's decoded value: the value itself for bins of one value; else the mixture's
+        mean within a window bin, rounded, and the middle of a tail bin (clipped to 0..255)."""
+        first = self.low + bins * self.width
+        if self.width == 1:
+            return first
+        middle = torch.div(first.clamp_min(0) + (first + self.width - 1).clamp_max(255), 2, rounding_mode="floor")
+        inside = (bins >= 0) & (bins < self.bins)
+        per_value = self.values.view(-1, self.bins, self.width)
+        mass = per_value.gather(1, bins.clamp(0, self.bins - 1).view(-1, 1, 1).expand(-1, 1, self.width)).squeeze(1)
+        offsets = torch.arange(self.width)
+        total = mass.sum(1)
+        weighted = (mass * offsets).sum(1)  # below 2^30 * 31 * 31
+        mean = first + torch.div(2 * weighted + total, 2 * total.clamp_min(1), rounding_mode="floor")
+        return torch.where(inside & (total > 0), mean, middle)
+
+    def quantize(self, values: torch.Tensor) -> torch.Tensor:
+        """What a decoder gets for these values."""
+        return values if self.width == 1 else self.reconstruct(self.bin_of(values))
 
 
 class ExactPixelModel:
@@ -285,10 +328,11 @@ class ChunkDistribution:
 
     ``raw`` (N, 10K) are a step's fixed-point outputs and ``base`` (N, 3) the fixed-point
     255 * x_hat. ``table(c)`` gives channel c's table given the channels already pushed;
-    ``push(c, values)`` records the coded values and re-weights the components.
+    ``push(c, values)`` records the decoded values and re-weights the components. With a
+    ``tolerance`` d > 0 the tables are over bins of 2d + 1 values (see the module's docstring).
     """
 
-    def __init__(self, raw: torch.Tensor, base: torch.Tensor):
+    def __init__(self, raw: torch.Tensor, base: torch.Tensor, tolerance: int = 0):
         k = raw.shape[1] // PARAMS_PER_COMPONENT
         raw = raw.long()
         logits, means, log_scales, coeffs = raw.split([k, 3 * k, 3 * k, 3 * k], 1)
@@ -300,6 +344,8 @@ class ChunkDistribution:
         self.weights = _normalized(exact.softmax_weights(logits, 1))
         self.base = base.long()
         self.residual = torch.zeros_like(self.base)  # x - 255 x_hat of the channels pushed, fixed point
+        self.tolerance = tolerance
+        self.width, self.bins = window_bins(tolerance)
         self._window = None
 
     def mean(self, c: int) -> torch.Tensor:
@@ -316,39 +362,61 @@ class ChunkDistribution:
         weighted = (self.weights * mean).sum(1)
         total = self.weights.sum(1)
         centre = torch.div(2 * weighted + total * ONE, 2 * total * ONE, rounding_mode="floor")  # round(mean)
-        low = (centre - WINDOW // 2).clamp(0, 256 - WINDOW)
-        # the logistic's argument t = (edge - mean) / scale at the edges of the bins "below", each
-        # value of the window, "above": edge k is (low + k - 1/2) in fixed point, k = -1 ... W + 1,
+        span = self.bins * self.width  # values in the window
+        low = (centre - (self.bins // 2) * self.width - self.tolerance).clamp(0, 256 - span)
+        # the logistic's argument t = (edge - mean) / scale at the edges of the values "below", each
+        # value of the window, "above": edge k is (low + k - 1/2) in fixed point, k = -1 ... span + 1,
         # so t_k = first + k * step in counts of 2^-32. Both terms are integers below 2^52 and their
         # scaling by 2^-16 is exact in float64, so this is exactly floor(t_k / 2^16).
         inv_scale = self.inv_scales[:, c]
         first = ((low * ONE - ONE // 2).unsqueeze(1) - mean) * inv_scale  # (N, K)
         step = (ONE * inv_scale).double().mul_(2.0**-16).unsqueeze(2)
         first = first.double().mul_(2.0**-16).unsqueeze(2)
-        t = torch.addcmul(first, _EDGE_STEPS_FLOAT, step).floor_().clamp_(-T_RANGE, T_RANGE).int()  # (N, K, W+3)
-        cdf = exact.tables()["sigmoid"](t, T_FRAC).long()  # (N, K, W+3), counts of 2^-30
+        t = torch.addcmul(first, _edge_steps(span), step).floor_().clamp_(-T_RANGE, T_RANGE).int()  # (N, K, span+3)
+        cdf = exact.tables()["sigmoid"](t, T_FRAC).long()  # (N, K, span+3), counts of 2^-30
         cdf[..., 0] = 0
         cdf[..., -1] = 1 << CDF_BITS
         cdf[low == 0, :, 1] = 0  # the window reaches 0: nothing lies below it
-        cdf[low + WINDOW == 256, :, -2] = 1 << CDF_BITS
-        component = cdf.diff(dim=-1)  # (N, K, W+2): each component's mass per symbol
+        cdf[low + span == 256, :, -2] = 1 << CDF_BITS
+        component = cdf.diff(dim=-1)  # (N, K, span+2): each component's mass per value
+        values = None
+        if self.width > 1:
+            values = (component[..., 1:-1] * self.weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS
+            window = component[..., 1:-1].reshape(*component.shape[:2], self.bins, self.width).sum(-1)
+            component = torch.cat([component[..., :1], window, component[..., -1:]], -1)  # (N, K, B+2): per bin
         self._window = (low, component)
         mass = (component * self.weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS  # counts of 2^-30
-        return WindowTable(mass, low, exact.frequencies(mass, PIXEL_PROBABILITY_BITS))
+        return WindowTable(mass, low, exact.frequencies(mass, PIXEL_PROBABILITY_BITS), self.width, values)
 
     def push(self, c: int, values: torch.Tensor) -> None:
         low, component = self._window
-        symbols = (values - low + 1).clamp(0, WINDOW + 1)
+        symbols = (torch.div(values - low, self.width, rounding_mode="floor") + 1).clamp(0, self.bins + 1)
         p = component.gather(2, symbols.view(-1, 1, 1).expand(-1, component.shape[1], 1)).squeeze(2)
         # a tail's even split is the same factor for every component; +1 keeps every weight alive
         self.weights = _normalized((self.weights * p >> 14) + 1)
         self.residual[:, c] = values * ONE - self.base[:, c]
 
 
+MAX_TOLERANCE = 15
+
+
+def window_bins(tolerance: int) -> tuple[int, int]:
+    """(values per bin, bins per window) for a tolerance: (1, WINDOW) for lossless coding, else bins
+    of 2d + 1 values, an odd number of them, about WINDOW values in all."""
+    if not 0 <= tolerance <= MAX_TOLERANCE:
+        raise ValueError(f"a tolerance is 0 to {MAX_TOLERANCE}, got {tolerance}")
+    width = 2 * tolerance + 1
+    return (1, WINDOW) if width == 1 else (width, (WINDOW // width) | 1)
+
+
 MEAN_SCALE_INT = int(MEAN_SCALE)
 T_FRAC = 16  # the logistic's argument enters the sigmoid table in counts of 2^-16
 T_RANGE = 25 << T_FRAC
-_EDGE_STEPS_FLOAT = torch.arange(-1, WINDOW + 2, dtype=torch.float64)
+
+
+@functools.cache
+def _edge_steps(span: int) -> torch.Tensor:
+    return torch.arange(-1, span + 2, dtype=torch.float64)
 
 
 def _normalized(weights: torch.Tensor) -> torch.Tensor:
@@ -359,13 +427,14 @@ def _normalized(weights: torch.Tensor) -> torch.Tensor:
 CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
 
 
-def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1, on_position: Callable[[], None] | None = None) -> torch.Tensor:
+def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1,
+                on_position: Callable[[], None] | None = None, tolerance: int = 0) -> torch.Tensor:
     """Walk steps, block positions, channels and chunks of pixels, in the order both directions share.
 
     ``context`` and ``x_hat`` are the exact model's fixed-point context and reconstruction.
     ``code_channel(table, position, channel, pixels)`` encodes or decodes one channel of a
     chunk (``position`` = di * 4 + dj in the block, ``pixels`` index the flattened block
-    grid) and returns its values. A channel's tables for all chunks of a position are built
+    grid) and returns its decoded values (within 2 * ``tolerance`` of the originals). A channel's tables for all chunks of a position are built
     by ``workers`` threads; the arithmetic is exact, so they are the same whatever ``workers``
     is. ``on_position()``, if given, is called as each of the block's ``BLOCK**2`` positions is done.
     Returns the image (1, 3, H, W) of 8-bit values as int64, zero outside ``size``.
@@ -385,7 +454,7 @@ def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], c
                 p = di * BLOCK + dj
                 step_raw = raw[i].flatten(1).T  # (h*w, 10K)
                 pieces = folded_inside[p].nonzero().squeeze(1).split(CHUNK)
-                chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T) for pixels in pieces]
+                chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T, tolerance) for pixels in pieces]
                 coded = torch.zeros(step_raw.shape[0], 3, dtype=torch.long)
                 for c in range(3):
                     channel = [c] * len(chunks)

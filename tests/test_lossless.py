@@ -37,10 +37,27 @@ def test_coding_tables_multiply_to_the_training_likelihood():
 def test_window_symbols_and_tail_offsets_give_back_every_value():
     values = torch.arange(256).repeat(3)
     low = torch.tensor([0, 77, 256 - pixels.WINDOW]).repeat_interleave(256)
-    table = pixels.WindowTable(torch.empty(0), low, np.empty(0))
+    table = pixels.WindowTable(torch.zeros(len(values), pixels.WINDOW + 2, dtype=torch.long), low, np.empty(0))
     symbols, offsets, sizes = table.split(values)
     assert ((offsets >= 0) & (offsets < sizes)).all()
     assert torch.equal(table.join(symbols, offsets), values)
+
+
+@pytest.mark.parametrize("tolerance", [1, 4, 12, pixels.MAX_TOLERANCE])
+def test_bins_decode_within_twice_the_tolerance_and_as_the_encoder_predicts(tolerance):
+    torch.manual_seed(tolerance)
+    width, bins = pixels.window_bins(tolerance)
+    values = torch.arange(256).repeat(4)
+    low = torch.tensor([0, 77, 130, 256 - bins * width]).repeat_interleave(256)
+    mass = torch.randint(0, 1 << 20, (len(values), bins * width))
+    mass[:256, :width] = 0  # a bin without mass decodes to its middle
+    table = pixels.WindowTable(torch.zeros(len(values), bins + 2, dtype=torch.long), low, np.empty(0), width, mass)
+    symbols, offsets, sizes = table.split(values)
+    assert ((offsets >= 0) & (offsets < sizes)).all()
+    decoded = table.join(symbols, offsets)
+    assert torch.equal(decoded, table.quantize(values))
+    assert ((decoded - values).abs() <= 2 * tolerance).all() and ((decoded >= 0) & (decoded <= 255)).all()
+    assert torch.equal(table.bin_of(decoded), table.bin_of(values))  # a decoded value lies in its bin
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 300), (17, 33), (64, 48)])
