@@ -220,7 +220,7 @@ def info(file, max_pixels):
     overhead = 100 * (details.payload_bits / details.ideal_payload_bits - 1) if details.ideal_payload_bits else float("nan")
     click.echo(f"file            {file}")
     click.echo(f"model           {h.model} (weights {h.weights_hash.hex()})")
-    click.echo(f"coding          {'lossless' if details.lossless else 'lossy'}, quality {h.quality}")
+    click.echo(f"coding          {details.coding}, quality {h.quality}")
     click.echo(f"image           {h.width}x{h.height} {h.mode}")
     click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_dimension:.4f} bits/dim")
     click.echo(f"streams         {', '.join(f'{name} {n} bytes' for name, n in details.streams.items())}")
@@ -375,12 +375,13 @@ def bpd(folder, codecs, json_path, model, quality):
 @click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
 @click.option("--default-quality", type=int)
 @click.option("--lossless-quality", type=int, help="the quality whose codes lossless files carry")
+@click.option("--tolerances", help="near-lossless qualities after the lossy ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="photos to round the weights on (GPTQ, see dqcodec/weights.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality")
 @click.option("--calibration-images", default=16, show_default=True, type=click.IntRange(min=1), help="how many of those photos, spread over the folder (centre 256x256 crops)")
 @click.option("--base", help="an installed model whose tensors this one shares (e.g. the lossy model a pixel likelihood was trained on): those equal to its keep their stored values, so its files still code the same")
 @click.option("--force", is_flag=True, help="replace an installed model of the same name (its current version moves to models/previous/ and its legacy .pt versions stay, so the files written with them still decode)")
-def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, calibration, calibration_images, base, force):
+def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, tolerances, calibration, calibration_images, base, force):
     """Ship a training checkpoint as models/<name>-<hash>.dqw (weights quantized and entropy-coded,
     see dqcodec/weights.py), optionally with its own table of rate points."""
     import dataclasses
@@ -399,6 +400,7 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
         "rate_weights": [float(v) for v in rate_weights.split(",")] if rate_weights else None,
         "default_quality": default_quality,
         "lossless_quality": lossless_quality,
+        "tolerances": parse_tolerances(tolerances) if tolerances else None,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if not registry.is_dq(model):
@@ -422,6 +424,15 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
         if m.path != path and not m.legacy and not m.previous:
             zoo.retire(m.path)  # files written with it still decode
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
+
+
+def parse_tolerances(text: str) -> list[int]:
+    if text == "none":
+        return []
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of whole numbers", param_hint="--tolerances") from None
 
 
 def parse_qualities(text: str, model) -> list[list[int]]:

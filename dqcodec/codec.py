@@ -145,7 +145,9 @@ def compress(
     to ``defaults.default_model(lossless)`` (dq-2, or dq-hier for a lossless file).
 
     A lossless file carries the codes of a quality (the model's lossless quality by
-    default) and then every pixel, coded with its likelihood given the codes.
+    default) and then every pixel, coded with its likelihood given the codes. A model's
+    qualities after its lossy ones (``dqcodec models``) are near-lossless: the codes of its lossless
+    quality, then every sample to within twice the quality's tolerance (``DQCodec.tolerance``).
     A lossy file at ``effort`` 1 or 2 searches longer for its codes: a smaller file
     for the same quality of image, several times the encoding time. Images over
     ``max_pixels`` pixels are refused (None: no limit). ``progress(done, total)``, if given, is
@@ -163,13 +165,20 @@ def compress(
         raise errors.ModelError(f"model {model!r} is a {registry.family_of(net)} baseline, not a dq model: it writes no .dq files")
     if quality is None:
         quality = net.config.lossless_quality if lossless else net.config.default_quality
-    _check_int("quality", quality, 1, net.num_qualities)
+    if lossless:
+        _check_int("quality (of a lossless file's codes)", quality, 1, net.lossy_qualities)
+    else:
+        _check_int("quality", quality, 1, net.num_qualities)
     if lossless and not net.lossless:
         raise errors.ModelError(f"model {model!r} has no pixel likelihood, so it cannot code lossless files")
+    near_lossless = net.tolerance(quality) > 0
+    if near_lossless and effort:
+        raise errors.ArgumentError(f"effort applies to lossy qualities (1 to {net.lossy_qualities}); quality {quality} codes every pixel whatever its codes")
+    codes_pixels = lossless or near_lossless
     x = pad(to_tensor(rgb))
     size = (rgb.height, rgb.width)
-    tile = tiling.LOSSLESS_TILE if lossless else tiling.DEFAULT_TILE
-    strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if lossless else None, progress=progress)
+    tile = tiling.LOSSLESS_TILE if codes_pixels else tiling.DEFAULT_TILE
+    strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if codes_pixels else None, progress=progress)
     return container.pack(container.Header(model, digest[:8], quality, mode, *size, tile), strings)
 
 
@@ -210,6 +219,8 @@ def _open(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         raise errors.ContainerError(f"file has {len(streams)} streams; model {header.model!r} writes {net.num_levels} (lossy) or {net.num_levels + 1} (lossless)")
     if is_lossless(net, streams) and not net.lossless:
         raise errors.ModelError(f"file is lossless, but model {header.model!r} has no pixel likelihood to decode it")
+    if net.tolerance(header.quality) and not is_lossless(net, streams):
+        raise errors.ContainerError(f"header names near-lossless quality {header.quality}, but the file has no pixel stream")
     tiling.check_tile(header.tile, *tiling.padded_size(header.height, header.width))
     return header, streams, net
 
@@ -231,7 +242,7 @@ def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFA
 
 
 def is_lossless(net, streams: list) -> bool:
-    """Whether a file's streams are those of a lossless file: one per level, then the pixels."""
+    """Whether a file's streams are those of a lossless (or near-lossless) file: one per level, then the pixels."""
     return len(streams) == len(net.stream_names(lossless=True))
 
 
@@ -242,7 +253,14 @@ class FileInfo:
     payload_bits: int
     ideal_payload_bits: float
     streams: dict[str, int]  # bytes of each stream, by name
-    lossless: bool
+    lossless: bool  # every sample exact
+    near_lossless_bound: int = 0  # for a near-lossless file, how far (grey levels) a sample may decode from the original
+
+    @property
+    def coding(self) -> str:
+        if self.near_lossless_bound:
+            return f"near-lossless (every sample within {self.near_lossless_bound} grey levels)"
+        return "lossless" if self.lossless else "lossy"
 
     @property
     def bits_per_pixel(self) -> float:
@@ -265,20 +283,21 @@ def inspect(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileInf
     header, streams, net = _open(data, max_pixels)
     tables: list = []
     size = (header.height, header.width)
-    lossless = is_lossless(net, streams)
-    if lossless:
+    pixels = is_lossless(net, streams)
+    if pixels:
         tiling.decode(net, streams, size, header.quality, header.tile, True, tables)
     else:
         tiling.decode_indices(net, streams, size, header.quality, header.tile, tables)
     ideal = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
-    sizes = dict(zip(net.stream_names(lossless), map(len, streams)))
-    return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, sizes, lossless)
+    sizes = dict(zip(net.stream_names(pixels), map(len, streams)))
+    bound = 2 * net.tolerance(header.quality)
+    return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, sizes, pixels and not bound, bound)
 
 
 def stream_bits(data: bytes) -> tuple[int, int]:
     """Bits of a lossless file's code streams and of its pixel stream."""
     header, streams, net = _open(data)
-    if not is_lossless(net, streams):
+    if not is_lossless(net, streams) or net.tolerance(header.quality):
         raise errors.ArgumentError("not a lossless .dq file")
     return 8 * sum(map(len, streams[:-1])), 8 * len(streams[-1])
 

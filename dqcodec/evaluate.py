@@ -63,7 +63,8 @@ def _pillow(name: str, fmt: str, settings, options: Callable[[object], dict], de
 def _dq(model: str, effort: int = 0) -> Codec:
     from . import codec
 
-    qualities = range(1, zoo.load(model)[0].num_qualities + 1)
+    net = zoo.load(model)[0]
+    qualities = range(1, (net.lossy_qualities if effort else net.num_qualities) + 1)  # effort is for lossy qualities
     return Codec(
         "dq" if not effort else f"dq-e{effort}",
         f"dqcodec model {model}" + (f", encoder effort {effort}" if effort else ""),
@@ -205,7 +206,7 @@ def _mean(values: list[float]) -> float | None:
 def bd_rate(anchor: tuple[list, list], test: tuple[list, list]) -> float | None:
     """Bjøntegaard delta rate (%) of test against anchor, each (bpp list, PSNR list):
     the mean rate difference over the PSNR range both cover; negative means test saves bits.
-    None when the curves do not overlap or have fewer than two points."""
+    None when the curves do not overlap, have fewer than two points or cannot be fitted."""
     if min(len(anchor[0]), len(test[0])) < 2:
         return None
     integrals = []
@@ -218,7 +219,10 @@ def bd_rate(anchor: tuple[list, list], test: tuple[list, list]) -> float | None:
         p, r = np.asarray(psnrs)[order], np.log(np.asarray(rates)[order])
         fit = np.polyint(np.polyfit(p, r, min(3, len(p) - 1)))
         integrals.append(np.polyval(fit, hi) - np.polyval(fit, lo))
-    return float((math.exp((integrals[1] - integrals[0]) / (hi - lo)) - 1) * 100)
+    mean_log_ratio = (integrals[1] - integrals[0]) / (hi - lo)
+    if not abs(mean_log_ratio) < 700:  # the fits do not describe the curves (math.exp would overflow)
+        return None
+    return float((math.exp(mean_log_ratio) - 1) * 100)
 
 
 def interpolate_psnr(curve: list[tuple[float, float]], bpp: float) -> float | None:

@@ -25,7 +25,7 @@ from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder
 from .errors import ArgumentError, ModelError
 from .layers import GDN, subpel_conv3x3
 from .levels import LevelCodec, LevelConfig
-from .pixels import ExactPixelModel, PixelModel, code_pixels, fold, widen
+from .pixels import MAX_TOLERANCE, ExactPixelModel, PixelModel, code_pixels, fold, widen
 from .refine import refine_level
 
 STRIDE = 16  # of the first level (refine.py assumes it); images are padded to a multiple of it
@@ -52,6 +52,9 @@ class DQConfig:
     pixel_mixtures: int = 0
     pixel_hidden: int = 64
     lossless_quality: int = 1  # the quality whose codes a lossless file carries
+    # near-lossless qualities after the lossy ones: each codes lossless_quality's codes and every sample's bin
+    # of 2d + 1 values for its tolerance d (see pixels.py), so it decodes within 2d of the original
+    tolerances: list[int] = field(default_factory=list)
 
     def __post_init__(self):
         self.levels = [LevelConfig(**level) if isinstance(level, dict) else level for level in self.levels]
@@ -68,6 +71,11 @@ class DQConfig:
         for name in ("default_quality", "lossless_quality"):
             if not 1 <= getattr(self, name) <= len(self.qualities):
                 raise ArgumentError(f"{name} is not one of the qualities")
+        self.tolerances = list(self.tolerances)
+        if self.tolerances and not self.pixel_mixtures:
+            raise ArgumentError("near-lossless qualities (tolerances) need a pixel likelihood")
+        if not all(1 <= d <= MAX_TOLERANCE for d in self.tolerances):
+            raise ArgumentError(f"tolerances are 1 to {MAX_TOLERANCE} grey levels")
 
     @classmethod
     def from_dict(cls, config: dict) -> "DQConfig":
@@ -185,8 +193,8 @@ class DQCodec(nn.Module):
         self.pixels.load_state_dict(donor.pixels.state_dict())
 
     def drop_pixel_model(self) -> None:
-        """Remove the per-pixel likelihood, e.g. before training the lossy part it reads."""
-        self.config = replace(self.config, pixel_mixtures=0)
+        """Remove the per-pixel likelihood (and the near-lossless qualities), e.g. before training the lossy part it reads."""
+        self.config = replace(self.config, pixel_mixtures=0, tolerances=[])
         self.pixels = None
 
     def widen_pixel_model(self, hidden: int) -> None:
@@ -204,7 +212,21 @@ class DQCodec(nn.Module):
 
     @property
     def num_qualities(self) -> int:
+        """Lossy qualities, then near-lossless ones."""
+        return len(self.config.qualities) + len(self.config.tolerances)
+
+    @property
+    def lossy_qualities(self) -> int:
         return len(self.config.qualities)
+
+    def tolerance(self, quality: int) -> int:
+        """How far (in grey levels, half of it) a quality's samples may be from the original: 0 for
+        lossy qualities, whose pixels are not coded, else the near-lossless quality's tolerance."""
+        return 0 if quality <= self.lossy_qualities else self.config.tolerances[quality - self.lossy_qualities - 1]
+
+    def codes_quality(self, quality: int) -> int:
+        """The lossy quality whose codes a file of this quality carries."""
+        return quality if quality <= self.lossy_qualities else self.config.lossless_quality
 
     def stream_names(self, lossless: bool = False) -> list[str]:
         """The streams of a file, in order: one per level, then the pixels of a lossless file."""
@@ -214,7 +236,7 @@ class DQCodec(nn.Module):
         """Groups coded of each level at a quality."""
         if not 1 <= quality <= self.num_qualities:
             raise ArgumentError(f"quality must be between 1 and {self.num_qualities}, got {quality}")
-        return self.config.qualities[quality - 1]
+        return self.config.qualities[self.codes_quality(quality) - 1]
 
     def analyse(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each level's features, first level first."""
@@ -298,7 +320,7 @@ class DQCodec(nn.Module):
         slower encoding, the same decoder. Returns what ``decode_region`` will return."""
         groups = self.groups_for_quality(quality)
         if rate_weight is None:
-            rate_weight = self.config.rate_weights[quality - 1]
+            rate_weight = self.config.rate_weights[self.codes_quality(quality) - 1]
         last = _last_coded(groups)
         context, indices = None, []
         for i, level in enumerate(self.levels):
@@ -375,7 +397,7 @@ class DQCodec(nn.Module):
         self._require_pixels()
         streams = self.new_streams(lossless=True)
         decoded = self.encode_region(self.analyse(x), x, quality, streams)
-        self.encode_pixels(decoded, x, size, streams[-1])
+        self.encode_pixels(decoded, x, size, streams[-1], tolerance=self.tolerance(quality))
         return {"strings": [s.to_bytes() for s in streams], "shape": (x.shape[-2] // STRIDE, x.shape[-1] // STRIDE)}
 
     @torch.no_grad()
@@ -386,27 +408,29 @@ class DQCodec(nn.Module):
         self._check_streams(strings, lossless=True)
         streams = [StreamDecoder(s) for s in strings]
         decoded = self.decode_region(streams, shape, quality, tables)
-        image = self.decode_pixels(decoded, size, streams[-1], tables)
+        image = self.decode_pixels(decoded, size, streams[-1], tables, tolerance=self.tolerance(quality))
         for stream in streams:
             stream.finish()
         return {"x_hat": image.float() / 255}
 
-    def encode_pixels(self, decoded: dict, x: torch.Tensor, size: tuple[int, int], stream: StreamEncoder, on_position=None) -> None:
-        """Encode the pixels of the top-left ``size`` of a region x (8-bit values / 255) given its codes;
-        ``on_position()`` is called as each pixel position of the 4x4 blocks is done."""
+    def encode_pixels(self, decoded: dict, x: torch.Tensor, size: tuple[int, int], stream: StreamEncoder, on_position=None, tolerance: int = 0) -> None:
+        """Encode the pixels of the top-left ``size`` of a region x (8-bit values / 255) given its codes,
+        exactly or (``tolerance`` > 0) to within 2 * tolerance; ``on_position()`` is called as each pixel
+        position of the 4x4 blocks is done."""
         folded = fold((x * 255).round().long())[0].flatten(2)  # (3, 16, h*w)
 
         def encode(table, position, c, pixels):
-            symbols, tail_offsets, tail_sizes = table.split(folded[c, position, pixels])
+            values = folded[c, position, pixels]
+            symbols, tail_offsets, tail_sizes = table.split(values)
             stream.encode(symbols.numpy(), table.frequencies)
             if len(tail_sizes):
                 stream.encode_uniform(tail_offsets.numpy(), tail_sizes.numpy())
-            return folded[c, position, pixels]
+            return table.quantize(values)
 
-        self._code_pixels(decoded, size, encode, on_position)
+        self._code_pixels(decoded, size, encode, on_position, tolerance)
 
-    def decode_pixels(self, decoded: dict, size: tuple[int, int], stream: StreamDecoder, tables=None, on_position=None) -> torch.Tensor:
-        """The region's 8-bit pixels (1, 3, H, W), exact inside the top-left ``size``."""
+    def decode_pixels(self, decoded: dict, size: tuple[int, int], stream: StreamDecoder, tables=None, on_position=None, tolerance: int = 0) -> torch.Tensor:
+        """The region's 8-bit pixels (1, 3, H, W) inside the top-left ``size``: exact, or within 2 * tolerance."""
 
         def decode(table, position, c, pixels):
             frequencies = table.frequencies
@@ -419,7 +443,7 @@ class DQCodec(nn.Module):
                 tables.append(((np.arange(256) < tail_sizes[:, None]).astype(np.float64), offsets))
             return table.join(torch.from_numpy(symbols), torch.from_numpy(offsets))
 
-        return self._code_pixels(decoded, size, decode, on_position)
+        return self._code_pixels(decoded, size, decode, on_position, tolerance)
 
     @torch.no_grad()
     def pixel_bits(self, decoded: dict, x: torch.Tensor, size: tuple[int, int]) -> float:
@@ -432,11 +456,11 @@ class DQCodec(nn.Module):
         log_prob = self.pixels.log_prob(context, x_hat, (x * 255).round(), inside)
         return float(-log_prob.sum() / math.log(2))
 
-    def _code_pixels(self, decoded, size, code_channel, on_position=None):
+    def _code_pixels(self, decoded, size, code_channel, on_position=None, tolerance: int = 0):
         pixels = ExactPixelModel(self.pixels)
         features = exact.run_module(self.synthesis[:-1], self._exact_synthesis_input(decoded))
         x_hat = exact.run_module(self.synthesis[-1], features)
-        return code_pixels(pixels, pixels.context(features, x_hat), x_hat, size, code_channel, torch.get_num_threads(), on_position)
+        return code_pixels(pixels, pixels.context(features, x_hat), x_hat, size, code_channel, torch.get_num_threads(), on_position, tolerance)
 
     def _pixel_context(self, decoded):
         """The pixel likelihood's float context and x_hat (unclamped) from decoded codes."""

@@ -93,7 +93,8 @@ def _tile_side(tile: int, height: int, width: int) -> int:
 def encode(net: DQCodec, x: torch.Tensor, quality: int, tile: int, rate_weight: float | None = None, refine_steps: int = 0,
            lossless_size: tuple[int, int] | None = None, progress: Callable[[int, int], None] | None = None) -> list[bytes]:
     """The streams of a padded image x (1, 3, H, W) in [0, 1], coded tile by tile; with
-    ``lossless_size`` (the image's true size), the pixels too. ``progress(done, total)`` is told
+    ``lossless_size`` (the image's true size), the pixels too: exactly, or within twice the tolerance of
+    a near-lossless quality. ``progress(done, total)`` is told
     as the work goes (see ``Progress``)."""
     height, width = x.shape[-2:]
     streams = net.new_streams(lossless=lossless_size is not None)
@@ -108,7 +109,7 @@ def encode(net: DQCodec, x: torch.Tensor, quality: int, tile: int, rate_weight: 
         decoded = net.encode_region(features, region, quality, streams, rate_weight, refine_steps)
         report.step()
         if lossless_size is not None:
-            net.encode_pixels(decoded, region, _inside(box, lossless_size), streams[-1], report.step)
+            net.encode_pixels(decoded, region, _inside(box, lossless_size), streams[-1], report.step, net.tolerance(quality))
     return [s.to_bytes() for s in streams]
 
 
@@ -137,8 +138,8 @@ def _inside(box: Box, size: tuple[int, int]) -> tuple[int, int]:
 @torch.no_grad()
 def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: int, tile: int, lossless: bool, tables: list | None = None,
            progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The decoded image (H, W, 3) uint8 of a file's streams: every pixel of a lossless file (if
-    ``lossless``), else the lossy image from the codes. ``tables`` collects every (tables, symbols);
+    """The decoded image (H, W, 3) uint8 of a file's streams: every pixel of a lossless or near-lossless
+    file (if ``lossless``), else the lossy image from the codes. ``tables`` collects every (tables, symbols);
     ``progress(done, total)`` is told as the work goes (see ``Progress``)."""
     height, width = padded_size(*size)
     boxes = tiles(height, width, _tile_side(tile, height, width))
@@ -151,7 +152,7 @@ def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: i
         report.step()
         if lossless:
             inside = _inside(box, size)
-            pixels = net.decode_pixels(decoded, inside, pixel_stream, tables, report.step)
+            pixels = net.decode_pixels(decoded, inside, pixel_stream, tables, report.step, net.tolerance(quality))
             image[box.top : box.top + inside[0], box.left : box.left + inside[1]] = _to_hwc(pixels, inside)
         else:
             for index_map, indices, stride in zip(maps, decoded["indices"], level_strides(net)):

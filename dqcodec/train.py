@@ -737,7 +737,7 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
     else:
         model = registry.build(arch, channels=channels, depthwise=not plain_vq, residual_blocks=residual_blocks, size=size,
                                codebook_learning="soft-to-hard" if soft_to_hard else "ema")
-    if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.num_qualities):
+    if quality is not None and not (registry.is_dq(model) and 1 <= quality <= model.lossy_qualities):
         raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
     lmbdas = parse_lmbda(lmbda)
     path = train(data, out, parse_schedule(schedule), lmbdas if len(lmbdas) > 1 else lmbdas[0], lr, model, checkpoint_minutes, seed, keep_all, until, lossless, quality, bf16, channels_last, debug_ranks, ("all" if train_all else "only") if add_level else None, ecvq)

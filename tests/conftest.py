@@ -27,9 +27,10 @@ TINY_3 = DQConfig(
 
 def tiny_model(seed: int = 0, depthwise: bool = True, config: DQConfig = TINY) -> DQCodec:
     """A random-weight model with trained-looking codebooks (initialized from data) and
-    a random per-pixel likelihood, so it codes lossless files too."""
+    a random per-pixel likelihood, so it codes lossless files too, and near-lossless ones
+    at its last two qualities (tolerances 1 and 3)."""
     torch.manual_seed(seed)
-    config = DQConfig(**{**config.__dict__, "depthwise": depthwise, "pixel_mixtures": 2, "pixel_hidden": 8})
+    config = DQConfig(**{**config.__dict__, "depthwise": depthwise, "pixel_mixtures": 2, "pixel_hidden": 8, "tolerances": [1, 3]})
     model = DQCodec(config)
     model.train()
     with torch.no_grad():

@@ -178,7 +178,7 @@ def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
         assert set(data["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
         assert len(data["results"]["bpp"]) == len(data["settings"])
     rows = list(csv.DictReader(open(out / "points.csv")))
-    assert len(rows) == 2 * (3 + 11)  # images x (dq qualities + JPEG qualities)
+    assert len(rows) == 2 * (5 + 11)  # images x (dq qualities: 3 lossy, 2 near-lossless; JPEG qualities)
     assert (out / "rd.png").read_bytes()[:4] == b"\x89PNG"
     assert "jpeg" in evaluate.read_bd_rates(out / "bd_rate.csv")
     from compressai.utils.plot.__main__ import parse_json_file

@@ -38,7 +38,7 @@ def test_inputs_may_be_paths_arrays_or_images(tiny_zoo, tmp_path):
 def test_decoder_gets_exactly_the_encoders_indices_and_image(config):
     model = tiny_model(config=config)
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(40, 56))))
-    quality = model.num_qualities
+    quality = model.lossy_qualities  # the top lossy quality codes every group
     features, context, expected = model.analyse(x), None, []
     for i, level in enumerate(model.levels):
         float_context = None if context is None else exact.to_float(context)

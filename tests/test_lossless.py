@@ -67,6 +67,48 @@ def test_lossless_round_trip_is_exact(tiny_zoo, size):
     assert np.array_equal(np.asarray(dqcodec.decompress(data)), original)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (64, 48)])
+def test_near_lossless_qualities_decode_within_twice_their_tolerance(tiny_zoo, size):
+    original = photo_like(*size, seed=1)
+    model = dqcodec.zoo.load(tiny_zoo)[0]
+    lossless = dqcodec.compress(original, model=tiny_zoo, lossless=True)
+    sizes = []
+    for quality in range(model.lossy_qualities + 1, model.num_qualities + 1):
+        data = dqcodec.compress(original, quality=quality, model=tiny_zoo)
+        bound = 2 * model.tolerance(quality)
+        info = dqcodec.inspect(data)
+        assert info.near_lossless_bound == bound > 0 and not info.lossless and "near-lossless" in info.coding
+        error = np.abs(np.asarray(dqcodec.decompress(data)).astype(int) - original)
+        assert error.max() <= bound
+        sizes.append(len(data))
+    if size[0] * size[1] > 1:  # a wider tolerance, a smaller file than lossless
+        assert len(lossless) > sizes[0] > sizes[1]
+
+
+def test_a_near_lossless_file_carries_the_codes_of_the_lossless_quality(tiny_zoo):
+    original = photo_like(40, 56)
+    model = dqcodec.zoo.load(tiny_zoo)[0]
+    near = dqcodec.compress(original, quality=model.num_qualities, model=tiny_zoo)
+    exact_file = dqcodec.compress(original, model=tiny_zoo, lossless=True)
+    assert container.unpack(near)[1][:2] == container.unpack(exact_file)[1][:2]
+    assert np.array_equal(np.asarray(dqcodec.decompress(near, preview=True)), np.asarray(dqcodec.decompress(exact_file, preview=True)))
+
+
+def test_near_lossless_options_that_make_no_sense_are_errors(tiny_zoo):
+    model = dqcodec.zoo.load(tiny_zoo)[0]
+    with pytest.raises(dqcodec.ArgumentError, match="effort applies to lossy qualities"):
+        dqcodec.compress(photo_like(16, 16), quality=model.num_qualities, model=tiny_zoo, effort=1)
+    with pytest.raises(dqcodec.ArgumentError, match="lossless file's codes"):
+        dqcodec.compress(photo_like(16, 16), quality=model.num_qualities, model=tiny_zoo, lossless=True)
+
+
+def test_a_near_lossless_header_without_a_pixel_stream_is_refused(tiny_zoo):
+    data = dqcodec.compress(photo_like(24, 24), quality=4, model=tiny_zoo)
+    header, streams = container.unpack(data)
+    with pytest.raises(dqcodec.ContainerError, match="no pixel stream"):
+        dqcodec.decompress(container.pack(header, streams[:2]))
+
+
 def test_lossless_grayscale_stays_grayscale_and_exact(tiny_zoo):
     original = photo_like(20, 30)[..., 0]
     decoded = dqcodec.decompress(dqcodec.compress(original, model=tiny_zoo, lossless=True))
@@ -135,8 +177,7 @@ def test_a_lossy_model_refuses_lossless_coding(tmp_path, monkeypatch):
     from dqcodec import zoo
 
     model = tiny_model()
-    model.pixels = None
-    model.config = dataclasses.replace(model.config, pixel_mixtures=0)
+    model.drop_pixel_model()
     zoo.export(model, "lossy", tmp_path)
     monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
     with pytest.raises(ValueError, match="no pixel likelihood"):

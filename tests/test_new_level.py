@@ -30,7 +30,7 @@ def test_qualities_without_the_new_level_code_and_decode_as_before(models):
     assert grown.num_levels == 3 and grown.num_qualities == model.num_qualities + 2
     assert grown.config.qualities[-2:] == [[2, 4, 1], [2, 4, 2]]
     x = image_tensor()
-    for quality in range(1, model.num_qualities + 1):
+    for quality in range(1, model.lossy_qualities + 1):
         before, after = model.compress(x, quality), grown.compress(x, quality)
         assert before["strings"] == after["strings"][:2] and after["strings"][2] == b""
         image = model.decompress(before["strings"], before["shape"], quality)["x_hat"]
@@ -45,7 +45,7 @@ def test_qualities_without_the_new_level_code_and_decode_as_before(models):
 def test_new_qualities_round_trip_with_the_encoders_indices(models):
     _, grown = models
     x = image_tensor()
-    for quality in (grown.num_qualities - 1, grown.num_qualities):
+    for quality in (grown.lossy_qualities - 1, grown.lossy_qualities):
         out = grown.compress(x, quality)
         assert out["strings"][2]
         decoded = grown.decode_indices(out["strings"], out["shape"], quality)
