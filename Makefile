@@ -59,11 +59,17 @@ train: $(VENV)/.installed
 # (models/snapshots/dq2-long.pt, step 23,370, fresh Adam moments); SNAPSHOT=none replays it from dq-hier's weights.
 # bf16 kernels make a replay close to, not bit for bit, the shipped weights.
 DQ2_RATE_POINTS := --qualities 1,2,4,6,8,12 --rate-weights 0.3,0.3,0.3,0.3,0.3,0.3 --default-quality 4
+# then its pixel likelihood (dq-2's codes of quality 2, the lossy weights frozen and kept as shipped: --base),
+# and the near-lossless qualities 7-9 it makes possible (samples within 2 x 10, 7, 4 grey levels)
+DQ2_TOLERANCES := 10,7,4
 .PHONY: dq2
 dq2: $(VENV)/.installed
 	DATA=data UNTIL=23794 scripts/dq2_train.sh
 	DATA=data scripts/dq2_decay.sh 25800
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-decay-25800/checkpoint.pt --name dq-2 --force $(DQ2_RATE_POINTS) --calibration data/train
+	DATA=data scripts/dq2_lossless.sh
+	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-lossless/checkpoint.pt --name dq-2 --force --base dq-2 \
+		--lossless-quality 2 --tolerances $(DQ2_TOLERANCES) --calibration data/train
 
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
 baselines: $(VENV)/.installed
