@@ -150,7 +150,7 @@ def cli():
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output .dq file, or a folder for several inputs")
-@click.option("-q", "--quality", type=int, help="1 = smallest file; default: the model's default (see `dqcodec models`)")
+@click.option("-q", "--quality", type=int, help="1 = smallest file; the qualities after a model's lossy ones are near-lossless (see `dqcodec models`); default: the model's default")
 @click.option("--lossless", is_flag=True, help="code every pixel exactly (-q then picks the codes the file carries)")
 @click.option(
     "-e",
@@ -238,8 +238,12 @@ def models():
         card = model_file.path.parent / f"{model_file.name}.json"
         if card.exists():
             details = json.loads(card.read_text())
+            lossy = len(details.get("config", {}).get("qualities", []))
+            tolerances = details.get("config", {}).get("tolerances", [])
             for row in details["heldout"]:
                 label = f"quality {row['quality']}: " if "quality" in row else ""  # a baseline has one rate
+                if row.get("quality", 0) > lossy and row["quality"] - lossy <= len(tolerances):
+                    label = f"quality {row['quality']} (near-lossless, samples within {2 * tolerances[row['quality'] - lossy - 1]}): "
                 click.echo(f"  {label}{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
             if "lossless" in details:
                 click.echo(f"  lossless: {details['lossless']['heldout']['dq']:.3f} bits/dim (held-out photos)")
