@@ -222,7 +222,8 @@ class WindowTable:
     low: torch.Tensor  # (N,) first value of each window
     frequencies: np.ndarray  # the integer table the range coder gets
     width: int = 1  # values per bin: 2 * tolerance + 1
-    values: torch.Tensor | None = None  # (N, B * width) each window value's mass, for bins of width > 1
+    # for bins of width > 1: window bins (N,) -> the mass of each of their values (N, width), as the bins' own
+    value_masses: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def bins(self) -> int:
@@ -265,8 +266,7 @@ class WindowTable:
             return first
         middle = torch.div(first.clamp_min(0) + (first + self.width - 1).clamp_max(255), 2, rounding_mode="floor")
         inside = (bins >= 0) & (bins < self.bins)
-        per_value = self.values.view(-1, self.bins, self.width)
-        mass = per_value.gather(1, bins.clamp(0, self.bins - 1).view(-1, 1, 1).expand(-1, 1, self.width)).squeeze(1)
+        mass = self.value_masses(bins.clamp(0, self.bins - 1))
         offsets = torch.arange(self.width)
         total = mass.sum(1)
         weighted = (mass * offsets).sum(1)  # below 2^30 * 31 * 31
@@ -364,29 +364,36 @@ class ChunkDistribution:
         centre = torch.div(2 * weighted + total * ONE, 2 * total * ONE, rounding_mode="floor")  # round(mean)
         span = self.bins * self.width  # values in the window
         low = (centre - (self.bins // 2) * self.width - self.tolerance).clamp(0, 256 - span)
-        # the logistic's argument t = (edge - mean) / scale at the edges of the values "below", each
-        # value of the window, "above": edge k is (low + k - 1/2) in fixed point, k = -1 ... span + 1,
-        # so t_k = first + k * step in counts of 2^-32. Both terms are integers below 2^52 and their
-        # scaling by 2^-16 is exact in float64, so this is exactly floor(t_k / 2^16).
+        # the logistic's argument t = (edge - mean) / scale at the edges of the values: edge k is
+        # (low + k - 1/2) in fixed point, so t_k = first + k * step in counts of 2^-32. Both terms are
+        # integers below 2^52 and their scaling by 2^-16 is exact in float64, so ``_sigmoid_at`` gets
+        # exactly floor(t_k / 2^16). The table needs the edges of the bins "below", each bin of the
+        # window, "above": k = -1 (a placeholder for 0), 0, width, ..., span, span + 1 (for 1).
         inv_scale = self.inv_scales[:, c]
         first = ((low * ONE - ONE // 2).unsqueeze(1) - mean) * inv_scale  # (N, K)
         step = (ONE * inv_scale).double().mul_(2.0**-16).unsqueeze(2)
         first = first.double().mul_(2.0**-16).unsqueeze(2)
-        t = torch.addcmul(first, _edge_steps(span), step).floor_().clamp_(-T_RANGE, T_RANGE).int()  # (N, K, span+3)
-        cdf = exact.tables()["sigmoid"](t, T_FRAC).long()  # (N, K, span+3), counts of 2^-30
+        cdf = _sigmoid_at(first, step, _edge_steps(self.bins, self.width))  # (N, K, B+3), counts of 2^-30
         cdf[..., 0] = 0
         cdf[..., -1] = 1 << CDF_BITS
         cdf[low == 0, :, 1] = 0  # the window reaches 0: nothing lies below it
         cdf[low + span == 256, :, -2] = 1 << CDF_BITS
-        component = cdf.diff(dim=-1)  # (N, K, span+2): each component's mass per value
-        values = None
-        if self.width > 1:
-            values = (component[..., 1:-1] * self.weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS
-            window = component[..., 1:-1].reshape(*component.shape[:2], self.bins, self.width).sum(-1)
-            component = torch.cat([component[..., :1], window, component[..., -1:]], -1)  # (N, K, B+2): per bin
+        component = cdf.diff(dim=-1)  # (N, K, B+2): each component's mass per symbol
         self._window = (low, component)
         mass = (component * self.weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS  # counts of 2^-30
-        return WindowTable(mass, low, exact.frequencies(mass, PIXEL_PROBABILITY_BITS), self.width, values)
+        value_masses = None
+        if self.width > 1:
+            value_masses = functools.partial(self._value_masses, low, first, step, self.weights)
+        return WindowTable(mass, low, exact.frequencies(mass, PIXEL_PROBABILITY_BITS), self.width, value_masses)
+
+    def _value_masses(self, low, first, step, weights, bins: torch.Tensor) -> torch.Tensor:
+        """The mixture's mass (N, width) of each value of one window bin per pixel, in counts of 2^-30: the
+        same edges as the table's, so a bin's values add up to its components' masses."""
+        edges = bins.unsqueeze(1) * self.width + torch.arange(self.width + 1)  # (N, width + 1)
+        cdf = _sigmoid_at(first, step, edges.double().unsqueeze(1))  # (N, K, width + 1)
+        cdf[(low == 0) & (bins == 0), :, 0] = 0
+        cdf[(low + self.bins * self.width == 256) & (bins == self.bins - 1), :, -1] = 1 << CDF_BITS
+        return (cdf.diff(dim=-1) * weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS
 
     def push(self, c: int, values: torch.Tensor) -> None:
         low, component = self._window
@@ -415,8 +422,16 @@ T_RANGE = 25 << T_FRAC
 
 
 @functools.cache
-def _edge_steps(span: int) -> torch.Tensor:
-    return torch.arange(-1, span + 2, dtype=torch.float64)
+def _edge_steps(bins: int, width: int) -> torch.Tensor:
+    """The table's edges k (see ``ChunkDistribution.table``): -1, then every bin's first value, then one past the last."""
+    inner = torch.arange(bins + 1, dtype=torch.float64) * width
+    return torch.cat([torch.tensor([-1.0]), inner, torch.tensor([bins * width + 1.0])])
+
+
+def _sigmoid_at(first: torch.Tensor, step: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The sigmoid table (counts of 2^-30, int64) at t = first + k * step, rounded down to 2^-16 and clamped."""
+    t = torch.addcmul(first, k, step).floor_().clamp_(-T_RANGE, T_RANGE).int()
+    return exact.tables()["sigmoid"](t, T_FRAC).long()
 
 
 def _normalized(weights: torch.Tensor) -> torch.Tensor:

@@ -49,9 +49,13 @@ def test_bins_decode_within_twice_the_tolerance_and_as_the_encoder_predicts(tole
     width, bins = pixels.window_bins(tolerance)
     values = torch.arange(256).repeat(4)
     low = torch.tensor([0, 77, 130, 256 - bins * width]).repeat_interleave(256)
-    mass = torch.randint(0, 1 << 20, (len(values), bins * width))
-    mass[:256, :width] = 0  # a bin without mass decodes to its middle
-    table = pixels.WindowTable(torch.zeros(len(values), bins + 2, dtype=torch.long), low, np.empty(0), width, mass)
+    mass = torch.randint(0, 1 << 20, (len(values), bins, width))
+    mass[:256, 0] = 0  # a bin without mass decodes to its middle
+
+    def value_masses(chosen):
+        return mass.gather(1, chosen.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)
+
+    table = pixels.WindowTable(torch.zeros(len(values), bins + 2, dtype=torch.long), low, np.empty(0), width, value_masses)
     symbols, offsets, sizes = table.split(values)
     assert ((offsets >= 0) & (offsets < sizes)).all()
     decoded = table.join(symbols, offsets)
