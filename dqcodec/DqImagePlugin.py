@@ -104,8 +104,8 @@ class DqDecoder(ImageFile.PyDecoder):
             image = codec.decompress(data, max_pixels=_max_pixels())
         except DQCodecError as error:
             raise OSError(str(error)) from error
-        _, streams, net = codec._open(data, max_pixels=None)  # checked and cached by decompress
-        self.info["lossless"] = codec.is_lossless(net, streams)
+        header, streams, net = codec._open(data, max_pixels=None)  # checked and cached by decompress
+        self.info["lossless"] = codec.is_lossless(net, streams) and not net.tolerance(header.quality)  # not near-lossless
         if image.size != (self.state.xsize, self.state.ysize) or image.mode != self.mode:
             raise OSError(f"decoded a {image.mode} image of {image.size}, the header said {self.mode} of {(self.state.xsize, self.state.ysize)}")
         self.set_as_raw(image.tobytes())

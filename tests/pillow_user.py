@@ -129,6 +129,10 @@ def main(folder: Path, model: str) -> dict:
             "info": dict(lossless.info),
             "bytes": (out / "lossless.dq").stat().st_size,
         }
+    near = Image.open(io.BytesIO(_saved(source, quality=5, model=model)))  # the tiny model's tolerance 3
+    near.load()
+    error = np.abs(np.asarray(near, dtype=int) - np.asarray(source.convert("RGB"), dtype=int)).max()
+    facts["near_lossless"] = {"lossless": near.info["lossless"], "quality": near.info["quality"], "max_error": int(error)}
     gray_source = Image.open(folder / "gray.png")
     binary = gray_source.point(lambda v: 255 * (v > 128)).convert("1")
     palette = source.quantize(16)
