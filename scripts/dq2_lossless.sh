@@ -7,7 +7,7 @@
 # the mixtures' bin probabilities (differences of sigmoids) would be computed in bfloat16. The run folder is
 # $RUNS/dq2-lossless (default ~/dqcodec-runs); re-running the same command resumes. Then ship it inside
 # dq-2 without touching its lossy tensors:
-#   dqcodec export $RUNS/dq2-lossless/checkpoint.pt --name dq-2 --force --base dq-2 --lossless-quality 2 --tolerances 10,7,4 \
+#   dqcodec export $RUNS/dq2-lossless/checkpoint.pt --name dq-2 --force --base dq-2 --lossless-quality 2 --tolerances 4 \
 #     --calibration data/train
 set -euo pipefail
 cd "$(dirname "$0")/.."
