@@ -220,8 +220,8 @@ class DQCodec(nn.Module):
         return len(self.config.qualities)
 
     def tolerance(self, quality: int) -> int:
-        """How far (in grey levels, half of it) a quality's samples may be from the original: 0 for
-        lossy qualities, whose pixels are not coded, else the near-lossless quality's tolerance."""
+        """A quality's tolerance d, in grey levels (its samples decode within 2d of the original's): 0 for
+        lossy qualities, whose pixels are not coded, else the near-lossless quality's."""
         return 0 if quality <= self.lossy_qualities else self.config.tolerances[quality - self.lossy_qualities - 1]
 
     def codes_quality(self, quality: int) -> int:
