@@ -142,7 +142,7 @@ def compress(
     progress: Progress | None = None,
 ) -> bytes:
     """Encode an image into the bytes of a .dq file; quality defaults to the model's, and the model
-    to ``defaults.default_model(lossless)`` (dq-2, or dq-hier for a lossless file).
+    to ``defaults.default_model(lossless)`` (dq-2).
 
     A lossless file carries the codes of a quality (the model's lossless quality by
     default) and then every pixel, coded with its likelihood given the codes. A model's

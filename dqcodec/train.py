@@ -664,6 +664,8 @@ def initial_model(init: str):
     """The model ``--init`` names, in training mode: a shipped model, or the float weights of a run's checkpoint file."""
     if init.endswith(".pt") and Path(init).is_file():
         return zoo.from_checkpoint(torch.load(init, weights_only=True, map_location="cpu")["model"]).train()
+    if init.endswith(zoo.SUFFIX) and Path(init).is_file():  # one version of a model, e.g. in models/previous/
+        return copy.deepcopy(zoo.load_file(Path(init))[0]).train()
     return copy.deepcopy(zoo.load(init)[0]).train()
 
 
@@ -681,7 +683,7 @@ def initial_model(init: str):
 @click.option("--seed", default=0)
 @click.option("--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)")
 @click.option("--until", type=int, help="stop after this step (a checkpoint to resume from, e.g. with other options)")
-@click.option("--init", "init_model", help="start from the weights of this shipped model, or of a run's checkpoint.pt (fresh optimizer), e.g. to train on")
+@click.option("--init", "init_model", help="start from the weights of this shipped model, of one version's .dqw file, or of a run's checkpoint.pt (fresh optimizer), e.g. to train on")
 @click.option("--arch", type=click.Choice(list(registry.ARCHITECTURES)), default="dq-hier", help="a DQ architecture, or a CompressAI baseline")
 @click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
 @click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
@@ -702,7 +704,8 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
 
     Launched with torchrun (torchrun --standalone --nproc_per_node N -m dqcodec.train ...), N
     processes train together under DistributedDataParallel; each stage's batch is per process."""
-    if lossless and not init_model and not (out / CHECKPOINT).exists():
+    resuming = (out / CHECKPOINT).exists()
+    if lossless and not init_model and not resuming:
         raise click.UsageError("--lossless needs --init MODEL (or a checkpoint in --out to resume)")
     if add_level and (not init_model or lossless):
         raise click.UsageError("--add-level needs --init MODEL, without --lossless")
@@ -713,7 +716,9 @@ def main(data, out, schedule, lmbda, lr, channels, residual_blocks, plain_vq, so
     if pixel_hidden and not (lossless and init_model):
         raise click.UsageError("--pixel-hidden applies to a pixel likelihood trained with --lossless --init MODEL")
     torch.manual_seed(seed)
-    if init_model:
+    if resuming:  # the checkpoint holds the model: --init and the options that shape a new model do not apply
+        model = zoo.from_checkpoint(torch.load(out / CHECKPOINT, weights_only=True, map_location="cpu")["model"])
+    elif init_model:
         model = initial_model(init_model)
         if lossless and registry.is_dq(model):  # anything else gets train()'s clear refusal
             if pixels_from:

@@ -174,6 +174,12 @@ def load(name: str = DEFAULT_MODEL, weights_hash: bytes | None = None) -> tuple[
     return _load_file(find(name, weights_hash).path)
 
 
+def load_file(path: Path) -> tuple[DQCodec, bytes]:
+    """The model in one installed model file (checked against its folder's SHA256SUMS), e.g. a
+    previous version, and the SHA-256 of its weights."""
+    return _load_file(Path(path).resolve())
+
+
 @functools.lru_cache(maxsize=4)
 def _load_file(path: Path) -> tuple[DQCodec, bytes]:
     data = path.read_bytes()

@@ -271,7 +271,7 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     lossy.drop_pixel_model()
     folder = tmp_path / "models"
     zoo.export(donor, "donor", folder)
-    zoo.export(lossy, "lossy", folder)
+    lossy_file = zoo.export(lossy, "lossy", folder)
     monkeypatch.setenv("DQCODEC_MODELS", str(folder))
     copy = DQCodec.from_checkpoint(lossy.checkpoint())
     copy.adopt_pixel_model(donor)
@@ -291,3 +291,15 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     narrowed = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "narrow"), "--init", "lossy", "--lossless", "--pixels-from", "donor",
                                          "--pixel-hidden", "4", "--schedule", "32x2:1"])
     assert narrowed.exit_code == 2 and "cannot narrow" in narrowed.output and "Traceback" not in narrowed.output
+
+    # a new version of "lossy" ships with the likelihood: the same command, with a longer schedule, still
+    # resumes the run at its step, and the old version's file still starts a run from scratch
+    previous = zoo.retire(lossy_file)
+    zoo.export(copy, "lossy", folder)
+    resumed = CliRunner().invoke(main, args[:-1] + ["32x2:2"])
+    assert resumed.exit_code == 0 and "at step 1" in resumed.output, resumed.output
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2
+    again = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "again"), "--init", "lossy", "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"])
+    assert again.exit_code == 2 and "without a pixel likelihood" in again.output
+    fresh = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "fresh"), "--init", str(previous), "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"])
+    assert fresh.exit_code == 0, fresh.output
