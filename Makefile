@@ -67,7 +67,7 @@ dq2: $(VENV)/.installed
 	DATA=data UNTIL=23794 scripts/dq2_train.sh
 	DATA=data scripts/dq2_decay.sh 25800
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-decay-25800/checkpoint.pt --name dq-2 --force $(DQ2_RATE_POINTS) --calibration data/train
-	DATA=data scripts/dq2_lossless.sh
+	DATA=data INIT=dq-2 scripts/dq2_lossless.sh
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-lossless/checkpoint.pt --name dq-2 --force --base dq-2 \
 		--lossless-quality 2 --tolerances $(DQ2_TOLERANCES) --calibration data/train
 
