@@ -60,7 +60,8 @@ train: $(VENV)/.installed
 # bf16 kernels make a replay close to, not bit for bit, the shipped weights.
 DQ2_RATE_POINTS := --qualities 1,2,4,6,8,12 --rate-weights 0.3,0.3,0.3,0.3,0.3,0.3 --default-quality 4
 # then its pixel likelihood (dq-2's codes of quality 2, the lossy weights frozen and kept as shipped: --base),
-# and the near-lossless quality 7 it makes possible (samples within 2 x 4 grey levels)
+# 4,000 steps and then 3,000 more with a longer schedule (the run resumed at 4,000), and the near-lossless
+# quality 7 it makes possible (samples within 2 x 4 grey levels)
 DQ2_TOLERANCES := 4
 .PHONY: dq2
 dq2: $(VENV)/.installed
@@ -68,6 +69,7 @@ dq2: $(VENV)/.installed
 	DATA=data scripts/dq2_decay.sh 25800
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-decay-25800/checkpoint.pt --name dq-2 --force $(DQ2_RATE_POINTS) --calibration data/train
 	DATA=data INIT=dq-2 scripts/dq2_lossless.sh
+	DATA=data SCHEDULE=64x16:3000,128x8:4000 LR=2e-4 scripts/dq2_lossless.sh
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-lossless/checkpoint.pt --name dq-2 --force --base dq-2 \
 		--lossless-quality 2 --tolerances $(DQ2_TOLERANCES) --calibration data/train
 
