@@ -1,17 +1,21 @@
 """BD-rates of subsets of dq's rate points from one `dqcodec eval` output folder (the same files, the same
-run): dq-2's lossy qualities alone, with the one near-lossless quality it ships (tolerance 4, quality 9 of the
-three-rung model this run measured), and with all three rungs (tolerances 10, 7, 4).
+run), against every other codec the run has: dq-2's lossy qualities alone, with the one near-lossless quality
+it ships (tolerance 4: quality 9 of the three-rung model of native-eval, quality 7 of the shipped dq-2), and,
+for the three-rung run, with all three rungs (tolerances 10, 7, 4).
 
     python docs/results/near-lossless/bd_subsets.py docs/results/near-lossless/native-eval
+    python docs/results/near-lossless/bd_subsets.py docs/results/dq-2/heldout-q7
 """
 
 import json
 import sys
+from pathlib import Path
 
 from dqcodec.evaluate import bd_rate
 
 OTHERS = ("jpeg", "jp2", "jxl", "avif", "webp", "bmshj2018-factorized", "bmshj2018-hyperprior")
-SUBSETS = {"q1-6": [1, 2, 3, 4, 5, 6], "q1-6 + d=4": [1, 2, 3, 4, 5, 6, 9], "all": [1, 2, 3, 4, 5, 6, 7, 8, 9]}
+THREE_RUNGS = {"q1-6": [1, 2, 3, 4, 5, 6], "q1-6 + d=4": [1, 2, 3, 4, 5, 6, 9], "all": [1, 2, 3, 4, 5, 6, 7, 8, 9]}
+SHIPPED = {"q1-6": [1, 2, 3, 4, 5, 6], "q1-6 + d=4": [1, 2, 3, 4, 5, 6, 7]}
 
 
 def curve(results: dict, settings: list) -> tuple[list, list]:
@@ -21,9 +25,11 @@ def curve(results: dict, settings: list) -> tuple[list, list]:
 
 def main(folder: str) -> None:
     dq = json.load(open(f"{folder}/dq.json"))
-    for label, settings in SUBSETS.items():
+    subsets = THREE_RUNGS if len(dq["settings"]) == 9 else SHIPPED
+    others = [name for name in OTHERS if Path(f"{folder}/{name}.json").exists()]
+    for label, settings in subsets.items():
         cells = []
-        for name in OTHERS:
+        for name in others:
             other = json.load(open(f"{folder}/{name}.json"))
             delta = bd_rate(curve(other, other["settings"]), curve(dq, settings))
             cells.append(f"{name} {delta:+.1f}%" if delta is not None else f"{name} n/a")
