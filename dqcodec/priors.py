@@ -131,7 +131,7 @@ class _ExactGroupConv:
 
     def add_context(self, context: torch.Tensor, groups: int) -> None:
         rows, free = groups * self.layer.group_out, self.layer.free_in
-        self.context_sums = F.conv2d(context, self.weight[:rows, :free], self.bias[:rows], padding=self.layer.padding)
+        self.context_sums = exact.conv2d(context, self.weight[:rows, :free], self.bias[:rows], self.layer.padding)
 
     def __call__(self, x: torch.Tensor, j: int, shape: tuple[int, int, int]) -> torch.Tensor:
         """Group j's outputs from x, the group inputs (without the context) it may see and maybe more."""
@@ -143,5 +143,5 @@ class _ExactGroupConv:
         else:
             sums = self.bias[rows].view(1, -1, 1, 1).expand(shape[0], -1, shape[1], shape[2])
         if last > first:
-            sums = sums + F.conv2d(x[:, : last - first], self.weight[rows, first:last], padding=layer.padding)
+            sums = sums + exact.conv2d(x[:, : last - first], self.weight[rows, first:last], None, layer.padding)
         return exact.rescale(sums)

@@ -4,6 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dqcodec import exact
 
@@ -47,6 +49,28 @@ def test_exact_sums_do_not_depend_on_the_order_they_are_added_in():
     reversed_channels = F.conv2d(x.flip(1), conv.weight.flip(1), conv.bias, padding=1)
     halves = F.conv2d(x[:, :32], conv.weight[:, :32], conv.bias, padding=1) + F.conv2d(x[:, 32:], conv.weight[:, 32:], padding=1)
     assert torch.equal(whole, reversed_channels) and torch.equal(whole, halves)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    channels=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    kernel=st.sampled_from([1, 3, 5]),
+    pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_the_matrix_product_convolution_gives_the_integers_of_torchs(batch, channels, size, kernel, pad, with_bias, seed):
+    """exact.conv2d (one float64 matrix product per tap) against F.conv2d, with inputs at the clamp's reach."""
+    (cin, cout), (h, w) = channels, size
+    if h + 2 * pad[0] < kernel or w + 2 * pad[1] < kernel:
+        return
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-exact.LIMIT, exact.LIMIT + 1, (batch, cin, h, w), generator=g).double()
+    weight = torch.randint(-(1 << 15), 1 << 15, (cout, cin, kernel, kernel), generator=g).double()
+    bias = torch.randint(-(1 << 40), 1 << 40, (cout,), generator=g).double() if with_bias else None
+    assert torch.equal(exact.conv2d(x, weight, bias, pad), F.conv2d(x, weight, bias, padding=pad))
 
 
 def test_a_layer_whose_sums_could_leave_float64s_exact_integers_is_refused():
