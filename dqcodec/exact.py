@@ -169,10 +169,23 @@ class ExactConv:
         return rescale(y)
 
 
+TAP_PRODUCTS_MIN_DEPTH = 512  # inputs x taps from which tap_products_conv2d beats F.conv2d here (1x1 never does)
+
+
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` at stride 1 on this module's integer float64 tensors, by
+    whichever of the two computes it faster for the weight's shape; both give the same integers."""
+    _, in_channels, kh, kw = weight.shape
+    if kh * kw == 1 or in_channels * kh * kw < TAP_PRODUCTS_MIN_DEPTH:
+        return F.conv2d(x, weight, bias, padding=padding)
+    return tap_products_conv2d(x, weight, bias, padding)
+
+
+def tap_products_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=padding)`` at stride 1, for the integer float64 tensors of this
     module, as one matrix product per kernel tap: torch's float64 convolution has no fast kernel
-    (oneDNN has none for float64), while its float64 matrix product does (about 4x faster here).
+    (oneDNN has none for float64), while its float64 matrix product does (about 4x faster here on
+    one thread for 272 inputs and 96 outputs, 3x3; for 1x1 kernels and few inputs, slower).
 
     Every pixel's row of the padded input, channels last, is flattened with the padded width as the
     row length, so the taps' inputs are contiguous slices of it, shifted by dy * width + dx; the

@@ -62,7 +62,7 @@ def test_exact_sums_do_not_depend_on_the_order_they_are_added_in():
     seed=st.integers(0, 2**16),
 )
 def test_the_matrix_product_convolution_gives_the_integers_of_torchs(batch, channels, size, kernel, pad, with_bias, seed):
-    """exact.conv2d (one float64 matrix product per tap) against F.conv2d, with inputs at the clamp's reach."""
+    """The matrix product per kernel tap against F.conv2d, with inputs at the clamp's reach."""
     (cin, cout), (h, w) = channels, size
     if h + 2 * pad[0] < kernel or w + 2 * pad[1] < kernel:
         return
@@ -70,7 +70,9 @@ def test_the_matrix_product_convolution_gives_the_integers_of_torchs(batch, chan
     x = torch.randint(-exact.LIMIT, exact.LIMIT + 1, (batch, cin, h, w), generator=g).double()
     weight = torch.randint(-(1 << 15), 1 << 15, (cout, cin, kernel, kernel), generator=g).double()
     bias = torch.randint(-(1 << 40), 1 << 40, (cout,), generator=g).double() if with_bias else None
-    assert torch.equal(exact.conv2d(x, weight, bias, pad), F.conv2d(x, weight, bias, padding=pad))
+    expected = F.conv2d(x, weight, bias, padding=pad)
+    assert torch.equal(exact.tap_products_conv2d(x, weight, bias, pad), expected)
+    assert torch.equal(exact.conv2d(x, weight, bias, pad), expected)
 
 
 def test_a_layer_whose_sums_could_leave_float64s_exact_integers_is_refused():
