@@ -3,9 +3,11 @@
     python -m tests.kernels SETTING FILE...    prints one JSON line per file
 
 Settings: ``native``; ``avx2`` and ``default`` (ATen's kernels for a CPU with AVX2 only, or with
-no SIMD at all, through ATEN_CPU_CAPABILITY); ``onednn-off`` (torch.backends.mkldnn disabled,
-so convolutions take ATen's own path); ``avx2-machine`` (ATen and oneDNN both limited to AVX2,
-as on a CPU without AVX-512: oneDNN reads ONEDNN_MAX_CPU_ISA, not ATEN_CPU_CAPABILITY);
+no SIMD at all, through ATEN_CPU_CAPABILITY; ``default`` also limits MKL, torch's BLAS, to SSE4.2);
+``onednn-off`` (torch.backends.mkldnn disabled, so convolutions take ATen's own path);
+``avx2-machine`` (ATen, oneDNN and MKL all limited to AVX2, as on a CPU without AVX-512: oneDNN reads
+ONEDNN_MAX_CPU_ISA and MKL reads MKL_ENABLE_INSTRUCTIONS, not ATEN_CPU_CAPABILITY; the exact
+convolutions' matrix products run in MKL);
 ``1-thread`` and ``2-threads``. Each file's decoded pixels
 are saved next to it as FILE.SETTING.npy, and its line gives their SHA-256 and that of every
 probability table the decoder built for the code streams. ``--float-fingerprint`` prints the
@@ -25,9 +27,9 @@ from pathlib import Path
 SETTINGS = {
     "native": {},
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
-    "default": {"ATEN_CPU_CAPABILITY": "default"},
+    "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
     "onednn-off": {"DQCODEC_KERNELS_MKLDNN": "0"},
-    "avx2-machine": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx2-machine": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "1-thread": {"DQCODEC_KERNELS_THREADS": "1"},
     "2-threads": {"DQCODEC_KERNELS_THREADS": "2"},
 }
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerprint: bool = False) -> list[dict]:
     """Decode ``files`` in a subprocess under ``setting``; one dict per file (or the fingerprint)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")}
     env.update(SETTINGS[setting])
     if models_dir is not None:
         env["DQCODEC_MODELS"] = str(models_dir)
@@ -64,7 +66,12 @@ def _float_fingerprint() -> dict:
     x = torch.randn(1, 96, 24, 32, generator=generator)
     w = torch.randn(64, 96, 3, 3, generator=generator) / 30
     y = torch.softmax(F.gelu(F.conv2d(x, w, padding=1)), 1)
-    return {"float_sha256": hashlib.sha256(y.numpy().tobytes()).hexdigest(), "capability": torch.backends.cpu.get_cpu_capability()}
+    a, b = torch.randn(777, 513, dtype=torch.float64, generator=generator), torch.randn(513, 301, dtype=torch.float64, generator=generator)
+    return {
+        "float_sha256": hashlib.sha256(y.numpy().tobytes()).hexdigest(),
+        "blas_sha256": hashlib.sha256((a @ b).numpy().tobytes()).hexdigest(),  # MKL's float64 matrix product
+        "capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def describe(path: Path, setting: str | None = None) -> dict:

@@ -106,6 +106,17 @@ def test_the_emulated_kernels_do_change_float_arithmetic(setting):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("setting", ["default", "avx2-machine"])
+def test_the_emulated_kernels_change_the_float64_matrix_products_too(setting):
+    """The exact convolutions' matrix products run in MKL: these settings must give it other kernels."""
+    native = kernels.run("native", [], fingerprint=True)[0]
+    if setting == "avx2-machine" and native["capability"] != "AVX512":
+        pytest.skip("this CPU has no AVX-512: MKL runs its AVX2 kernels natively")
+    other = kernels.run(setting, [], fingerprint=True)[0]
+    assert other["blas_sha256"] != native["blas_sha256"]
+
+
+@pytest.mark.slow
 def test_golden_files_decode_to_what_they_decoded_to_when_written():
     golden = sorted(GOLDEN.glob("*.dq"))
     assert len(golden) >= 4
