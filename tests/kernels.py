@@ -33,12 +33,13 @@ SETTINGS = {
     "1-thread": {"DQCODEC_KERNELS_THREADS": "1"},
     "2-threads": {"DQCODEC_KERNELS_THREADS": "2"},
 }
+EMULATION_VARIABLES = {name for variables in SETTINGS.values() for name in variables}  # none inherited from the caller
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerprint: bool = False) -> list[dict]:
     """Decode ``files`` in a subprocess under ``setting``; one dict per file (or the fingerprint)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")}
+    env = {k: v for k, v in os.environ.items() if k not in EMULATION_VARIABLES}
     env.update(SETTINGS[setting])
     if models_dir is not None:
         env["DQCODEC_MODELS"] = str(models_dir)
