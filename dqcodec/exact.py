@@ -94,14 +94,17 @@ class Table:
 
     def __call__(self, x: torch.Tensor, in_frac: int) -> torch.Tensor:
         """x: int64 or int32 counts of 2^-in_frac (in_frac >= step_bits) -> counts of 2^-out_frac."""
+        return self.above_low(x.clamp(self.low << in_frac, self.high << in_frac).sub_(self.low << in_frac), in_frac)
+
+    def above_low(self, u: torch.Tensor, in_frac: int) -> torch.Tensor:
+        """f(low + u) for u from 0 to (high - low) in counts of 2^-in_frac, which it overwrites."""
         shift = in_frac - self.step_bits
-        u = x.clamp(self.low << in_frac, self.high << in_frac).sub_(self.low << in_frac)
         i = (u >> shift if shift else u).flatten()
-        left = self.values[x.dtype].index_select(0, i).view_as(x)
+        left = self.values[u.dtype].index_select(0, i).view_as(u)
         if not shift:
             return left
         fraction = u.bitwise_and_((1 << shift) - 1)
-        step = self.steps[x.dtype].index_select(0, i).view_as(x)
+        step = self.steps[u.dtype].index_select(0, i).view_as(u)
         return left.add_(step.mul_(fraction).bitwise_right_shift_(shift))
 
 
@@ -278,12 +281,16 @@ def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
     return exp_neg(below_max.clamp_(max=SOFTMAX_RANGE << exp_neg.step_bits), exp_neg.step_bits)
 
 
-def frequencies(weights: torch.Tensor, bits: int) -> np.ndarray:
-    """Non-negative int64 weights (N, K), each below 2^(62 - bits), every row's sum positive ->
-    frequencies floor(w * 2^bits / sum) + 1 as float64, for constriction."""
-    weights = weights.long()
+def frequencies(weights: torch.Tensor, bits: int, out: torch.Tensor | None = None) -> np.ndarray:
+    """Non-negative whole-number weights (N, K), integer or float64, each below 2^(52 - bits) and every row's
+    sum positive and below 2^52 -> frequencies floor(w * 2^bits / sum) + 1 as float64, for constriction.
+
+    Computed in float64, which is exact: for whole numbers a, b > 0 with a + b < 2^53 the rounded quotient
+    a / b never reaches the next integer above a / b (its distance to it, at least 1 / b, exceeds half a
+    unit in the last place), so its floor is the integer quotient. ``out``: a float64 tensor to write them to."""
+    weights = weights.double()
     total = weights.sum(-1, keepdim=True)
-    return (torch.div(weights << bits, total, rounding_mode="floor") + 1).double().numpy()
+    return torch.mul(weights, float(1 << bits), out=out).div_(total).floor_().add_(1).numpy()
 
 
 def logits_to_frequencies(logits: torch.Tensor, bits: int) -> np.ndarray:

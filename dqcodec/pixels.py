@@ -34,8 +34,10 @@ of d and buys mean squared error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -218,16 +220,15 @@ class WindowTable:
     the window is then sent uniformly among the bins on its side. For lossless coding the
     width is 1 and B is WINDOW, so bins are values."""
 
-    mass: torch.Tensor  # (N, B + 2) int64, each symbol's probability in counts of 2^-30
     low: torch.Tensor  # (N,) first value of each window
-    frequencies: np.ndarray  # the integer table the range coder gets
+    frequencies: np.ndarray  # (N, B + 2) the integer table the range coder gets
     width: int = 1  # values per bin: 2 * tolerance + 1
     # for bins of width > 1: window bins (N,) -> the mass of each of their values (N, width), as the bins' own
     value_masses: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def bins(self) -> int:
-        return self.mass.shape[1] - 2
+        return self.frequencies.shape[1] - 2
 
     def bin_of(self, values: torch.Tensor) -> torch.Tensor:
         """The bin of each value: 0..B-1 in the window, negative below it, B and up above it."""
@@ -319,12 +320,11 @@ def folded_neighbours(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 ONE = 1 << exact.FRAC  # one grey level, in fixed point
-CDF_BITS = 30  # the sigmoid table's output: counts of 2^-30
 WEIGHT_BITS = 16  # mixture weights sum to about 2^16
 
 
 class ChunkDistribution:
-    """The mixture for N pixels, walked channel by channel when coding, in int64 arithmetic.
+    """The mixture for N pixels, walked channel by channel when coding, in exact integer arithmetic.
 
     ``raw`` (N, 10K) are a step's fixed-point outputs and ``base`` (N, 3) the fixed-point
     255 * x_hat. ``table(c)`` gives channel c's table given the channels already pushed;
@@ -357,7 +357,8 @@ class ChunkDistribution:
             mean = mean + torch.div(product + ONE // 2, ONE, rounding_mode="floor")
         return mean
 
-    def table(self, c: int) -> WindowTable:
+    def table(self, c: int, map_blocks: Callable = map) -> WindowTable:
+        """Channel c's table, built over blocks of TABLE_ROWS pixels by ``map_blocks`` (``map``, or a thread pool's)."""
         mean = self.mean(c)
         weighted = (self.weights * mean).sum(1)
         total = self.weights.sum(1)
@@ -366,39 +367,40 @@ class ChunkDistribution:
         low = (centre - (self.bins // 2) * self.width - self.tolerance).clamp(0, 256 - span)
         # the logistic's argument t = (edge - mean) / scale at the edges of the values: edge k is
         # (low + k - 1/2) in fixed point, so t_k = first + k * step in counts of 2^-32. Both terms are
-        # integers below 2^52 and their scaling by 2^-16 is exact in float64, so ``_sigmoid_at`` gets
+        # integers below 2^52 and their scaling by 2^-16 is exact in float64, so ``_window_cdf`` gets
         # exactly floor(t_k / 2^16). The table needs the edges of the bins "below", each bin of the
-        # window, "above": k = -1 (a placeholder for 0), 0, width, ..., span, span + 1 (for 1).
+        # window, "above": k = -inf, 0, width, ..., span, +inf.
         inv_scale = self.inv_scales[:, c]
         first = ((low * ONE - ONE // 2).unsqueeze(1) - mean) * inv_scale  # (N, K)
-        step = (ONE * inv_scale).double().mul_(2.0**-16).unsqueeze(2)
-        first = first.double().mul_(2.0**-16).unsqueeze(2)
-        cdf = _sigmoid_at(first, step, _edge_steps(self.bins, self.width))  # (N, K, B+3), counts of 2^-30
-        cdf[..., 0] = 0
-        cdf[..., -1] = 1 << CDF_BITS
-        cdf[low == 0, :, 1] = 0  # the window reaches 0: nothing lies below it
-        cdf[low + span == 256, :, -2] = 1 << CDF_BITS
-        component = cdf.diff(dim=-1)  # (N, K, B+2): each component's mass per symbol
-        self._window = (low, component)
-        mass = (component * self.weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS  # counts of 2^-30
+        step = (ONE * inv_scale).T.double().mul_(2.0**-16).unsqueeze(2)  # (K, N, 1): components first,
+        first = first.T.double().mul_(2.0**-16).unsqueeze(2)  # so that each component's rows are contiguous
+        self._window = (low, first, step)
+        edges = _edge_steps(self.bins, self.width)
+        frequencies = torch.empty(len(low), len(edges) - 1, dtype=torch.float64)
+
+        def fill(rows: slice) -> None:
+            mass = _window_masses(first[:, rows], step[:, rows], self.weights[rows], edges, low[rows], span)
+            exact.frequencies(mass, PIXEL_PROBABILITY_BITS, out=frequencies[rows])
+
+        list(map_blocks(fill, _row_blocks(len(low))))
         value_masses = None
         if self.width > 1:
             value_masses = functools.partial(self._value_masses, low, first, step, self.weights)
-        return WindowTable(mass, low, exact.frequencies(mass, PIXEL_PROBABILITY_BITS), self.width, value_masses)
+        return WindowTable(low, frequencies.numpy(), self.width, value_masses)
 
     def _value_masses(self, low, first, step, weights, bins: torch.Tensor) -> torch.Tensor:
         """The mixture's mass (N, width) of each value of one window bin per pixel, in counts of 2^-30: the
         same edges as the table's, so a bin's values add up to its components' masses."""
         edges = bins.unsqueeze(1) * self.width + torch.arange(self.width + 1)  # (N, width + 1)
-        cdf = _sigmoid_at(first, step, edges.double().unsqueeze(1))  # (N, K, width + 1)
-        cdf[(low == 0) & (bins == 0), :, 0] = 0
-        cdf[(low + self.bins * self.width == 256) & (bins == self.bins - 1), :, -1] = 1 << CDF_BITS
-        return (cdf.diff(dim=-1) * weights.unsqueeze(2)).sum(1) >> WEIGHT_BITS
+        cdf = _window_cdf(first, step, edges.double(), low, self.bins * self.width)  # (K, N, width + 1)
+        return (cdf.diff(dim=-1) * weights.T.unsqueeze(2)).sum(0) >> WEIGHT_BITS
 
     def push(self, c: int, values: torch.Tensor) -> None:
-        low, component = self._window
+        low, first, step = self._window
         symbols = (torch.div(values - low, self.width, rounding_mode="floor") + 1).clamp(0, self.bins + 1)
-        p = component.gather(2, symbols.view(-1, 1, 1).expand(-1, component.shape[1], 1)).squeeze(2)
+        edges = _edge_steps(self.bins, self.width)[torch.stack([symbols, symbols + 1], 1)]  # (N, 2)
+        cdf = _window_cdf(first, step, edges, low, self.bins * self.width)
+        p = (cdf[..., 1] - cdf[..., 0]).T.long()  # each component's mass of the coded symbol
         # a tail's even split is the same factor for every component; +1 keeps every weight alive
         self.weights = _normalized((self.weights * p >> 14) + 1)
         self.residual[:, c] = values * ONE - self.base[:, c]
@@ -418,20 +420,57 @@ def window_bins(tolerance: int) -> tuple[int, int]:
 
 MEAN_SCALE_INT = int(MEAN_SCALE)
 T_FRAC = 16  # the logistic's argument enters the sigmoid table in counts of 2^-16
-T_RANGE = 25 << T_FRAC
 
 
 @functools.cache
 def _edge_steps(bins: int, width: int) -> torch.Tensor:
-    """The table's edges k (see ``ChunkDistribution.table``): -1, then every bin's first value, then one past the last."""
+    """The table's edges k (see ``ChunkDistribution.table``): every bin's first value and one past the last,
+    between -inf and +inf, the outer ends of the tails "below" and "above", where every CDF is 0 and 1."""
     inner = torch.arange(bins + 1, dtype=torch.float64) * width
-    return torch.cat([torch.tensor([-1.0]), inner, torch.tensor([bins * width + 1.0])])
+    return torch.cat([torch.tensor([-math.inf]), inner, torch.tensor([math.inf])])
 
 
-def _sigmoid_at(first: torch.Tensor, step: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The sigmoid table (counts of 2^-30, int64) at t = first + k * step, rounded down to 2^-16 and clamped."""
-    t = torch.addcmul(first, k, step).floor_().clamp_(-T_RANGE, T_RANGE).int()
-    return exact.tables()["sigmoid"](t, T_FRAC).long()
+TABLE_ROWS = 2048  # pixels whose tables are built at once, so that their temporaries stay in a core's cache
+
+
+def _row_blocks(rows: int) -> list[slice]:
+    return [slice(start, start + TABLE_ROWS) for start in range(0, rows, TABLE_ROWS)]
+
+
+def _window_masses(first, step, weights, edges, low, span: int) -> torch.Tensor:
+    """The mixture's mass (N, E - 1) between consecutive edges, whole numbers in float64 (counts of 2^-30)."""
+    cdf = _window_cdf(first, step, edges, low, span).double()  # (K, N, E)
+    # the weighted sum before the differences (one difference per pixel, not one per component), in
+    # float64: every partial sum is below 2^48, so the integers are exact
+    weights = weights.T.double().unsqueeze(2)
+    mixed = cdf[0] * weights[0]
+    for k in range(1, cdf.shape[0]):
+        mixed.addcmul_(cdf[k], weights[k])
+    return mixed.diff(dim=-1).mul_(2.0**-WEIGHT_BITS).floor_()
+
+
+def _window_cdf(first: torch.Tensor, step: torch.Tensor, k: torch.Tensor, low: torch.Tensor, span: int) -> torch.Tensor:
+    """Each component's CDF (K, N, E), int32 counts of 2^-30, at the edges k (E,) or (N, E): the sigmoid table
+    at t = first + k * step, rounded down to 2^-16. Where the window reaches 0 or 255 its end is an edge
+    of the values, so it moves to -inf or +inf: the tail beyond it is empty."""
+    k = _window_ends(k, low, span)
+    sigmoid = exact.tables()["sigmoid"]  # 0 at its bottom, 1 at its top
+    bottom, top = float(sigmoid.low << T_FRAC), float(sigmoid.high << T_FRAC)
+    # t from the table's bottom, exact in float64 (|first| < 2^36 has 16 bits after the point, and so has
+    # the shift); clamping before rounding down is the same, as the bounds are integers, and truncation to
+    # int32 of t >= 0 rounds it down
+    t = torch.addcmul(first - bottom, k, step).clamp_(0, top - bottom)
+    return sigmoid.above_low(t.int(), T_FRAC)
+
+
+def _window_ends(k: torch.Tensor, low: torch.Tensor, span: int) -> torch.Tensor:
+    """The edges k (E,) or (N, E), with -inf for the edge k = 0 of the windows that start at 0 and +inf for the
+    edge k = span of those that end at 255 (rare: a copy only if there are any)."""
+    at_bottom, at_top = (low == 0).unsqueeze(1), (low + span == 256).unsqueeze(1)
+    if not (at_bottom.any() or at_top.any()):
+        return k
+    k = k.expand(len(low), -1)
+    return torch.where(at_bottom & (k == 0), -math.inf, torch.where(at_top & (k == span), math.inf, k))
 
 
 def _normalized(weights: torch.Tensor) -> torch.Tensor:
@@ -449,9 +488,10 @@ def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], c
     ``context`` and ``x_hat`` are the exact model's fixed-point context and reconstruction.
     ``code_channel(table, position, channel, pixels)`` encodes or decodes one channel of a
     chunk (``position`` = di * 4 + dj in the block, ``pixels`` index the flattened block
-    grid) and returns its decoded values (within 2 * ``tolerance`` of the originals). A channel's tables for all chunks of a position are built
-    by ``workers`` threads; the arithmetic is exact, so they are the same whatever ``workers``
-    is. ``on_position()``, if given, is called as each of the block's ``BLOCK**2`` positions is done.
+    grid) and returns its decoded values (within 2 * ``tolerance`` of the originals). Each table is built
+    by ``workers`` threads, each running its tensor operations on one thread; the arithmetic is exact, so
+    the tables are the same whatever ``workers`` is. ``on_position()``, if given, is called as each of the
+    block's ``BLOCK**2`` positions is done.
     Returns the image (1, 3, H, W) of 8-bit values as int64, zero outside ``size``.
     """
     base = 255 * x_hat.clamp(0, ONE)
@@ -461,7 +501,7 @@ def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], c
     folded_inside = fold(inside)[0, 0].flatten(1).bool()  # (16, h*w)
     grid = (base.shape[-2] // BLOCK, base.shape[-1] // BLOCK)
     image = torch.zeros_like(base, dtype=torch.long)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with _table_builders(workers) as pool:
         for s, step in enumerate(STEPS):
             residual = torch.floor((image * ONE - base) / MEAN_SCALE + 0.5) * inside  # exact: a power of two
             raw = model.params(context, s, residual, inside)[0]
@@ -472,12 +512,24 @@ def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], c
                 chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T, tolerance) for pixels in pieces]
                 coded = torch.zeros(step_raw.shape[0], 3, dtype=torch.long)
                 for c in range(3):
-                    channel = [c] * len(chunks)
-                    for pixels, table in zip(pieces, pool.map(ChunkDistribution.table, chunks, channel)):
-                        coded[pixels, c] = code_channel(table, p, c, pixels).long()
-                    values = [coded[pixels, c] for pixels in pieces]
-                    list(pool.map(ChunkDistribution.push, chunks, channel, values))
+                    for pixels, chunk in zip(pieces, chunks):
+                        coded[pixels, c] = code_channel(chunk.table(c, pool.map), p, c, pixels).long()
+                        chunk.push(c, coded[pixels, c])
                 image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, *grid)
                 if on_position:
                     on_position()
     return image
+
+
+@contextlib.contextmanager
+def _table_builders(workers: int):
+    """A pool of ``workers`` threads whose tensor operations each run on one thread: the tables' blocks are
+    small, and two threads each splitting every operation in two only wait on each other. (Each thread's
+    first ``torch.set_num_threads`` call sets its own OpenMP and MKL thread counts, and the default for new
+    threads; the caller's thread keeps its own, and the default is restored at the end.)"""
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(threads)

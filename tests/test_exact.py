@@ -104,3 +104,22 @@ def test_gelu_and_sigmoid_tables_follow_their_functions():
     sigmoid = exact.tables()["sigmoid"](t, 16)
     assert (sigmoid.diff() >= 0).all()  # a CDF built from it never goes down
     assert torch.allclose(sigmoid.double() / 2**30, torch.sigmoid(x.double()), atol=5e-6)  # arguments truncated to 2^-16
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), bits=st.sampled_from([16, 20]))
+def test_frequencies_in_float64_are_the_integer_quotients(data, bits):
+    row = st.lists(st.integers(0, (1 << (52 - bits)) - 1), min_size=2, max_size=8)
+    weights = torch.tensor(data.draw(st.lists(row.filter(any), min_size=1, max_size=4).filter(lambda rows: len({len(r) for r in rows}) == 1)))
+    expected = torch.div(weights << bits, weights.sum(1, keepdim=True), rounding_mode="floor") + 1
+    assert np.array_equal(exact.frequencies(weights, bits), expected.double().numpy())
+
+
+def test_frequencies_just_below_a_whole_number_are_rounded_down():
+    """Rows whose w * 2^bits is one short of a multiple of their sum: the quotient's fraction is 1 - 1/sum."""
+    for bits in (16, 20):
+        for total in (3, (1 << 31) + 1, (1 << (52 - bits)) - 1):
+            w = -pow(1 << bits, -1, total) % total  # w * 2^bits = -1 (mod total)
+            weights = torch.tensor([[w, total - w]])
+            expected = torch.div(weights << bits, total, rounding_mode="floor") + 1
+            assert np.array_equal(exact.frequencies(weights, bits), expected.double().numpy())

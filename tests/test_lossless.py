@@ -27,17 +27,39 @@ def test_coding_tables_multiply_to_the_training_likelihood():
         symbols, _, _ = table.split(x[:, c].long())
         assert ((symbols > 0) & (symbols <= pixels.WINDOW)).all()  # every value inside its window
         assert (table.frequencies >= 1).all()
-        probabilities = table.mass.double() / table.mass.sum(1, keepdim=True)
+        probabilities = torch.from_numpy(table.frequencies / table.frequencies.sum(1, keepdims=True))
         coded += probabilities.gather(1, symbols[:, None]).squeeze(1).log()
         chunk.push(c, x[:, c].long())
     # the integer tables (interpolated sigmoid and exp, 2^-16 arguments) stay within 1% of the float mixture
     assert torch.allclose(coded, expected.flatten().double(), atol=1e-2)
 
 
+def test_tables_do_not_depend_on_how_their_rows_are_split_or_threaded(monkeypatch):
+    torch.manual_seed(3)
+    n = 300
+    raw = exact.to_fixed(0.5 * torch.randn(n, pixels.PARAMS_PER_COMPONENT * 3))
+    base = exact.to_fixed(torch.cat([torch.rand(100, 3), 255 - torch.rand(100, 3), 255 * torch.rand(100, 3)]))
+    x = (exact.to_float(base) + 3 * torch.randn(n, 3)).round().clamp(0, 255).long()
+    whole, split = pixels.ChunkDistribution(raw, base), pixels.ChunkDistribution(raw, base)
+    monkeypatch.setattr(pixels, "TABLE_ROWS", 7)
+    with pixels._table_builders(2) as pool:
+        for c in range(3):
+            with monkeypatch.context() as patch:
+                patch.setattr(pixels, "TABLE_ROWS", 1 << 14)
+                expected = whole.table(c)
+            table = split.table(c, pool.map)
+            assert table.frequencies.tobytes() == expected.frequencies.tobytes() and torch.equal(table.low, expected.low)
+            # windows that reach 0 or 255 leave nothing to the tail beyond them: the floor frequency 1
+            assert (table.frequencies[table.low == 0, 0] == 1).all() and (table.frequencies[table.low == 256 - pixels.WINDOW, -1] == 1).all()
+            assert (table.low == 0).sum() > 50 and (table.low == 256 - pixels.WINDOW).sum() > 50
+            whole.push(c, x[:, c])
+            split.push(c, x[:, c])
+
+
 def test_window_symbols_and_tail_offsets_give_back_every_value():
     values = torch.arange(256).repeat(3)
     low = torch.tensor([0, 77, 256 - pixels.WINDOW]).repeat_interleave(256)
-    table = pixels.WindowTable(torch.zeros(len(values), pixels.WINDOW + 2, dtype=torch.long), low, np.empty(0))
+    table = pixels.WindowTable(low, np.ones((len(values), pixels.WINDOW + 2)))
     symbols, offsets, sizes = table.split(values)
     assert ((offsets >= 0) & (offsets < sizes)).all()
     assert torch.equal(table.join(symbols, offsets), values)
@@ -55,7 +77,7 @@ def test_bins_decode_within_twice_the_tolerance_and_as_the_encoder_predicts(tole
     def value_masses(chosen):
         return mass.gather(1, chosen.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)
 
-    table = pixels.WindowTable(torch.zeros(len(values), bins + 2, dtype=torch.long), low, np.empty(0), width, value_masses)
+    table = pixels.WindowTable(low, np.ones((len(values), bins + 2)), width, value_masses)
     symbols, offsets, sizes = table.split(values)
     assert ((offsets >= 0) & (offsets < sizes)).all()
     decoded = table.join(symbols, offsets)
