@@ -441,7 +441,8 @@ def _window_masses(first, step, weights, edges, low, span: int) -> torch.Tensor:
     """The mixture's mass (N, E - 1) between consecutive edges, whole numbers in float64 (counts of 2^-30)."""
     cdf = _window_cdf(first, step, edges, low, span).double()  # (K, N, E)
     # the weighted sum before the differences (one difference per pixel, not one per component), in
-    # float64: every partial sum is below 2^48, so the integers are exact
+    # float64: the weights sum to at most 2^16 and a CDF is at most 2^30, so every partial sum is an integer
+    # of at most 2^46, exact
     weights = weights.T.double().unsqueeze(2)
     mixed = cdf[0] * weights[0]
     for k in range(1, cdf.shape[0]):
