@@ -1,4 +1,5 @@
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -183,6 +184,19 @@ def test_lossless_tables_do_not_depend_on_the_thread_count():
     assert len(tables[1]) == len(tables[2]) > 6
     for (f1, s1), (f2, s2) in zip(tables[1], tables[2]):
         assert f1.tobytes() == f2.tobytes() and np.array_equal(s1, s2)
+
+
+def test_lossless_coding_leaves_the_thread_counts_as_it_found_them(tiny_zoo):
+    """The table builders run on one thread each; the caller's thread, and threads started later, keep the count."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        dqcodec.compress(photo_like(20, 24), model=tiny_zoo, lossless=True)
+        assert torch.get_num_threads() == 2
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            assert pool.submit(torch.get_num_threads).result() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_lossless_payload_matches_its_ideal_code_length(tiny_zoo):
