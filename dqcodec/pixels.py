@@ -430,7 +430,7 @@ def _edge_steps(bins: int, width: int) -> torch.Tensor:
     return torch.cat([torch.tensor([-math.inf]), inner, torch.tensor([math.inf])])
 
 
-TABLE_ROWS = 2048  # pixels whose tables are built at once, so that their temporaries stay in a core's cache
+TABLE_ROWS = 2048  # pixels whose tables are built at once: small enough that their temporaries come from recycled memory
 
 
 def _row_blocks(rows: int) -> list[slice]:
