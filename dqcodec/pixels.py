@@ -392,8 +392,7 @@ class ChunkDistribution:
         """The mixture's mass (N, width) of each value of one window bin per pixel, in counts of 2^-30: the
         same edges as the table's, so a bin's values add up to its components' masses."""
         edges = bins.unsqueeze(1) * self.width + torch.arange(self.width + 1)  # (N, width + 1)
-        cdf = _window_cdf(first, step, edges.double(), low, self.bins * self.width)  # (K, N, width + 1)
-        return (cdf.diff(dim=-1) * weights.T.unsqueeze(2)).sum(0) >> WEIGHT_BITS
+        return _window_masses(first, step, weights, edges.double(), low, self.bins * self.width).long()
 
     def push(self, c: int, values: torch.Tensor) -> None:
         low, first, step = self._window
@@ -438,7 +437,8 @@ def _row_blocks(rows: int) -> list[slice]:
 
 
 def _window_masses(first, step, weights, edges, low, span: int) -> torch.Tensor:
-    """The mixture's mass (N, E - 1) between consecutive edges, whole numbers in float64 (counts of 2^-30)."""
+    """The mixture's mass (N, E - 1) between consecutive edges (E,) or (N, E), whole numbers in float64 (counts
+    of 2^-30)."""
     cdf = _window_cdf(first, step, edges, low, span).double()  # (K, N, E)
     # the weighted sum before the differences (one difference per pixel, not one per component), in
     # float64: the weights sum to at most 2^16 and a CDF is at most 2^30, so every partial sum is an integer
