@@ -150,7 +150,7 @@ def cli():
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output .dq file, or a folder for several inputs")
-@click.option("-q", "--quality", type=int, help="1 = smallest file; the qualities after a model's lossy ones are near-lossless (see `dqcodec models`); default: the model's default")
+@click.option("-q", "--quality", type=int, help="1 = smallest file; after a model's lossy qualities come residual ones (codes and quantized DCTs of what they miss), then near-lossless ones (see `dqcodec models`); default: the model's default")
 @click.option("--lossless", is_flag=True, help="code every pixel exactly (-q then picks the codes the file carries)")
 @click.option(
     "-e",
@@ -238,12 +238,16 @@ def models():
         card = model_file.path.parent / f"{model_file.name}.json"
         if card.exists():
             details = json.loads(card.read_text())
-            lossy = len(details.get("config", {}).get("qualities", []))
-            tolerances = details.get("config", {}).get("tolerances", [])
+            config = details.get("config", {})
+            lossy = len(config.get("qualities", []))
+            steps, tolerances = config.get("residual_steps", []), config.get("tolerances", [])
             for row in details["heldout"]:
                 label = f"quality {row['quality']}: " if "quality" in row else ""  # a baseline has one rate
-                if row.get("quality", 0) > lossy and row["quality"] - lossy <= len(tolerances):
-                    label = f"quality {row['quality']} (near-lossless, samples within {2 * tolerances[row['quality'] - lossy - 1]}): "
+                extra = row.get("quality", 0) - lossy
+                if 0 < extra <= len(steps):
+                    label = f"quality {row['quality']} (quality {steps[extra - 1][0]}'s codes and a residual of step {steps[extra - 1][1]}): "
+                elif 0 < extra - len(steps) <= len(tolerances):
+                    label = f"quality {row['quality']} (near-lossless, samples within {2 * tolerances[extra - len(steps) - 1]}): "
                 click.echo(f"  {label}{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
             if "lossless" in details:
                 click.echo(f"  lossless: {details['lossless']['heldout']['dq']:.3f} bits/dim (held-out photos)")
@@ -379,13 +383,14 @@ def bpd(folder, codecs, json_path, model, quality):
 @click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
 @click.option("--default-quality", type=int)
 @click.option("--lossless-quality", type=int, help="the quality whose codes lossless files carry")
-@click.option("--tolerances", help="near-lossless qualities after the lossy ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)")
+@click.option("--residual-steps", help="residual qualities after the lossy ones, each BASE:STEP (quality BASE's codes, then the difference as 8x8 DCTs quantized with STEP), e.g. 2:48,2:24; 'none' for none")
+@click.option("--tolerances", help="near-lossless qualities after the lossy and residual ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="photos to round the weights on (GPTQ, see dqcodec/weights.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality")
 @click.option("--calibration-images", default=16, show_default=True, type=click.IntRange(min=1), help="how many of those photos, spread over the folder (centre 256x256 crops)")
 @click.option("--base", help="an installed model whose tensors this one shares (e.g. the lossy model a pixel likelihood was trained on): those equal to its keep their stored values, so its files still code the same")
 @click.option("--force", is_flag=True, help="replace an installed model of the same name (its current version moves to models/previous/ and its legacy .pt versions stay, so the files written with them still decode)")
-def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, tolerances, calibration, calibration_images, base, force):
+def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, residual_steps, tolerances, calibration, calibration_images, base, force):
     """Ship a training checkpoint as models/<name>-<hash>.dqw (weights quantized and entropy-coded,
     see dqcodec/weights.py), optionally with its own table of rate points."""
     import dataclasses
@@ -404,6 +409,7 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
         "rate_weights": [float(v) for v in rate_weights.split(",")] if rate_weights else None,
         "default_quality": default_quality,
         "lossless_quality": lossless_quality,
+        "residual_steps": parse_residual_steps(residual_steps) if residual_steps else None,
         "tolerances": parse_tolerances(tolerances) if tolerances else None,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
@@ -428,6 +434,15 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
         if m.path != path and not m.legacy and not m.previous:
             zoo.retire(m.path)  # files written with it still decode
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
+
+
+def parse_residual_steps(text: str) -> list[list[int]]:
+    if text == "none":
+        return []
+    try:
+        return [[int(v) for v in pair.split(":")] for pair in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of BASE:STEP pairs of whole numbers", param_hint="--residual-steps") from None
 
 
 def parse_tolerances(text: str) -> list[int]:

@@ -105,7 +105,7 @@ class DqDecoder(ImageFile.PyDecoder):
         except DQCodecError as error:
             raise OSError(str(error)) from error
         header, streams, net = codec._open(data, max_pixels=None)  # checked and cached by decompress
-        self.info["lossless"] = codec.is_lossless(net, streams) and not net.tolerance(header.quality)  # not near-lossless
+        self.info["lossless"] = codec.is_lossless(net, streams, header.quality) and not net.tolerance(header.quality)  # not near-lossless
         if image.size != (self.state.xsize, self.state.ysize) or image.mode != self.mode:
             raise OSError(f"decoded a {image.mode} image of {image.size}, the header said {self.mode} of {(self.state.xsize, self.state.ysize)}")
         self.set_as_raw(image.tobytes())

@@ -147,7 +147,9 @@ def compress(
     A lossless file carries the codes of a quality (the model's lossless quality by
     default) and then every pixel, coded with its likelihood given the codes. A model's
     qualities after its lossy ones (``dqcodec models``) are near-lossless: the codes of its lossless
-    quality, then every sample to within twice the quality's tolerance (``DQCodec.tolerance``).
+    quality, then every sample to within twice the quality's tolerance (``DQCodec.tolerance``); those between
+    the two are residual qualities: a lossy quality's codes, then what their image misses, as quantized DCTs
+    (``dqcodec.residual``).
     A lossy file at ``effort`` 1 or 2 searches longer for its codes: a smaller file
     for the same quality of image, several times the encoding time. Images over
     ``max_pixels`` pixels are refused (None: no limit). ``progress(done, total)``, if given, is
@@ -174,11 +176,13 @@ def compress(
     near_lossless = net.tolerance(quality) > 0
     if near_lossless and effort:
         raise errors.ArgumentError(f"effort applies to lossy qualities (1 to {net.lossy_qualities}); quality {quality} codes every pixel whatever its codes")
+    if net.residual_step(quality) and effort:
+        raise errors.ArgumentError(f"effort applies to lossy qualities (1 to {net.lossy_qualities}); quality {quality} is a residual quality")
     codes_pixels = lossless or near_lossless
     x = pad(to_tensor(rgb))
     size = (rgb.height, rgb.width)
     tile = tiling.LOSSLESS_TILE if codes_pixels else tiling.DEFAULT_TILE
-    strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if codes_pixels else None, progress=progress)
+    strings = tiling.encode(net, x, quality, tile, refine_steps=EFFORT_STEPS[effort], lossless_size=size if codes_pixels else None, progress=progress, size=size)
     return container.pack(container.Header(model, digest[:8], quality, mode, *size, tile), strings)
 
 
@@ -216,10 +220,12 @@ def _open(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS):
     if not 1 <= header.quality <= net.num_qualities:
         raise errors.ContainerError(f"header names quality {header.quality}, but model {header.model!r} has qualities 1 to {net.num_qualities}")
     if len(streams) not in (net.num_levels, net.num_levels + 1):
-        raise errors.ContainerError(f"file has {len(streams)} streams; model {header.model!r} writes {net.num_levels} (lossy) or {net.num_levels + 1} (lossless)")
-    if is_lossless(net, streams) and not net.lossless:
+        raise errors.ContainerError(f"file has {len(streams)} streams; model {header.model!r} writes {net.num_levels} (lossy) or {net.num_levels + 1} (lossless or residual)")
+    if net.residual_step(header.quality) and len(streams) != net.num_levels + 1:
+        raise errors.ContainerError(f"header names residual quality {header.quality}, but the file has no residual stream")
+    if is_lossless(net, streams, header.quality) and not net.lossless:
         raise errors.ModelError(f"file is lossless, but model {header.model!r} has no pixel likelihood to decode it")
-    if net.tolerance(header.quality) and not is_lossless(net, streams):
+    if net.tolerance(header.quality) and not is_lossless(net, streams, header.quality):
         raise errors.ContainerError(f"header names near-lossless quality {header.quality}, but the file has no pixel stream")
     tiling.check_tile(header.tile, *tiling.padded_size(header.height, header.width))
     return header, streams, net
@@ -236,14 +242,15 @@ def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFA
     _check_progress(progress)
     header, streams, net = _open(data, max_pixels)
     size = (header.height, header.width)
-    lossless = is_lossless(net, streams) and not preview
+    lossless = is_lossless(net, streams, header.quality) and not preview
     image = Image.fromarray(tiling.decode(net, streams, size, header.quality, header.tile, lossless, progress=progress), "RGB")
     return image.convert("L") if header.mode == "L" else image
 
 
-def is_lossless(net, streams: list) -> bool:
-    """Whether a file's streams are those of a lossless (or near-lossless) file: one per level, then the pixels."""
-    return len(streams) == len(net.stream_names(lossless=True))
+def is_lossless(net, streams: list, quality: int) -> bool:
+    """Whether a file's streams are those of a lossless (or near-lossless) file: one per level, then the
+    pixels (a residual quality's one more stream is its difference)."""
+    return len(streams) == len(net.stream_names(lossless=True)) and not net.residual_step(quality)
 
 
 @dataclass
@@ -255,11 +262,14 @@ class FileInfo:
     streams: dict[str, int]  # bytes of each stream, by name
     lossless: bool  # every sample exact
     near_lossless_bound: int = 0  # for a near-lossless file, how far (grey levels) a sample may decode from the original
+    residual_step: int = 0  # for a residual quality's file, its DCTs' quantizer step
 
     @property
     def coding(self) -> str:
         if self.near_lossless_bound:
             return f"near-lossless (every sample within {self.near_lossless_bound} grey levels)"
+        if self.residual_step:
+            return f"lossy, codes and a residual (DCT step {self.residual_step})"
         return "lossless" if self.lossless else "lossy"
 
     @property
@@ -283,21 +293,21 @@ def inspect(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FileInf
     header, streams, net = _open(data, max_pixels)
     tables: list = []
     size = (header.height, header.width)
-    pixels = is_lossless(net, streams)
-    if pixels:
-        tiling.decode(net, streams, size, header.quality, header.tile, True, tables)
+    pixels = is_lossless(net, streams, header.quality)
+    if pixels or net.residual_step(header.quality):
+        tiling.decode(net, streams, size, header.quality, header.tile, pixels, tables)
     else:
         tiling.decode_indices(net, streams, size, header.quality, header.tile, tables)
     ideal = sum(ideal_bits(symbols, frequencies) for frequencies, symbols in tables)
-    sizes = dict(zip(net.stream_names(pixels), map(len, streams)))
+    sizes = dict(zip(net.stream_names(pixels, bool(net.residual_step(header.quality))), map(len, streams)))
     bound = 2 * net.tolerance(header.quality)
-    return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, sizes, pixels and not bound, bound)
+    return FileInfo(header, len(data), 8 * sum(map(len, streams)), ideal, sizes, pixels and not bound, bound, net.residual_step(header.quality))
 
 
 def stream_bits(data: bytes) -> tuple[int, int]:
     """Bits of a lossless file's code streams and of its pixel stream."""
     header, streams, net = _open(data)
-    if not is_lossless(net, streams) or net.tolerance(header.quality):
+    if not is_lossless(net, streams, header.quality) or net.tolerance(header.quality):
         raise errors.ArgumentError("not a lossless .dq file")
     return 8 * sum(map(len, streams[:-1])), 8 * len(streams[-1])
 

@@ -46,6 +46,10 @@ class StreamEncoder:
         """Each symbol uniform over range(size); every size at least 2."""
         self._coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), constriction.stream.model.Uniform(), np.ascontiguousarray(sizes, dtype=np.int32))
 
+    def encode_iid(self, symbols: np.ndarray, frequencies: np.ndarray) -> None:
+        """Every symbol with the same table (frequencies of shape (1, K))."""
+        self._coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), _iid_model(frequencies[0]))
+
     def to_bytes(self) -> bytes:
         return self._coder.get_compressed().astype("<u4").tobytes()
 
@@ -86,6 +90,14 @@ class StreamDecoder:
         sizes = np.ascontiguousarray(sizes, dtype=np.int32)
         symbols = _decoded(lambda: self._coder.decode(constriction.stream.model.Uniform(), sizes), np.int32)
         self._check.encode_uniform(symbols, sizes)
+        self._check_length()
+        return symbols.astype(np.int64)
+
+    def decode_iid(self, frequencies: np.ndarray, count: int) -> np.ndarray:
+        """``count`` symbols, all with one table (frequencies of shape (1, K))."""
+        model = _iid_model(frequencies[0])
+        symbols = _decoded(lambda: self._coder.decode(model, count), np.int32)
+        self._check.encode_iid(symbols, frequencies)
         self._check_length()
         return symbols.astype(np.int64)
 

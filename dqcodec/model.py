@@ -27,6 +27,7 @@ from .layers import GDN, subpel_conv3x3
 from .levels import LevelCodec, LevelConfig
 from .pixels import MAX_TOLERANCE, ExactPixelModel, PixelModel, code_pixels, fold, widen
 from .refine import refine_level
+from .residual import MAX_STEP
 
 STRIDE = 16  # of the first level (refine.py assumes it); images are padded to a multiple of it
 
@@ -52,7 +53,10 @@ class DQConfig:
     pixel_mixtures: int = 0
     pixel_hidden: int = 64
     lossless_quality: int = 1  # the quality whose codes a lossless file carries
-    # near-lossless qualities after the lossy ones: each codes lossless_quality's codes and every sample's bin
+    # residual qualities after the lossy ones, each [base quality, step]: the base's codes, then the image
+    # minus the base's image as 8x8 DCTs quantized with that step (see residual.py)
+    residual_steps: list[list[int]] = field(default_factory=list)
+    # near-lossless qualities after those: each codes lossless_quality's codes and every sample's bin
     # of 2d + 1 values for its tolerance d (see pixels.py), so it decodes within 2d of the original
     tolerances: list[int] = field(default_factory=list)
 
@@ -76,6 +80,10 @@ class DQConfig:
             raise ArgumentError("near-lossless qualities (tolerances) need a pixel likelihood")
         if not all(1 <= d <= MAX_TOLERANCE for d in self.tolerances):
             raise ArgumentError(f"tolerances are 1 to {MAX_TOLERANCE} grey levels")
+        self.residual_steps = [list(pair) for pair in self.residual_steps]
+        for pair in self.residual_steps:
+            if len(pair) != 2 or not 1 <= pair[0] <= len(self.qualities) or not 1 <= pair[1] <= MAX_STEP:
+                raise ArgumentError(f"a residual quality is [base quality 1 to {len(self.qualities)}, step 1 to {MAX_STEP}], got {pair}")
 
     @classmethod
     def from_dict(cls, config: dict) -> "DQConfig":
@@ -194,7 +202,7 @@ class DQCodec(nn.Module):
 
     def drop_pixel_model(self) -> None:
         """Remove the per-pixel likelihood (and the near-lossless qualities), e.g. before training the lossy part it reads."""
-        self.config = replace(self.config, pixel_mixtures=0, tolerances=[])
+        self.config = replace(self.config, pixel_mixtures=0, tolerances=[])  # the residual qualities stay
         self.pixels = None
 
     def widen_pixel_model(self, hidden: int) -> None:
@@ -212,25 +220,40 @@ class DQCodec(nn.Module):
 
     @property
     def num_qualities(self) -> int:
-        """Lossy qualities, then near-lossless ones."""
-        return len(self.config.qualities) + len(self.config.tolerances)
+        """Lossy qualities, then residual ones, then near-lossless ones."""
+        return self.lossy_qualities + len(self.config.residual_steps) + len(self.config.tolerances)
 
     @property
     def lossy_qualities(self) -> int:
+        """Qualities 1 to this code only the codes."""
         return len(self.config.qualities)
+
+    def _residual_index(self, quality: int) -> int | None:
+        index = quality - self.lossy_qualities - 1
+        return index if 0 <= index < len(self.config.residual_steps) else None
+
+    def residual_step(self, quality: int) -> int:
+        """A residual quality's quantizer step (see residual.py); 0 for the others."""
+        index = self._residual_index(quality)
+        return 0 if index is None else self.config.residual_steps[index][1]
 
     def tolerance(self, quality: int) -> int:
         """A quality's tolerance d, in grey levels (its samples decode within 2d of the original's): 0 for
-        lossy qualities, whose pixels are not coded, else the near-lossless quality's."""
-        return 0 if quality <= self.lossy_qualities else self.config.tolerances[quality - self.lossy_qualities - 1]
+        lossy and residual qualities, whose pixels are not coded, else the near-lossless quality's."""
+        index = quality - self.lossy_qualities - len(self.config.residual_steps) - 1
+        return self.config.tolerances[index] if index >= 0 else 0
 
     def codes_quality(self, quality: int) -> int:
         """The lossy quality whose codes a file of this quality carries."""
-        return quality if quality <= self.lossy_qualities else self.config.lossless_quality
+        if quality <= self.lossy_qualities:
+            return quality
+        index = self._residual_index(quality)
+        return self.config.lossless_quality if index is None else self.config.residual_steps[index][0]
 
-    def stream_names(self, lossless: bool = False) -> list[str]:
-        """The streams of a file, in order: one per level, then the pixels of a lossless file."""
-        return [level.name for level in self.levels] + (["pixels"] if lossless else [])
+    def stream_names(self, lossless: bool = False, residual: bool = False) -> list[str]:
+        """The streams of a file, in order: one per level, then the pixels of a lossless or near-lossless
+        file, or the difference of a residual quality's."""
+        return [level.name for level in self.levels] + (["pixels"] if lossless else []) + (["residual"] if residual else [])
 
     def groups_for_quality(self, quality: int) -> list[int]:
         """Groups coded of each level at a quality."""
@@ -301,8 +324,8 @@ class DQCodec(nn.Module):
     # streams the caller owns, so the tiles of an image share them. ``compress`` and
     # ``decompress`` are CompressAI's interface for one region.
 
-    def new_streams(self, lossless: bool = False) -> list[StreamEncoder]:
-        return [StreamEncoder() for _ in self.stream_names(lossless)]
+    def new_streams(self, lossless: bool = False, residual: bool = False) -> list[StreamEncoder]:
+        return [StreamEncoder() for _ in self.stream_names(lossless, residual)]
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: int, rate_weight: float | None = None, refine_steps: int = 0):

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import residual
 from .entropy import StreamDecoder
 from .errors import ContainerError
 from .model import STRIDE, DQCodec
@@ -91,15 +92,18 @@ def _tile_side(tile: int, height: int, width: int) -> int:
 
 @torch.no_grad()
 def encode(net: DQCodec, x: torch.Tensor, quality: int, tile: int, rate_weight: float | None = None, refine_steps: int = 0,
-           lossless_size: tuple[int, int] | None = None, progress: Callable[[int, int], None] | None = None) -> list[bytes]:
+           lossless_size: tuple[int, int] | None = None, progress: Callable[[int, int], None] | None = None,
+           size: tuple[int, int] | None = None) -> list[bytes]:
     """The streams of a padded image x (1, 3, H, W) in [0, 1], coded tile by tile; with
     ``lossless_size`` (the image's true size), the pixels too: exactly, or within twice the tolerance of
-    a near-lossless quality. ``progress(done, total)`` is told
-    as the work goes (see ``Progress``)."""
+    a near-lossless quality. A residual quality codes, after the codes, the true ``size`` (default: all
+    of x) minus the image they decode to. ``progress(done, total)`` is told as the work goes (see ``Progress``)."""
     height, width = x.shape[-2:]
-    streams = net.new_streams(lossless=lossless_size is not None)
+    step = net.residual_step(quality)
+    streams = net.new_streams(lossless=lossless_size is not None, residual=bool(step))
     boxes = tiles(height, width, _tile_side(tile, height, width))
-    report = Progress(progress, len(boxes), lossless_size is not None)
+    report = Progress(progress, len(boxes), lossless_size is not None, residual=bool(step))
+    maps = _index_maps(net, height, width) if step else None
     for box in boxes:
         outer, inner = window(box, height, width)
         rows, cols = outer.pixels()
@@ -110,16 +114,31 @@ def encode(net: DQCodec, x: torch.Tensor, quality: int, tile: int, rate_weight: 
         report.step()
         if lossless_size is not None:
             net.encode_pixels(decoded, region, _inside(box, lossless_size), streams[-1], report.step, net.tolerance(quality))
+        if step:
+            _put_indices(maps, box, decoded["indices"], net)
+    if step:
+        _encode_residual(net, x, maps, quality, boxes, size or (height, width), streams[-1], report.step)
     return [s.to_bytes() for s in streams]
+
+
+def _encode_residual(net: DQCodec, x: torch.Tensor, maps, quality: int, boxes: list[Box], size: tuple[int, int], stream, on_tile) -> None:
+    """Code every tile's true pixels minus the base image, which is decoded here as a decoder will."""
+    base = np.zeros((size[0], size[1], 3), dtype=np.uint8)
+    _synthesize(net, maps, net.groups_for_quality(quality), boxes, tuple(x.shape[-2:]), size, base, lambda: None)
+    original = _to_hwc(x * 255, size)
+    for box in boxes:
+        rows, cols = _inside_slices(box, size)
+        residual.encode(original[rows, cols], base[rows, cols], net.residual_step(quality), stream)
+        on_tile()
 
 
 class Progress:
     """Tells ``report(done, total)`` as a file's units of work finish: every tile's codes, then its
     synthesis (lossy decoding) or each of the ``BLOCK**2`` pixel positions of its blocks (lossless)."""
 
-    def __init__(self, report: Callable[[int, int], None] | None, tiles: int, lossless: bool, synthesis: bool = False):
+    def __init__(self, report: Callable[[int, int], None] | None, tiles: int, lossless: bool, synthesis: bool = False, residual: bool = False):
         self.report, self.done = report, 0
-        self.total = tiles * (1 + (BLOCK**2 if lossless else int(synthesis)))
+        self.total = tiles * (1 + (BLOCK**2 if lossless else int(synthesis)) + int(residual))
 
     def step(self) -> None:
         self.done += 1
@@ -130,6 +149,12 @@ class Progress:
 def _inside(box: Box, size: tuple[int, int]) -> tuple[int, int]:
     """How much of a tile lies inside the true (unpadded) image."""
     return max(0, min(box.height, size[0] - box.top)), max(0, min(box.width, size[1] - box.left))
+
+
+def _inside_slices(box: Box, size: tuple[int, int]) -> tuple[slice, slice]:
+    """The rows and columns of an (H, W, ...) image of the true size that lie in a tile."""
+    inside = _inside(box, size)
+    return slice(box.top, box.top + inside[0]), slice(box.left, box.left + inside[1])
 
 
 # ---- decoding ----------------------------------------------------------------------------
@@ -143,7 +168,8 @@ def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: i
     ``progress(done, total)`` is told as the work goes (see ``Progress``)."""
     height, width = padded_size(*size)
     boxes = tiles(height, width, _tile_side(tile, height, width))
-    report = Progress(progress, len(boxes), lossless, synthesis=True)
+    step = 0 if lossless else net.residual_step(quality)
+    report = Progress(progress, len(boxes), lossless, synthesis=True, residual=bool(step))
     level_streams = [StreamDecoder(s) for s in strings[: net.num_levels]]
     pixel_stream = StreamDecoder(strings[net.num_levels]) if lossless else None
     maps = None if lossless else _index_maps(net, height, width)
@@ -153,15 +179,32 @@ def decode(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: i
         if lossless:
             inside = _inside(box, size)
             pixels = net.decode_pixels(decoded, inside, pixel_stream, tables, report.step, net.tolerance(quality))
-            image[box.top : box.top + inside[0], box.left : box.left + inside[1]] = _to_hwc(pixels, inside)
+            image[_inside_slices(box, size)] = _to_hwc(pixels, inside)
         else:
-            for index_map, indices, stride in zip(maps, decoded["indices"], level_strides(net)):
-                index_map[(..., *box.positions(stride))] = indices.to(index_map.dtype)
+            _put_indices(maps, box, decoded["indices"], net)
     for stream in level_streams + ([pixel_stream] if pixel_stream else []):
         stream.finish()
     if not lossless:
         _synthesize(net, maps, net.groups_for_quality(quality), boxes, (height, width), size, image, report.step)
+    if step:
+        _decode_residual(StreamDecoder(strings[net.num_levels]), step, boxes, size, image, report.step, tables)
     return image
+
+
+def _decode_residual(stream: StreamDecoder, step: int, boxes: list[Box], size: tuple[int, int], image: np.ndarray, on_tile, tables: list | None) -> None:
+    """Add every tile's decoded difference to the base image in ``image``."""
+    for box in boxes:
+        rows, cols = _inside_slices(box, size)
+        base = image[rows, cols]
+        image[rows, cols] = residual.add(base, residual.decode(*base.shape[:2], step, stream, tables))
+        on_tile()
+    stream.finish()
+
+
+def _put_indices(maps: list[torch.Tensor], box: Box, indices: list[torch.Tensor], net: DQCodec) -> None:
+    """A tile's indices into the whole image's index maps."""
+    for index_map, tile_indices, stride in zip(maps, indices, level_strides(net)):
+        index_map[(..., *box.positions(stride))] = tile_indices.to(index_map.dtype)
 
 
 def decode_indices(net: DQCodec, strings: list[bytes], size: tuple[int, int], quality: int, tile: int, tables: list | None = None) -> None:

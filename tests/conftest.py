@@ -27,10 +27,11 @@ TINY_3 = DQConfig(
 
 def tiny_model(seed: int = 0, depthwise: bool = True, config: DQConfig = TINY) -> DQCodec:
     """A random-weight model with trained-looking codebooks (initialized from data) and
-    a random per-pixel likelihood, so it codes lossless files too, and near-lossless ones
-    at its last two qualities (tolerances 1 and 3)."""
+    a random per-pixel likelihood, so it codes lossless files too; after its lossy qualities, one
+    residual quality (quality 2's codes and DCTs of step 16), then near-lossless ones (tolerances 1 and 3)."""
     torch.manual_seed(seed)
-    config = DQConfig(**{**config.__dict__, "depthwise": depthwise, "pixel_mixtures": 2, "pixel_hidden": 8, "tolerances": [1, 3]})
+    extra = {"pixel_mixtures": 2, "pixel_hidden": 8, "residual_steps": [[2, 16]], "tolerances": [1, 3]}
+    config = DQConfig(**{**config.__dict__, "depthwise": depthwise, **extra})
     model = DQCodec(config)
     model.train()
     with torch.no_grad():

@@ -10,7 +10,7 @@ ONEDNN_MAX_CPU_ISA and MKL reads MKL_ENABLE_INSTRUCTIONS, not ATEN_CPU_CAPABILIT
 convolutions' matrix products run in MKL);
 ``1-thread`` and ``2-threads``. Each file's decoded pixels
 are saved next to it as FILE.SETTING.npy, and its line gives their SHA-256 and that of every
-probability table the decoder built for the code streams. ``--float-fingerprint`` prints the
+probability table the decoder built for the code streams (and a residual quality's residual stream). ``--float-fingerprint`` prints the
 SHA-256 of a float convolution and softmax instead, which shows whether a setting changes float
 arithmetic at all (if it does not, a test that passes under it proves nothing).
 """
@@ -89,7 +89,10 @@ def describe(path: Path, setting: str | None = None) -> dict:
         np.save(f"{path}.{setting}.npy", pixels)
     header, streams, net = codec._open(data)
     tables: list = []
-    tiling.decode_indices(net, streams, (header.height, header.width), header.quality, header.tile, tables)
+    if net.residual_step(header.quality):  # the codes' tables, then the residual's
+        tiling.decode(net, streams, (header.height, header.width), header.quality, header.tile, False, tables)
+    else:
+        tiling.decode_indices(net, streams, (header.height, header.width), header.quality, header.tile, tables)
     digest = hashlib.sha256()
     for frequencies, symbols in tables:
         digest.update(frequencies.tobytes())

@@ -129,7 +129,7 @@ def main(folder: Path, model: str) -> dict:
             "info": dict(lossless.info),
             "bytes": (out / "lossless.dq").stat().st_size,
         }
-    near = Image.open(io.BytesIO(_saved(source, quality=5, model=model)))  # the tiny model's tolerance 3
+    near = Image.open(io.BytesIO(_saved(source, quality=6, model=model)))  # the tiny model's tolerance 3
     near.load()
     error = np.abs(np.asarray(near, dtype=int) - np.asarray(source.convert("RGB"), dtype=int)).max()
     facts["near_lossless"] = {"lossless": near.info["lossless"], "quality": near.info["quality"], "max_error": int(error)}

@@ -178,7 +178,7 @@ def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
         assert set(data["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
         assert len(data["results"]["bpp"]) == len(data["settings"])
     rows = list(csv.DictReader(open(out / "points.csv")))
-    assert len(rows) == 2 * (5 + 11)  # images x (dq qualities: 3 lossy, 2 near-lossless; JPEG qualities)
+    assert len(rows) == 2 * (6 + 11)  # images x (dq qualities: 3 lossy, 1 residual, 2 near-lossless; JPEG qualities)
     assert (out / "rd.png").read_bytes()[:4] == b"\x89PNG"
     assert "jpeg" in evaluate.read_bd_rates(out / "bd_rate.csv")
     from compressai.utils.plot.__main__ import parse_json_file
@@ -230,7 +230,7 @@ def test_models_shows_the_held_out_rate_of_a_baseline(tmp_path, monkeypatch):
     assert "  0.351 bpp, 28.90 dB PSNR (held-out photos)" in result.output
 
 
-def test_models_names_the_near_lossless_qualities_of_a_dq_card(tmp_path, monkeypatch):
+def test_models_names_the_residual_and_near_lossless_qualities_of_a_dq_card(tmp_path, monkeypatch):
     from dqcodec import zoo
 
     from .conftest import tiny_model
@@ -238,23 +238,24 @@ def test_models_names_the_near_lossless_qualities_of_a_dq_card(tmp_path, monkeyp
     models = tmp_path / "models"
     model = tiny_model()
     zoo.export(model, "tiny", models)
-    rows = [{"quality": q, "bpp": 0.5 * q, "psnr": 30.0 + q} for q in range(1, 6)]
-    card = {"name": "tiny", "config": {"qualities": model.config.qualities, "tolerances": [1, 3]}, "heldout": rows}
-    (models / "tiny.json").write_text(json.dumps(card))
+    rows = [{"quality": q, "bpp": 0.5 * q, "psnr": 30.0 + q} for q in range(1, 7)]
+    config = {"qualities": model.config.qualities, "residual_steps": [[2, 16]], "tolerances": [1, 3]}
+    (models / "tiny.json").write_text(json.dumps({"name": "tiny", "config": config, "heldout": rows}))
     monkeypatch.setenv("DQCODEC_MODELS", str(models))
     result = run("models")
     assert result.exit_code == 0, result.output
     assert "  quality 3: 1.500 bpp, 33.00 dB PSNR" in result.output
-    assert "  quality 4 (near-lossless, samples within 2): 2.000 bpp" in result.output
-    assert "  quality 5 (near-lossless, samples within 6): 2.500 bpp" in result.output
+    assert "  quality 4 (quality 2's codes and a residual of step 16): 2.000 bpp" in result.output
+    assert "  quality 5 (near-lossless, samples within 2): 2.500 bpp" in result.output
+    assert "  quality 6 (near-lossless, samples within 6): 3.000 bpp" in result.output
 
 
 def test_a_near_lossless_file_says_so_in_info(tiny_zoo, tmp_path):
     path = tmp_path / "a.png"
     Image.fromarray(photo_like(24, 32)).save(path)
-    assert run("encode", path, "-q", "5", "--model", tiny_zoo).exit_code == 0
+    assert run("encode", path, "-q", "6", "--model", tiny_zoo).exit_code == 0
     info = run("info", tmp_path / "a.dq")
-    assert info.exit_code == 0 and "near-lossless (every sample within 6 grey levels), quality 5" in info.output
+    assert info.exit_code == 0 and "near-lossless (every sample within 6 grey levels), quality 6" in info.output
 
 
 def test_train_refuses_a_quality_the_model_does_not_have_and_a_width_it_would_ignore(tmp_path):

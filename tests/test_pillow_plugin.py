@@ -79,7 +79,7 @@ def test_save_passes_quality_effort_and_model_to_compress(facts):
 
 def test_a_near_lossless_quality_saves_and_loads_within_its_bound_and_is_not_called_lossless(facts):
     near = facts["near_lossless"]
-    assert near["quality"] == 5 and near["lossless"] is False and near["max_error"] <= 6
+    assert near["quality"] == 6 and near["lossless"] is False and near["max_error"] <= 6
 
 
 def test_lossless_save_decodes_to_the_very_pixels(facts):

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 import dqcodec
-from dqcodec import codec, container, registry, tiling
+from dqcodec import codec, container, registry, residual, tiling
 
 from .conftest import TINY_3, photo_like, tiny_model
 
@@ -125,3 +125,22 @@ def test_the_api_passes_progress_on_and_checks_it(tiny_zoo):
     assert calls == [(1, 1), (1, 2), (2, 2)]
     with pytest.raises(dqcodec.ArgumentError, match="progress"):
         dqcodec.decompress(data, progress=5)
+
+
+def test_a_tiled_residual_quality_adds_each_tiles_difference_to_its_base_and_reports_progress():
+    """2 x 3 tiles of 64 px: the residual stream holds every tile's difference in raster order, each
+    added to the base image the codes decode to; progress counts each tile's residual too."""
+    model, array = tiny_model(), photo_like(100, 150, seed=4)
+    seen = {"encode": [], "decode": []}
+    strings = tiling.encode(model, _padded(array), 4, 64, size=(100, 150), progress=lambda *a: seen["encode"].append(a))
+    decoded = tiling.decode(model, strings, (100, 150), 4, 64, lossless=False, progress=lambda *a: seen["decode"].append(a))
+    base = tiling.decode(model, strings[:2], (100, 150), 2, 64, lossless=False)
+    stream = dqcodec.entropy.StreamDecoder(strings[2])
+    expected = base.copy()
+    for box in tiling.tiles(112, 160, 64):
+        rows, cols = tiling._inside_slices(box, (100, 150))
+        expected[rows, cols] = residual.add(base[rows, cols], residual.decode(*base[rows, cols].shape[:2], 16, stream))
+    stream.finish()
+    assert np.array_equal(decoded, expected)
+    assert np.abs(decoded.astype(int) - array).mean() < np.abs(base.astype(int) - array).mean()
+    assert seen["encode"] == [(i, 12) for i in range(1, 13)] and seen["decode"] == [(i, 18) for i in range(1, 19)]

@@ -1,0 +1,250 @@
+"""The transform layer of a residual quality: what the codes' image misses, as quantized 8x8 DCTs.
+
+A residual quality codes the codes of a lossy quality (its base) and then, tile by tile, the
+difference between the image and the base's decoded image. The difference is turned into three
+orthonormal colour channels, cut into 8x8 blocks (the tile's true pixels, padded to whole blocks
+by repeating the edge), and each block's orthonormal DCT is divided by the quality's step and
+rounded towards zero with a dead zone (an encoder's choice, not the format's).
+
+Coding. The coefficients are coded channel by channel, and within a channel band by band in
+zigzag order, every block of the tile in one pass. A coefficient's context is one of
+``CONTEXTS`` classes of how large the coefficients already decoded around it are: the three
+bands before it in its own block (counted twice) and in its four neighbour blocks, and, in the
+colour channels, the same band of the first channel. Each (channel, band group, context) has a
+table from three numbers the tile's stream sends first: the largest magnitude M, the mass of zero
+and the decay of a geometric distribution of the magnitudes from 1 to M, signs equally likely.
+The tables are built in integers (``table``), so encoder and decoder hand the range coder the
+same ones on any machine.
+
+Decoding. The decoder multiplies the coefficients by the step and inverts the DCT and the colour
+transform in integer fixed point (``inverse``), so the decoded difference is the same integers
+everywhere; it is added to the base image and clipped to 0..255. The base is the lossy image, whose
+samples may differ by one grey level between machines (docs/bitstream.md), and so may the sum;
+the stream decodes the same either way, as nothing in it depends on the base.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import torch
+
+from .entropy import PIXEL_PROBABILITY_BITS, StreamDecoder, StreamEncoder
+from .exact import frequencies
+
+BLOCK = 8
+MAX_STEP = 255
+DEAD_ZONE = 0.2  # the encoder rounds |c| / step - DEAD_ZONE to nearest: smaller files for the same error
+CONTEXTS = 8
+_CONTEXT_EDGES = np.array([2, 4, 8, 16, 32, 64, 128])  # 1 + the context's sum, below each: classes 0..7
+BAND_GROUP_STARTS = (1, 3, 6, 10, 15, 21, 28, 36, 45)  # zigzag positions where a new group begins
+BAND_GROUPS = len(BAND_GROUP_STARTS) + 1
+ZERO_LEVELS = 256  # the mass of zero is z / 256, z in 1..255
+DECAY_BITS = 12  # the geometric decay is r / 2^12, r in 0..4095
+_PREVIOUS_BANDS = 3
+
+
+def _dct_matrix() -> np.ndarray:
+    k = np.arange(BLOCK)
+    matrix = np.sqrt(2 / BLOCK) * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * BLOCK))
+    matrix[0] /= np.sqrt(2)
+    return matrix
+
+
+def _colour_matrix() -> np.ndarray:
+    rows = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+DCT = _dct_matrix()
+COLOUR = _colour_matrix()  # rows: the channels; orthonormal, so its transpose inverts it
+DCT_BITS, COLOUR_BITS = 13, 12
+DCT_FIXED = np.round(DCT * (1 << DCT_BITS)).astype(np.int64)
+COLOUR_FIXED = np.round(COLOUR * (1 << COLOUR_BITS)).astype(np.int64)
+ZIGZAG = np.array(sorted(range(BLOCK * BLOCK), key=lambda i: (i // BLOCK + i % BLOCK, i // BLOCK if (i // BLOCK + i % BLOCK) % 2 else -(i // BLOCK))))
+BAND_GROUP = np.searchsorted(BAND_GROUP_STARTS, np.arange(BLOCK * BLOCK), side="right")  # of each zigzag position
+# the largest coefficient a difference of 8-bit images can have: 8 x the largest colour sample, 255 * sqrt(3)
+MAX_COEFFICIENT = int(np.ceil(BLOCK * 255 * np.sqrt(3)))
+
+
+def max_magnitude(step: int) -> int:
+    """The largest quantized magnitude at a step: what a table may span."""
+    return MAX_COEFFICIENT // step + 1
+
+
+def blocks_shape(height: int, width: int) -> tuple[int, int]:
+    return -(-height // BLOCK), -(-width // BLOCK)
+
+
+# ---- encoding ----------------------------------------------------------------------------
+
+
+def encode(original: np.ndarray, base: np.ndarray, step: int, stream: StreamEncoder) -> None:
+    """Code original - base, two (h, w, 3) uint8 images, at a quantizer step, into the stream."""
+    quantized = quantize(original.astype(np.int64) - base, step)
+    magnitudes = np.abs(quantized)
+    contexts = [[band_contexts(magnitudes, channel, band) for band in range(BLOCK * BLOCK)] for channel in range(3)]
+    parameters = _fit(quantized, contexts)
+    _encode_parameters(parameters, step, stream)
+    tables = Tables(parameters)
+    for channel in range(3):
+        for band in range(BLOCK * BLOCK):
+            for context in range(CONTEXTS):
+                symbols = quantized[channel, :, :, band][contexts[channel][band] == context]
+                if len(symbols) and tables.largest(channel, band, context):
+                    stream.encode_iid(symbols + tables.largest(channel, band, context), tables.get(channel, band, context))
+
+
+def quantize(difference: np.ndarray, step: int) -> np.ndarray:
+    """(h, w, 3) integer differences -> quantized coefficients (3, bh, bw, 64), bands in zigzag order."""
+    h, w = difference.shape[:2]
+    bh, bw = blocks_shape(h, w)
+    padded = np.pad(difference, ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge").astype(np.float64)
+    channels = np.einsum("cr,hwr->chw", COLOUR, padded)
+    tiles = channels.reshape(3, bh, BLOCK, bw, BLOCK).transpose(0, 1, 3, 2, 4)
+    coefficients = (DCT @ tiles @ DCT.T).reshape(3, bh, bw, BLOCK * BLOCK)[..., ZIGZAG] / step
+    return (np.sign(coefficients) * np.floor(np.abs(coefficients) + 0.5 - DEAD_ZONE)).astype(np.int64)
+
+
+def _fit(quantized: np.ndarray, contexts) -> np.ndarray:
+    """Each (channel, band group, context)'s (largest magnitude, zero's mass, decay), fitted to the symbols."""
+    parameters = np.zeros((3, BAND_GROUPS, CONTEXTS, 3), dtype=np.int64)
+    for channel in range(3):
+        for group in range(BAND_GROUPS):
+            bands = np.flatnonzero(BAND_GROUP == group)
+            for context in range(CONTEXTS):
+                symbols = np.concatenate([quantized[channel, :, :, b][contexts[channel][b] == context] for b in bands])
+                parameters[channel, group, context] = _fit_symbols(np.abs(symbols))
+    return parameters
+
+
+def _fit_symbols(magnitudes: np.ndarray) -> tuple[int, int, int]:
+    largest = int(magnitudes.max(initial=0))
+    if not largest:
+        return 0, 0, 0
+    nonzero = magnitudes[magnitudes > 0]
+    zero = int(np.clip(np.round(ZERO_LEVELS * (1 - nonzero.size / magnitudes.size)), 1, ZERO_LEVELS - 1))
+    decay = int(np.clip(np.round((1 - 1 / nonzero.mean()) * (1 << DECAY_BITS)), 0, (1 << DECAY_BITS) - 1))
+    return largest, zero, decay
+
+
+def _encode_parameters(parameters: np.ndarray, step: int, stream: StreamEncoder) -> None:
+    flat = parameters.reshape(-1, 3)
+    stream.encode_uniform(flat[:, 0], np.full(len(flat), max_magnitude(step) + 1))
+    used = flat[flat[:, 0] > 0]
+    if len(used):
+        stream.encode_uniform(used[:, 1] - 1, np.full(len(used), ZERO_LEVELS - 1))
+        stream.encode_uniform(used[:, 2], np.full(len(used), 1 << DECAY_BITS))
+
+
+# ---- decoding ----------------------------------------------------------------------------
+
+
+def decode(height: int, width: int, step: int, stream: StreamDecoder, decoded: list | None = None) -> np.ndarray:
+    """The (height, width, 3) int64 difference coded by ``encode`` at that step. If ``decoded`` is a
+    list, a (frequencies, symbols) pair of everything decoded is appended to it."""
+    bh, bw = blocks_shape(height, width)
+    tables = Tables(_decode_parameters(step, stream, decoded))
+    quantized = np.zeros((3, bh, bw, BLOCK * BLOCK), dtype=np.int64)
+    magnitudes = np.zeros_like(quantized)
+    for channel in range(3):
+        for band in range(BLOCK * BLOCK):
+            contexts = band_contexts(magnitudes, channel, band)
+            values = quantized[channel, :, :, band]
+            for context in range(CONTEXTS):
+                where = contexts == context
+                count = int(where.sum())
+                largest = tables.largest(channel, band, context)
+                if count and largest:
+                    symbols = stream.decode_iid(tables.get(channel, band, context), count)
+                    values[where] = symbols - largest
+                    _record(decoded, tables.get(channel, band, context), symbols)
+            magnitudes[channel, :, :, band] = np.abs(values)
+    return inverse(quantized, step)[:height, :width]
+
+
+def _decode_parameters(step: int, stream: StreamDecoder, decoded: list | None) -> np.ndarray:
+    count = 3 * BAND_GROUPS * CONTEXTS
+    parameters = np.zeros((count, 3), dtype=np.int64)
+    for column, size in enumerate((max_magnitude(step) + 1, ZERO_LEVELS - 1, 1 << DECAY_BITS)):
+        rows = parameters[:, 0] > 0 if column else np.ones(count, dtype=bool)
+        if rows.any():
+            symbols = stream.decode_uniform(np.full(int(rows.sum()), size))
+            parameters[rows, column] = symbols + (column == 1)
+            _record(decoded, np.ones((1, size)), symbols)
+    return parameters.reshape(3, BAND_GROUPS, CONTEXTS, 3)
+
+
+def _record(decoded: list | None, frequencies: np.ndarray, symbols: np.ndarray) -> None:
+    """Append (one table per symbol, symbols), the table shared without a copy."""
+    if decoded is not None:
+        decoded.append((np.broadcast_to(frequencies, (len(symbols), frequencies.shape[-1])), symbols))
+
+
+def inverse(quantized: np.ndarray, step: int) -> np.ndarray:
+    """Quantized coefficients (3, bh, bw, 64) -> the (bh * 8, bw * 8, 3) difference, in integers: the
+    DCT's and the colour transform's matrices are rounded to fixed point, every sum is exact in int64
+    (at most about 2^42), and each stage rounds half up by a shift."""
+    _, bh, bw, _ = quantized.shape
+    values = np.empty_like(quantized)
+    values[..., ZIGZAG] = quantized * step
+    spatial = DCT_FIXED.T @ values.reshape(3, bh, bw, BLOCK, BLOCK) @ DCT_FIXED  # scale 2^26
+    spatial = (spatial + (1 << (2 * DCT_BITS - COLOUR_BITS - 1))) >> (2 * DCT_BITS - COLOUR_BITS)  # scale 2^12
+    planes = spatial.transpose(0, 1, 3, 2, 4).reshape(3, bh * BLOCK, bw * BLOCK)
+    rgb = np.einsum("cr,chw->hwr", COLOUR_FIXED, planes)  # scale 2^24
+    return (rgb + (1 << (2 * COLOUR_BITS - 1))) >> (2 * COLOUR_BITS)
+
+
+def add(base: np.ndarray, difference: np.ndarray) -> np.ndarray:
+    """The decoded image: base (uint8) + the decoded difference, clipped to 0..255."""
+    return np.clip(base.astype(np.int64) + difference, 0, 255).astype(np.uint8)
+
+
+# ---- what both sides compute -------------------------------------------------------------
+
+
+def band_contexts(magnitudes: np.ndarray, channel: int, band: int) -> np.ndarray:
+    """Every block's context class (bh, bw) for a band (zigzag position) of a channel, from the
+    magnitudes (3, bh, bw, 64) of the passes before it only."""
+    own = magnitudes[channel, :, :, max(0, band - _PREVIOUS_BANDS) : band].sum(-1)
+    total = 2 * own
+    total[1:] += own[:-1]
+    total[:-1] += own[1:]
+    total[:, 1:] += own[:, :-1]
+    total[:, :-1] += own[:, 1:]
+    if channel:
+        total += 4 * magnitudes[0, :, :, band]
+    return np.searchsorted(_CONTEXT_EDGES, total + 1, side="right")
+
+
+class Tables:
+    """The tables of a tile's (channel, band group, context)s from their parameters, each built once."""
+
+    def __init__(self, parameters: np.ndarray):
+        self.parameters = parameters
+        self._built: dict = {}
+
+    def largest(self, channel: int, band: int, context: int) -> int:
+        return int(self.parameters[channel, BAND_GROUP[band], context, 0])
+
+    def get(self, channel: int, band: int, context: int) -> np.ndarray:
+        key = channel, BAND_GROUP[band], context
+        if key not in self._built:
+            self._built[key] = table(*map(int, self.parameters[key]))
+        return self._built[key]
+
+
+def table(largest: int, zero: int, decay: int) -> np.ndarray:
+    """Integer frequencies (1, 2 * largest + 1) of the values -largest..largest: zero has mass
+    zero / 256, each sign half the rest, spread over 1..largest as a geometric distribution of decay
+    decay / 2^12 cut at largest, all in integer arithmetic."""
+    geometric = np.zeros(largest, dtype=np.int64)
+    mass = 1 << 30
+    for m in range(largest):
+        geometric[m] = mass
+        mass = (mass * decay) >> DECAY_BITS
+        if not mass:
+            break
+    side = (geometric * ((ZERO_LEVELS - zero) << 23)) // geometric.sum()  # each product below 2^61
+    weights = np.concatenate([side[::-1], [zero << 24], side])[None]  # each below 2^32
+    return frequencies(torch.from_numpy(weights), PIXEL_PROBABILITY_BITS)

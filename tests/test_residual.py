@@ -1,0 +1,121 @@
+"""Residual qualities: a lossy quality's codes, then what their image misses as quantized DCTs."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import dqcodec
+from dqcodec import container, residual
+from dqcodec.entropy import StreamDecoder, StreamEncoder
+from dqcodec.errors import ArgumentError, CorruptStreamError
+from dqcodec.model import DQConfig
+
+from .conftest import TINY, photo_like
+
+RESIDUAL_QUALITY = 4  # the tiny model's: quality 2's codes, step 16
+
+
+def _coded(original: np.ndarray, base: np.ndarray, step: int) -> bytes:
+    stream = StreamEncoder()
+    residual.encode(original, base, step, stream)
+    return stream.to_bytes()
+
+
+def _decoded(data: bytes, shape, step: int) -> np.ndarray:
+    stream = StreamDecoder(data)
+    difference = residual.decode(*shape, step, stream)
+    stream.finish()
+    return difference
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 16, 60, residual.MAX_STEP]), st.integers(0, 2**31))
+def test_the_decoder_gets_the_encoders_coefficients_back(height, width, step, seed):
+    """Whatever the size (blocks cut by the edge) and step, the stream decodes to the integer inverse of
+    exactly the coefficients the encoder quantized."""
+    rng = np.random.default_rng(seed)
+    original = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    quantized = residual.quantize(original.astype(np.int64) - base, step)
+    assert np.array_equal(_decoded(_coded(original, base, step), (height, width), step), residual.inverse(quantized, step)[:height, :width])
+
+
+def test_the_integer_inverse_is_within_a_level_of_the_float_one():
+    rng = np.random.default_rng(1)
+    quantized = rng.integers(-40, 41, (3, 4, 5, 64)) * (rng.random((3, 4, 5, 64)) < 0.3)
+    values = np.empty(quantized.shape)
+    values[..., residual.ZIGZAG] = quantized * 7
+    spatial = residual.DCT.T @ values.reshape(3, 4, 5, 8, 8) @ residual.DCT
+    planes = spatial.transpose(0, 1, 3, 2, 4).reshape(3, 32, 40)
+    exact = np.einsum("cr,chw->hwr", residual.COLOUR, planes)
+    assert np.abs(residual.inverse(quantized, 7) - exact).max() <= 1
+
+
+def test_a_fine_step_comes_close_to_the_original_and_a_coarse_one_costs_less():
+    original = photo_like(40, 56)
+    base = np.clip(original.astype(int) + np.random.default_rng(0).integers(-30, 31, original.shape), 0, 255).astype(np.uint8)
+    errors, sizes = [], []
+    for step in (2, 8, 32):
+        data = _coded(original, base, step)
+        decoded = residual.add(base, _decoded(data, original.shape[:2], step))
+        errors.append(np.abs(decoded.astype(int) - original).mean())
+        sizes.append(len(data))
+    assert errors[0] < errors[1] < errors[2] < np.abs(base.astype(int) - original).mean()
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert errors[0] < 1
+
+
+@pytest.mark.parametrize("largest, zero, decay", [(1, 1, 0), (5, 200, 3000), (300, 128, 4095), (residual.max_magnitude(1), 255, 4095)])
+def test_tables_are_symmetric_whole_positive_and_geometric_in_the_magnitude(largest, zero, decay):
+    table = residual.table(largest, zero, decay)[0]
+    assert table.shape == (2 * largest + 1,) and (table >= 1).all() and np.array_equal(table, table[::-1])
+    assert (np.diff(table[largest + 1 :]) <= 0).all() and (table == np.floor(table)).all()
+    assert abs(table[largest] / table.sum() - zero / residual.ZERO_LEVELS) < 0.01
+
+
+def test_a_damaged_residual_stream_is_refused():
+    original, base = photo_like(24, 32), photo_like(24, 32, seed=1)
+    data = _coded(original, base, 4)
+    with pytest.raises(CorruptStreamError):
+        _decoded(data[: len(data) // 2 // 4 * 4], (24, 32), 4)
+    with pytest.raises(CorruptStreamError):
+        _decoded(data + bytes(4), (24, 32), 4)
+
+
+@pytest.mark.parametrize("pairs", [[[0, 8]], [[4, 8]], [[2, 0]], [[2, residual.MAX_STEP + 1]], [[2]]])
+def test_a_config_with_a_residual_quality_it_cannot_code_is_refused(pairs):
+    with pytest.raises(ArgumentError):
+        DQConfig(**{**TINY.__dict__, "residual_steps": pairs})
+
+
+def test_a_residual_quality_codes_its_base_codes_then_the_difference(tiny_zoo):
+    original = photo_like(53, 70, seed=2)
+    model_file = dqcodec.compress(original, quality=RESIDUAL_QUALITY, model=tiny_zoo)
+    base_file = dqcodec.compress(original, quality=2, model=tiny_zoo)
+    header, streams = container.unpack(model_file)
+    assert streams[:2] == container.unpack(base_file)[1]
+    info = dqcodec.inspect(model_file)
+    assert list(info.streams) == ["stride16", "stride8", "residual"] and info.residual_step == 16
+    assert "residual" in info.coding and not info.lossless and info.payload_bits >= info.ideal_payload_bits > 0
+    decoded = np.asarray(dqcodec.decompress(model_file)).astype(int)
+    base = np.asarray(dqcodec.decompress(base_file)).astype(int)
+    assert np.abs(decoded - original).mean() < np.abs(base - original).mean()
+    with pytest.raises(dqcodec.ContainerError, match="no residual stream"):
+        dqcodec.decompress(container.pack(header, streams[:2]))
+    with pytest.raises(dqcodec.ArgumentError, match="residual quality"):
+        dqcodec.compress(original, quality=RESIDUAL_QUALITY, model=tiny_zoo, effort=1)
+
+
+def test_a_garbled_residual_stream_in_a_file_is_one_of_dqcodecs_errors(tiny_zoo):
+    header, streams = container.unpack(dqcodec.compress(photo_like(40, 40), quality=RESIDUAL_QUALITY, model=tiny_zoo))
+    for garbled in (bytes(len(streams[2])), streams[2][:-4], streams[2][4:]):
+        with pytest.raises(dqcodec.CorruptStreamError):
+            dqcodec.decompress(container.pack(header, [*streams[:2], garbled]))
+
+
+def test_a_gray_image_at_a_residual_quality_comes_back_gray(tiny_zoo):
+    gray = Image.fromarray(photo_like(30, 45)[..., 1])
+    decoded = dqcodec.decompress(dqcodec.compress(gray, quality=RESIDUAL_QUALITY, model=tiny_zoo))
+    assert decoded.mode == "L" and decoded.size == gray.size
