@@ -101,7 +101,7 @@ def test_modes_dqcodec_does_not_code_are_refused_with_an_oserror(facts, mode):
 
 def test_bad_options_are_value_errors(facts):
     bad = facts["bad_options"]
-    assert bad["quality 99"]["type"] == "ArgumentError" and "between 1 and 5" in bad["quality 99"]["message"]
+    assert bad["quality 99"]["type"] == "ArgumentError" and "between 1 and 6" in bad["quality 99"]["message"]
     assert bad["lossless and effort"]["type"] == "ArgumentError"
     assert bad["no such model"]["type"] == "ModelError" and "not installed" in bad["no such model"]["message"]
     assert all("ValueError" in error["classes"] for error in bad.values())

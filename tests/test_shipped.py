@@ -22,10 +22,10 @@ def photo():
 @pytest.fixture(scope="module")
 def files(photo):
     model, _ = zoo.load()
-    return {q: dqcodec.compress(photo, quality=q) for q in range(1, model.lossy_qualities + 1)}
+    return {q: dqcodec.compress(photo, quality=q) for q in range(1, model.lossy_qualities + len(model.config.residual_steps) + 1)}
 
 
-def test_every_lossy_quality_round_trips_and_rates_rise_with_quality(photo, files):
+def test_every_lossy_and_residual_quality_round_trips_and_rates_rise_with_quality(photo, files):
     sizes = []
     for q, data in files.items():
         decoded = dqcodec.decompress(data)
@@ -36,7 +36,7 @@ def test_every_lossy_quality_round_trips_and_rates_rise_with_quality(photo, file
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
 
 
-def test_near_lossless_qualities_stay_within_their_bound_and_rise_in_rate_and_psnr(photo):
+def test_qualities_after_the_lossy_ones_rise_in_rate_and_psnr_and_near_lossless_ones_stay_within_their_bound(photo):
     model, _ = zoo.load()
     crop = photo.crop((320, 192, 448, 288))
     original = np.asarray(crop).astype(int)
@@ -44,14 +44,14 @@ def test_near_lossless_qualities_stay_within_their_bound_and_rise_in_rate_and_ps
     for quality in range(model.lossy_qualities, model.num_qualities + 1):
         data = dqcodec.compress(crop, quality=quality)
         decoded = dqcodec.decompress(data)
-        if quality > model.lossy_qualities:
+        if model.tolerance(quality):
             assert np.abs(np.asarray(decoded).astype(int) - original).max() <= 2 * model.tolerance(quality)
         sizes.append(len(data))
         psnrs.append(metrics(crop, decoded)[0])
     assert len(sizes) >= 2 and sizes == sorted(sizes) and psnrs == sorted(psnrs), (sizes, psnrs)
 
 
-@pytest.mark.parametrize("quality", [1, 6])
+@pytest.mark.parametrize("quality", [1, 4, 7])
 def test_payload_is_within_half_a_percent_of_the_ideal(files, quality):
     info = dqcodec.inspect(files[quality])
     assert 0.995 * info.ideal_payload_bits <= info.payload_bits <= 1.005 * info.ideal_payload_bits
@@ -73,8 +73,8 @@ def test_encoder_effort_lowers_distortion_plus_rate(photo):
         mse = np.mean((decoded - np.asarray(crop, dtype=np.float64) / 255) ** 2)
         return mse + refine.RATE_LAMBDA * 8 * len(data) / (crop.width * crop.height)
 
-    plain, refined = (cost(dqcodec.compress(crop, quality=6, effort=e)) for e in (0, 1))
-    assert refined < 0.98 * plain, (plain, refined)  # measured: 0.963 of plain
+    plain, refined = (cost(dqcodec.compress(crop, quality=4, effort=e)) for e in (0, 1))
+    assert refined < 0.98 * plain, (plain, refined)
 
 
 def test_files_name_the_default_lossy_and_lossless_models(photo):
