@@ -63,6 +63,9 @@ DQ2_RATE_POINTS := --qualities 1,2,4,6,8,12 --rate-weights 0.3,0.3,0.3,0.3,0.3,0
 # 4,000 steps and then 3,000 more with a longer schedule (the run resumed at 4,000), and the near-lossless
 # quality 7 it makes possible (samples within 2 x 4 grey levels)
 DQ2_TOLERANCES := 4
+# and last (session 18) the same tensors with the residual qualities (docs/design.md, "a residual layer of
+# quantized DCTs") in place of the lossy qualities 5 and 6
+DQ2_LADDER := --qualities 1,2,4,6 --rate-weights 0.3,0.3,0.3,0.3 --residual-steps 2:40,2:28,2:20,2:14,2:10
 .PHONY: dq2
 dq2: $(VENV)/.installed
 	DATA=data UNTIL=23794 scripts/dq2_train.sh
@@ -72,6 +75,9 @@ dq2: $(VENV)/.installed
 	DATA=data SCHEDULE=64x16:3000,128x8:4000 LR=2e-4 scripts/dq2_lossless.sh
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-lossless/checkpoint.pt --name dq-2 --force --base dq-2 \
 		--lossless-quality 2 --tolerances $(DQ2_TOLERANCES) --calibration data/train
+	$(PY) -c "import sys, torch; from dqcodec import zoo; torch.save(zoo.checkpoint_of(zoo.load('dq-2')[0]), sys.argv[1])" \
+		$${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt
+	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt --name dq-2 --force --base dq-2 $(DQ2_LADDER)
 
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
 baselines: $(VENV)/.installed

@@ -134,7 +134,8 @@ def _encode_residual(net: DQCodec, x: torch.Tensor, maps, quality: int, boxes: l
 
 class Progress:
     """Tells ``report(done, total)`` as a file's units of work finish: every tile's codes, then its
-    synthesis (lossy decoding) or each of the ``BLOCK**2`` pixel positions of its blocks (lossless)."""
+    synthesis (lossy decoding) or each of the ``BLOCK**2`` pixel positions of its blocks (lossless), then
+    (residual qualities) its residual."""
 
     def __init__(self, report: Callable[[int, int], None] | None, tiles: int, lossless: bool, synthesis: bool = False, residual: bool = False):
         self.report, self.done = report, 0

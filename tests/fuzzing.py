@@ -197,7 +197,7 @@ def image_seeds() -> dict[str, bytes]:
 
 def dq_seeds(model: str) -> dict[str, bytes]:
     """Valid .dq files of small images from a model: lossy at its lowest and highest quality,
-    grayscale, lossless, and tiled (several tiles)."""
+    grayscale, lossless, at a residual quality, and tiled (several tiles)."""
     import numpy as np
 
     import dqcodec
@@ -213,10 +213,15 @@ def dq_seeds(model: str) -> dict[str, bytes]:
     }
     if net.lossless:
         seeds["lossless"] = dqcodec.compress(image[:20, :24], model=model, lossless=True)
+    residual_quality = net.lossy_qualities + 1 if net.config.residual_steps else None
+    if residual_quality:
+        seeds["residual"] = dqcodec.compress(image, quality=residual_quality, model=model)
     default = tiling.DEFAULT_TILE
-    try:  # a file of four small tiles
+    try:  # files of four small tiles
         tiling.DEFAULT_TILE = tiling.MIN_TILE
         seeds["tiled"] = dqcodec.compress(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=1, model=model)
+        if residual_quality:
+            seeds["tiled-residual"] = dqcodec.compress(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=residual_quality, model=model)
     finally:
         tiling.DEFAULT_TILE = default
     return seeds
