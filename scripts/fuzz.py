@@ -32,11 +32,12 @@ from tests import fuzzing  # noqa: E402
 
 
 def _models(folder: Path) -> None:
-    """A models folder with dq-hier and a tiny random model (named tiny)."""
+    """A models folder with dq-hier, dq-2 and a tiny random model (named tiny)."""
     from dqcodec import zoo
     from tests.conftest import tiny_model
 
     zoo.install(zoo.find("dq-hier").path, folder)
+    zoo.install(zoo.find("dq-2").path, folder)
     zoo.export(tiny_model(), "tiny", folder)
 
 
@@ -44,6 +45,7 @@ def _seeds(folder: Path) -> tuple[dict, dict]:
     os.environ["DQCODEC_MODELS"] = str(folder)
     dq = {f"tiny-{k}": v for k, v in fuzzing.dq_seeds("tiny").items()}
     dq |= {f"dq-hier-{k}": v for k, v in fuzzing.dq_seeds("dq-hier").items()}
+    dq |= {f"dq-2-{k}": v for k, v in fuzzing.dq_seeds("dq-2").items()}  # its residual qualities too
     return dq, fuzzing.image_seeds()
 
 
@@ -94,8 +96,16 @@ def _run_atheris(dq: dict, images: dict, libfuzzer_args) -> None:
 def _atheris_worker(argv: list[str]) -> None:
     import atheris
 
+    import importlib
+    import pkgutil
+
     with atheris.instrument_imports(include=["dqcodec"]):
-        import dqcodec  # noqa: F401  (instrumented here, used by fuzzing.run_case)
+        import dqcodec  # instrumented here, used by fuzzing.run_case
+
+        # dqcodec imports its modules on first use (PEP 562), so import them here, or none but the
+        # package and its errors would be instrumented and libFuzzer would see no coverage
+        for module in pkgutil.iter_modules(dqcodec.__path__):
+            importlib.import_module(f"dqcodec.{module.name}")
 
     def one_input(data: bytes) -> None:
         if not data:
