@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write tests/golden/: small .dq files from the shipped dq-hier and what they decode to.
+"""Write tests/golden/: small .dq files from the shipped models and what they decode to.
 
 Every test run decodes them (tests/test_portable.py), so a change to the format, the exact
 arithmetic or the shipped weights that would break files already written cannot land unnoticed.
@@ -7,7 +7,9 @@ Lossless files are pinned by the SHA-256 of their pixels; lossy files by the SHA
 probability tables and decoded indices (exact everywhere) and by their decoded pixels as a PNG,
 which another platform may reproduce to within one level (docs/bitstream.md).
 
-Usage: python scripts/make_golden.py   (run once per format version; it refuses to overwrite)
+Usage: python scripts/make_golden.py   (it writes the cases golden.json does not have yet, and never
+rewrites one it has: the first five were written with dq-hier for format version 3, the residual ones with
+dq-2 49448f56 when residual qualities came)
 """
 
 from __future__ import annotations
@@ -26,28 +28,33 @@ import dqcodec  # noqa: E402
 from tests import kernels  # noqa: E402
 
 OUT = ROOT / "tests" / "golden"
-# name: (crop box of examples/photo.png, mode, quality or "lossless")
+# name: (crop box of examples/photo.png, mode, quality or "lossless", model)
 CASES = {
-    "q1-rgb-67x45": ((300, 200, 367, 245), "RGB", 1),
-    "q6-rgb-50x33": ((100, 300, 150, 333), "RGB", 6),
-    "q4-gray-31x29": ((500, 100, 531, 129), "L", 4),
-    "lossless-rgb-40x24": ((600, 400, 640, 424), "RGB", "lossless"),
-    "lossless-gray-21x19": ((20, 20, 41, 39), "L", "lossless"),
+    "q1-rgb-67x45": ((300, 200, 367, 245), "RGB", 1, "dq-hier"),
+    "q6-rgb-50x33": ((100, 300, 150, 333), "RGB", 6, "dq-hier"),
+    "q4-gray-31x29": ((500, 100, 531, 129), "L", 4, "dq-hier"),
+    "lossless-rgb-40x24": ((600, 400, 640, 424), "RGB", "lossless", "dq-hier"),
+    "lossless-gray-21x19": ((20, 20, 41, 39), "L", "lossless", "dq-hier"),
+    "dq2-residual-q5-rgb-61x37": ((400, 250, 461, 287), "RGB", 5, "dq-2"),  # step 40
+    "dq2-residual-q9-rgb-45x38": ((150, 100, 195, 138), "RGB", 9, "dq-2"),  # step 10
+    "dq2-residual-q7-gray-29x33": ((650, 50, 679, 83), "L", 7, "dq-2"),  # step 20
 }
 
 
 def main() -> None:
     index = OUT / "golden.json"
-    if index.exists():
-        sys.exit(f"{index} exists: golden files are written once per format version")
     OUT.mkdir(parents=True, exist_ok=True)
     photo = Image.open(ROOT / "examples" / "photo.png").convert("RGB")
-    entries = {}
-    for name, (box, mode, quality) in CASES.items():
+    entries = json.loads(index.read_text()) if index.exists() else {}
+    for name, (box, mode, quality, model) in CASES.items():
+        path = OUT / f"{name}.dq"
+        if path.name in entries:
+            continue
+        if path.exists():
+            sys.exit(f"{path} exists but golden.json does not list it: remove it or list it by hand")
         image = photo.crop(box).convert(mode)
         lossless = quality == "lossless"
-        data = dqcodec.compress(image, lossless=lossless, **({} if lossless else {"quality": quality}))
-        path = OUT / f"{name}.dq"
+        data = dqcodec.compress(image, lossless=lossless, model=model, **({} if lossless else {"quality": quality}))
         path.write_bytes(data)
         decoded = kernels.describe(path)
         if lossless:
