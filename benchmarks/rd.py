@@ -71,8 +71,8 @@ def main(folder, model, efforts, threads, json_out):
         for q, bpp, psnr in zip(summaries[name].settings, dq["bpp"], dq["psnr-rgb"]):
             ref = evaluate.interpolate_psnr(jpeg_curve, bpp)
             if ref is None:
-                lowest = min(jpeg_curve)
-                verdict = f"below JPEG's lowest rate ({lowest[0]:.4f} bpp, {lowest[1]:.2f} dB)"
+                end, side = (min(jpeg_curve), "below JPEG's lowest") if bpp < min(jpeg_curve)[0] else (max(jpeg_curve), "above JPEG's highest")
+                verdict = f"{side} rate ({end[0]:.4f} bpp, {end[1]:.2f} dB)"
             else:
                 verdict = f"JPEG {ref:.2f} dB, dq {psnr - ref:+.2f} dB"
             click.echo(f"  quality {q}: {bpp:.4f} bpp, {psnr:.2f} dB; {verdict}")
