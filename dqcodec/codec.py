@@ -145,11 +145,11 @@ def compress(
     to ``defaults.default_model(lossless)`` (dq-2).
 
     A lossless file carries the codes of a quality (the model's lossless quality by
-    default) and then every pixel, coded with its likelihood given the codes. A model's
-    qualities after its lossy ones (``dqcodec models``) are near-lossless: the codes of its lossless
-    quality, then every sample to within twice the quality's tolerance (``DQCodec.tolerance``); those between
-    the two are residual qualities: a lossy quality's codes, then what their image misses, as quantized DCTs
-    (``dqcodec.residual``).
+    default) and then every pixel, coded with its likelihood given the codes. After a model's
+    lossy qualities (``dqcodec models``) come its residual qualities, a lossy quality's codes and then what
+    their image misses as quantized DCTs (``DQCodec.residual_step``, ``dqcodec.residual``), and then its
+    near-lossless ones, the codes of its lossless quality and then every sample to within twice the
+    quality's tolerance (``DQCodec.tolerance``).
     A lossy file at ``effort`` 1 or 2 searches longer for its codes: a smaller file
     for the same quality of image, several times the encoding time. Images over
     ``max_pixels`` pixels are refused (None: no limit). ``progress(done, total)``, if given, is
