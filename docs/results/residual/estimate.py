@@ -4,7 +4,7 @@ the difference as 8x8 DCTs (orthonormal colour channels, dead-zone rounding), it
 and 'par', a zero/geometric/sign model with 32 bits of parameters per table (what dqcodec.residual
 ships). Base quality 0 means no base (a flat grey image): the same DCT coder alone.
 
-    python docs/results/residual/estimate.py 'FILES_GLOB_OR_COMMA_LIST' BASE_QUALITY STEPS DEAD_ZONE
+    python docs/results/residual/estimate.py 'FILES_GLOB_OR_COMMA_LIST' BASE_QUALITY STEPS DEAD_ZONE [DEAD_ZONE_AT_BAND_63]
 
 It ran with the dq-2 weights ebf1b315, whose qualities 1-6 were [4,1],[4,2],[4,4],[4,6],[4,8],[4,12]; the
 weights shipped since (49448f56) have the same tensors and qualities 1-4, and their qualities 5 and up are
@@ -15,7 +15,7 @@ from PIL import Image
 from scipy.special import gammaln
 import dqcodec
 files = sys.argv[1].split(',') if ',' in sys.argv[1] else sorted(glob.glob(sys.argv[1]))
-base_q = int(sys.argv[2]); deltas=[float(d) for d in sys.argv[3].split(',')]; theta=float(sys.argv[4]); mode=sys.argv[5] if len(sys.argv)>5 else 'coef'
+base_q = int(sys.argv[2]); deltas=[float(d) for d in sys.argv[3].split(',')]; theta=float(sys.argv[4]); theta_end=float(sys.argv[5]) if len(sys.argv)>5 else theta
 N=8
 k=np.arange(N); C=np.sqrt(2/N)*np.cos(np.pi*(2*k[None,:]+1)*k[:,None]/(2*N)); C[0]/=np.sqrt(2)
 zig=sorted(range(64),key=lambda i:(i//8+i%8, (i//8) if (i//8+i%8)%2 else -(i//8)))
@@ -53,7 +53,8 @@ for f in files:
         bits={'kt':bbits,'par':bbits}; out=np.zeros_like(r); Q=[]; acc={}
         for ch in range(3):
             cb=C@blocks(r[...,ch])@C.T
-            qv=(np.sign(cb)*np.floor(np.abs(cb)/d+0.5-theta)).astype(int)
+            ramp=np.zeros(64); ramp[zig]=theta+(theta_end-theta)*np.arange(64)/63  # the dead zone by zigzag position
+            qv=(np.sign(cb)*np.floor(np.abs(cb)/d+0.5-ramp.reshape(8,8))).astype(int)
             flat=np.abs(qv.reshape(*qv.shape[:2],64)); Q.append(flat)
             for zi,band in enumerate(zig):
                 prev=zig[max(0,zi-3):zi]
