@@ -33,19 +33,18 @@ def _fused_table(self, c: int, map_blocks=map):
     if self.width > 1:
         return _DQCODEC_TABLE(self, c, map_blocks)
     table = _DQCODEC_TABLE(self, c, lambda fill, blocks: [])
-    sigmoid = exact.tables()["sigmoid"]
-    bottom, top = float(sigmoid.low << pixels.T_FRAC), float((sigmoid.high - sigmoid.low) << pixels.T_FRAC)
     low, first, step = self._window
     table.frequencies[:] = fused_frequencies(
-        (first[..., 0] - bottom).contiguous().numpy(), step[..., 0].contiguous().numpy(), _EDGES, low.numpy(), pixels.WINDOW,
-        self.weights.numpy(), _VALUES, _SLOPES, top, PIXEL_PROBABILITY_BITS,
+        (first[..., 0] - _BOTTOM).contiguous().numpy(), step[..., 0].contiguous().numpy(), _EDGES, low.numpy(), pixels.WINDOW,
+        self.weights.numpy(), _VALUES, _SLOPES, _TOP, PIXEL_PROBABILITY_BITS,
     )
     return table
 
 
+_SIGMOID = exact.tables()["sigmoid"]
 _EDGES = pixels._edge_steps(pixels.WINDOW, 1).numpy()
-_VALUES = exact.tables()["sigmoid"].values[torch.int64].numpy()
-_SLOPES = exact.tables()["sigmoid"].steps[torch.int64].numpy()
+_VALUES, _SLOPES = _SIGMOID.values[torch.int64].numpy(), _SIGMOID.steps[torch.int64].numpy()
+_BOTTOM, _TOP = float(_SIGMOID.low << pixels.T_FRAC), float((_SIGMOID.high - _SIGMOID.low) << pixels.T_FRAC)
 
 
 def _files(net, image) -> list[bytes]:

@@ -156,9 +156,10 @@ def decode(height: int, width: int, step: int, stream: StreamDecoder, decoded: l
                 count = int(where.sum())
                 largest = tables.largest(channel, band, context)
                 if count and largest:
-                    symbols = stream.decode_iid(tables.get(channel, band, context), count)
+                    table = tables.get(channel, band, context)
+                    symbols = stream.decode_iid(table, count)
                     values[where] = symbols - largest
-                    _record(decoded, tables.get(channel, band, context), symbols)
+                    _record(decoded, table, symbols)
             magnitudes[channel, :, :, band] = np.abs(values)
     return inverse(quantized, step)[:height, :width]
 
