@@ -19,6 +19,7 @@ import click
 
 import dqcodec  # its errors only: compress, decompress and inspect are loaded on first use
 from dqcodec import defaults, evaluate, zoo  # light: evaluate loads torch when it codes
+from dqcodec.point import Ladder
 
 # The libraries dqcodec runs on, whose warnings (Pillow's on a damaged EXIF block, torch's and compressai's
 # deprecations) are about their own code, not the user's files: the command line does not pass them on.
@@ -238,16 +239,11 @@ def models():
         card = model_file.path.parent / f"{model_file.name}.json"
         if card.exists():
             details = json.loads(card.read_text())
-            config = details.get("config", {})
-            lossy = len(config.get("qualities", []))
-            steps, tolerances = config.get("residual_steps", []), config.get("tolerances", [])
+            ladder = Ladder.from_config(details.get("config", {}))
             for row in details["heldout"]:
                 label = f"quality {row['quality']}: " if "quality" in row else ""  # a baseline has one rate
-                extra = row.get("quality", 0) - lossy
-                if 0 < extra <= len(steps):
-                    label = f"quality {row['quality']} (quality {steps[extra - 1][0]}'s codes and a residual of step {steps[extra - 1][1]}): "
-                elif 0 < extra - len(steps) <= len(tolerances):
-                    label = f"quality {row['quality']} (near-lossless, samples within {2 * tolerances[extra - len(steps) - 1]}): "
+                if 0 < row.get("quality", 0) <= len(ladder) and row["quality"] > ladder.lossy_count:
+                    label = f"quality {row['quality']} ({ladder.rung(row['quality']).describe()}): "
                 click.echo(f"  {label}{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
             if "lossless" in details:
                 click.echo(f"  lossless: {details['lossless']['heldout']['dq']:.3f} bits/dim (held-out photos)")

@@ -9,7 +9,8 @@
 
 Opening reads the header alone, without torch: ``im.size``, ``im.mode`` ("RGB", or "L" for a grayscale
 file) and ``im.info`` (``model``, ``quality``, ``tile``, ``version``). The pixels are decoded on
-``load()`` (or anything that needs them), which also sets ``im.info["lossless"]``.
+``load()`` (or anything that needs them), which also sets ``im.info["lossless"]`` and ``im.info["kind"]``
+(``lossy``, ``residual``, ``near_lossless`` or ``lossless``).
 
 Errors are Pillow's: bytes whose header is not that of a .dq file this dqcodec reads raise
 ``PIL.UnidentifiedImageError`` from ``Image.open``; a file whose streams do not decode raises
@@ -101,11 +102,11 @@ class DqDecoder(ImageFile.PyDecoder):
         assert self.fd is not None and self.im is not None
         data = self.fd.read()
         try:
-            image = codec.decompress(data, max_pixels=_max_pixels())
+            opened = codec.open_file(data, max_pixels=_max_pixels())
+            image = codec.decode_file(opened)
         except DQCodecError as error:
             raise OSError(str(error)) from error
-        header, streams, net = codec._open(data, max_pixels=None)  # checked and cached by decompress
-        self.info["lossless"] = codec.is_lossless(net, streams, header.quality) and not net.tolerance(header.quality)  # not near-lossless
+        self.info.update(lossless=opened.point.exact, kind=opened.point.kind.name.lower())
         if image.size != (self.state.xsize, self.state.ysize) or image.mode != self.mode:
             raise OSError(f"decoded a {image.mode} image of {image.size}, the header said {self.mode} of {(self.state.xsize, self.state.ysize)}")
         self.set_as_raw(image.tobytes())

@@ -13,16 +13,21 @@ from dataclasses import dataclass
 from .errors import ArgumentError, ContainerError  # ContainerError is re-exported
 
 MAGIC = b"DQC\x00"
-VERSION = 3
-# Version 2 (dqcodec 0.2) is version 3 without the tile field: every file is one tile.
-READABLE = (2, 3)
+VERSION = 4
+# Version 3 is version 4 without the kind and codes-quality fields: a decoder infers the kind from the stream
+# count and the quality (``point.Ladder.from_legacy_header``). Version 2 (dqcodec 0.2) is version 3 without the
+# tile field: every file is one tile.
+READABLE = (2, 3, 4)
 # Version 1 (dqcodec 0.1) computed probability tables in float arithmetic, so its files decode only
 # on the kernels that wrote them; this dqcodec does not read it.
 OLD_VERSIONS = {1: "dqcodec 0.1, whose files decode only on the CPU and torch build that wrote them"}
 MODES = ("RGB", "L")
 _FIXED = struct.Struct("<4sBB")  # magic, version, model-name length
-_FIELDS = struct.Struct("<8sBBIIHB")  # weights hash, quality, mode, height, width, tile / 16, stream count
-_FIELDS_V2 = struct.Struct("<8sBBIIB")  # the same without the tile
+# weights hash, kind, quality, codes' quality, mode, height, width, tile / 16, stream count
+_FIELDS = struct.Struct("<8sBBBBIIHB")
+_FIELDS_V3 = struct.Struct("<8sBBIIHB")  # without the kind and the codes' quality
+_FIELDS_V2 = struct.Struct("<8sBBIIB")  # and without the tile
+_FIELDS_OF = {2: _FIELDS_V2, 3: _FIELDS_V3, 4: _FIELDS}
 _CRC = struct.Struct("<I")
 
 
@@ -35,6 +40,9 @@ class Header:
     height: int
     width: int
     tile: int = 0  # side of the square tiles the image is coded in, in pixels; 0: one tile
+    kind: int | None = None  # what follows the codes (``point.Kind``); None in files of versions 2 and 3
+    codes_quality: int | None = None  # the lossy quality whose codes the file carries; None likewise
+
 
 def pack(header: Header, streams: list[bytes]) -> bytes:
     name = header.model.encode("utf-8")
@@ -44,13 +52,17 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
         raise ArgumentError("weights hash must be 8 bytes")
     if header.tile % 16 or not 0 <= header.tile < 16 << 16:
         raise ArgumentError("tile size must be a multiple of 16 below 2^20")
+    if header.kind is None or header.codes_quality is None:
+        raise ArgumentError(f"a version-{VERSION} header names its kind and its codes' quality")
     body = b"".join(
         [
             _FIXED.pack(MAGIC, VERSION, len(name)),
             name,
             _FIELDS.pack(
                 header.weights_hash,
+                header.kind,
                 header.quality,
+                header.codes_quality,
                 MODES.index(header.mode),
                 header.height,
                 header.width,
@@ -65,7 +77,7 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
 
 
 # the most bytes a header takes before its stream lengths: what ``read_header`` needs at most
-MAX_HEADER_BYTES = _FIXED.size + 255 + max(_FIELDS.size, _FIELDS_V2.size)
+MAX_HEADER_BYTES = _FIXED.size + 255 + max(fields.size for fields in _FIELDS_OF.values())
 
 
 def _version(data: bytes) -> tuple[int, int]:
@@ -85,7 +97,7 @@ def read_header(data: bytes) -> tuple[Header, int, int, int]:
     reading its streams or checking its checksum, as an image viewer's open does: (header, format
     version, stream count, offset of the stream lengths)."""
     version, name_length = _version(data)
-    fields = _FIELDS_V2 if version == 2 else _FIELDS
+    fields = _FIELDS_OF[version]
     offset = _FIXED.size + name_length
     if len(data) < offset + fields.size:
         raise ContainerError("malformed header: the file is truncated inside it")
@@ -93,13 +105,18 @@ def read_header(data: bytes) -> tuple[Header, int, int, int]:
         name = bytes(data[_FIXED.size : offset]).decode("utf-8")
     except UnicodeDecodeError as error:
         raise ContainerError(f"malformed header: {error}") from None
-    if version == 2:
-        (weights_hash, quality, mode, height, width, count), tile = fields.unpack_from(data, offset), 0
+    values = fields.unpack_from(data, offset)
+    kind = codes_quality = None
+    if version == 4:
+        weights_hash, kind, quality, codes_quality, mode, height, width, tile, count = values
+    elif version == 3:
+        weights_hash, quality, mode, height, width, tile, count = values
     else:
-        weights_hash, quality, mode, height, width, tile, count = fields.unpack_from(data, offset)
+        (weights_hash, quality, mode, height, width, count), tile = values, 0
     if mode >= len(MODES) or height == 0 or width == 0:
         raise ContainerError("malformed header: bad mode or image size")
-    return Header(name, weights_hash, quality, MODES[mode], height, width, 16 * tile), version, count, offset + fields.size
+    header = Header(name, weights_hash, quality, MODES[mode], height, width, 16 * tile, kind, codes_quality)
+    return header, version, count, offset + fields.size
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes]]:

@@ -63,8 +63,8 @@ def _pillow(name: str, fmt: str, settings, options: Callable[[object], dict], de
 def _dq(model: str, effort: int = 0) -> Codec:
     from . import codec
 
-    net = zoo.load(model)[0]
-    qualities = range(1, (net.lossy_qualities if effort else net.num_qualities) + 1)  # effort is for lossy qualities
+    ladder = zoo.load(model)[0].ladder
+    qualities = range(1, (ladder.lossy_count if effort else len(ladder)) + 1)  # effort is for lossy qualities
     return Codec(
         "dq" if not effort else f"dq-e{effort}",
         f"dqcodec model {model}" + (f", encoder effort {effort}" if effort else ""),

@@ -221,7 +221,7 @@ def check_exact_range(weight: torch.Tensor, bias: torch.Tensor, transposed: bool
         raise FixedPointError(f"a layer's sums can reach {worst:.3g}, past float64's exact integers")
 
 
-class Residual(nn.Module):
+class ResNetBlock(nn.Module):
     """x + body(x): a residual block whose body is a chain of layers with exact versions."""
 
     def __init__(self, *body: nn.Module):
@@ -232,8 +232,8 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-class _ExactResidual:
-    def __init__(self, block: Residual):
+class _ExactResNetBlock:
+    def __init__(self, block: ResNetBlock):
         self.body = exact_layers(block.body)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -241,9 +241,9 @@ class _ExactResidual:
 
 
 def exact_layers(module: nn.Module) -> list:
-    """The exact version of a chain of Conv2d, ConvTranspose2d, GELU, PixelShuffle and Residual layers."""
-    if isinstance(module, Residual):
-        return [_ExactResidual(module)]
+    """The exact version of a chain of Conv2d, ConvTranspose2d, GELU, PixelShuffle and ResNetBlock layers."""
+    if isinstance(module, ResNetBlock):
+        return [_ExactResNetBlock(module)]
     if isinstance(module, nn.Sequential):
         return [layer for child in module for layer in exact_layers(child)]
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):

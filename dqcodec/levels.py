@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,16 +27,15 @@ import torch.nn.functional as F
 
 from . import exact
 from .entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
+from .config import LevelConfig
+from .point import OperatingPoint
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
+from .recorder import Recorder
+from .refine import refine_level
 
-
-@dataclass
-class LevelConfig:
-    groups: int
-    codebook: int
-    dim: int
-    hidden: int | None = None  # the prior's hidden channels per group (None: the model's prior_hidden)
+if TYPE_CHECKING:
+    from .model import DQCodec
 
 
 class LevelCodec(nn.Module):
@@ -122,15 +122,13 @@ class LevelCodec(nn.Module):
 
         return self._code_groups(context, shape, groups, encode_group)
 
-    def decompress(self, stream: StreamDecoder, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, tables: list | None = None) -> torch.Tensor:
+    def decompress(self, stream: StreamDecoder, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, recorder: Recorder) -> torch.Tensor:
         """The indices (B, M, H, W) of the first ``groups`` groups from the level's stream (the
-        rest are 0). If ``tables`` is a list, every group's (integer tables, decoded symbols) pair
-        is appended to it."""
+        rest are 0); every group's (integer tables, decoded symbols) pair goes to the recorder."""
 
         def decode_group(j, frequencies):
             symbols = stream.decode(frequencies)
-            if tables is not None:
-                tables.append((frequencies, symbols))
+            recorder.record(frequencies, symbols)
             return symbols
 
         return self._code_groups(context, shape, groups, decode_group)
@@ -158,3 +156,69 @@ class LevelCodec(nn.Module):
             indices[:, j] = torch.from_numpy(code_group(j, frequencies)).view(b, h, w)
             sequence.push(exact.to_fixed(self.quantizer.decode_group(indices[:, j], j)))
         return indices
+
+
+@dataclass
+class DecodedCodes:
+    """A region's codes as encoder and decoder both hold them after the level chain."""
+
+    indices: list[torch.Tensor]  # (1, M, H, W) of each level, groups past ``groups`` zero
+    groups: tuple[int, ...]  # groups coded of each level
+    last: int  # the last level coding any group
+    context: torch.Tensor | None  # that level's fixed-point context (None for the first level)
+
+
+class LevelChain:
+    """A model's levels as one latent codec: a region's codes into one stream per level, and back.
+
+    Each level is coded given the fixed-point context decoded from the levels above it, so encoder
+    and decoder compute the same tables. The streams belong to the caller, so the tiles of an image
+    share them."""
+
+    def __init__(self, net: DQCodec):
+        self.net = net
+
+    @property
+    def stream_names(self) -> list[str]:
+        return [level.name for level in self.net.levels]
+
+    def compress(self, features: list[torch.Tensor], x: torch.Tensor, point: OperatingPoint, streams: list[StreamEncoder],
+                 rate_weight: float | None = None, refine_steps: int = 0) -> DecodedCodes:
+        """Choose and encode every level's indices of a region, given its features (``DQCodec.analyse``) and
+        its pixels x; the rate weight defaults to the point's (see ``LevelCodec.compress``). ``refine_steps``
+        > 0 first refines the last coded level's vectors for this region (``refine.refine_level``)."""
+        net, groups = self.net, point.groups
+        rate_weight = point.rate_weight if rate_weight is None else rate_weight
+        last = last_coded(groups)
+        context, indices = None, []
+        for i, level in enumerate(net.levels):
+            shape = (x.shape[0], *features[i].shape[-2:])
+            if i > last:  # a level this point codes nothing of
+                indices.append(torch.zeros(shape[0], level.num_groups, *shape[1:], dtype=torch.long))
+                continue
+            float_context = None if context is None else exact.to_float(context)
+            z = level.quantizer.project(net.level_input(i, features[i], float_context))
+            if refine_steps and i == last:
+                z = refine_level(net, i, x, float_context, z, groups[i], refine_steps)
+            indices.append(level.compress(z, context, shape, groups[i], rate_weight, streams[i]))
+            if i < last:
+                context = net.next_context(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
+        return DecodedCodes(indices, groups, last, context)
+
+    def decompress(self, streams: list[StreamDecoder], shape: tuple[int, int], point: OperatingPoint, recorder: Recorder) -> DecodedCodes:
+        """Decode every level's indices of a region of ``shape`` first-level positions."""
+        net, groups = self.net, point.groups
+        last = last_coded(groups)
+        h, w = shape
+        context, indices = None, []
+        for i, level in enumerate(net.levels):
+            scale = 2**i
+            indices.append(level.decompress(streams[i], context, (1, h * scale, w * scale), groups[i], recorder))
+            if i < last:
+                context = net.next_context(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
+        return DecodedCodes(indices, groups, last, context)
+
+
+def last_coded(groups: tuple[int, ...] | list[int]) -> int:
+    """The last level a quality codes any group of (qualities code a prefix of the levels)."""
+    return max(i for i, g in enumerate(groups) if g)

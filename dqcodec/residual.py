@@ -31,9 +31,10 @@ import torch
 
 from .entropy import PIXEL_PROBABILITY_BITS, StreamDecoder, StreamEncoder
 from .exact import frequencies
+from .point import MAX_STEP
+from .recorder import Recorder
 
 BLOCK = 8
-MAX_STEP = 255
 DEAD_ZONE = 0.2  # the encoder rounds |c| / step - DEAD_ZONE to nearest: smaller files for the same error
 CONTEXTS = 8
 _CONTEXT_EDGES = np.array([2, 4, 8, 16, 32, 64, 128])  # 1 + the context's sum, below each: classes 0..7
@@ -140,11 +141,11 @@ def _encode_parameters(parameters: np.ndarray, step: int, stream: StreamEncoder)
 # ---- decoding ----------------------------------------------------------------------------
 
 
-def decode(height: int, width: int, step: int, stream: StreamDecoder, decoded: list | None = None) -> np.ndarray:
-    """The (height, width, 3) int64 difference coded by ``encode`` at that step. If ``decoded`` is a
-    list, a (frequencies, symbols) pair of everything decoded is appended to it."""
+def decode(height: int, width: int, step: int, stream: StreamDecoder, recorder: Recorder | None = None) -> np.ndarray:
+    """The (height, width, 3) int64 difference coded by ``encode`` at that step; every decoded
+    (frequencies, symbols) pair goes to the recorder, if given."""
     bh, bw = blocks_shape(height, width)
-    tables = Tables(_decode_parameters(step, stream, decoded))
+    tables = Tables(_decode_parameters(step, stream, recorder))
     quantized = np.zeros((3, bh, bw, BLOCK * BLOCK), dtype=np.int64)
     magnitudes = np.zeros_like(quantized)
     for channel in range(3):
@@ -159,12 +160,12 @@ def decode(height: int, width: int, step: int, stream: StreamDecoder, decoded: l
                     table = tables.get(channel, band, context)
                     symbols = stream.decode_iid(table, count)
                     values[where] = symbols - largest
-                    _record(decoded, table, symbols)
+                    _record(recorder, table, symbols)
             magnitudes[channel, :, :, band] = np.abs(values)
     return inverse(quantized, step)[:height, :width]
 
 
-def _decode_parameters(step: int, stream: StreamDecoder, decoded: list | None) -> np.ndarray:
+def _decode_parameters(step: int, stream: StreamDecoder, recorder: Recorder | None) -> np.ndarray:
     count = 3 * BAND_GROUPS * CONTEXTS
     parameters = np.zeros((count, 3), dtype=np.int64)
     for column, size in enumerate((max_magnitude(step) + 1, ZERO_LEVELS - 1, 1 << DECAY_BITS)):
@@ -172,14 +173,14 @@ def _decode_parameters(step: int, stream: StreamDecoder, decoded: list | None) -
         if rows.any():
             symbols = stream.decode_uniform(np.full(int(rows.sum()), size))
             parameters[rows, column] = symbols + (column == 1)
-            _record(decoded, np.ones((1, size)), symbols)
+            _record(recorder, np.ones((1, size)), symbols)
     return parameters.reshape(3, BAND_GROUPS, CONTEXTS, 3)
 
 
-def _record(decoded: list | None, frequencies: np.ndarray, symbols: np.ndarray) -> None:
-    """Append (one table per symbol, symbols), the table shared without a copy."""
-    if decoded is not None:
-        decoded.append((np.broadcast_to(frequencies, (len(symbols), frequencies.shape[-1])), symbols))
+def _record(recorder: Recorder | None, frequencies: np.ndarray, symbols: np.ndarray) -> None:
+    """Record (one table per symbol, symbols), the table shared without a copy."""
+    if recorder is not None:
+        recorder.record(np.broadcast_to(frequencies, (len(symbols), frequencies.shape[-1])), symbols)
 
 
 def inverse(quantized: np.ndarray, step: int) -> np.ndarray:
@@ -249,3 +250,22 @@ def table(largest: int, zero: int, decay: int) -> np.ndarray:
     side = (geometric * ((ZERO_LEVELS - zero) << 23)) // geometric.sum()  # each product below 2^61
     weights = np.concatenate([side[::-1], [zero << 24], side])[None]  # each below 2^32
     return frequencies(torch.from_numpy(weights), PIXEL_PROBABILITY_BITS)
+
+
+class ResidualCodec:
+    """The residual layer as a codec: a tile's true pixels minus its base image (what the codes decode
+    to), as 8x8 DCTs quantized with one step, in one stream shared by the tiles."""
+
+    stream_name = "residual"
+    needs_base = True  # it codes on top of the codes' image, not the codes themselves
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def compress(self, original: np.ndarray, base: np.ndarray, stream: StreamEncoder) -> None:
+        """Code a tile's (h, w, 3) uint8 pixels given its (h, w, 3) uint8 base image."""
+        encode(original, base, self.step, stream)
+
+    def decompress(self, base: np.ndarray, stream: StreamDecoder, recorder: Recorder) -> np.ndarray:
+        """A tile's decoded (h, w, 3) uint8 pixels given its base image."""
+        return add(base, decode(*base.shape[:2], self.step, stream, recorder))

@@ -1,0 +1,96 @@
+"""A DQ model's configuration: its transforms' width, its levels and its ladder of qualities.
+
+Plain data, importing neither torch nor numpy: ``point.Ladder`` reads the qualities off it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ArgumentError
+from .point import MAX_STEP, MAX_TOLERANCE
+
+STRIDE = 16  # of the first level; images are padded to a multiple of it
+
+
+@dataclass
+class LevelConfig:
+    groups: int
+    codebook: int
+    dim: int
+    hidden: int | None = None  # the prior's hidden channels per group (None: the model's prior_hidden)
+
+
+def _default_levels() -> list[LevelConfig]:
+    return [LevelConfig(groups=4, codebook=64, dim=8), LevelConfig(groups=16, codebook=64, dim=4)]
+
+
+@dataclass
+class DQConfig:
+    channels: int = 96
+    levels: list[LevelConfig] = field(default_factory=_default_levels)  # coarse to fine
+    prior_hidden: int = 32
+    depthwise: bool = True
+    codebook_learning: str = "ema"  # or "soft-to-hard" (see quantize.py)
+    # ResNet blocks in the synthesis, at the last level's stride (the name is stored in checkpoints and model files)
+    residual_blocks: int = 0
+    # groups of each level coded at quality 1, 2, ...
+    qualities: list[list[int]] = field(default_factory=lambda: [[4, g] for g in (1, 2, 4, 8, 12, 16)])
+    # encoder-side rate weight per quality: indices minimise |z - e|^2 + weight * bits
+    rate_weights: list[float] = field(default_factory=lambda: [0.0] * 6)
+    default_quality: int = 4
+    # the per-pixel likelihood for lossless files: mixture components (0 = none) and width
+    pixel_mixtures: int = 0
+    pixel_hidden: int = 64
+    lossless_quality: int = 1  # the quality whose codes a lossless file carries
+    # residual qualities after the lossy ones, each [base quality, step]: the base's codes, then the image
+    # minus the base's image as 8x8 DCTs quantized with that step (see residual.py)
+    residual_steps: list[list[int]] = field(default_factory=list)
+    # near-lossless qualities after those: each codes lossless_quality's codes and every sample's bin
+    # of 2d + 1 values for its tolerance d (see pixel_tables.py), so it decodes within 2d of the original
+    tolerances: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.levels = [LevelConfig(**level) if isinstance(level, dict) else level for level in self.levels]
+        self.qualities = [list(q) for q in self.qualities]
+        self.tolerances = list(self.tolerances)
+        self.residual_steps = [list(pair) for pair in self.residual_steps]
+        if not 2 <= len(self.levels) <= 4:
+            raise ArgumentError("a DQ model has 2 to 4 levels")
+        if len(self.rate_weights) != len(self.qualities):
+            raise ArgumentError("rate_weights needs one entry per quality")
+        for quality in self.qualities:
+            self._check_quality(quality)
+        for name in ("default_quality", "lossless_quality"):
+            if not 1 <= getattr(self, name) <= len(self.qualities):
+                raise ArgumentError(f"{name} is not one of the qualities")
+        self._check_enhancements()
+
+    def _check_quality(self, quality: list[int]) -> None:
+        levels = self.levels
+        if len(quality) != len(levels) or not all(0 <= g <= lv.groups for g, lv in zip(quality, levels)):
+            raise ArgumentError(f"quality {quality} does not give 0 to all groups of each of the {len(levels)} levels")
+        if quality[0] == 0 or any(g and quality[i] < levels[i].groups for i, g in enumerate(quality[1:])):
+            raise ArgumentError(f"quality {quality} codes a level whose parent level is not complete")
+
+    def _check_enhancements(self) -> None:
+        if self.tolerances and not self.pixel_mixtures:
+            raise ArgumentError("near-lossless qualities (tolerances) need a pixel likelihood")
+        if not all(1 <= d <= MAX_TOLERANCE for d in self.tolerances):
+            raise ArgumentError(f"tolerances are 1 to {MAX_TOLERANCE} grey levels")
+        for pair in self.residual_steps:
+            if len(pair) != 2 or not 1 <= pair[0] <= len(self.qualities) or not 1 <= pair[1] <= MAX_STEP:
+                raise ArgumentError(
+                    f"a residual quality is [base quality 1 to {len(self.qualities)}, step 1 to {MAX_STEP}], got {pair}"
+                )
+
+    @classmethod
+    def from_dict(cls, config: dict) -> DQConfig:
+        """A config from ``asdict``, or from a dq-hier checkpoint of dqcodec 0.2 (two named levels)."""
+        if "top_groups" not in config:
+            return cls(**config)
+        config = dict(config)
+        top = LevelConfig(config.pop("top_groups"), config.pop("top_codebook"), config.pop("top_dim"))
+        bottom = LevelConfig(config.pop("bottom_groups"), config.pop("bottom_codebook"), config.pop("bottom_dim"))
+        config["qualities"] = [[top.groups, g] for g in config["qualities"]]
+        return cls(levels=[top, bottom], **config)

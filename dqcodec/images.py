@@ -1,0 +1,120 @@
+"""Images in and out: Pillow images, paths or uint8 arrays, checked before anything large is allocated.
+
+RGB and grayscale are coded; grayscale is coded as RGB and decoded back to grayscale. Modes that would
+lose information (alpha, 16-bit, CMYK, ...) are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from . import errors
+from .config import STRIDE
+from .defaults import DEFAULT_MAX_PIXELS
+from .errors import UnsupportedImageError
+
+ImageLike = Union[Image.Image, str, Path, np.ndarray]
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files below a folder, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# Pillow modes accepted, and the container mode each decodes back to.
+_ACCEPTED_MODES = {"RGB": "RGB", "L": "L", "1": "L", "P": "RGB"}
+
+
+def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
+    """Refuse a size before anything of that size is allocated, as Pillow's decompression-bomb check does."""
+    if height < 1 or width < 1:
+        raise UnsupportedImageError(f"an image of {width}x{height} pixels has nothing to code")
+    if max_pixels is not None and height * width > max_pixels:
+        raise errors.ImageTooLargeError(
+            f"{width}x{height} is {height * width / 1e6:.1f} megapixels, over the limit of {max_pixels / 1e6:.1f} "
+            "(raise it with max_pixels, or --max-pixels on the command line)"
+        )
+
+
+def load_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An image as Pillow holds it, turned upright by its EXIF orientation, after checking that it has
+    one frame, at most ``max_pixels`` pixels and no samples deeper than 8 bits dqcodec would drop."""
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as opened:
+                _check_image(opened, max_pixels)
+                opened.load()
+                return ImageOps.exif_transpose(opened)
+        except errors.DQCodecError:
+            raise
+        except Exception as error:  # Pillow reports a damaged file with OSError, ValueError, TypeError, SyntaxError, ...
+            raise UnsupportedImageError(f"cannot read {image}: {type(error).__name__}: {error}") from None
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise UnsupportedImageError(f"arrays must be uint8 of shape (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+        check_pixels(image.shape[0], image.shape[1], max_pixels)
+        return Image.fromarray(image)
+    if isinstance(image, Image.Image):
+        _check_image(image, max_pixels)
+        return ImageOps.exif_transpose(image)
+    raise errors.ArgumentError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
+
+
+def _check_image(image: Image.Image, max_pixels: int | None) -> None:
+    check_pixels(image.height, image.width, max_pixels)
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise UnsupportedImageError(f"the image has {frames} frames (an animation or a multi-page file); dqcodec codes one, so save the frame you want first")
+    deep = [rawmode for rawmode in _rawmodes(image) if any(tag in rawmode for tag in (";16", ";32", "I;", "F;"))]
+    if deep and image.mode in _ACCEPTED_MODES:
+        raise UnsupportedImageError(
+            f"the image has samples deeper than 8 bits ({deep[0]}), which Pillow would reduce to {image.mode!r}; "
+            "dqcodec codes 8-bit samples only, so convert it first if that loss is acceptable"
+        )
+
+
+def _rawmodes(image: Image.Image) -> list[str]:
+    """How the file stores its samples (the raw modes of its tiles, before loading)."""
+    modes = []
+    for tile in getattr(image, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str):
+            modes.append(rawmode)
+    return modes
+
+
+def rgb_and_mode(image: Image.Image) -> tuple[Image.Image, str]:
+    mode = _ACCEPTED_MODES.get(image.mode)
+    if mode is None or (image.mode == "P" and "transparency" in image.info):
+        raise UnsupportedImageError(
+            f"image mode {image.mode!r} is not supported: dqcodec codes 8-bit RGB and grayscale; "
+            "convert it first (an alpha channel, 16-bit samples or CMYK would otherwise be lost)"
+        )
+    return image.convert("RGB"), mode
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def pad(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad (1, 3, H, W) to multiples of the model stride."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
+
+
+def to_image(x: torch.Tensor, height: int, width: int, mode: str) -> Image.Image:
+    array = x[0, :, :height, :width].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    return image.convert("L") if mode == "L" else image
