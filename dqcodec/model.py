@@ -25,7 +25,9 @@ from .entropy import CorruptStreamError, StreamDecoder, StreamEncoder
 from .errors import ArgumentError, ModelError
 from .layers import GDN, subpel_conv3x3
 from .levels import LevelCodec, LevelConfig
-from .pixels import MAX_TOLERANCE, ExactPixelModel, PixelModel, code_pixels, fold, widen
+from .pixel_codec import code_pixels
+from .pixel_model import PixelModel, fold, widen
+from .pixel_tables import MAX_TOLERANCE, ExactPixelModel
 from .refine import refine_level
 from .residual import MAX_STEP
 

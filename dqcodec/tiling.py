@@ -26,7 +26,7 @@ from . import residual
 from .entropy import StreamDecoder
 from .errors import ContainerError
 from .model import STRIDE, DQCodec
-from .pixels import BLOCK
+from .pixel_model import BLOCK
 
 HALO = 128  # pixels of margin around a window; a multiple of STRIDE
 DEFAULT_TILE = 1024  # pixels; what the encoder writes for lossy files
