@@ -22,7 +22,8 @@ from lossless_width import EXAMPLE, measure  # benchmarks/ is on the path when t
 from PIL import Image
 from pixel_tables_fused import fused_frequencies
 
-from dqcodec import codec, exact, pixels, tiling, zoo
+from dqcodec import codec, exact, tiling, zoo
+from dqcodec import pixel_tables as pixels
 from dqcodec.entropy import PIXEL_PROBABILITY_BITS
 
 _DQCODEC_TABLE = pixels.ChunkDistribution.table

@@ -21,7 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dqcodec import codec, pixels, tiling, zoo
+from dqcodec import codec, tiling, zoo
+
+try:
+    from dqcodec import pixel_codec, pixel_tables
+except ImportError:  # an older tree for the A/B, whose pixel likelihood is one module
+    from dqcodec import pixels as pixel_codec
+    from dqcodec import pixels as pixel_tables
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 
@@ -29,7 +35,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 def record_chunks(net, image: Image.Image, count: int) -> list[dict]:
     """The inputs, coded values and frequencies of the first ``count`` chunk distributions of a lossless encode."""
     recorded = []
-    init, table, push = pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push
+    init, table, push = pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table, pixel_tables.ChunkDistribution.push
 
     def recording_init(self, raw, base, tolerance=0):
         self._record = {"raw": raw.clone(), "base": base.clone(), "tolerance": tolerance, "values": [], "frequencies": []}
@@ -48,10 +54,10 @@ def record_chunks(net, image: Image.Image, count: int) -> list[dict]:
 
     x = codec.pad(codec.to_tensor(image))
     try:
-        pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push = recording_init, recording_table, recording_push
+        pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table, pixel_tables.ChunkDistribution.push = recording_init, recording_table, recording_push
         tiling.encode(net, x, net.config.lossless_quality, tiling.LOSSLESS_TILE, lossless_size=(image.height, image.width))
     finally:
-        pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push = init, table, push
+        pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table, pixel_tables.ChunkDistribution.push = init, table, push
     return recorded
 
 
@@ -59,7 +65,7 @@ def build_tables(chunks: list[dict], map_blocks=None) -> tuple[float, int, bool]
     """(seconds, tables built, same frequencies as the encoder's) for every chunk's three channels."""
     started, same, built = time.perf_counter(), True, 0
     for chunk in chunks:
-        distribution = pixels.ChunkDistribution(chunk["raw"], chunk["base"], chunk["tolerance"])
+        distribution = pixel_tables.ChunkDistribution(chunk["raw"], chunk["base"], chunk["tolerance"])
         for c, (values, expected) in enumerate(zip(chunk["values"], chunk["frequencies"])):
             table = distribution.table(c) if map_blocks is None else distribution.table(c, map_blocks)
             same &= np.array_equal(table.frequencies, expected)
@@ -88,8 +94,8 @@ def main(model: str, chunks: int, repeats: int) -> None:
     seconds, built, same = best(repeats, lambda: build_tables(recorded))
     click.echo(f"one thread:           {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}")
     torch.set_num_threads(2)
-    if "map_blocks" in inspect.signature(pixels.ChunkDistribution.table).parameters:
-        with pixels._table_builders(2) as pool:
+    if "map_blocks" in inspect.signature(pixel_tables.ChunkDistribution.table).parameters:
+        with pixel_codec._table_builders(2) as pool:
             seconds, built, same = best(repeats, lambda: build_tables(recorded, pool.map))
         click.echo(f"two workers (coder's): {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}")
 

@@ -22,7 +22,8 @@ from numba import njit, prange
 from PIL import Image
 from pixel_tables import EXAMPLE, record_chunks  # benchmarks/ is on the path when this runs as a script
 
-from dqcodec import exact, pixels, zoo
+from dqcodec import exact, zoo
+from dqcodec import pixel_tables as pixels
 from dqcodec.entropy import PIXEL_PROBABILITY_BITS
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dqcodec import codec, evaluate, registry, zoo
-from dqcodec.pixels import BLOCK, MEAN_SCALE, STEPS, coupled_means, fold, split_params
+from dqcodec.pixel_model import BLOCK, MEAN_SCALE, STEPS, coupled_means, fold, split_params
 
 
 def bin_mass(low, high, mean, log_scale):

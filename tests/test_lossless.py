@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import dqcodec
-from dqcodec import codec, container, exact, pixels
+from dqcodec import codec, container, exact, pixel_codec, pixel_model, pixel_tables
 
 from .conftest import photo_like, tiny_model
 
@@ -16,17 +16,17 @@ from .conftest import photo_like, tiny_model
 def test_coding_tables_multiply_to_the_training_likelihood():
     torch.manual_seed(0)
     n, k = 500, 3
-    raw = 0.1 * torch.randn(n, pixels.PARAMS_PER_COMPONENT * k)
+    raw = 0.1 * torch.randn(n, pixel_model.PARAMS_PER_COMPONENT * k)
     base = 20 + 200 * torch.rand(n, 3)
     x = (base + 3 * torch.randn(n, 3)).round()
     raw, base = exact.to_fixed(raw), exact.to_fixed(base)  # what the exact networks hand the coder
-    expected = pixels.mixture_log_prob(exact.to_float(raw)[..., None, None], exact.to_float(base)[..., None, None], x[..., None, None])
-    chunk = pixels.ChunkDistribution(raw, base)
+    expected = pixel_model.mixture_log_prob(exact.to_float(raw)[..., None, None], exact.to_float(base)[..., None, None], x[..., None, None])
+    chunk = pixel_tables.ChunkDistribution(raw, base)
     coded = torch.zeros(n, dtype=torch.float64)
     for c in range(3):
         table = chunk.table(c)
         symbols, _, _ = table.split(x[:, c].long())
-        assert ((symbols > 0) & (symbols <= pixels.WINDOW)).all()  # every value inside its window
+        assert ((symbols > 0) & (symbols <= pixel_tables.WINDOW)).all()  # every value inside its window
         assert (table.frequencies >= 1).all()
         probabilities = torch.from_numpy(table.frequencies / table.frequencies.sum(1, keepdims=True))
         coded += probabilities.gather(1, symbols[:, None]).squeeze(1).log()
@@ -38,38 +38,38 @@ def test_coding_tables_multiply_to_the_training_likelihood():
 def test_tables_do_not_depend_on_how_their_rows_are_split_or_threaded(monkeypatch):
     torch.manual_seed(3)
     n = 300
-    raw = exact.to_fixed(0.5 * torch.randn(n, pixels.PARAMS_PER_COMPONENT * 3))
+    raw = exact.to_fixed(0.5 * torch.randn(n, pixel_model.PARAMS_PER_COMPONENT * 3))
     base = exact.to_fixed(torch.cat([torch.rand(100, 3), 255 - torch.rand(100, 3), 255 * torch.rand(100, 3)]))
     x = (exact.to_float(base) + 3 * torch.randn(n, 3)).round().clamp(0, 255).long()
-    whole, split = pixels.ChunkDistribution(raw, base), pixels.ChunkDistribution(raw, base)
-    monkeypatch.setattr(pixels, "TABLE_ROWS", 7)
-    with pixels._table_builders(2) as pool:
+    whole, split = pixel_tables.ChunkDistribution(raw, base), pixel_tables.ChunkDistribution(raw, base)
+    monkeypatch.setattr(pixel_tables, "TABLE_ROWS", 7)
+    with pixel_codec._table_builders(2) as pool:
         for c in range(3):
             with monkeypatch.context() as patch:
-                patch.setattr(pixels, "TABLE_ROWS", 1 << 14)
+                patch.setattr(pixel_tables, "TABLE_ROWS", 1 << 14)
                 expected = whole.table(c)
             table = split.table(c, pool.map)
             assert table.frequencies.tobytes() == expected.frequencies.tobytes() and torch.equal(table.low, expected.low)
             # windows that reach 0 or 255 leave nothing to the tail beyond them: the floor frequency 1
-            assert (table.frequencies[table.low == 0, 0] == 1).all() and (table.frequencies[table.low == 256 - pixels.WINDOW, -1] == 1).all()
-            assert (table.low == 0).sum() > 50 and (table.low == 256 - pixels.WINDOW).sum() > 50
+            assert (table.frequencies[table.low == 0, 0] == 1).all() and (table.frequencies[table.low == 256 - pixel_tables.WINDOW, -1] == 1).all()
+            assert (table.low == 0).sum() > 50 and (table.low == 256 - pixel_tables.WINDOW).sum() > 50
             whole.push(c, x[:, c])
             split.push(c, x[:, c])
 
 
 def test_window_symbols_and_tail_offsets_give_back_every_value():
     values = torch.arange(256).repeat(3)
-    low = torch.tensor([0, 77, 256 - pixels.WINDOW]).repeat_interleave(256)
-    table = pixels.WindowTable(low, np.ones((len(values), pixels.WINDOW + 2)))
+    low = torch.tensor([0, 77, 256 - pixel_tables.WINDOW]).repeat_interleave(256)
+    table = pixel_tables.WindowTable(low, np.ones((len(values), pixel_tables.WINDOW + 2)))
     symbols, offsets, sizes = table.split(values)
     assert ((offsets >= 0) & (offsets < sizes)).all()
     assert torch.equal(table.join(symbols, offsets), values)
 
 
-@pytest.mark.parametrize("tolerance", [1, 4, 12, pixels.MAX_TOLERANCE])
+@pytest.mark.parametrize("tolerance", [1, 4, 12, pixel_tables.MAX_TOLERANCE])
 def test_bins_decode_within_twice_the_tolerance_and_as_the_encoder_predicts(tolerance):
     torch.manual_seed(tolerance)
-    width, bins = pixels.window_bins(tolerance)
+    width, bins = pixel_tables.window_bins(tolerance)
     values = torch.arange(256).repeat(4)
     low = torch.tensor([0, 77, 130, 256 - bins * width]).repeat_interleave(256)
     mass = torch.randint(0, 1 << 20, (len(values), bins, width))
@@ -78,7 +78,7 @@ def test_bins_decode_within_twice_the_tolerance_and_as_the_encoder_predicts(tole
     def value_masses(chosen):
         return mass.gather(1, chosen.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)
 
-    table = pixels.WindowTable(low, np.ones((len(values), bins + 2)), width, value_masses)
+    table = pixel_tables.WindowTable(low, np.ones((len(values), bins + 2)), width, value_masses)
     symbols, offsets, sizes = table.split(values)
     assert ((offsets >= 0) & (offsets < sizes)).all()
     decoded = table.join(symbols, offsets)
@@ -226,10 +226,10 @@ def test_a_lossy_model_refuses_lossless_coding(tmp_path, monkeypatch):
 
 def test_widening_the_pixel_likelihood_keeps_what_it_computes():
     torch.manual_seed(0)
-    narrow = pixels.PixelModel(feature_channels=6, mixtures=2, hidden=8).double()
+    narrow = pixel_model.PixelModel(feature_channels=6, mixtures=2, hidden=8).double()
     for p in narrow.parameters():  # no zero weights to hide a misplaced copy
         p.data.normal_(0, 0.2)
-    wide = pixels.widen(narrow, pixels.PixelModel(feature_channels=6, mixtures=2, hidden=12))
+    wide = pixel_model.widen(narrow, pixel_model.PixelModel(feature_channels=6, mixtures=2, hidden=12))
     x = torch.randint(0, 256, (1, 3, 16, 24)).double()
     x_hat = (x / 255 + 0.05 * torch.randn_like(x)).clamp(0, 1)
     features = torch.randn(1, 6, 8, 12, dtype=torch.float64)
@@ -237,13 +237,13 @@ def test_widening_the_pixel_likelihood_keeps_what_it_computes():
     assert torch.allclose(wide.log_prob(wide.context(features, x_hat), x_hat, x), expected, rtol=0, atol=1e-8)
     assert wide.inputs.out_channels == 12 and wide.steps[4][2].weight.shape[:2] == (12, 12)
     with pytest.raises(ValueError, match="narrow"):
-        pixels.widen(wide, pixels.PixelModel(feature_channels=6, mixtures=2, hidden=8))
+        pixel_model.widen(wide, pixel_model.PixelModel(feature_channels=6, mixtures=2, hidden=8))
 
 
 def test_the_folded_neighbour_convolution_gives_the_full_resolution_one_exactly():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(4, 8, 5, padding=2)
     x = exact.to_fixed(torch.randn(1, 4, 16, 24))
-    full = F.pixel_unshuffle(exact.ExactConv.of(conv)(x), pixels.BLOCK)
-    folded = exact.ExactConv(*pixels.folded_neighbours(conv), padding=1)(F.pixel_unshuffle(x, pixels.BLOCK))
+    full = F.pixel_unshuffle(exact.ExactConv.of(conv)(x), pixel_model.BLOCK)
+    folded = exact.ExactConv(*pixel_tables.folded_neighbours(conv), padding=1)(F.pixel_unshuffle(x, pixel_model.BLOCK))
     assert torch.equal(full, folded)

@@ -1,27 +1,11 @@
-"""The per-pixel likelihood given the codes, which makes a .dq file lossless.
+"""The pixel likelihood in exact integer arithmetic: the networks in fixed point and the integer
+tables the range coder gets, the same on any machine.
 
-Pixels are coded in five steps over every 4x4 block, coarse to fine, each step one pass of
-a small network that sees the codes and every pixel of the steps before it:
-
-    0 . . .     step 0: (0,0), from the codes alone
-    . . . .     step 1: (2,2), the centre of four step-0 pixels
-    2 . 2 .     step 2: (0,2) and (2,0)
-    . 3 . 3     step 3: the odd rows' odd columns, between four known pixels each
-    . . . .     step 4: the eight others, between four known neighbours each
-
-So only one pixel in 16 is predicted from the codes alone. The codes enter through the
-decoder's last feature map (stride 2) and its lossy reconstruction x_hat, both folded to
-the block grid. The known pixels enter twice: folded as they are, and through a 5x5
-convolution at full resolution (shared by every position, so "interpolate the known
-neighbours" is one set of weights rather than sixteen), then folded.
-
-Each pixel's three channels follow a discretized mixture of logistics with coupled
-channels, as in PixelCNN++: one set of component weights shared by R, G and B; G's mean
-shifted by R's residual, B's by R's and G's. Coding walks R, then G given R, then B given
-R and G, re-weighting the components by what was coded, which is exactly the joint
-mixture. Tables are built for chunks of pixels, so memory stays bounded for any image
-size, over a window of values around the mixture mean; a value outside the window is coded
-as "below" or "above" and then uniformly among the values on that side.
+Coding walks each pixel's channels R, then G given R, then B given R and G, re-weighting the
+mixture's components by what was coded, which is exactly the joint mixture (``pixel_model``).
+Tables are built for chunks of pixels, so memory stays bounded for any image size, over a
+window of values around the mixture mean; a value outside the window is coded as "below" or
+"above" and then uniformly among the values on that side.
 
 A near-lossless file (a tolerance d > 0) codes each sample's bin of 2d + 1 values instead of
 the value, on a grid of bins around the mixture mean, and decodes the mixture's mean within
@@ -34,11 +18,9 @@ of d and buys mean squared error.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,168 +31,9 @@ import torch.nn.functional as F
 
 from . import exact
 from .entropy import PIXEL_PROBABILITY_BITS
+from .pixel_model import BLOCK, MEAN_SCALE, PARAMS_PER_COMPONENT, STEPS, PixelModel
 
-BLOCK = 4
-STEPS = (
-    ((0, 0),),
-    ((2, 2),),
-    ((0, 2), (2, 0)),
-    ((1, 1), (1, 3), (3, 1), (3, 3)),
-    ((0, 1), (0, 3), (2, 1), (2, 3), (1, 0), (1, 2), (3, 0), (3, 2)),
-)
-MEAN_SCALE = 32.0  # raw mean outputs are in units of 32 grey levels around x_hat
 WINDOW = 64  # values per table computed exactly
-CHUNK = 1 << 14  # pixels per batch of tables
-PARAMS_PER_COMPONENT = 10  # weight logit, and per channel a mean, a log-scale and a coupling coefficient
-NEIGHBOUR_FEATURES = 8
-
-
-def fold(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, 16, H/4, W/4): every pixel by its position di * 4 + dj in its block."""
-    b, c, h, w = x.shape
-    return F.pixel_unshuffle(x, BLOCK).view(b, c, BLOCK * BLOCK, h // BLOCK, w // BLOCK)
-
-
-def _known_before(step: int) -> torch.Tensor:
-    """(4, 4) mask of the block positions coded in earlier steps."""
-    known = torch.zeros(BLOCK, BLOCK)
-    for di, dj in (p for earlier in STEPS[:step] for p in earlier):
-        known[di, dj] = 1
-    return known
-
-
-def _step_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, hidden, 3, padding=1),
-        nn.GELU(),
-        nn.Conv2d(hidden, hidden, 3, padding=1),
-        nn.GELU(),
-        nn.Conv2d(hidden, cout, 1),
-    )
-
-
-class PixelModel(nn.Module):
-    def __init__(self, feature_channels: int, mixtures: int, hidden: int):
-        super().__init__()
-        folded = 3 * BLOCK * BLOCK
-        self.inputs = nn.Conv2d(4 * feature_channels + folded, hidden, 1)
-        self.neighbours = nn.Conv2d(4, NEIGHBOUR_FEATURES, 5, padding=2)
-        self.steps = nn.ModuleList(
-            _step_net(hidden + folded + NEIGHBOUR_FEATURES * BLOCK * BLOCK, hidden, len(step) * PARAMS_PER_COMPONENT * mixtures)
-            for step in STEPS
-        )
-        for i in range(len(STEPS)):
-            self.register_buffer(f"known_{i}", _known_before(i), persistent=False)
-
-    def context(self, features: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """Decoder features (B, F, H/2, W/2) and x_hat (B, 3, H, W) -> the step nets' shared input."""
-        return self.inputs(torch.cat([F.pixel_unshuffle(features, 2), F.pixel_unshuffle(x_hat, BLOCK)], 1))
-
-    def params(self, context: torch.Tensor, step: int, residual: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-        """Raw mixture parameters (B, len(step), 10K, H/4, W/4) of a step's positions, from the
-        residuals (x - x_hat) / MEAN_SCALE (B, 3, H, W), of which it sees those known before
-        the step and ``inside`` (1, 1, H, W) the image."""
-        h, w = residual.shape[-2:]
-        known = getattr(self, f"known_{step}").repeat(h // BLOCK, w // BLOCK) * inside
-        residual = residual * known
-        local = self.neighbours(torch.cat([residual, known.expand(residual.shape[0], 1, h, w)], 1))
-        inputs = [context, F.pixel_unshuffle(residual, BLOCK), F.pixel_unshuffle(local, BLOCK)]
-        raw = self.steps[step](torch.cat(inputs, 1))
-        return raw.view(raw.shape[0], len(STEPS[step]), -1, *raw.shape[-2:])
-
-    def log_prob(self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
-        """ln p(x | codes) per pixel, (B, 16, H/4, W/4) in coding order; x holds integers 0..255
-        as floats. ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees
-        it; pixels outside get 0."""
-        base = 255 * x_hat.clamp(0, 1)
-        inside = torch.ones_like(x[:1, :1]) if inside is None else inside
-        residual = (x - base) / MEAN_SCALE * inside
-        folded_x, folded_base, folded_inside = fold(x), fold(base), fold(inside)
-        out = []
-        for s, step in enumerate(STEPS):
-            raw = self.params(context, s, residual, inside)
-            for i, (di, dj) in enumerate(step):
-                p = di * BLOCK + dj
-                log_prob = mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
-                out.append(log_prob * folded_inside[:, 0, p])
-        return torch.stack(out, 1)
-
-
-def widen(narrow: PixelModel, wide: PixelModel) -> PixelModel:
-    """Make ``wide`` (same inputs and mixtures, more channels) compute exactly what ``narrow``
-    does: its old channels take narrow's weights, each new channel keeps its random incoming
-    weights and gets zero outgoing ones, so training starts where ``narrow`` stopped."""
-    old, new = narrow.inputs.out_channels, wide.inputs.out_channels
-    if new < old:
-        raise ValueError(f"cannot narrow a pixel likelihood from {old} to {new} channels")
-    kept = torch.arange(old)
-    # the step nets' inputs: the context (which grows at its end), then the folded pixels
-    kept_inputs = torch.cat([kept, torch.arange(new, wide.steps[0][0].in_channels)])
-    wide = wide.to(narrow.inputs.weight.dtype)
-    with torch.no_grad():
-        _copy_into(wide.inputs, narrow.inputs, kept, None)
-        wide.neighbours.load_state_dict(narrow.neighbours.state_dict())
-        for wide_step, narrow_step in zip(wide.steps, narrow.steps):
-            _copy_into(wide_step[0], narrow_step[0], kept, kept_inputs)
-            _copy_into(wide_step[2], narrow_step[2], kept, kept)
-            _copy_into(wide_step[4], narrow_step[4], None, kept)
-    return wide
-
-
-def _copy_into(new: nn.Conv2d, old: nn.Conv2d, outputs: torch.Tensor | None, inputs: torch.Tensor | None) -> None:
-    """new's weights at (outputs, inputs) = old's weights (None = all of them, in order);
-    the weights from new's other inputs are zeroed, so those inputs change nothing."""
-    outputs = torch.arange(new.out_channels) if outputs is None else outputs
-    inputs = torch.arange(new.in_channels) if inputs is None else inputs
-    copied = torch.zeros(new.in_channels, dtype=torch.bool)
-    copied[inputs] = True
-    new.weight[:, ~copied] = 0
-    new.weight[outputs.unsqueeze(1), inputs] = old.weight
-    new.bias[outputs] = old.bias
-
-
-def split_params(raw: torch.Tensor, mixtures: int):
-    """(B, 10K, ...) -> weight logits (B, K, ...), and means, log-scales, coupling coefficients (B, 3, K, ...)."""
-    logits, means, log_scales, coeffs = raw.split([mixtures, 3 * mixtures, 3 * mixtures, 3 * mixtures], 1)
-    shape = (raw.shape[0], 3, mixtures, *raw.shape[2:])
-    return logits, means.reshape(shape), log_scales.reshape(shape).clamp(-6, 4) + 2, torch.tanh(coeffs.reshape(shape))
-
-
-def coupled_means(means, coeffs, base, residual, channel: int) -> torch.Tensor:
-    """Means (B, K, ...) of one channel: x_hat plus the raw offset, plus the coupling
-    with the residuals (x - x_hat) of the channels before it."""
-    mean = base[:, channel].unsqueeze(1) + MEAN_SCALE * means[:, channel]
-    if channel == 1:
-        mean = mean + coeffs[:, 0] * residual[:, 0].unsqueeze(1)
-    elif channel == 2:
-        mean = mean + coeffs[:, 1] * residual[:, 0].unsqueeze(1) + coeffs[:, 2] * residual[:, 1].unsqueeze(1)
-    return mean
-
-
-def bin_log_prob(value, mean, log_scale) -> torch.Tensor:
-    """ln P(value) of a logistic discretized to the integers 0..255 (the end bins take the tails)."""
-    inv_scale = torch.exp(-log_scale)
-    plus = (value + 0.5 - mean) * inv_scale
-    minus = (value - 0.5 - mean) * inv_scale
-    delta = torch.sigmoid(plus) - torch.sigmoid(minus)
-    mid = (value - mean) * inv_scale
-    # where the bin's mass is below float precision, its density at the centre times the bin width
-    log_mid = torch.where(delta > 1e-5, torch.log(delta.clamp_min(1e-12)), mid - log_scale - 2 * F.softplus(mid))
-    lowest = plus - F.softplus(plus)  # ln sigmoid(plus)
-    highest = -F.softplus(minus)  # ln (1 - sigmoid(minus))
-    return torch.where(value < 0.5, lowest, torch.where(value > 254.5, highest, log_mid))
-
-
-def mixture_log_prob(raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """ln p(x) (B, H, W) of the joint mixture over the three channels."""
-    mixtures = raw.shape[1] // PARAMS_PER_COMPONENT
-    logits, means, log_scales, coeffs = split_params(raw, mixtures)
-    residual = x - base
-    per_component = F.log_softmax(logits, 1)
-    for c in range(3):
-        mean = coupled_means(means, coeffs, base, residual, c)
-        per_component = per_component + bin_log_prob(x[:, c].unsqueeze(1), mean, log_scales[:, c])
-    return torch.logsumexp(per_component, 1)
 
 
 @dataclass
@@ -478,59 +301,3 @@ def _normalized(weights: torch.Tensor) -> torch.Tensor:
     """Non-negative int64 weights (N, K) with positive rows, below 2^40 -> rows summing to about 2^16."""
     return torch.div(weights << WEIGHT_BITS, weights.sum(1, keepdim=True), rounding_mode="floor")
 
-
-CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
-
-
-def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1,
-                on_position: Callable[[], None] | None = None, tolerance: int = 0) -> torch.Tensor:
-    """Walk steps, block positions, channels and chunks of pixels, in the order both directions share.
-
-    ``context`` and ``x_hat`` are the exact model's fixed-point context and reconstruction.
-    ``code_channel(table, position, channel, pixels)`` encodes or decodes one channel of a
-    chunk (``position`` = di * 4 + dj in the block, ``pixels`` index the flattened block
-    grid) and returns its decoded values (within 2 * ``tolerance`` of the originals). Each table is built
-    by ``workers`` threads, each running its tensor operations on one thread; the arithmetic is exact, so
-    the tables are the same whatever ``workers`` is. ``on_position()``, if given, is called as each of the
-    block's ``BLOCK**2`` positions is done.
-    Returns the image (1, 3, H, W) of 8-bit values as int64, zero outside ``size``.
-    """
-    base = 255 * x_hat.clamp(0, ONE)
-    inside = torch.zeros_like(base[:, :1])
-    inside[..., : size[0], : size[1]] = 1
-    folded_base = fold(base)[0].flatten(2)  # (3, 16, h*w)
-    folded_inside = fold(inside)[0, 0].flatten(1).bool()  # (16, h*w)
-    grid = (base.shape[-2] // BLOCK, base.shape[-1] // BLOCK)
-    image = torch.zeros_like(base, dtype=torch.long)
-    with _table_builders(workers) as pool:
-        for s, step in enumerate(STEPS):
-            residual = torch.floor((image * ONE - base) / MEAN_SCALE + 0.5) * inside  # exact: a power of two
-            raw = model.params(context, s, residual, inside)[0]
-            for i, (di, dj) in enumerate(step):
-                p = di * BLOCK + dj
-                step_raw = raw[i].flatten(1).T  # (h*w, 10K)
-                pieces = folded_inside[p].nonzero().squeeze(1).split(CHUNK)
-                chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T, tolerance) for pixels in pieces]
-                coded = torch.zeros(step_raw.shape[0], 3, dtype=torch.long)
-                for c in range(3):
-                    for pixels, chunk in zip(pieces, chunks):
-                        coded[pixels, c] = code_channel(chunk.table(c, pool.map), p, c, pixels).long()
-                        chunk.push(c, coded[pixels, c])
-                image[0, :, di::BLOCK, dj::BLOCK] = coded.T.reshape(3, *grid)
-                if on_position:
-                    on_position()
-    return image
-
-
-@contextlib.contextmanager
-def _table_builders(workers: int):
-    """A pool of ``workers`` threads whose tensor operations each run on one thread: the tables' blocks are
-    small, and two threads each splitting every operation in two only wait on each other. (Each thread's
-    first ``torch.set_num_threads`` call sets its own OpenMP and MKL thread counts, and the default for new
-    threads; the caller's thread keeps its own, and the default is restored at the end.)"""
-    threads = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(threads)

@@ -1,0 +1,190 @@
+"""The per-pixel likelihood given the codes, which makes a .dq file lossless: the float model
+(what training runs) and its mixture's maths.
+
+Pixels are coded in five steps over every 4x4 block, coarse to fine, each step one pass of
+a small network that sees the codes and every pixel of the steps before it:
+
+    0 . . .     step 0: (0,0), from the codes alone
+    . . . .     step 1: (2,2), the centre of four step-0 pixels
+    2 . 2 .     step 2: (0,2) and (2,0)
+    . 3 . 3     step 3: the odd rows' odd columns, between four known pixels each
+    . . . .     step 4: the eight others, between four known neighbours each
+
+So only one pixel in 16 is predicted from the codes alone. The codes enter through the
+decoder's last feature map (stride 2) and its lossy reconstruction x_hat, both folded to
+the block grid. The known pixels enter twice: folded as they are, and through a 5x5
+convolution at full resolution (shared by every position, so "interpolate the known
+neighbours" is one set of weights rather than sixteen), then folded.
+
+Each pixel's three channels follow a discretized mixture of logistics with coupled
+channels, as in PixelCNN++: one set of component weights shared by R, G and B; G's mean
+shifted by R's residual, B's by R's and G's. ``mixture_log_prob`` is the joint mixture's
+likelihood; the coder computes the same mixture in exact integers (``pixel_tables``) and walks
+it channel by channel (``pixel_codec``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BLOCK = 4
+STEPS = (
+    ((0, 0),),
+    ((2, 2),),
+    ((0, 2), (2, 0)),
+    ((1, 1), (1, 3), (3, 1), (3, 3)),
+    ((0, 1), (0, 3), (2, 1), (2, 3), (1, 0), (1, 2), (3, 0), (3, 2)),
+)
+MEAN_SCALE = 32.0  # raw mean outputs are in units of 32 grey levels around x_hat
+PARAMS_PER_COMPONENT = 10  # weight logit, and per channel a mean, a log-scale and a coupling coefficient
+NEIGHBOUR_FEATURES = 8
+
+
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 16, H/4, W/4): every pixel by its position di * 4 + dj in its block."""
+    b, c, h, w = x.shape
+    return F.pixel_unshuffle(x, BLOCK).view(b, c, BLOCK * BLOCK, h // BLOCK, w // BLOCK)
+
+
+def _known_before(step: int) -> torch.Tensor:
+    """(4, 4) mask of the block positions coded in earlier steps."""
+    known = torch.zeros(BLOCK, BLOCK)
+    for di, dj in (p for earlier in STEPS[:step] for p in earlier):
+        known[di, dj] = 1
+    return known
+
+
+def _step_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, hidden, 3, padding=1),
+        nn.GELU(),
+        nn.Conv2d(hidden, hidden, 3, padding=1),
+        nn.GELU(),
+        nn.Conv2d(hidden, cout, 1),
+    )
+
+
+class PixelModel(nn.Module):
+    def __init__(self, feature_channels: int, mixtures: int, hidden: int):
+        super().__init__()
+        folded = 3 * BLOCK * BLOCK
+        self.inputs = nn.Conv2d(4 * feature_channels + folded, hidden, 1)
+        self.neighbours = nn.Conv2d(4, NEIGHBOUR_FEATURES, 5, padding=2)
+        self.steps = nn.ModuleList(
+            _step_net(hidden + folded + NEIGHBOUR_FEATURES * BLOCK * BLOCK, hidden, len(step) * PARAMS_PER_COMPONENT * mixtures)
+            for step in STEPS
+        )
+        for i in range(len(STEPS)):
+            self.register_buffer(f"known_{i}", _known_before(i), persistent=False)
+
+    def context(self, features: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """Decoder features (B, F, H/2, W/2) and x_hat (B, 3, H, W) -> the step nets' shared input."""
+        return self.inputs(torch.cat([F.pixel_unshuffle(features, 2), F.pixel_unshuffle(x_hat, BLOCK)], 1))
+
+    def params(self, context: torch.Tensor, step: int, residual: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """Raw mixture parameters (B, len(step), 10K, H/4, W/4) of a step's positions, from the
+        residuals (x - x_hat) / MEAN_SCALE (B, 3, H, W), of which it sees those known before
+        the step and ``inside`` (1, 1, H, W) the image."""
+        h, w = residual.shape[-2:]
+        known = getattr(self, f"known_{step}").repeat(h // BLOCK, w // BLOCK) * inside
+        residual = residual * known
+        local = self.neighbours(torch.cat([residual, known.expand(residual.shape[0], 1, h, w)], 1))
+        inputs = [context, F.pixel_unshuffle(residual, BLOCK), F.pixel_unshuffle(local, BLOCK)]
+        raw = self.steps[step](torch.cat(inputs, 1))
+        return raw.view(raw.shape[0], len(STEPS[step]), -1, *raw.shape[-2:])
+
+    def log_prob(self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
+        """ln p(x | codes) per pixel, (B, 16, H/4, W/4) in coding order; x holds integers 0..255
+        as floats. ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees
+        it; pixels outside get 0."""
+        base = 255 * x_hat.clamp(0, 1)
+        inside = torch.ones_like(x[:1, :1]) if inside is None else inside
+        residual = (x - base) / MEAN_SCALE * inside
+        folded_x, folded_base, folded_inside = fold(x), fold(base), fold(inside)
+        out = []
+        for s, step in enumerate(STEPS):
+            raw = self.params(context, s, residual, inside)
+            for i, (di, dj) in enumerate(step):
+                p = di * BLOCK + dj
+                log_prob = mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
+                out.append(log_prob * folded_inside[:, 0, p])
+        return torch.stack(out, 1)
+
+
+def widen(narrow: PixelModel, wide: PixelModel) -> PixelModel:
+    """Make ``wide`` (same inputs and mixtures, more channels) compute exactly what ``narrow``
+    does: its old channels take narrow's weights, each new channel keeps its random incoming
+    weights and gets zero outgoing ones, so training starts where ``narrow`` stopped."""
+    old, new = narrow.inputs.out_channels, wide.inputs.out_channels
+    if new < old:
+        raise ValueError(f"cannot narrow a pixel likelihood from {old} to {new} channels")
+    kept = torch.arange(old)
+    # the step nets' inputs: the context (which grows at its end), then the folded pixels
+    kept_inputs = torch.cat([kept, torch.arange(new, wide.steps[0][0].in_channels)])
+    wide = wide.to(narrow.inputs.weight.dtype)
+    with torch.no_grad():
+        _copy_into(wide.inputs, narrow.inputs, kept, None)
+        wide.neighbours.load_state_dict(narrow.neighbours.state_dict())
+        for wide_step, narrow_step in zip(wide.steps, narrow.steps):
+            _copy_into(wide_step[0], narrow_step[0], kept, kept_inputs)
+            _copy_into(wide_step[2], narrow_step[2], kept, kept)
+            _copy_into(wide_step[4], narrow_step[4], None, kept)
+    return wide
+
+
+def _copy_into(new: nn.Conv2d, old: nn.Conv2d, outputs: torch.Tensor | None, inputs: torch.Tensor | None) -> None:
+    """new's weights at (outputs, inputs) = old's weights (None = all of them, in order);
+    the weights from new's other inputs are zeroed, so those inputs change nothing."""
+    outputs = torch.arange(new.out_channels) if outputs is None else outputs
+    inputs = torch.arange(new.in_channels) if inputs is None else inputs
+    copied = torch.zeros(new.in_channels, dtype=torch.bool)
+    copied[inputs] = True
+    new.weight[:, ~copied] = 0
+    new.weight[outputs.unsqueeze(1), inputs] = old.weight
+    new.bias[outputs] = old.bias
+
+
+def split_params(raw: torch.Tensor, mixtures: int):
+    """(B, 10K, ...) -> weight logits (B, K, ...), and means, log-scales, coupling coefficients (B, 3, K, ...)."""
+    logits, means, log_scales, coeffs = raw.split([mixtures, 3 * mixtures, 3 * mixtures, 3 * mixtures], 1)
+    shape = (raw.shape[0], 3, mixtures, *raw.shape[2:])
+    return logits, means.reshape(shape), log_scales.reshape(shape).clamp(-6, 4) + 2, torch.tanh(coeffs.reshape(shape))
+
+
+def coupled_means(means, coeffs, base, residual, channel: int) -> torch.Tensor:
+    """Means (B, K, ...) of one channel: x_hat plus the raw offset, plus the coupling
+    with the residuals (x - x_hat) of the channels before it."""
+    mean = base[:, channel].unsqueeze(1) + MEAN_SCALE * means[:, channel]
+    if channel == 1:
+        mean = mean + coeffs[:, 0] * residual[:, 0].unsqueeze(1)
+    elif channel == 2:
+        mean = mean + coeffs[:, 1] * residual[:, 0].unsqueeze(1) + coeffs[:, 2] * residual[:, 1].unsqueeze(1)
+    return mean
+
+
+def bin_log_prob(value, mean, log_scale) -> torch.Tensor:
+    """ln P(value) of a logistic discretized to the integers 0..255 (the end bins take the tails)."""
+    inv_scale = torch.exp(-log_scale)
+    plus = (value + 0.5 - mean) * inv_scale
+    minus = (value - 0.5 - mean) * inv_scale
+    delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    mid = (value - mean) * inv_scale
+    # where the bin's mass is below float precision, its density at the centre times the bin width
+    log_mid = torch.where(delta > 1e-5, torch.log(delta.clamp_min(1e-12)), mid - log_scale - 2 * F.softplus(mid))
+    lowest = plus - F.softplus(plus)  # ln sigmoid(plus)
+    highest = -F.softplus(minus)  # ln (1 - sigmoid(minus))
+    return torch.where(value < 0.5, lowest, torch.where(value > 254.5, highest, log_mid))
+
+
+def mixture_log_prob(raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """ln p(x) (B, H, W) of the joint mixture over the three channels."""
+    mixtures = raw.shape[1] // PARAMS_PER_COMPONENT
+    logits, means, log_scales, coeffs = split_params(raw, mixtures)
+    residual = x - base
+    per_component = F.log_softmax(logits, 1)
+    for c in range(3):
+        mean = coupled_means(means, coeffs, base, residual, c)
+        per_component = per_component + bin_log_prob(x[:, c].unsqueeze(1), mean, log_scales[:, c])
+    return torch.logsumexp(per_component, 1)
