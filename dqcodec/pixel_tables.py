@@ -228,7 +228,7 @@ class ChunkDistribution:
         self.residual[:, c] = values * ONE - self.base[:, c]
 
 
-MAX_TOLERANCE = 15
+from .point import MAX_TOLERANCE  # noqa: E402  (a limit of the ladder)
 
 
 def window_bins(tolerance: int) -> tuple[int, int]:

@@ -13,6 +13,7 @@ this module interprets a quality number.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -127,13 +128,10 @@ class Ladder:
         quality). Raises ArgumentError for a quality the model does not have, ModelError for a point
         the model cannot code."""
         if lossless:
-            quality = self.lossless_quality if quality is None else quality
-            _check_quality("quality (of a lossless file's codes)", quality, self.lossy_count)
+            quality = _checked_quality("quality (of a lossless file's codes)", self.lossless_quality if quality is None else quality, self.lossy_count)
             self._require_pixel_model("lossless files")
             return self._codes(Kind.LOSSLESS, quality, quality)
-        quality = self.default_quality if quality is None else quality
-        _check_quality("quality", quality, len(self))
-        return self.rung(quality)
+        return self.rung(_checked_quality("quality", self.default_quality if quality is None else quality, len(self)))
 
     def rung(self, quality: int) -> OperatingPoint:
         """The point of quality 1 to ``len(self)``."""
@@ -196,11 +194,14 @@ class Ladder:
             raise error(f"the model has no pixel likelihood, so it cannot code {what}")
 
 
-def _check_quality(name: str, value: object, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
+def _checked_quality(name: str, value: Any, high: int) -> int:
+    """A quality as an int, if it is a whole number (a numpy one too) from 1 to ``high``."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise ArgumentError(f"{name} must be a whole number from 1 to {high}, got {type(value).__name__} {value!r}")
-    if not 1 <= int(value) <= high:  # type: ignore[call-overload]
+    quality = operator.index(value)
+    if not 1 <= quality <= high:
         raise ArgumentError(f"{name} must be between 1 and {high}, got {value}")
+    return quality
 
 
 def _check_file_quality(quality: int, high: int) -> None:

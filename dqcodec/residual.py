@@ -258,6 +258,7 @@ class ResidualCodec:
 
     stream_name = "residual"
     needs_base = True  # it codes on top of the codes' image, not the codes themselves
+    units_per_tile = 1
 
     def __init__(self, step: int):
         self.step = step

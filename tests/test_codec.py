@@ -6,8 +6,17 @@ from PIL import Image
 import dqcodec
 from dqcodec import exact, codec, zoo
 from dqcodec.container import ContainerError, unpack
+from dqcodec.point import Kind
+from dqcodec.recorder import Recorder
+from dqcodec.stack import LayerStack
 
 from .conftest import TINY, TINY_3, photo_like, tiny_model
+
+
+def _decoded_codes(model, out, quality, recorder=None):
+    """The codes ``model.compress`` wrote for a region, decoded as a decoder does."""
+    size = (out["shape"][0] * 16, out["shape"][1] * 16)
+    return LayerStack(model, model.ladder.resolve(quality)).decode_codes(out["strings"], size, 0, recorder)[0]
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 300), (17, 33), (48, 64)])
@@ -38,17 +47,17 @@ def test_inputs_may_be_paths_arrays_or_images(tiny_zoo, tmp_path):
 def test_decoder_gets_exactly_the_encoders_indices_and_image(config):
     model = tiny_model(config=config)
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(40, 56))))
-    quality = model.lossy_qualities  # the top lossy quality codes every group
+    quality = model.ladder.lossy_count  # the top lossy quality codes every group
     features, context, expected = model.analyse(x), None, []
     for i, level in enumerate(model.levels):
         float_context = None if context is None else exact.to_float(context)
         _, indices, _, _ = level.quantizer(model.level_input(i, features[i], float_context))
         expected.append(indices)
         if i < model.num_levels - 1:
-            context = model._decoded(i, level.fixed_codes(indices, level.num_groups), context, exact.run_module)
+            context = model.next_context(i, level.fixed_codes(indices, level.num_groups), context, exact.run_module)
     out = model.compress(x, quality=quality)
-    decoded = model.decode_indices(out["strings"], out["shape"], quality=quality)
-    for got, want in zip(decoded["indices"], expected):
+    decoded = _decoded_codes(model, out, quality)
+    for got, want in zip(decoded.indices, expected):
         assert torch.equal(got, want)
     # the lossy image: the synthesis of those codes with the context of the levels above, which the
     # decoder recomputes in float (here it is the priors' fixed-point one): equal to well within a level
@@ -108,14 +117,15 @@ def test_probability_tables_do_not_depend_on_the_thread_count():
     try:
         torch.set_num_threads(2)
         out = model.compress(x, quality=3)
-        tables_two: list = []
-        two = model.decode_indices(out["strings"], out["shape"], 3, tables_two)
+        two_threads = Recorder(keep_tables=True)
+        two = _decoded_codes(model, out, 3, two_threads)
         torch.set_num_threads(1)
-        tables_one: list = []
-        one = model.decode_indices(out["strings"], out["shape"], 3, tables_one)
+        one_thread = Recorder(keep_tables=True)
+        one = _decoded_codes(model, out, 3, one_thread)
     finally:
         torch.set_num_threads(previous)
-    assert all(torch.equal(a, b) for a, b in zip(one["indices"], two["indices"]))
+    tables_one, tables_two = one_thread.tables, two_threads.tables
+    assert all(torch.equal(a, b) for a, b in zip(one.indices, two.indices))
     assert len(tables_one) == len(tables_two) == 2 + 4
     for (f1, s1), (f2, s2) in zip(tables_one, tables_two):
         assert f1.tobytes() == f2.tobytes()
@@ -193,6 +203,29 @@ def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
     with pytest.raises(zoo.ModelError, match="damaged"):
         zoo.load("tiny")
+
+
+def test_the_model_interface_codes_every_point_of_its_ladder():
+    """CompressAI's compress/decompress honour residual, near-lossless and lossless points: a residual
+    quality's strings are its base quality's and one more, and every point decodes to what it promises."""
+    model = tiny_model()
+    x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(32, 48))))
+    pixels = (x * 255).round()
+    ladder = model.ladder
+    base = model.compress(x, quality=2)
+    for point in ladder.rungs():
+        out = model.compress(x, quality=point.quality)
+        assert len(out["strings"]) == model.num_levels + (point.kind != Kind.LOSSY)
+        x_hat = model.decompress(out["strings"], out["shape"], point.quality)["x_hat"]
+        assert x_hat.shape == x.shape
+        if point.kind == Kind.RESIDUAL:
+            assert out["strings"][:2] == base["strings"] and out["strings"] != base["strings"]
+        if point.kind == Kind.NEAR_LOSSLESS:
+            assert (x_hat * 255 - pixels).abs().max() <= point.bound
+    exact_out = model.compress(x, quality=1, lossless=True)
+    assert torch.equal(model.decompress(exact_out["strings"], exact_out["shape"], 1, lossless=True)["x_hat"] * 255, pixels)
+    with pytest.raises(dqcodec.ArgumentError, match="quality"):
+        model.compress(x, quality=len(ladder) + 1)
 
 
 def test_plain_vq_configuration_codes_too():

@@ -1,10 +1,12 @@
+import dataclasses
+import struct
 import zlib
 
 import pytest
 
-from dqcodec.container import ContainerError, Header, pack, unpack
+from dqcodec.container import ArgumentError, ContainerError, Header, pack, read_header, unpack
 
-HEADER = Header("dq-test", bytes(range(8)), 3, "L", 17, 33)
+HEADER = Header("dq-test", bytes(range(8)), 3, "L", 17, 33, 512, kind=1, codes_quality=2)
 
 
 def test_round_trip():
@@ -12,6 +14,26 @@ def test_round_trip():
     header, out = unpack(pack(HEADER, streams))
     assert header == HEADER
     assert out == streams
+    assert read_header(pack(HEADER, streams))[1] == 4
+
+
+def test_a_header_without_its_kind_is_not_written():
+    with pytest.raises(ArgumentError, match="kind"):
+        pack(dataclasses.replace(HEADER, kind=None), [b""])
+
+
+def _version_3(header: Header, streams: list[bytes]) -> bytes:
+    """A file as dqcodec 0.3 wrote it: no kind, no codes quality."""
+    name = header.model.encode()
+    fields = struct.pack("<8sBBIIHB", header.weights_hash, header.quality, 1, header.height, header.width, header.tile // 16, len(streams))
+    body = b"DQC\x00" + bytes([3, len(name)]) + name + fields + b"".join(struct.pack("<I", len(s)) for s in streams) + b"".join(streams)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_version_3_files_still_unpack_with_no_kind():
+    streams = [b"\x07" * 5, b"abc"]
+    header, out = unpack(_version_3(HEADER, streams))
+    assert header == dataclasses.replace(HEADER, kind=None, codes_quality=None) and out == streams
 
 
 @pytest.mark.parametrize("position", [0, 5, 12, 30, -1])

@@ -8,7 +8,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 import dqcodec
-from dqcodec import codec, container, exact, pixel_codec, pixel_model, pixel_tables
+from dqcodec import codec, container, exact, pixel_codec, pixel_model, pixel_tables, surgery
+from dqcodec.point import Kind
+from dqcodec.recorder import Recorder
+from dqcodec.stack import LayerStack
 
 from .conftest import photo_like, tiny_model
 
@@ -100,9 +103,9 @@ def test_near_lossless_qualities_decode_within_twice_their_tolerance(tiny_zoo, s
     model = dqcodec.zoo.load(tiny_zoo)[0]
     lossless = dqcodec.compress(original, model=tiny_zoo, lossless=True)
     sizes = []
-    for quality in range(model.lossy_qualities + len(model.config.residual_steps) + 1, model.num_qualities + 1):
-        data = dqcodec.compress(original, quality=quality, model=tiny_zoo)
-        bound = 2 * model.tolerance(quality)
+    for point in [p for p in model.ladder.rungs() if p.kind == Kind.NEAR_LOSSLESS]:
+        data = dqcodec.compress(original, quality=point.quality, model=tiny_zoo)
+        bound = 2 * point.tolerance
         info = dqcodec.inspect(data)
         assert info.near_lossless_bound == bound > 0 and not info.lossless and "near-lossless" in info.coding
         error = np.abs(np.asarray(dqcodec.decompress(data)).astype(int) - original)
@@ -115,7 +118,7 @@ def test_near_lossless_qualities_decode_within_twice_their_tolerance(tiny_zoo, s
 def test_a_near_lossless_file_carries_the_codes_of_the_lossless_quality(tiny_zoo):
     original = photo_like(40, 56)
     model = dqcodec.zoo.load(tiny_zoo)[0]
-    near = dqcodec.compress(original, quality=model.num_qualities, model=tiny_zoo)
+    near = dqcodec.compress(original, quality=len(model.ladder), model=tiny_zoo)
     exact_file = dqcodec.compress(original, model=tiny_zoo, lossless=True)
     assert container.unpack(near)[1][:2] == container.unpack(exact_file)[1][:2]
     assert np.array_equal(np.asarray(dqcodec.decompress(near, preview=True)), np.asarray(dqcodec.decompress(exact_file, preview=True)))
@@ -124,9 +127,9 @@ def test_a_near_lossless_file_carries_the_codes_of_the_lossless_quality(tiny_zoo
 def test_near_lossless_options_that_make_no_sense_are_errors(tiny_zoo):
     model = dqcodec.zoo.load(tiny_zoo)[0]
     with pytest.raises(dqcodec.ArgumentError, match="effort applies to lossy qualities"):
-        dqcodec.compress(photo_like(16, 16), quality=model.num_qualities, model=tiny_zoo, effort=1)
+        dqcodec.compress(photo_like(16, 16), quality=len(model.ladder), model=tiny_zoo, effort=1)
     with pytest.raises(dqcodec.ArgumentError, match="lossless file's codes"):
-        dqcodec.compress(photo_like(16, 16), quality=model.num_qualities, model=tiny_zoo, lossless=True)
+        dqcodec.compress(photo_like(16, 16), quality=len(model.ladder), model=tiny_zoo, lossless=True)
 
 
 def test_a_near_lossless_header_without_a_pixel_stream_is_refused(tiny_zoo):
@@ -171,14 +174,15 @@ def test_lossless_tables_do_not_depend_on_the_thread_count():
     x = codec.pad(codec.to_tensor(Image.fromarray(image)))
     previous = torch.get_num_threads()
     tables = {}
+    stack = LayerStack(model, model.ladder.resolve(2, lossless=True))
     try:
         torch.set_num_threads(2)
-        out = model.compress_lossless(x, (36, 52), 2)
+        strings = stack.compress(x, (36, 52), 0)
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            tables[threads] = []
-            decoded = model.decompress_lossless(out["strings"], out["shape"], 2, (36, 52), tables[threads])
-            assert torch.equal((decoded["x_hat"][0, :, :36, :52] * 255).round().byte().permute(1, 2, 0), torch.from_numpy(image))
+            recorder = Recorder(keep_tables=True)
+            assert np.array_equal(stack.decompress(strings, (36, 52), 0, recorder), image)
+            tables[threads] = recorder.tables
     finally:
         torch.set_num_threads(previous)
     assert len(tables[1]) == len(tables[2]) > 6
@@ -217,7 +221,7 @@ def test_a_lossy_model_refuses_lossless_coding(tmp_path, monkeypatch):
     from dqcodec import zoo
 
     model = tiny_model()
-    model.drop_pixel_model()
+    surgery.drop_pixel_model(model)
     zoo.export(model, "lossy", tmp_path)
     monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path))
     with pytest.raises(ValueError, match="no pixel likelihood"):

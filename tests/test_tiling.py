@@ -4,9 +4,20 @@ import torch
 from PIL import Image
 
 import dqcodec
-from dqcodec import codec, container, registry, residual, tiling
+from dqcodec import codec, container, point, registry, residual, tiling
+from dqcodec.recorder import Recorder
+from dqcodec.stack import LayerStack
 
 from .conftest import TINY_3, photo_like, tiny_model
+
+
+def _encode(model, x, quality, tile, lossless=False, size=None, progress=None):
+    stack = LayerStack(model, model.ladder.resolve(quality, lossless))
+    return stack.compress(x, size or tuple(x.shape[-2:]), tile, Recorder(progress))
+
+
+def _decode(model, strings, size, quality, tile, lossless=False, progress=None):
+    return LayerStack(model, model.ladder.resolve(quality, lossless)).decompress(strings, size, tile, Recorder(progress))
 
 
 def _receptive_field(model) -> int:
@@ -55,8 +66,8 @@ def _padded(array):
 def test_a_tiled_lossless_file_decodes_exactly(config):
     model = tiny_model(config=config) if config else tiny_model()
     array = photo_like(150, 100)
-    strings = tiling.encode(model, _padded(array), 2, 64, lossless_size=(150, 100))
-    decoded = tiling.decode(model, strings, (150, 100), 2, 64, lossless=True)
+    strings = _encode(model, _padded(array), 2, 64, lossless=True, size=(150, 100))
+    decoded = _decode(model, strings, (150, 100), 2, 64, lossless=True)
     assert np.array_equal(decoded, array)
 
 
@@ -65,40 +76,40 @@ def test_a_tiled_lossy_image_has_no_seams():
     model = tiny_model()
     array = photo_like(200, 136)
     x = _padded(array)
-    strings = tiling.encode(model, x, 3, 64)
-    tiled = tiling.decode(model, strings, (200, 136), 3, 64, lossless=False)
+    strings = _encode(model, x, 3, 64)
+    tiled = _decode(model, strings, (200, 136), 3, 64)
     height, width = x.shape[-2:]
-    maps = tiling._index_maps(model, height, width)
+    maps = tiling.IndexMaps(model, height, width)
     streams = [dqcodec.entropy.StreamDecoder(s) for s in strings]
+    quality = model.ladder.resolve(3)
     for box in tiling.tiles(height, width, 64):
-        decoded = model.decode_region(streams, (box.height // 16, box.width // 16), 3)
-        for index_map, indices, stride in zip(maps, decoded["indices"], tiling.level_strides(model)):
-            index_map[(..., *box.positions(stride))] = indices.to(index_map.dtype)
-    whole = model.reconstruct(maps, model.groups_for_quality(3))
-    whole = tiling._to_hwc(whole * 255, (200, 136))
+        maps.put(box, model.chain.decompress(streams, box.grid, quality, Recorder()).indices)
+    whole = model.reconstruct(maps.maps, quality.groups)
+    whole = tiling.to_hwc(whole * 255, (200, 136))
     assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
 
 
 def test_an_image_within_one_tile_is_coded_as_before():
     model = tiny_model()
     x = _padded(photo_like(48, 80))
-    assert tiling.encode(model, x, 3, 1024) == model.compress(x, 3)["strings"] == tiling.encode(model, x, 3, 0)
+    assert _encode(model, x, 3, 1024) == model.compress(x, 3)["strings"] == _encode(model, x, 3, 0)
 
 
 @pytest.mark.parametrize("tile,size", [(0, (1040, 16)), (48, (100, 100)), (1040, (100, 100)), (4096, (100, 100))])
 def test_tile_sizes_a_decoder_would_not_bound_are_refused(tiny_zoo, tile, size):
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
     header, streams = container.unpack(data)
-    header = container.Header(header.model, header.weights_hash, header.quality, header.mode, *size, tile)
+    header = container.Header(header.model, header.weights_hash, header.quality, header.mode, *size, tile, header.kind, header.codes_quality)
     with pytest.raises(dqcodec.ContainerError, match="tile"):
         dqcodec.decompress(container.pack(header, streams))
 
 
 def test_the_api_writes_tiles_of_the_default_sizes(tiny_zoo):
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
-    assert container.unpack(data)[0].tile == tiling.DEFAULT_TILE == 1024
-    data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, lossless=True)
-    assert container.unpack(data)[0].tile == tiling.LOSSLESS_TILE == 512
+    assert container.unpack(data)[0].tile == point.LOSSY_TILE == 1024
+    for options in ({"lossless": True}, {"quality": 6}):  # lossless, and near-lossless
+        data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, **options)
+        assert container.unpack(data)[0].tile == point.PIXEL_TILE == 512
 
 
 @pytest.mark.parametrize("lossless", [False, True], ids=["lossy", "lossless"])
@@ -107,9 +118,8 @@ def test_progress_counts_every_unit_of_work_up_to_its_total(lossless):
     (lossless) its 16 pixel positions."""
     model, array = tiny_model(), photo_like(100, 150)
     seen = {"encode": [], "decode": []}
-    size = (100, 150) if lossless else None
-    strings = tiling.encode(model, _padded(array), 2, 64, lossless_size=size, progress=lambda *a: seen["encode"].append(a))
-    decoded = tiling.decode(model, strings, (100, 150), 2, 64, lossless=lossless, progress=lambda *a: seen["decode"].append(a))
+    strings = _encode(model, _padded(array), 2, 64, lossless, (100, 150), progress=lambda *a: seen["encode"].append(a))
+    decoded = _decode(model, strings, (100, 150), 2, 64, lossless, progress=lambda *a: seen["decode"].append(a))
     per_tile = 17 if lossless else 1
     assert seen["encode"] == [(i, 6 * per_tile) for i in range(1, 6 * per_tile + 1)]
     per_tile = 17 if lossless else 2
@@ -132,13 +142,13 @@ def test_a_tiled_residual_quality_adds_each_tiles_difference_to_its_base_and_rep
     added to the base image the codes decode to; progress counts each tile's residual too."""
     model, array = tiny_model(), photo_like(100, 150, seed=4)
     seen = {"encode": [], "decode": []}
-    strings = tiling.encode(model, _padded(array), 4, 64, size=(100, 150), progress=lambda *a: seen["encode"].append(a))
-    decoded = tiling.decode(model, strings, (100, 150), 4, 64, lossless=False, progress=lambda *a: seen["decode"].append(a))
-    base = tiling.decode(model, strings[:2], (100, 150), 2, 64, lossless=False)
+    strings = _encode(model, _padded(array), 4, 64, size=(100, 150), progress=lambda *a: seen["encode"].append(a))
+    decoded = _decode(model, strings, (100, 150), 4, 64, progress=lambda *a: seen["decode"].append(a))
+    base = _decode(model, strings[:2], (100, 150), 2, 64)
     stream = dqcodec.entropy.StreamDecoder(strings[2])
     expected = base.copy()
     for box in tiling.tiles(112, 160, 64):
-        rows, cols = tiling._inside_slices(box, (100, 150))
+        rows, cols = box.inside_slices((100, 150))
         expected[rows, cols] = residual.add(base[rows, cols], residual.decode(*base[rows, cols].shape[:2], 16, stream))
     stream.finish()
     assert np.array_equal(decoded, expected)

@@ -1,0 +1,96 @@
+"""Operating points: a request or a header resolves once, against the model's ladder."""
+
+import pytest
+
+import dqcodec
+from dqcodec.point import Kind, Ladder
+
+CONFIG = {
+    "qualities": [[4, 1], [4, 2], [4, 4]],
+    "rate_weights": [0.0, 0.1, 0.3],
+    "default_quality": 2,
+    "lossless_quality": 1,
+    "residual_steps": [[2, 40], [3, 20]],
+    "tolerances": [4],
+    "pixel_mixtures": 3,
+}
+LADDER = Ladder.from_config(CONFIG)
+
+
+def test_the_ladder_runs_lossy_then_residual_then_near_lossless():
+    kinds = [point.kind for point in LADDER.rungs()]
+    assert kinds == [Kind.LOSSY] * 3 + [Kind.RESIDUAL] * 2 + [Kind.NEAR_LOSSLESS]
+    assert len(LADDER) == 6 and LADDER.lossy_count == 3
+
+
+def test_each_rung_says_what_it_codes():
+    residual, near = LADDER.rung(5), LADDER.rung(6)
+    assert (residual.codes_quality, residual.groups, residual.residual_step, residual.rate_weight) == (3, (4, 4), 20, 0.3)
+    assert residual.enhancement == "residual" and residual.stream_names(["a", "b"]) == ["a", "b", "residual"]
+    assert (near.codes_quality, near.tolerance, near.bound, near.codes_pixels, near.exact) == (1, 4, 8, True, False)
+    assert LADDER.rung(2).enhancement is None and LADDER.rung(2).stream_names(["a"]) == ["a"]
+    assert "step 20" in residual.describe() and "within 8" in near.describe()
+
+
+def test_a_request_resolves_with_the_models_defaults():
+    assert LADDER.resolve() == LADDER.rung(2)
+    lossless = LADDER.resolve(lossless=True)
+    assert (lossless.kind, lossless.quality, lossless.codes_quality, lossless.exact) == (Kind.LOSSLESS, 1, 1, True)
+    assert LADDER.resolve(3, lossless=True).groups == (4, 4)
+
+
+@pytest.mark.parametrize("quality,lossless", [(0, False), (7, False), (4, True), (1.5, False), (True, False), ("2", False)])
+def test_a_quality_the_model_does_not_have_is_an_argument_error(quality, lossless):
+    with pytest.raises(dqcodec.ArgumentError, match="quality"):
+        LADDER.resolve(quality, lossless)
+
+
+def test_a_model_without_a_pixel_likelihood_refuses_pixel_points():
+    ladder = Ladder.from_config({**CONFIG, "pixel_mixtures": 0, "tolerances": []})
+    with pytest.raises(dqcodec.ModelError, match="no pixel likelihood"):
+        ladder.resolve(lossless=True)
+    assert len(ladder) == 5
+
+
+def test_a_header_resolves_to_the_same_point_the_encoder_wrote():
+    for point in [*LADDER.rungs(), LADDER.resolve(2, lossless=True)]:
+        assert LADDER.from_header(int(point.kind), point.quality, point.codes_quality) == point
+
+
+@pytest.mark.parametrize(
+    "kind,quality,codes,message",
+    [
+        (0, 4, 2, "residual"),  # quality 4 is a residual rung, not a lossy one
+        (1, 2, 2, "lossy"),  # and quality 2 is lossy
+        (1, 4, 3, "codes of quality 3"),  # quality 4 carries quality 2's codes
+        (3, 4, 4, "qualities 1 to 3"),  # a lossless file carries a lossy quality's codes
+        (2, 6, 2, "codes of quality 2"),
+        (9, 1, 1, "kind 9"),
+        (0, 0, 0, "quality 0"),
+    ],
+)
+def test_a_header_the_ladder_does_not_name_is_a_container_error(kind, quality, codes, message):
+    with pytest.raises(dqcodec.ContainerError, match=message):
+        LADDER.from_header(kind, quality, codes)
+
+
+def test_legacy_headers_resolve_by_their_stream_count():
+    assert LADDER.from_legacy_header(2, 2, 2).kind == Kind.LOSSY
+    assert LADDER.from_legacy_header(2, 3, 2).kind == Kind.LOSSLESS  # a lossy quality and one more stream
+    assert LADDER.from_legacy_header(4, 3, 2).kind == Kind.RESIDUAL
+    assert LADDER.from_legacy_header(6, 3, 2).kind == Kind.NEAR_LOSSLESS
+    with pytest.raises(dqcodec.ContainerError, match="no stream after its codes"):
+        LADDER.from_legacy_header(4, 2, 2)
+    with pytest.raises(dqcodec.ContainerError, match="4 streams"):
+        LADDER.from_legacy_header(2, 4, 2)
+
+
+def test_the_model_card_and_the_model_give_the_same_ladder():
+    """The command line lists a model's qualities from its JSON card, without loading it."""
+    import json
+
+    from dqcodec import zoo
+
+    model = zoo.load("dq-2")[0]
+    card = json.loads((zoo.models_dir() / "dq-2.json").read_text())
+    assert Ladder.from_config(card["config"]) == model.ladder
