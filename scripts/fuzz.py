@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fuzz dqcodec's decoder and encoder inputs for a long run (the test suite runs 400 cases).
 
-    python scripts/fuzz.py --cases 10000                 # mutation fuzzing (tests/fuzzing.py)
+    python scripts/fuzz.py --cases 10000                 # mutation fuzzing (dqcodec/testing/fuzzing.py)
     python scripts/fuzz.py --atheris -- -runs=100000     # coverage-guided, with atheris (pip install -e '.[fuzz]')
 
 Mutation mode: seed files from the shipped dq-hier and from a tiny random model (fast, so most cases
@@ -28,13 +28,13 @@ import click
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import fuzzing  # noqa: E402
+from dqcodec.testing import fuzzing  # noqa: E402
 
 
 def _models(folder: Path) -> None:
     """A models folder with dq-hier, dq-2 and a tiny random model (named tiny)."""
     from dqcodec import zoo
-    from tests.conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     zoo.install(zoo.find("dq-hier").path, folder)
     zoo.install(zoo.find("dq-2").path, folder)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import dqcodec  # noqa: E402
-from tests import kernels  # noqa: E402
+from dqcodec.testing import kernels  # noqa: E402
 
 OUT = ROOT / "tests" / "golden"
 # name: (crop box of examples/photo.png, mode, quality or "lossless", model)

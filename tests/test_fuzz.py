@@ -1,10 +1,10 @@
-"""A few hundred fuzz cases on every run (tests/fuzzing.py); scripts/fuzz.py runs long ones."""
+"""A few hundred fuzz cases on every run (dqcodec/testing/fuzzing.py); scripts/fuzz.py runs long ones."""
 
 from pathlib import Path
 
 import pytest
 
-from . import fuzzing
+from dqcodec.testing import fuzzing
 
 
 @pytest.fixture(scope="module")

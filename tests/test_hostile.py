@@ -18,7 +18,7 @@ from dqcodec import baselines, container, zoo
 from dqcodec.container import Header, pack, unpack
 
 from .conftest import photo_like, tiny_model
-from .fuzzing import with_crc
+from dqcodec.testing.fuzzing import with_crc
 
 
 def _with_header(data: bytes, **fields) -> bytes:

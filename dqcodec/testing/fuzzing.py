@@ -15,7 +15,7 @@ one of:
 tests/test_fuzz.py runs a few hundred cases on every test run; ``scripts/fuzz.py`` runs long ones,
 and also drives the same targets with atheris (coverage-guided, as OSS-Fuzz does) when it is installed.
 
-    python -m tests.fuzzing --worker    (what the parent starts; reads cases on stdin)
+    python -m dqcodec.testing.fuzzing --worker    (what the parent starts; reads cases on stdin)
 """
 
 from __future__ import annotations
@@ -331,9 +331,9 @@ class Workers:
         self.fresh = False  # started, and not yet past importing torch
 
     def _start(self):
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]  # the folder that holds the dqcodec package
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzzing", "--worker"], cwd=root, env=self.env,
+            [sys.executable, "-m", "dqcodec.testing.fuzzing", "--worker"], cwd=root, env=self.env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         self.fresh = True
@@ -393,4 +393,4 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--worker"]:
         _worker()
     else:
-        sys.exit("usage: python -m tests.fuzzing --worker (scripts/fuzz.py runs the fuzzer)")
+        sys.exit("usage: python -m dqcodec.testing.fuzzing --worker (scripts/fuzz.py runs the fuzzer)")
