@@ -32,7 +32,13 @@ def record_chunks(net, image: Image.Image, count: int) -> list[dict]:
     init, table, push = pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push
 
     def recording_init(self, raw, base, tolerance=0):
-        self._record = {"raw": raw.clone(), "base": base.clone(), "tolerance": tolerance, "values": [], "frequencies": []}
+        self._record = {
+            "raw": raw.clone(),
+            "base": base.clone(),
+            "tolerance": tolerance,
+            "values": [],
+            "frequencies": [],
+        }
         if len(recorded) < count:
             recorded.append(self._record)
         init(self, raw, base, tolerance)
@@ -48,10 +54,20 @@ def record_chunks(net, image: Image.Image, count: int) -> list[dict]:
 
     x = codec.pad(codec.to_tensor(image))
     try:
-        pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push = recording_init, recording_table, recording_push
-        tiling.encode(net, x, net.config.lossless_quality, tiling.LOSSLESS_TILE, lossless_size=(image.height, image.width))
+        pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push = (
+            recording_init,
+            recording_table,
+            recording_push,
+        )
+        tiling.encode(
+            net, x, net.config.lossless_quality, tiling.LOSSLESS_TILE, lossless_size=(image.height, image.width)
+        )
     finally:
-        pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push = init, table, push
+        pixels.ChunkDistribution.__init__, pixels.ChunkDistribution.table, pixels.ChunkDistribution.push = (
+            init,
+            table,
+            push,
+        )
     return recorded
 
 
@@ -86,12 +102,16 @@ def main(model: str, chunks: int, repeats: int) -> None:
     click.echo(f"{EXAMPLE.name}: {len(recorded)} chunks, {rows} pixels, {model}, best of {repeats}")
     torch.set_num_threads(1)
     seconds, built, same = best(repeats, lambda: build_tables(recorded))
-    click.echo(f"one thread:           {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}")
+    click.echo(
+        f"one thread:           {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}"
+    )
     torch.set_num_threads(2)
     if "map_blocks" in inspect.signature(pixels.ChunkDistribution.table).parameters:
         with pixels._table_builders(2) as pool:
             seconds, built, same = best(repeats, lambda: build_tables(recorded, pool.map))
-        click.echo(f"two workers (coder's): {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}")
+        click.echo(
+            f"two workers (coder's): {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 import dqcodec
-from dqcodec_cli.main import cli
 from dqcodec import baselines, container, zoo
 from dqcodec.container import Header, pack, unpack
+from dqcodec.testing.fuzzing import with_crc
+from dqcodec_cli.main import cli
 
 from .conftest import photo_like, tiny_model
-from dqcodec.testing.fuzzing import with_crc
 
 
 def _with_header(data: bytes, **fields) -> bytes:
@@ -27,8 +27,15 @@ def _with_header(data: bytes, **fields) -> bytes:
 
 
 def test_every_error_is_one_of_dqcodecs_own():
-    for error in (dqcodec.ContainerError, dqcodec.CorruptStreamError, dqcodec.UnsupportedImageError,
-                  dqcodec.ImageTooLargeError, dqcodec.ModelError, dqcodec.ArgumentError, dqcodec.FixedPointError):
+    for error in (
+        dqcodec.ContainerError,
+        dqcodec.CorruptStreamError,
+        dqcodec.UnsupportedImageError,
+        dqcodec.ImageTooLargeError,
+        dqcodec.ModelError,
+        dqcodec.ArgumentError,
+        dqcodec.FixedPointError,
+    ):
         assert issubclass(error, dqcodec.DQCodecError) and issubclass(error, ValueError)
 
 
@@ -175,7 +182,12 @@ def _png16(path, array):
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("lossless", [False, True])
@@ -227,7 +239,9 @@ def test_decode_writes_the_format_its_suffix_names(tiny_zoo, tmp_path, suffix, f
     assert result.exit_code == 0, result.output
     with Image.open(out) as written:
         assert written.format == fmt
-        assert np.array_equal(np.asarray(written.convert("RGB")), np.asarray(dqcodec.decompress((tmp_path / "a.dq").read_bytes())))
+        assert np.array_equal(
+            np.asarray(written.convert("RGB")), np.asarray(dqcodec.decompress((tmp_path / "a.dq").read_bytes()))
+        )
 
 
 def test_decode_refuses_a_lossy_or_unknown_suffix(tiny_zoo, tmp_path):
@@ -243,11 +257,15 @@ def test_eval_does_not_mix_two_runs(tiny_zoo, tmp_path):
     images.mkdir()
     Image.fromarray(photo_like(32, 32)).save(images / "a.png")
     out = tmp_path / "out"
-    first = CliRunner().invoke(cli, ["eval", str(images), "--codec", "dq", "--codec", "jpeg", "--model", tiny_zoo, "-o", str(out)])
+    first = CliRunner().invoke(
+        cli, ["eval", str(images), "--codec", "dq", "--codec", "jpeg", "--model", tiny_zoo, "-o", str(out)]
+    )
     assert first.exit_code == 0, first.output
     again = CliRunner().invoke(cli, ["eval", str(images), "--codec", "dq", "--model", tiny_zoo, "-o", str(out)])
     assert again.exit_code == 1 and "--force" in again.output and (out / "jpeg.json").exists()
-    forced = CliRunner().invoke(cli, ["eval", str(images), "--codec", "dq", "--model", tiny_zoo, "-o", str(out), "--force"])
+    forced = CliRunner().invoke(
+        cli, ["eval", str(images), "--codec", "dq", "--model", tiny_zoo, "-o", str(out), "--force"]
+    )
     assert forced.exit_code == 0, forced.output
     assert not (out / "jpeg.json").exists() and (out / "dq.json").exists()
 
