@@ -1,14 +1,24 @@
-# `make demo` and `make test` set up .venv on first use, then run.
+# `make demo` and `make test` set up .venv on first use, then run. Each installs what it uses: `make demo` the
+# core package (coding only), `make test` the [test] extra (README.md, "Installing", lists the extras).
 VENV := .venv
 PY := $(VENV)/bin/python
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: demo test
+# the core package, editable
+$(VENV)/.installed: pyproject.toml $(VENV)/.created
+	$(VENV)/bin/pip install --quiet -e .
+	touch $@
+
+# the core package with one extra: .installed-test, .installed-eval, .installed-train, .installed-dev
+$(VENV)/.installed-%: pyproject.toml $(VENV)/.created
+	$(VENV)/bin/pip install --quiet -e '.[$*]'
+	touch $@
+
+.PHONY: demo test test-quick lint
 demo: $(VENV)/.installed
 	$(VENV)/bin/dqcodec models
 	$(VENV)/bin/dqcodec encode examples/photo.png -o build/photo.dq --force
@@ -16,14 +26,26 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/dqcodec decode build/photo.dq -o build/photo.png --force
 	$(PY) examples/roundtrip.py
 
-test: $(VENV)/.installed
+# every test (CI runs this: .ci/run)
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
+
+# the tests that take under ~5 s each (`slow` in pyproject.toml's markers)
+test-quick: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m "not slow"
+
+# what pre-commit runs (.pre-commit-config.yaml), over the whole tree
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Rebuild the training / held-out photos from Debian packages (needs apt-get; about 0.9 GB of cache).
 # `make native` (after `make data`: it reads data/manifest.json) cuts 768x512 native-resolution, textured
 # crops from the best photos none of data/train comes from (data/native/, listed in data/native.json;
 # about 0.45 GB more cache); scripts/build_native_set.py --train-native also cuts 256x256 native crops
 # of training photos into data/train-native/.
+# Training a dq model needs the core package only; the baselines need [train], `results` and `bench` [eval].
 .PHONY: data native train baselines results bench
 data: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py
@@ -80,18 +102,18 @@ dq2: $(VENV)/.installed
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt --name dq-2 --force --base dq-2 $(DQ2_LADDER)
 
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
-baselines: $(VENV)/.installed
+baselines: $(VENV)/.installed-train
 	DQ=$(VENV)/bin/dqcodec scripts/train_baselines.sh
 
 # Every codec on the held-out photos (docs/results, the README's plot and BD-rates), then the baselines' cards.
-results: $(VENV)/.installed
+results: $(VENV)/.installed-eval
 	$(VENV)/bin/dqcodec eval data/heldout -o docs/results > docs/results/eval.txt  # not a pipe: a failed run must stop here
 	cat docs/results/eval.txt
 	for arch in bmshj2018-factorized bmshj2018-hyperprior; do for i in 1 2 3; do \
 		$(PY) scripts/make_card.py runs/$$arch-$$i/checkpoint.pt docs/results/$$arch.json --name $$arch-$$i \
 			--base runs/$$arch-base/checkpoint.pt || exit 1; done; done
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-eval
 	$(PY) benchmarks/rd.py data/heldout
 	$(PY) benchmarks/rd.py data/native
 	$(PY) benchmarks/lossless.py data/heldout

@@ -55,9 +55,13 @@ def main(image, runs):
             times, outputs = zip(*(wall(args) for _ in range(runs)))
             reported = [float(m[1]) for out in outputs for m in [re.search(r", ([0-9.]+) s$", out.strip())] if m]
             extra = f" (the command reports {statistics.median(reported):.2f} s)" if reported else ""
-            click.echo(f"{name:8} median {statistics.median(times):.2f} s over {runs} runs, min {min(times):.2f}{extra}")
+            click.echo(
+                f"{name:8} median {statistics.median(times):.2f} s over {runs} runs, min {min(times):.2f}{extra}"
+            )
         click.echo("slowest top-level imports of the decode:")
-        for seconds, module in slowest_imports(["-m", "dqcodec_cli.main", "decode", str(encoded), "-o", str(decoded), "--force"], 6):
+        for seconds, module in slowest_imports(
+            ["-m", "dqcodec_cli.main", "decode", str(encoded), "-o", str(decoded), "--force"], 6
+        ):
             click.echo(f"  {seconds:6.2f} s  {module}")
 
 

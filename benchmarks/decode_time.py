@@ -33,7 +33,9 @@ def main(folder, qualities, model, threads):
             dqcodec.decompress(data)
             seconds.append(time.perf_counter() - started)
         size = f"{images[0].width}x{images[0].height}" if len({im.size for im in images}) == 1 else "mixed sizes"
-        click.echo(f"{model} quality {quality}: mean decode {sum(seconds) / len(seconds):.3f} s, max {max(seconds):.3f} s over {len(files)} files ({size}), {threads} threads")
+        click.echo(
+            f"{model} quality {quality}: mean decode {sum(seconds) / len(seconds):.3f} s, max {max(seconds):.3f} s over {len(files)} files ({size}), {threads} threads"
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dqcodec import codec  # noqa: E402
+from dqcodec import codec
 
 LOAD_ONLY = "import dqcodec; from dqcodec import zoo; zoo.load('{model}')"
 
@@ -68,8 +68,12 @@ def main(folder, sizes, lossless_sizes, model, quality):
     dq = str(Path(sys.executable).with_name("dqcodec"))
     base_seconds, base_mb = measure([sys.executable, "-c", LOAD_ONLY.format(model=model)])
     click.echo(f"import dqcodec and load {model}: {base_seconds:.1f} s, {base_mb:.0f} MB peak")
-    click.echo(f"{'mode':9} {'MP':>6} {'size':>11} {'file bytes':>11} {'encode s':>9} {'encode MB':>10} {'decode s':>9} {'decode MB':>10}")
-    runs = [("lossy", float(s)) for s in sizes.split(",") if s] + [("lossless", float(s)) for s in lossless_sizes.split(",") if s]
+    click.echo(
+        f"{'mode':9} {'MP':>6} {'size':>11} {'file bytes':>11} {'encode s':>9} {'encode MB':>10} {'decode s':>9} {'decode MB':>10}"
+    )
+    runs = [("lossy", float(s)) for s in sizes.split(",") if s] + [
+        ("lossless", float(s)) for s in lossless_sizes.split(",") if s
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for mode, megapixels in runs:
             image = mosaic(folder, megapixels)
@@ -79,7 +83,9 @@ def main(folder, sizes, lossless_sizes, model, quality):
             encode = measure([dq, "encode", str(source), "-o", str(coded), "--force", "--model", model, *options])
             decode = measure([dq, "decode", str(coded), "-o", str(decoded), "--force"])
             if mode == "lossless":
-                assert np.array_equal(np.asarray(Image.open(decoded)), np.asarray(image)), "lossless round trip not exact"
+                assert np.array_equal(np.asarray(Image.open(decoded)), np.asarray(image)), (
+                    "lossless round trip not exact"
+                )
             click.echo(
                 f"{mode:9} {image.width * image.height / 1e6:6.2f} {f'{image.width}x{image.height}':>11} {coded.stat().st_size:11d}"
                 f" {encode[0]:9.1f} {encode[1]:10.0f} {decode[0]:9.1f} {decode[1]:10.0f}"

@@ -40,14 +40,28 @@ def four_megapixels(model: str, threads: int) -> None:
     data = dqcodec.compress(image, model=model, lossless=True)
     encoded = time.perf_counter()
     exact = np.array_equal(np.asarray(dqcodec.decompress(data)), np.asarray(image))
-    print(json.dumps({"encode_s": encoded - started, "decode_s": time.perf_counter() - encoded, "exact": exact, "bpd": 8 * len(data) / (2304 * 1728 * 3)}))
+    print(
+        json.dumps(
+            {
+                "encode_s": encoded - started,
+                "decode_s": time.perf_counter() - encoded,
+                "exact": exact,
+                "bpd": 8 * len(data) / (2304 * 1728 * 3),
+            }
+        )
+    )
 
 
 @click.command()
 @click.argument("folder", default="data/heldout", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", default=zoo.DEFAULT_LOSSLESS_MODEL)
 @click.option("--threads", default=2)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and pooled figures")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write per-image points and pooled figures",
+)
 @click.option("--child", is_flag=True, hidden=True)
 def main(folder, model, threads, json_out, child):
     if child:
@@ -64,10 +78,14 @@ def main(folder, model, threads, json_out, child):
             points.extend(evaluate.measure_lossless(c, image, path.name) for c in codecs)
     pooled = evaluate.pool_lossless(points)
 
-    click.echo(f"{len(paths)} images from {folder} ({sum(p.dims for p in points if p.codec == 'dq') / 3e6:.2f} MP); torch threads {threads}; model {model}")
+    click.echo(
+        f"{len(paths)} images from {folder} ({sum(p.dims for p in points if p.codec == 'dq') / 3e6:.2f} MP); torch threads {threads}; model {model}"
+    )
     click.echo(f"{'codec':7} {'bits/dim':>9} {'enc s/MP':>9} {'dec s/MP':>9}  exact")
     for name, row in pooled.items():
-        click.echo(f"{name:7} {row['bpd']:9.4f} {row['encode_s_per_mp']:9.2f} {row['decode_s_per_mp']:9.2f}  {row['all_exact']}")
+        click.echo(
+            f"{name:7} {row['bpd']:9.4f} {row['encode_s_per_mp']:9.2f} {row['decode_s_per_mp']:9.2f}  {row['all_exact']}"
+        )
     dq = pooled["dq"]
     click.echo(
         f"dq split: codes {dq['code_bpd']:.4f} + pixels {dq['pixel_bpd']:.4f} (+ headers); "
@@ -80,22 +98,34 @@ def main(folder, model, threads, json_out, child):
     encode_s, data = best_of_three(lambda: dqcodec.compress(example, model=model, lossless=True))
     decode_s, decoded = best_of_three(lambda: dqcodec.decompress(data))
     exact = np.array_equal(np.asarray(decoded), np.asarray(example))
-    click.echo(f"{EXAMPLE.name} {example.width}x{example.height}: encode {encode_s:.2f} s, decode {decode_s:.2f} s (best of 3), {8 * len(data) / (example.width * example.height * 3):.4f} bits/dim, exact {exact}")
+    click.echo(
+        f"{EXAMPLE.name} {example.width}x{example.height}: encode {encode_s:.2f} s, decode {decode_s:.2f} s (best of 3), {8 * len(data) / (example.width * example.height * 3):.4f} bits/dim, exact {exact}"
+    )
 
     child_run = subprocess.run(
-        [sys.executable, __file__, "--child", "--model", model, "--threads", str(threads)], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--child", "--model", model, "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     big = json.loads(child_run.stdout.strip().splitlines()[-1])
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    click.echo(f"4 MP (2304x1728): encode {big['encode_s']:.1f} s, decode {big['decode_s']:.1f} s, exact {big['exact']}, peak memory {peak_mb:.0f} MB")
+    click.echo(
+        f"4 MP (2304x1728): encode {big['encode_s']:.1f} s, decode {big['decode_s']:.1f} s, exact {big['exact']}, peak memory {peak_mb:.0f} MB"
+    )
 
     if json_out:
-        json_out.write_text(json.dumps({
-            "pooled": pooled,
-            "images": [asdict(p) for p in points],
-            "example": {"encode_s": encode_s, "decode_s": decode_s, "exact": exact},
-            "four_megapixels": {**big, "peak_mb": peak_mb},
-        }, indent=2))
+        json_out.write_text(
+            json.dumps(
+                {
+                    "pooled": pooled,
+                    "images": [asdict(p) for p in points],
+                    "example": {"encode_s": encode_s, "decode_s": decode_s, "exact": exact},
+                    "four_megapixels": {**big, "peak_mb": peak_mb},
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,17 @@ def load_times(name: str) -> dict:
         return min(times)
 
     path = zoo.find(name).path
-    read = (lambda: weights.read(path.read_bytes())) if path.suffix == ".dqw" else (lambda: zoo._legacy_checkpoint(path, path.read_bytes()))
-    return {"file": path.name, "bytes": path.stat().st_size, "load_s": best(lambda: zoo.load(name)), "weights_s": best(read)}
+    read = (
+        (lambda: weights.read(path.read_bytes()))
+        if path.suffix == ".dqw"
+        else (lambda: zoo._legacy_checkpoint(path, path.read_bytes()))
+    )
+    return {
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "load_s": best(lambda: zoo.load(name)),
+        "weights_s": best(read),
+    }
 
 
 def dq_points(images: list, lossless: bool) -> dict:
@@ -120,7 +129,9 @@ def measure(count: int, threads: int, lossless_check: bool) -> dict:
 def run_side(models: Path, count: int, threads: int, lossless_check: bool) -> dict:
     env = {**os.environ, "DQCODEC_MODELS": str(models), "PYTHONPATH": str(ROOT)}
     code = f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import model_files; print(json.dumps(model_files.measure({count}, {threads}, {lossless_check})))"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -165,16 +176,24 @@ def report(before: dict, after: dict, count: int) -> None:
                 continue
             rows = {k: v for k, v in points.items() if isinstance(v, dict)} if name == "dq-hier" else {"": points}
             for setting, p in rows.items():
-                o = (old[name][setting] if setting else old[name])
-                click.echo(f"| {name} | {setting} | {o['bpp']:.4f} | {p['bpp']:.4f} | {change(o['bpp'], p['bpp'])} | {o['psnr']:.3f} | {p['psnr']:.3f} | {p['psnr'] - o['psnr']:+.3f} |")
+                o = old[name][setting] if setting else old[name]
+                click.echo(
+                    f"| {name} | {setting} | {o['bpp']:.4f} | {p['bpp']:.4f} | {change(o['bpp'], p['bpp'])} | {o['psnr']:.3f} | {p['psnr']:.3f} | {p['psnr'] - o['psnr']:+.3f} |"
+                )
         if "lossless_bpd" in new["dq-hier"]:
             o, p = old["dq-hier"]["lossless_bpd"], new["dq-hier"]["lossless_bpd"]
-            exact = "every new file decodes exactly" if new["dq-hier"]["lossless_exact"] else "A NEW FILE DID NOT DECODE EXACTLY"
+            exact = (
+                "every new file decodes exactly"
+                if new["dq-hier"]["lossless_exact"]
+                else "A NEW FILE DID NOT DECODE EXACTLY"
+            )
             click.echo(f"\ndq-hier lossless bits/dim: {o:.4f} -> {p:.4f} ({change(o, p)}); {exact}")
 
 
 @click.command()
-@click.option("--old-rev", default="8d9a9f3", show_default=True, help="git revision whose models/ holds the half-precision files")
+@click.option(
+    "--old-rev", default="8d9a9f3", show_default=True, help="git revision whose models/ holds the half-precision files"
+)
 @click.option("--images", "count", default=8, show_default=True, help="images of each folder's subset")
 @click.option("--threads", default=2, show_default=True)
 @click.option("--lossless/--no-lossless", default=True, show_default=True)

@@ -21,13 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dqcodec import codec, tiling, zoo
-
-try:
-    from dqcodec import pixel_codec, pixel_tables
-except ImportError:  # an older tree for the A/B, whose pixel likelihood is one module
-    from dqcodec import pixels as pixel_codec
-    from dqcodec import pixels as pixel_tables
+from dqcodec import codec, pixel_codec, pixel_tables, zoo
+from dqcodec.stack import LayerStack
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 
@@ -38,7 +33,13 @@ def record_chunks(net, image: Image.Image, count: int) -> list[dict]:
     init, table, push = pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table, pixel_tables.ChunkDistribution.push
 
     def recording_init(self, raw, base, tolerance=0):
-        self._record = {"raw": raw.clone(), "base": base.clone(), "tolerance": tolerance, "values": [], "frequencies": []}
+        self._record = {
+            "raw": raw.clone(),
+            "base": base.clone(),
+            "tolerance": tolerance,
+            "values": [],
+            "frequencies": [],
+        }
         if len(recorded) < count:
             recorded.append(self._record)
         init(self, raw, base, tolerance)
@@ -54,10 +55,14 @@ def record_chunks(net, image: Image.Image, count: int) -> list[dict]:
 
     x = codec.pad(codec.to_tensor(image))
     try:
-        pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table, pixel_tables.ChunkDistribution.push = recording_init, recording_table, recording_push
-        tiling.encode(net, x, net.config.lossless_quality, tiling.LOSSLESS_TILE, lossless_size=(image.height, image.width))
+        pixel_tables.ChunkDistribution.__init__ = recording_init
+        pixel_tables.ChunkDistribution.table = recording_table
+        pixel_tables.ChunkDistribution.push = recording_push
+        point = net.ladder.resolve(lossless=True)
+        LayerStack(net, point).compress(x, (image.height, image.width), point.tile)
     finally:
-        pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table, pixel_tables.ChunkDistribution.push = init, table, push
+        pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table = init, table
+        pixel_tables.ChunkDistribution.push = push
     return recorded
 
 
@@ -92,12 +97,16 @@ def main(model: str, chunks: int, repeats: int) -> None:
     click.echo(f"{EXAMPLE.name}: {len(recorded)} chunks, {rows} pixels, {model}, best of {repeats}")
     torch.set_num_threads(1)
     seconds, built, same = best(repeats, lambda: build_tables(recorded))
-    click.echo(f"one thread:           {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}")
+    click.echo(
+        f"one thread:           {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}"
+    )
     torch.set_num_threads(2)
     if "map_blocks" in inspect.signature(pixel_tables.ChunkDistribution.table).parameters:
         with pixel_codec._table_builders(2) as pool:
             seconds, built, same = best(repeats, lambda: build_tables(recorded, pool.map))
-        click.echo(f"two workers (coder's): {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}")
+        click.echo(
+            f"two workers (coder's): {1000 * seconds / built:6.2f} ms per table ({built} tables), encoder's frequencies: {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/portability.py [IMAGE ...]      (default: examples/photo.png)
 
 Encodes each image with the shipped model here (lossy q1, q4, q6, lossless, and grayscale lossy q4
-and lossless), then decodes every file in fresh processes under each setting of tests/kernels.py
+and lossless), then decodes every file in fresh processes under each setting of dqcodec/testing/kernels.py
 (ATen without SIMD, ATen at AVX2, oneDNN off, ATen and oneDNN at AVX2, 1 and 2 threads). A cell
 says whether the decoder built the encoder's tables ("tables ok"), and for lossless files whether
 the pixels are the original ones, for lossy files the largest difference from this process's decode
@@ -22,8 +22,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import dqcodec  # noqa: E402
-from tests import kernels  # noqa: E402
+import dqcodec
+from dqcodec.testing import kernels
 
 KINDS = {
     "lossy q1": ("RGB", {"quality": 1}),

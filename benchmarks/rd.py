@@ -38,9 +38,18 @@ def best_of_three(fn):
 @click.command()
 @click.argument("folder", default="data/heldout", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", default=zoo.DEFAULT_MODEL)
-@click.option("--effort", "efforts", type=click.IntRange(0, len(codec.EFFORT_STEPS) - 1), multiple=True, default=[0], show_default=True)
+@click.option(
+    "--effort",
+    "efforts",
+    type=click.IntRange(0, len(codec.EFFORT_STEPS) - 1),
+    multiple=True,
+    default=[0],
+    show_default=True,
+)
 @click.option("--threads", default=2)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and means")
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write per-image points and means"
+)
 def main(folder, model, efforts, threads, json_out):
     torch.set_num_threads(threads)
     efforts = sorted(set(efforts))
@@ -62,7 +71,9 @@ def main(folder, model, efforts, threads, json_out):
     for name, s in summaries.items():
         r = s.results
         for i, setting in enumerate(s.settings):
-            click.echo(f"{name:6} {setting:>3} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}")
+            click.echo(
+                f"{name:6} {setting:>3} {r['bpp'][i]:8.4f} {r['psnr-rgb'][i]:7.2f} {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}"
+            )
     jpeg = summaries["jpeg"].results
     jpeg_curve = list(zip(jpeg["bpp"], jpeg["psnr-rgb"]))
     for name in dq_names:
@@ -71,7 +82,11 @@ def main(folder, model, efforts, threads, json_out):
         for q, bpp, psnr in zip(summaries[name].settings, dq["bpp"], dq["psnr-rgb"]):
             ref = evaluate.interpolate_psnr(jpeg_curve, bpp)
             if ref is None:
-                end, side = (min(jpeg_curve), "below JPEG's lowest") if bpp < min(jpeg_curve)[0] else (max(jpeg_curve), "above JPEG's highest")
+                end, side = (
+                    (min(jpeg_curve), "below JPEG's lowest")
+                    if bpp < min(jpeg_curve)[0]
+                    else (max(jpeg_curve), "above JPEG's highest")
+                )
                 verdict = f"{side} rate ({end[0]:.4f} bpp, {end[1]:.2f} dB)"
             else:
                 verdict = f"JPEG {ref:.2f} dB, dq {psnr - ref:+.2f} dB"
@@ -80,8 +95,8 @@ def main(folder, model, efforts, threads, json_out):
     image = Image.open(EXAMPLE).convert("RGB")
     quality = zoo.load(model)[0].config.default_quality
     for effort in efforts:
-        encode_s, data = best_of_three(lambda: dqcodec.compress(image, quality=quality, model=model, effort=effort))
-        decode_s, _ = best_of_three(lambda: dqcodec.decompress(data))
+        encode_s, data = best_of_three(lambda e=effort: dqcodec.compress(image, quality=quality, model=model, effort=e))
+        decode_s, _ = best_of_three(lambda d=data: dqcodec.decompress(d))
         click.echo(
             f"{EXAMPLE.name} {image.width}x{image.height} at quality {quality}, effort {effort}: "
             f"encode {encode_s:.3f} s, decode {decode_s:.3f} s (best of 3)"
@@ -89,7 +104,10 @@ def main(folder, model, efforts, threads, json_out):
     if json_out:
         json_out.write_text(
             json.dumps(
-                {"summaries": {k: v.as_compressai_json() for k, v in summaries.items()}, "points": [asdict(p) for p in points]},
+                {
+                    "summaries": {k: v.as_compressai_json() for k, v in summaries.items()},
+                    "points": [asdict(p) for p in points],
+                },
                 indent=1,
             )
         )

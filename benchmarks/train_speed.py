@@ -32,7 +32,9 @@ def step_fn(model, criterion, optimizer, bf16, channels_last):
     qualities = torch.tensor(model.config.qualities)
 
     def step(x):
-        output = train.forward(model, x, qualities[train.sample_qualities(len(qualities), x.shape[0], 0.0)], bf16, channels_last)
+        output = train.forward(
+            model, x, qualities[train.sample_qualities(len(qualities), x.shape[0], 0.0)], bf16, channels_last
+        )
         loss = criterion(output, x)["loss"] + output["vq_loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -97,7 +99,9 @@ def main(train_dir, heldout, minutes, every):
             steps += 1
         q4, q6 = coded(model, evaluation, 4), coded(model, evaluation, 6)
         rows.append((name, statistics.median(times), steps, q4, q6))
-        click.echo(f"{name}: {statistics.median(times):.3f} s/step, {steps} steps in {minutes} min, q4 {q4}, q6 {q6}", err=True)
+        click.echo(
+            f"{name}: {statistics.median(times):.3f} s/step, {steps} steps in {minutes} min, q4 {q4}, q6 {q6}", err=True
+        )
     click.echo(f"{len(evaluation)} held-out images; {minutes} minutes of training each, from the same seed\n")
     click.echo("| setting | s per step (8x128²) | steps in equal time (16x64²) | q4 bpp / PSNR | q6 bpp / PSNR |")
     click.echo("|---|---|---|---|---|")

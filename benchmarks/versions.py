@@ -46,18 +46,28 @@ def measure(folder: Path, threads: int, lossless: bool) -> dict:
         bits = pixels = encode = decode = 0.0
         psnr = []
         for image in images:
-            t_enc, data = _timed(lambda: dqcodec.compress(image, quality=q))
-            t_dec, decoded = _timed(lambda: dqcodec.decompress(data))
+            t_enc, data = _timed(lambda i=image, q=q: dqcodec.compress(i, quality=q))
+            t_dec, decoded = _timed(lambda d=data: dqcodec.decompress(d))
             error = np.mean((np.asarray(decoded, dtype=np.float64) - image) ** 2)
             psnr.append(10 * np.log10(255**2 / error))
-            bits, pixels, encode, decode = bits + 8 * len(data), pixels + image.shape[0] * image.shape[1], encode + t_enc, decode + t_dec
-        out["qualities"][q] = {"bpp": bits / pixels, "psnr": float(np.mean(psnr)), "encode_s": encode / len(images), "decode_s": decode / len(images)}
+            bits, pixels, encode, decode = (
+                bits + 8 * len(data),
+                pixels + image.shape[0] * image.shape[1],
+                encode + t_enc,
+                decode + t_dec,
+            )
+        out["qualities"][q] = {
+            "bpp": bits / pixels,
+            "psnr": float(np.mean(psnr)),
+            "encode_s": encode / len(images),
+            "decode_s": decode / len(images),
+        }
         print(f"  q{q} done", file=sys.stderr, flush=True)
     if lossless:
         bits = dims = encode = decode = 0.0
         for image in images:
-            t_enc, data = _timed(lambda: dqcodec.compress(image, lossless=True))
-            t_dec, decoded = _timed(lambda: dqcodec.decompress(data))
+            t_enc, data = _timed(lambda i=image: dqcodec.compress(i, lossless=True))
+            t_dec, decoded = _timed(lambda d=data: dqcodec.decompress(d))
             if not np.array_equal(np.asarray(decoded), image):
                 raise SystemExit("a lossless file did not decode exactly")
             bits, dims, encode, decode = bits + 8 * len(data), dims + image.size, encode + t_enc, decode + t_dec
@@ -74,7 +84,9 @@ def measure(folder: Path, threads: int, lossless: bool) -> dict:
 def run_checkout(checkout: Path, folder: Path, threads: int, lossless: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(checkout), "DQCODEC_MODELS": str(checkout / "models")}
     code = f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import versions; print(json.dumps(versions.measure(__import__('pathlib').Path({str(folder)!r}), {threads}, {lossless})))"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=checkout, stdout=subprocess.PIPE, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=checkout, stdout=subprocess.PIPE, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -92,7 +104,9 @@ def main(old, folder, new, threads, lossless, json_out):
         results[label] = run_checkout(checkout, folder.resolve(), threads, lossless)
     before, after = results["before"], results["after"]
     click.echo(f"{before['images']} images in {folder}, {threads} threads\n")
-    click.echo("| q | bpp before | bpp after | change | PSNR before | PSNR after | encode s before / after | decode s before / after |")
+    click.echo(
+        "| q | bpp before | bpp after | change | PSNR before | PSNR after | encode s before / after | decode s before / after |"
+    )
     click.echo("|---|---|---|---|---|---|---|---|")
     for q, b in before["qualities"].items():
         a = after["qualities"][q]
@@ -102,11 +116,17 @@ def main(old, folder, new, threads, lossless, json_out):
         )
     if lossless:
         b, a = before["lossless"], after["lossless"]
-        click.echo(f"\nlossless bits/dim: {b['bpd']:.4f} -> {a['bpd']:.4f} ({100 * (a['bpd'] / b['bpd'] - 1):+.2f}%); "
-                   f"encode s/image {b['encode_s']:.2f} -> {a['encode_s']:.2f}, decode s/image {b['decode_s']:.2f} -> {a['decode_s']:.2f}")
-    click.echo(f"photo.png lossy decode (default quality, best of 3): {before['photo_decode_s']:.3f} s -> {after['photo_decode_s']:.3f} s")
+        click.echo(
+            f"\nlossless bits/dim: {b['bpd']:.4f} -> {a['bpd']:.4f} ({100 * (a['bpd'] / b['bpd'] - 1):+.2f}%); "
+            f"encode s/image {b['encode_s']:.2f} -> {a['encode_s']:.2f}, decode s/image {b['decode_s']:.2f} -> {a['decode_s']:.2f}"
+        )
+    click.echo(
+        f"photo.png lossy decode (default quality, best of 3): {before['photo_decode_s']:.3f} s -> {after['photo_decode_s']:.3f} s"
+    )
     b, a = before["photo_lossless"], after["photo_lossless"]
-    click.echo(f"photo.png lossless: {b['bpd']:.4f} -> {a['bpd']:.4f} bits/dim, encode {b['encode_s']:.2f} -> {a['encode_s']:.2f} s, decode {b['decode_s']:.2f} -> {a['decode_s']:.2f} s")
+    click.echo(
+        f"photo.png lossless: {b['bpd']:.4f} -> {a['bpd']:.4f} bits/dim, encode {b['encode_s']:.2f} -> {a['encode_s']:.2f} s, decode {b['decode_s']:.2f} -> {a['decode_s']:.2f} s"
+    )
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))
 

@@ -1,6 +1,6 @@
 """Encode and decode the sample photo with the shipped model at every quality, then losslessly.
 
-    python examples/roundtrip.py [IMAGE]
+python examples/roundtrip.py [IMAGE]
 """
 
 import sys
@@ -22,7 +22,9 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 def main(path: Path) -> None:
     image = Image.open(path).convert("RGB")
     model, _ = zoo.load()
-    print(f"{path}: {image.width}x{image.height}, model {zoo.DEFAULT_MODEL} (lossless files: {zoo.DEFAULT_LOSSLESS_MODEL})")
+    print(
+        f"{path}: {image.width}x{image.height}, model {zoo.DEFAULT_MODEL} (lossless files: {zoo.DEFAULT_LOSSLESS_MODEL})"
+    )
     for quality in range(1, model.num_qualities + 1):
         started = time.perf_counter()
         data = dqcodec.compress(image, quality=quality)

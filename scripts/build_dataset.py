@@ -73,39 +73,64 @@ class Source:
 
 
 SOURCES = [
-    Source("endless-sky-high-dpi",
-           ["usr/share/games/endless-sky/plugins/endless-sky-high-dpi/images/land"]),
-    Source("scratch",  # .jpg only: the .gif and the one .png are cartoons
-           [f"usr/share/scratch/Media/Backgrounds/{d}"
-            for d in ("Outdoors", "Nature", "Indoors", "Sports")],
-           exts=(".jpg", ".jpeg"),
-           exclude=["party-room.jpg", "room1.jpg", "room2.jpg", "room3.jpg",  # drawn
-                    "spotlight-stage.jpg", "woods-and-bench.jpg", "school2.jpg"]),
+    Source("endless-sky-high-dpi", ["usr/share/games/endless-sky/plugins/endless-sky-high-dpi/images/land"]),
+    Source(
+        "scratch",  # .jpg only: the .gif and the one .png are cartoons
+        [f"usr/share/scratch/Media/Backgrounds/{d}" for d in ("Outdoors", "Nature", "Indoors", "Sports")],
+        exts=(".jpg", ".jpeg"),
+        exclude=[
+            "party-room.jpg",
+            "room1.jpg",
+            "room2.jpg",
+            "room3.jpg",  # drawn
+            "spotlight-stage.jpg",
+            "woods-and-bench.jpg",
+            "school2.jpg",
+        ],
+    ),
     Source("krank", ["usr/share/games/krank/levels/unera-backgrounds"], cap=25),
     # Its rotations are not EXIF but angle="..." (clockwise) in the album's index.xml.
-    Source("kphotoalbum", ["usr/share/kphotoalbum/demo"], exts=(".jpg", ".jpeg"),
-           kpa_index="usr/share/kphotoalbum/demo/index.xml"),
+    Source(
+        "kphotoalbum",
+        ["usr/share/kphotoalbum/demo"],
+        exts=(".jpg", ".jpeg"),
+        kpa_index="usr/share/kphotoalbum/demo/index.xml",
+    ),
     # (qt-logo.jpg is a real photo of people with Qt tattoos, kept)
     Source("plasma-workspace-data", ["usr/share/plasma/avatars/photos"], exts=(".png",)),
     Source("tuxpaint-data", ["usr/share/tuxpaint/templates"]),
     Source("gnome-control-center-data", ["usr/share/pixmaps/faces"]),  # not legacy/; symlinks skipped
     Source("libelementary-data", ["usr/share/elementary/images"], exts=(".jpg", ".jpeg")),
     Source("tuxtype-data", ["usr/share/tuxtype/images"], include=r"kcas\d+\.jpg|hidden\.jpg"),
-    Source("lomiri-wallpapers-16.04", ["usr/share/backgrounds"],
-           exclude=["analogpattern_by_Peter_Nerlich.jpg",  # abstract
-                    "umang_by_Abhishek_Mudgal.jpg"]),  # abstract render
-    Source("lxqt-themes", ["usr/share/lxqt/wallpapers"],
-           include=r"Butterfly-Kenneth-Wimer\.jpg|Valendas\.png|after-the-rain\.jpg|"
-                   r"appleflower\.png|beam\.png|butterfly\.png|cloud\.png|drop\.png|"
-                   r"flowers\.png|fog\.jpg|this-is-not-windows\.jpg"),  # rest: logos, renders
+    Source(
+        "lomiri-wallpapers-16.04",
+        ["usr/share/backgrounds"],
+        exclude=[
+            "analogpattern_by_Peter_Nerlich.jpg",  # abstract
+            "umang_by_Abhishek_Mudgal.jpg",
+        ],
+    ),  # abstract render
+    Source(
+        "lxqt-themes",
+        ["usr/share/lxqt/wallpapers"],
+        include=r"Butterfly-Kenneth-Wimer\.jpg|Valendas\.png|after-the-rain\.jpg|"
+        r"appleflower\.png|beam\.png|butterfly\.png|cloud\.png|drop\.png|"
+        r"flowers\.png|fog\.jpg|this-is-not-windows\.jpg",
+    ),  # rest: logos, renders
     Source("libdlib19.1", ["usr/share/doc/libdlib19.1/examples/faces"]),
-    Source("liblemonldap-ng-portal-perl",
-           ["usr/share/lemonldap-ng/portal/htdocs/static/common/backgrounds"]),
+    Source("liblemonldap-ng-portal-perl", ["usr/share/lemonldap-ng/portal/htdocs/static/common/backgrounds"]),
     Source("darknet", ["usr/share/darknet/data"], exclude=["scream.jpg"]),  # painting
-    Source("forensics-samples-files",
-           [f"usr/share/forensics-samples/original-files/pic{i}" for i in (1, 2)],
-           include=r"IMG[-_].*"),  # skips debian*/d-debian* logos and empty.jpg
+    Source(
+        "forensics-samples-files",
+        [f"usr/share/forensics-samples/original-files/pic{i}" for i in (1, 2)],
+        include=r"IMG[-_].*",
+    ),  # skips debian*/d-debian* logos and empty.jpg
 ]
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def log(msg: str) -> None:
@@ -124,6 +149,7 @@ def name_key(text: str) -> str:
 # 1. download + extract
 # --------------------------------------------------------------------------
 
+
 def find_deb(deb_dir: str, package: str) -> str | None:
     hits = sorted(glob.glob(os.path.join(glob.escape(deb_dir), glob.escape(package) + "_*.deb")))
     return hits[-1] if hits else None
@@ -135,18 +161,19 @@ def fetch(package: str, deb_dir: str, extract_root: str) -> tuple[str, str] | No
     deb = find_deb(deb_dir, package)
     if deb is None:
         log(f"downloading {package} ...")
-        proc = subprocess.run(["apt-get", "download", package], cwd=deb_dir,
-                              capture_output=True, text=True)
+        proc = subprocess.run(["apt-get", "download", package], cwd=deb_dir, capture_output=True, text=True)
         deb = find_deb(deb_dir, package)
         if proc.returncode != 0 or deb is None:
             err = (proc.stderr or proc.stdout).strip().splitlines()
-            log(f"WARNING: could not download {package}; skipping it"
-                f" ({err[-1] if err else 'exit ' + str(proc.returncode)})")
+            log(
+                f"WARNING: could not download {package}; skipping it"
+                f" ({err[-1] if err else 'exit ' + str(proc.returncode)})"
+            )
             return None
     dest = os.path.join(extract_root, package)
     stamp = os.path.join(dest, ".extracted-from")
     base = os.path.basename(deb)
-    if os.path.isfile(stamp) and open(stamp).read().strip() == base:
+    if os.path.isfile(stamp) and _read(stamp).strip() == base:
         return deb, dest
     log(f"extracting {base} ...")
     tmp = dest + ".tmp"
@@ -167,6 +194,7 @@ def fetch(package: str, deb_dir: str, extract_root: str) -> tuple[str, str] | No
 # --------------------------------------------------------------------------
 # 2. selection
 # --------------------------------------------------------------------------
+
 
 def select_files(src: Source, root: str) -> tuple[list[str], list[str]]:
     """Return (selected paths inside the package, forbidden names seen)."""
@@ -196,6 +224,7 @@ def select_files(src: Source, root: str) -> tuple[list[str], list[str]]:
 # 3-5. decode, hash, downscale
 # --------------------------------------------------------------------------
 
+
 def kpa_angles(index_xml: str) -> dict[str, int]:
     """File name -> clockwise rotation in degrees, from a KPhotoAlbum index.xml."""
     angles = {}
@@ -206,8 +235,7 @@ def kpa_angles(index_xml: str) -> dict[str, int]:
     return angles
 
 
-CW_TRANSPOSE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
-                270: Image.Transpose.ROTATE_90}
+CW_TRANSPOSE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
 
 
 def load_rgb(path: str, rotate_cw: int = 0) -> tuple[Image.Image, tuple[int, int], str | None]:
@@ -262,13 +290,13 @@ def hamming(a: int, b: int) -> int:
 
 
 def near_duplicate(x: dict, y: dict) -> bool:
-    return (hamming(x["dhash"], y["dhash"]) <= DHASH_MAX_DIST
-            and hamming(x["ahash"], y["ahash"]) <= AHASH_MAX_DIST)
+    return hamming(x["dhash"], y["dhash"]) <= DHASH_MAX_DIST and hamming(x["ahash"], y["ahash"]) <= AHASH_MAX_DIST
 
 
 # --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -313,18 +341,24 @@ def main() -> int:
             w, h = im.size
             f_ = reduce_factor(w, h)
             item = {
-                "package": src.package, "path": rel, "file": path,
-                "sha256": sha256_bytes(raw), "stored_size": list(stored),
-                "orig_size": [w, h], "rotate_cw": rotate_cw,
-                "out_size": [w // f_, h // f_], "factor": f_,
+                "package": src.package,
+                "path": rel,
+                "file": path,
+                "sha256": sha256_bytes(raw),
+                "stored_size": list(stored),
+                "orig_size": [w, h],
+                "rotate_cw": rotate_cw,
+                "out_size": [w // f_, h // f_],
+                "factor": f_,
                 "pixel_sha256": sha256_bytes(im.tobytes()),
             }
             if note:
                 dropped.append({"package": src.package, "path": rel, "reason": note})
                 continue
             if min(w // f_, h // f_) < MIN_SHORT_SIDE:
-                dropped.append({"package": src.package, "path": rel,
-                                "reason": f"too small after /{f_}: {w // f_}x{h // f_}"})
+                dropped.append(
+                    {"package": src.package, "path": rel, "reason": f"too small after /{f_}: {w // f_}x{h // f_}"}
+                )
                 continue
             item["ahash"], item["dhash"] = hashes(im)
             cands.append(item)
@@ -340,13 +374,16 @@ def main() -> int:
                 dup = (k, "exact duplicate")
                 break
             if near_duplicate(c, k):
-                dup = (k, "near duplicate (dHash %d, aHash %d)" % (
-                    hamming(c["dhash"], k["dhash"]), hamming(c["ahash"], k["ahash"])))
+                dup = (
+                    k,
+                    f"near duplicate (dHash {hamming(c['dhash'], k['dhash'])}, aHash {hamming(c['ahash'], k['ahash'])})",
+                )
                 break
         if dup:
             k, why = dup
-            dropped.append({"package": c["package"], "path": c["path"],
-                            "reason": f"{why} of {k['package']}:{k['path']}"})
+            dropped.append(
+                {"package": c["package"], "path": c["path"], "reason": f"{why} of {k['package']}:{k['path']}"}
+            )
         else:
             kept.append(c)
 
@@ -358,9 +395,9 @@ def main() -> int:
     final: list[dict] = []
     for pkg in [s.package for s in SOURCES]:
         items = sorted(by_pkg.get(pkg, []), key=lambda c: name_key(c["path"]))
-        for c in items[caps[pkg]:]:
+        for c in items[caps[pkg] :]:
             dropped.append({"package": pkg, "path": c["path"], "reason": f"over cap {caps[pkg]}"})
-        items = items[:caps[pkg]]
+        items = items[: caps[pkg]]
         n = len(items)
         n_held = max(1, int(HELDOUT_FRACTION * n + 0.5)) if n >= HELDOUT_MIN_SOURCE else 0
         order = sorted(items, key=lambda c: name_key("heldout:" + c["path"]))
@@ -384,8 +421,7 @@ def main() -> int:
     # 5. downscale + write (stale PNGs from earlier runs are removed)
     for d in (train_dir, held_dir):
         os.makedirs(d, exist_ok=True)
-    wanted = {os.path.join(train_dir if c["split"] == "train" else held_dir, c["out_name"])
-              for c in final}
+    wanted = {os.path.join(train_dir if c["split"] == "train" else held_dir, c["out_name"]) for c in final}
     for d in (train_dir, held_dir):
         for name in os.listdir(d):
             p = os.path.join(d, name)
@@ -404,21 +440,34 @@ def main() -> int:
     # 8. manifest + summary
     manifest = {
         "description": "dqcodec photo set built by scripts/build_dataset.py from Debian packages",
-        "params": {"max_side": MAX_SIDE, "min_factor": MIN_FACTOR,
-                   "min_short_side": MIN_SHORT_SIDE, "default_cap": DEFAULT_CAP,
-                   "caps": {s.package: s.cap for s in SOURCES if s.cap != DEFAULT_CAP},
-                   "heldout_fraction": HELDOUT_FRACTION,
-                   "dhash_max_dist": DHASH_MAX_DIST, "ahash_max_dist": AHASH_MAX_DIST,
-                   "resample": "Image.reduce (box), integer factor"},
+        "params": {
+            "max_side": MAX_SIDE,
+            "min_factor": MIN_FACTOR,
+            "min_short_side": MIN_SHORT_SIDE,
+            "default_cap": DEFAULT_CAP,
+            "caps": {s.package: s.cap for s in SOURCES if s.cap != DEFAULT_CAP},
+            "heldout_fraction": HELDOUT_FRACTION,
+            "dhash_max_dist": DHASH_MAX_DIST,
+            "ahash_max_dist": AHASH_MAX_DIST,
+            "resample": "Image.reduce (box), integer factor",
+        },
         "debs": debs,
         "failed_packages": failed,
-        "images": [{
-            "package": c["package"], "path": c["path"], "sha256": c["sha256"],
-            "orig_size": c["orig_size"], "stored_size": c["stored_size"],
-            "rotate_cw": c["rotate_cw"],
-            "factor": c["factor"], "out_size": c["out_size"], "split": c["split"],
-            "file": f"{c['split']}/{c['out_name']}",
-        } for c in final],
+        "images": [
+            {
+                "package": c["package"],
+                "path": c["path"],
+                "sha256": c["sha256"],
+                "orig_size": c["orig_size"],
+                "stored_size": c["stored_size"],
+                "rotate_cw": c["rotate_cw"],
+                "factor": c["factor"],
+                "out_size": c["out_size"],
+                "split": c["split"],
+                "file": f"{c['split']}/{c['out_name']}",
+            }
+            for c in final
+        ],
         "dropped": sorted(dropped, key=lambda d: (d["package"], d["path"])),
         "forbidden_names_excluded": forbidden_seen,
     }

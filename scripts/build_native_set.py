@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import build_dataset as bd  # noqa: E402  (fetch, Source selection, FORBIDDEN_NAMES, hashes)
+import build_dataset as bd
 
 log = bd.log
 
@@ -80,6 +80,7 @@ EET_MAGIC = 0x1EE70F42
 @dataclass
 class NativeSource:
     """A package build_dataset.py does not use: its photos cannot be in data/train."""
+
     package: str
     patterns: list[str]  # globs inside the package
     exclude: str = r"$^"  # regex (full match) on the file name
@@ -87,18 +88,31 @@ class NativeSource:
 
 
 NATIVE_SOURCES = [
-    NativeSource("enlightenment-data", ["usr/share/enlightenment/data/backgrounds/*.edj"],
-                 exclude=r"Dunes\.edj|Flat-.*|Squiggle.*|Sunset-Hills\.edj|Paper-Flower\.edj",
-                 eet_entry="edje/images/0"),
+    NativeSource(
+        "enlightenment-data",
+        ["usr/share/enlightenment/data/backgrounds/*.edj"],
+        exclude=r"Dunes\.edj|Flat-.*|Squiggle.*|Sunset-Hills\.edj|Paper-Flower\.edj",
+        eet_entry="edje/images/0",
+    ),
     # The 500px wesaturate photos are listed for completeness: too small for 768x512.
-    NativeSource("libjxl-testdata", ["usr/share/libjxl-testdata/jxl/flower/flower.png",
-                                     "usr/share/libjxl-testdata/external/wesaturate/500px/*_srgb8.png"]),
+    NativeSource(
+        "libjxl-testdata",
+        [
+            "usr/share/libjxl-testdata/jxl/flower/flower.png",
+            "usr/share/libjxl-testdata/external/wesaturate/500px/*_srgb8.png",
+        ],
+    ),
 ]
 # Packages of build_dataset.SOURCES that may give native crops, from their held-out photos only.
 NATIVE_FROM_HELDOUT = ["forensics-samples-files", "lxqt-themes"]
 # Packages of build_dataset.SOURCES whose training photos may give native training crops.
-TRAIN_NATIVE_PACKAGES = ["forensics-samples-files", "lxqt-themes", "lomiri-wallpapers-16.04",
-                         "libelementary-data", "darknet"]
+TRAIN_NATIVE_PACKAGES = [
+    "forensics-samples-files",
+    "lxqt-themes",
+    "lomiri-wallpapers-16.04",
+    "libelementary-data",
+    "darknet",
+]
 
 
 @dataclass
@@ -114,6 +128,7 @@ class Photo:
 # reading images: Eet containers, JPEG quality
 # --------------------------------------------------------------------------
 
+
 def eet_entry(data: bytes, name: str) -> bytes | None:
     """The raw bytes of entry `name` of an (uncompressed, unciphered) Eet file, else None.
     Layout: magic, #entries, #dictionary; then per entry 6 big-endian ints
@@ -122,9 +137,9 @@ def eet_entry(data: bytes, name: str) -> bytes | None:
         return None
     n_entries = struct.unpack(">i", data[4:8])[0]
     for k in range(n_entries):
-        off, size, _, name_off, name_size, flags = struct.unpack(">6i", data[12 + 24 * k:36 + 24 * k])
-        if data[name_off:name_off + name_size].rstrip(b"\0") == name.encode():
-            return data[off:off + size] if flags == 0 else None
+        off, size, _, name_off, name_size, flags = struct.unpack(">6i", data[12 + 24 * k : 36 + 24 * k])
+        if data[name_off : name_off + name_size].rstrip(b"\0") == name.encode():
+            return data[off : off + size] if flags == 0 else None
     return None
 
 
@@ -134,12 +149,12 @@ def largest_embedded_jpeg(data: bytes) -> bytes | None:
     best, best_area = None, 0
     for m in re.finditer(b"\xff\xd8\xff", data):
         try:
-            with Image.open(io.BytesIO(data[m.start():])) as im:
+            with Image.open(io.BytesIO(data[m.start() :])) as im:
                 area = im.size[0] * im.size[1] if im.format in ("JPEG", "MPO") else 0
         except Exception:
             continue
         if area > best_area:
-            best, best_area = data[m.start():], area
+            best, best_area = data[m.start() :], area
     return best
 
 
@@ -152,10 +167,72 @@ def photo_bytes(photo: Photo) -> bytes | None:
 
 
 # IJG (libjpeg) standard luminance quantization table, quality 50.
-IJG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-            14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-            18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-            49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+IJG_LUMA = [
+    16,
+    11,
+    10,
+    16,
+    24,
+    40,
+    51,
+    61,
+    12,
+    12,
+    14,
+    19,
+    26,
+    58,
+    60,
+    55,
+    14,
+    13,
+    16,
+    24,
+    40,
+    57,
+    69,
+    56,
+    14,
+    17,
+    22,
+    29,
+    51,
+    87,
+    80,
+    62,
+    18,
+    22,
+    37,
+    56,
+    68,
+    109,
+    103,
+    77,
+    24,
+    35,
+    55,
+    64,
+    81,
+    104,
+    113,
+    92,
+    49,
+    64,
+    78,
+    87,
+    103,
+    121,
+    120,
+    101,
+    72,
+    92,
+    95,
+    98,
+    112,
+    100,
+    103,
+    99,
+]
 
 
 def ijg_table_sum(quality: int) -> int:
@@ -181,9 +258,9 @@ def decode(raw: bytes, rotate_cw: int = 0) -> tuple[Image.Image | None, dict]:
         im = ImageOps.exif_transpose(im)
         if rotate_cw:
             im = im.transpose(bd.CW_TRANSPOSE[rotate_cw])
-        if "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
-            if im.convert("RGBA").getextrema()[3][0] < 255:
-                facts["reject"] = "has transparency"
+        has_alpha = "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info)
+        if has_alpha and im.convert("RGBA").getextrema()[3][0] < 255:
+            facts["reject"] = "has transparency"
         q = facts["jpeg_quality"]
         if q is not None and q < MIN_JPEG_QUALITY:
             facts["reject"] = f"JPEG quality ~{q} < {MIN_JPEG_QUALITY}"
@@ -194,6 +271,7 @@ def decode(raw: bytes, rotate_cw: int = 0) -> tuple[Image.Image | None, dict]:
 # texture and crop choice
 # --------------------------------------------------------------------------
 
+
 def block_texture(im: Image.Image) -> np.ndarray:
     """Mean |Laplacian| of the BIN x BIN-averaged luminance, per BLOCK x BLOCK tile of the
     image (rows x cols; a ragged right/bottom edge is ignored)."""
@@ -201,7 +279,7 @@ def block_texture(im: Image.Image) -> np.ndarray:
     luma = rgb @ np.array([0.299, 0.587, 0.114])
     rows, cols = luma.shape[0] // BLOCK, luma.shape[1] // BLOCK
     t = BLOCK // BIN  # binned pixels per tile side
-    binned = luma[:rows * BLOCK, :cols * BLOCK].reshape(rows * t, BIN, cols * t, BIN).mean(axis=(1, 3))
+    binned = luma[: rows * BLOCK, : cols * BLOCK].reshape(rows * t, BIN, cols * t, BIN).mean(axis=(1, 3))
     p = np.pad(binned, 1, mode="edge")
     lap = np.abs(4 * p[1:-1, 1:-1] - p[:-2, 1:-1] - p[2:, 1:-1] - p[1:-1, :-2] - p[1:-1, 2:])
     return lap.reshape(rows, t, cols, t).mean(axis=(1, 3))
@@ -220,12 +298,17 @@ def candidate_crops(tiles: np.ndarray, crop: tuple[int, int], stride: int) -> li
     out = []
     for by in range(0, rows - bh + 1, step):
         for bx in range(0, cols - bw + 1, step):
-            score = float(tiles[by:by + bh, bx:bx + bw].mean())
-            flat_fraction = float(flat[by:by + bh, bx:bx + bw].mean())
+            score = float(tiles[by : by + bh, bx : bx + bw].mean())
+            flat_fraction = float(flat[by : by + bh, bx : bx + bw].mean())
             if score >= MIN_CROP_SCORE and flat_fraction <= MAX_FLAT_FRACTION:
                 x, y = bx * BLOCK, by * BLOCK
-                out.append({"box": [x, y, x + crop[0], y + crop[1]],
-                            "texture": round(score, 3), "flat_fraction": round(flat_fraction, 3)})
+                out.append(
+                    {
+                        "box": [x, y, x + crop[0], y + crop[1]],
+                        "texture": round(score, 3),
+                        "flat_fraction": round(flat_fraction, 3),
+                    }
+                )
     return out
 
 
@@ -247,6 +330,7 @@ def pick_crops(cands: list[dict], limit: int) -> list[dict]:
 # --------------------------------------------------------------------------
 # source selection
 # --------------------------------------------------------------------------
+
 
 def load_manifest(data_dir: str) -> dict | None:
     path = os.path.join(data_dir, "manifest.json")
@@ -284,22 +368,26 @@ def native_photos(fetched: dict[str, str], manifest: dict | None) -> list[Photo]
         if src.package not in NATIVE_FROM_HELDOUT or root is None:
             continue
         picked, _ = bd.select_files(src, root)  # same selection (and name filter) as the dataset
-        photos += [Photo(src.package, rel, os.path.join(root, rel))
-                   for rel in picked if (src.package, rel) in heldout]
+        photos += [Photo(src.package, rel, os.path.join(root, rel)) for rel in picked if (src.package, rel) in heldout]
     return photos
 
 
-def train_native_photos(fetched: dict[str, str], manifest: dict | None,
-                        excluded: set[tuple[str, str]]) -> list[Photo]:
+def train_native_photos(fetched: dict[str, str], manifest: dict | None, excluded: set[tuple[str, str]]) -> list[Photo]:
     photos = []
     for item in (manifest or {}).get("images", []):
         root = fetched.get(item["package"])
         key = (item["package"], item["path"])
-        if (item["split"] != "train" or item["package"] not in TRAIN_NATIVE_PACKAGES
-                or root is None or key in excluded or forbidden(item["path"])):
+        if (
+            item["split"] != "train"
+            or item["package"] not in TRAIN_NATIVE_PACKAGES
+            or root is None
+            or key in excluded
+            or forbidden(item["path"])
+        ):
             continue
-        photos.append(Photo(item["package"], item["path"], os.path.join(root, item["path"]),
-                            rotate_cw=item.get("rotate_cw", 0)))
+        photos.append(
+            Photo(item["package"], item["path"], os.path.join(root, item["path"]), rotate_cw=item.get("rotate_cw", 0))
+        )
     return sorted(photos, key=lambda p: (p.package, p.path))
 
 
@@ -324,6 +412,7 @@ def train_lookalike(im: Image.Image, train_hashes: list[tuple[str, int, int]]) -
 # building a crop set
 # --------------------------------------------------------------------------
 
+
 def crop_name(photo: Photo, box: list[int]) -> str:
     stem = os.path.splitext(os.path.basename(photo.path))[0]
     return f"{photo.package}__{stem}__{box[0]}_{box[1]}.png"
@@ -334,8 +423,9 @@ def save_png(im: Image.Image, path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def photo_crops(photo: Photo, crop: tuple[int, int], stride: int, per_photo: int,
-                train_hashes: list | None) -> tuple[list[tuple[Image.Image, dict]], str | None]:
+def photo_crops(
+    photo: Photo, crop: tuple[int, int], stride: int, per_photo: int, train_hashes: list | None
+) -> tuple[list[tuple[Image.Image, dict]], str | None]:
     """The chosen (crop image, record) pairs of one photo, or ([], why it gives none)."""
     raw = photo_bytes(photo)
     if raw is None:
@@ -359,20 +449,36 @@ def photo_crops(photo: Photo, crop: tuple[int, int], stride: int, per_photo: int
     for c in chosen:
         piece = im.crop(c["box"])  # a plain crop: no resampling
         assert piece.size == size, (photo.path, c["box"])
-        out.append((piece, {
-            "file": crop_name(photo, c["box"]), "package": photo.package, "path": photo.path,
-            **({"entry": photo.entry} if photo.entry else {}),
-            "source_sha256": bd.sha256_bytes(raw),  # of the image's bytes (for .edj: the entry's)
-            "source_format": facts["format"],
-            "jpeg_quality": facts["jpeg_quality"], "source_size": list(im.size),
-            "box": c["box"], "texture": c["texture"], "flat_fraction": c["flat_fraction"],
-            "pixel_sha256": bd.sha256_bytes(piece.tobytes()),
-        }))
+        out.append(
+            (
+                piece,
+                {
+                    "file": crop_name(photo, c["box"]),
+                    "package": photo.package,
+                    "path": photo.path,
+                    **({"entry": photo.entry} if photo.entry else {}),
+                    "source_sha256": bd.sha256_bytes(raw),  # of the image's bytes (for .edj: the entry's)
+                    "source_format": facts["format"],
+                    "jpeg_quality": facts["jpeg_quality"],
+                    "source_size": list(im.size),
+                    "box": c["box"],
+                    "texture": c["texture"],
+                    "flat_fraction": c["flat_fraction"],
+                    "pixel_sha256": bd.sha256_bytes(piece.tobytes()),
+                },
+            )
+        )
     return out, None
 
 
-def build_crops(photos: list[Photo], out_dir: str, crop: tuple[int, int], stride: int,
-                per_photo: int, train_hashes: list | None = None) -> tuple[list[dict], list[dict]]:
+def build_crops(
+    photos: list[Photo],
+    out_dir: str,
+    crop: tuple[int, int],
+    stride: int,
+    per_photo: int,
+    train_hashes: list | None = None,
+) -> tuple[list[dict], list[dict]]:
     """Cut and write the crops of every photo; returns (crop records, skipped photos).
     PNGs of earlier runs that are no longer wanted are removed."""
     os.makedirs(out_dir, exist_ok=True)
@@ -397,17 +503,32 @@ def remove_stale_pngs(out_dir: str, wanted: set[str]) -> None:
             os.remove(os.path.join(out_dir, name))
 
 
-def write_json(path: str, description: str, crop: tuple[int, int], stride: int, per_photo: int,
-               debs: dict[str, str], records: list[dict], skipped: list[dict]) -> None:
+def write_json(
+    path: str,
+    description: str,
+    crop: tuple[int, int],
+    stride: int,
+    per_photo: int,
+    debs: dict[str, str],
+    records: list[dict],
+    skipped: list[dict],
+) -> None:
     doc = {
         "description": description,
-        "params": {"crop": list(crop), "portrait_crop": [crop[1], crop[0]], "stride": stride,
-                   "max_crops_per_photo": per_photo, "min_jpeg_quality": MIN_JPEG_QUALITY,
-                   "texture": f"mean |5-point Laplacian| of {BIN}x{BIN}-averaged luma"
-                              f" (0.299R+0.587G+0.114B), per {BLOCK}x{BLOCK} tile;"
-                              f" crop score = mean over its tiles",
-                   "min_crop_score": MIN_CROP_SCORE, "flat_tile_score": FLAT_BLOCK_SCORE,
-                   "max_flat_fraction": MAX_FLAT_FRACTION, "resize": "none"},
+        "params": {
+            "crop": list(crop),
+            "portrait_crop": [crop[1], crop[0]],
+            "stride": stride,
+            "max_crops_per_photo": per_photo,
+            "min_jpeg_quality": MIN_JPEG_QUALITY,
+            "texture": f"mean |5-point Laplacian| of {BIN}x{BIN}-averaged luma"
+            f" (0.299R+0.587G+0.114B), per {BLOCK}x{BLOCK} tile;"
+            f" crop score = mean over its tiles",
+            "min_crop_score": MIN_CROP_SCORE,
+            "flat_tile_score": FLAT_BLOCK_SCORE,
+            "max_flat_fraction": MAX_FLAT_FRACTION,
+            "resize": "none",
+        },
         "debs": debs,
         "crops": records,
         "skipped": skipped,
@@ -436,6 +557,7 @@ def print_summary(title: str, photos: list[Photo], records: list[dict], skipped:
 # main
 # --------------------------------------------------------------------------
 
+
 def fetch_all(packages: list[str], deb_dir: str, extract_root: str) -> tuple[dict[str, str], dict[str, str]]:
     """package -> extracted root, package -> .deb name, for the packages that are available."""
     roots, debs = {}, {}
@@ -450,8 +572,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default="data", help="data root (default: data)")
     ap.add_argument("--deb-dir", default=None, help="download cache (default: <data-dir>/debs)")
-    ap.add_argument("--train-native", action="store_true",
-                    help="also write 256x256 native crops of training photos to <data-dir>/train-native/")
+    ap.add_argument(
+        "--train-native",
+        action="store_true",
+        help="also write 256x256 native crops of training photos to <data-dir>/train-native/",
+    )
     args = ap.parse_args()
     data_dir = args.data_dir
     deb_dir = os.path.abspath(args.deb_dir or os.path.join(data_dir, "debs"))
@@ -465,19 +590,29 @@ def main() -> int:
 
     photos = native_photos(roots, manifest)
     train_hashes = train_image_hashes(os.path.join(data_dir, "train"))
-    records, skipped = build_crops(photos, os.path.join(data_dir, "native"), NATIVE_CROP,
-                                   NATIVE_STRIDE, NATIVE_PER_PHOTO, train_hashes)
+    records, skipped = build_crops(
+        photos, os.path.join(data_dir, "native"), NATIVE_CROP, NATIVE_STRIDE, NATIVE_PER_PHOTO, train_hashes
+    )
     native_debs = {p: d for p, d in debs.items() if any(ph.package == p for ph in photos)}
-    write_json(os.path.join(data_dir, "native.json"),
-               "dqcodec native-resolution evaluation crops, built by scripts/build_native_set.py",
-               NATIVE_CROP, NATIVE_STRIDE, NATIVE_PER_PHOTO, native_debs, records, skipped)
+    write_json(
+        os.path.join(data_dir, "native.json"),
+        "dqcodec native-resolution evaluation crops, built by scripts/build_native_set.py",
+        NATIVE_CROP,
+        NATIVE_STRIDE,
+        NATIVE_PER_PHOTO,
+        native_debs,
+        records,
+        skipped,
+    )
     print_summary("native evaluation set (data/native/)", photos, records, skipped)
 
     ok = True
     n_photos = len({(r["package"], r["path"]) for r in records})
     if len(records) < NATIVE_MIN_CROPS or n_photos < NATIVE_MIN_PHOTOS:
-        log(f"WARNING: only {len(records)} crops from {n_photos} photos"
-            f" (want >= {NATIVE_MIN_CROPS} from >= {NATIVE_MIN_PHOTOS})")
+        log(
+            f"WARNING: only {len(records)} crops from {n_photos} photos"
+            f" (want >= {NATIVE_MIN_CROPS} from >= {NATIVE_MIN_PHOTOS})"
+        )
         ok = False
     missing = [p for p in packages if p not in roots]
     if missing:
@@ -486,13 +621,20 @@ def main() -> int:
     if args.train_native:
         excluded = manifest_keys(manifest, "heldout") | {(p.package, p.path) for p in photos}
         train_photos = train_native_photos(roots, manifest, excluded)
-        t_records, t_skipped = build_crops(train_photos, os.path.join(data_dir, "train-native"),
-                                           TRAIN_CROP, TRAIN_STRIDE, TRAIN_PER_PHOTO)
-        write_json(os.path.join(data_dir, "train-native.json"),
-                   "dqcodec native-resolution training crops (data/train photos, q >= 90 or lossless),"
-                   " built by scripts/build_native_set.py --train-native",
-                   TRAIN_CROP, TRAIN_STRIDE, TRAIN_PER_PHOTO,
-                   {p: d for p, d in debs.items() if p in TRAIN_NATIVE_PACKAGES}, t_records, t_skipped)
+        t_records, t_skipped = build_crops(
+            train_photos, os.path.join(data_dir, "train-native"), TRAIN_CROP, TRAIN_STRIDE, TRAIN_PER_PHOTO
+        )
+        write_json(
+            os.path.join(data_dir, "train-native.json"),
+            "dqcodec native-resolution training crops (data/train photos, q >= 90 or lossless),"
+            " built by scripts/build_native_set.py --train-native",
+            TRAIN_CROP,
+            TRAIN_STRIDE,
+            TRAIN_PER_PHOTO,
+            {p: d for p, d in debs.items() if p in TRAIN_NATIVE_PACKAGES},
+            t_records,
+            t_skipped,
+        )
         print_summary("native training crops (data/train-native/)", train_photos, t_records, t_skipped)
     return 0 if ok else 1
 

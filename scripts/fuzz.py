@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fuzz dqcodec's decoder and encoder inputs for a long run (the test suite runs 400 cases).
 
-    python scripts/fuzz.py --cases 10000                 # mutation fuzzing (tests/fuzzing.py)
+    python scripts/fuzz.py --cases 10000                 # mutation fuzzing (dqcodec/testing/fuzzing.py)
     python scripts/fuzz.py --atheris -- -runs=100000     # coverage-guided, with atheris (pip install -e '.[fuzz]')
 
 Mutation mode: seed files from the shipped dq-hier and from a tiny random model (fast, so most cases
@@ -28,13 +28,13 @@ import click
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import fuzzing  # noqa: E402
+from dqcodec.testing import fuzzing
 
 
 def _models(folder: Path) -> None:
     """A models folder with dq-hier, dq-2 and a tiny random model (named tiny)."""
     from dqcodec import zoo
-    from tests.conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     zoo.install(zoo.find("dq-hier").path, folder)
     zoo.install(zoo.find("dq-2").path, folder)
@@ -53,7 +53,12 @@ def _seeds(folder: Path) -> tuple[dict, dict]:
 @click.option("--cases", default=10_000)
 @click.option("--seed", default=0)
 @click.option("--timeout", default=10.0, help="seconds a case may take")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("fuzz-findings"), help="where findings are written")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fuzz-findings"),
+    help="where findings are written",
+)
 @click.option("--atheris", "use_atheris", is_flag=True, help="coverage-guided fuzzing with atheris instead")
 @click.argument("libfuzzer_args", nargs=-1, type=click.UNPROCESSED)
 def main(cases, seed, timeout, out, use_atheris, libfuzzer_args):
@@ -71,7 +76,9 @@ def main(cases, seed, timeout, out, use_atheris, libfuzzer_args):
             click.echo(f"{done} cases in {time.perf_counter() - started:.0f} s: {dict(report.counts)}", err=True)
 
     report = fuzzing.fuzz(folder, "tiny", dq, images, cases, seed, timeout, progress)
-    click.echo(f"{report.summary()}; {time.perf_counter() - started:.0f} s; memory cap {fuzzing.MEMORY_CAP >> 30} GiB, timeout {timeout} s")
+    click.echo(
+        f"{report.summary()}; {time.perf_counter() - started:.0f} s; memory cap {fuzzing.MEMORY_CAP >> 30} GiB, timeout {timeout} s"
+    )
     if report.bad:
         out.mkdir(parents=True, exist_ok=True)
         for i, (outcome, target, seed_name, detail, data) in enumerate(report.bad):
@@ -94,10 +101,10 @@ def _run_atheris(dq: dict, images: dict, libfuzzer_args) -> None:
 
 
 def _atheris_worker(argv: list[str]) -> None:
-    import atheris
-
     import importlib
     import pkgutil
+
+    import atheris
 
     with atheris.instrument_imports(include=["dqcodec"]):
         import dqcodec  # instrumented here, used by fuzzing.run_case

@@ -27,10 +27,23 @@ from dqcodec import registry, zoo
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("bench", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=zoo.DEFAULT_MODEL)
-@click.option("--lossless", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CHECKPOINT BENCH_JSON")
-@click.option("--lossless-base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="the lossless run the --lossless one was continued from")
-@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="baselines: the base run's checkpoint")
-@click.option("--data", default="data/train from scripts/build_dataset.py (see data/manifest.json)", show_default=True, help="the training data, as the card should describe it")
+@click.option(
+    "--lossless", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CHECKPOINT BENCH_JSON"
+)
+@click.option(
+    "--lossless-base",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the lossless run the --lossless one was continued from",
+)
+@click.option(
+    "--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="baselines: the base run's checkpoint"
+)
+@click.option(
+    "--data",
+    default="data/train from scripts/build_dataset.py (see data/manifest.json)",
+    show_default=True,
+    help="the training data, as the card should describe it",
+)
 def main(checkpoint, bench, name, lossless, lossless_base, base, data):
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model, _ = zoo.load(name)
@@ -97,7 +110,9 @@ def baseline_heldout(state: dict, results: dict, name: str) -> dict:
     return {
         "arch": state["model"]["arch"],
         "zoo_quality": state["model"]["size"],
-        "heldout": [{"bpp": round(results["results"]["bpp"][row], 4), "psnr": round(results["results"]["psnr-rgb"][row], 3)}],
+        "heldout": [
+            {"bpp": round(results["results"]["bpp"][row], 4), "psnr": round(results["results"]["psnr-rgb"][row], 3)}
+        ],
         "heldout_command": "dqcodec eval data/heldout -o docs/results",
     }
 

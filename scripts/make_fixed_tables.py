@@ -31,11 +31,18 @@ TABLES = {
 
 def table(function, low: int, high: int, out_frac: int, step_bits: int) -> np.ndarray:
     scale, step = mpmath.mpf(2) ** out_frac, 1 << step_bits
-    return np.array([int(mpmath.nint(function(mpmath.mpf(i) / step) * scale)) for i in range(low * step, high * step + 1)], dtype=np.int64)
+    return np.array(
+        [int(mpmath.nint(function(mpmath.mpf(i) / step) * scale)) for i in range(low * step, high * step + 1)],
+        dtype=np.int64,
+    )
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "dqcodec" / "fixed_tables.npz"
+    out = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parent.parent / "dqcodec" / "fixed_tables.npz"
+    )
     arrays = {}
     for name, (function, low, high, out_frac, step_bits) in TABLES.items():
         arrays[name] = table(function, low, high, out_frac, step_bits)

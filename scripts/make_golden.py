@@ -24,8 +24,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import dqcodec  # noqa: E402
-from tests import kernels  # noqa: E402
+import dqcodec
+from dqcodec.testing import kernels
 
 OUT = ROOT / "tests" / "golden"
 # name: (crop box of examples/photo.png, mode, quality or "lossless", model)

@@ -24,7 +24,7 @@ def error_of(action) -> dict | None:
     """The exception ``action()`` raises, as facts (None if it raises none)."""
     try:
         action()
-    except Exception as error:  # noqa: BLE001 - every exception is a fact to report
+    except Exception as error:
         cause = error.__cause__
         return {
             "type": type(error).__name__,
@@ -38,8 +38,9 @@ def error_of(action) -> dict | None:
 
 def main(folder: Path, model: str) -> dict:
     facts: dict = {}
-    import dqcodec.DqImagePlugin  # noqa: F401 - registers the format
     from PIL import Image, ImageFile
+
+    import dqcodec.DqImagePlugin
 
     facts["torch_after_import"] = "torch" in sys.modules
     facts["extension"] = Image.registered_extensions().get(".dq")
@@ -97,7 +98,10 @@ def main(folder: Path, model: str) -> dict:
     facts["operations"] = {
         "thumbnail": [list(thumbnail.size), same(thumbnail, expected)],
         "convert_L": [fresh().convert("L").mode, same(fresh().convert("L"), reference.convert("L"))],
-        "crop": [list(fresh().crop((8, 4, 40, 36)).size), same(fresh().crop((8, 4, 40, 36)), reference.crop((8, 4, 40, 36)))],
+        "crop": [
+            list(fresh().crop((8, 4, 40, 36)).size),
+            same(fresh().crop((8, 4, 40, 36)), reference.crop((8, 4, 40, 36))),
+        ],
         "resize": [list(fresh().resize((32, 24)).size), same(fresh().resize((32, 24)), reference.resize((32, 24)))],
         "copy": [list(fresh().copy().size), same(fresh().copy(), reference)],
         "tobytes": [len(fresh().tobytes()), fresh().tobytes() == reference.tobytes()],
@@ -132,7 +136,11 @@ def main(folder: Path, model: str) -> dict:
     near = Image.open(io.BytesIO(_saved(source, quality=6, model=model)))  # the tiny model's tolerance 3
     near.load()
     error = np.abs(np.asarray(near, dtype=int) - np.asarray(source.convert("RGB"), dtype=int)).max()
-    facts["near_lossless"] = {"lossless": near.info["lossless"], "quality": near.info["quality"], "max_error": int(error)}
+    facts["near_lossless"] = {
+        "lossless": near.info["lossless"],
+        "quality": near.info["quality"],
+        "max_error": int(error),
+    }
     gray_source = Image.open(folder / "gray.png")
     binary = gray_source.point(lambda v: 255 * (v > 128)).convert("1")
     palette = source.quantize(16)
@@ -154,7 +162,10 @@ def main(folder: Path, model: str) -> dict:
     facts["refused"] = {}
     for name, image in refused.items():
         target = out / f"refused-{name}.dq".replace(";", "")
-        facts["refused"][name] = {"error": error_of(lambda: image.save(target, model=model)), "file_left": target.exists()}
+        facts["refused"][name] = {
+            "error": error_of(lambda image=image, target=target: image.save(target, model=model)),
+            "file_left": target.exists(),
+        }
     facts["bad_options"] = {
         "quality 99": error_of(lambda: _saved(source, quality=99, model=model)),
         "lossless and effort": error_of(lambda: _saved(source, lossless=True, effort=1, model=model)),
@@ -181,9 +192,9 @@ def main(folder: Path, model: str) -> dict:
         path.write_bytes(content)
         opened = []
         facts["damaged"][name] = {
-            "open": error_of(lambda: opened.append(Image.open(path))),
-            "load": error_of(lambda: opened[0].load()) if opened else None,
-            "decompress": error_of(lambda: dqcodec.decompress(content)),
+            "open": error_of(lambda opened=opened, path=path: opened.append(Image.open(path))),
+            "load": error_of(lambda opened=opened: opened[0].load()) if opened else None,
+            "decompress": error_of(lambda content=content: dqcodec.decompress(content)),
         }
 
     # decompression bombs: Pillow's limit, at open, from the header
@@ -202,7 +213,9 @@ def main(folder: Path, model: str) -> dict:
         Image.MAX_IMAGE_PIXELS = default_limit
     huge = bytearray(data)
     name_length = data[5]
-    struct.pack_into("<II", huge, 6 + name_length + 8 + 2, 100_000, 100_000)  # after magic, version, name, hash, quality, mode
+    struct.pack_into(
+        "<II", huge, 6 + name_length + 8 + 2, 100_000, 100_000
+    )  # after magic, version, name, hash, quality, mode
     bombs["header of 10 gigapixels"] = error_of(lambda: Image.open(io.BytesIO(bytes(huge))))
     facts["bombs"] = bombs
     return facts

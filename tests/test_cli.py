@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dqcodec_cli.main import cli
 from dqcodec import evaluate
+from dqcodec_cli.main import cli
 
 from .conftest import photo_like
 
@@ -149,7 +149,18 @@ def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
     checkpoint = tmp_path / "checkpoint.pt"
     torch.save({"model": tiny_model().checkpoint(), "step": 7}, checkpoint)
     monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path / "models"))
-    result = run("export", checkpoint, "--name", "mine", "--qualities", "1,4", "--rate-weights", "0,0.5", "--default-quality", "2")
+    result = run(
+        "export",
+        checkpoint,
+        "--name",
+        "mine",
+        "--qualities",
+        "1,4",
+        "--rate-weights",
+        "0,0.5",
+        "--default-quality",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     model, _ = zoo.load("mine")
     assert model.config.qualities == [[2, 1], [2, 4]] and model.config.rate_weights == [0.0, 0.5]
@@ -169,7 +180,9 @@ def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
         save(folder / f"im{i}.png", photo_like(24 + 8 * i, 40, seed=i))
     (folder / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "results"
-    result = run("eval", folder, "--codec", "dq", "--codec", "jpeg", "--codec", "nosuch", "-o", out, "--model", tiny_zoo)
+    result = run(
+        "eval", folder, "--codec", "dq", "--codec", "jpeg", "--codec", "nosuch", "-o", out, "--model", tiny_zoo
+    )
     assert result.exit_code == 0, result.output
     assert "nosuch" in result.output and "broken.png" in result.output  # listed as skipped, run went on
     for name in ("dq", "jpeg"):
@@ -177,7 +190,8 @@ def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
         assert data["name"] == name
         assert set(data["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
         assert len(data["results"]["bpp"]) == len(data["settings"])
-    rows = list(csv.DictReader(open(out / "points.csv")))
+    with open(out / "points.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 2 * (6 + 11)  # images x (dq qualities: 3 lossy, 1 residual, 2 near-lossless; JPEG qualities)
     assert (out / "rd.png").read_bytes()[:4] == b"\x89PNG"
     assert "jpeg" in evaluate.read_bd_rates(out / "bd_rate.csv")
@@ -263,7 +277,9 @@ def test_train_refuses_a_quality_the_model_does_not_have_and_a_width_it_would_ig
     Image.fromarray(photo_like(40, 40)).save(tmp_path / "images" / "a.png")
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "images"), "--out", str(tmp_path / "run"), "-q", "9"])
     assert result.exit_code != 0 and "--quality" in result.output
-    result = CliRunner().invoke(cli, ["train", str(tmp_path / "images"), "--out", str(tmp_path / "run"), "--pixel-hidden", "96"])
+    result = CliRunner().invoke(
+        cli, ["train", str(tmp_path / "images"), "--out", str(tmp_path / "run"), "--pixel-hidden", "96"]
+    )
     assert result.exit_code != 0 and "--pixel-hidden" in result.output
     assert not (tmp_path / "run").exists()
 

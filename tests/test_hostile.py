@@ -2,7 +2,7 @@
 
 import os
 import struct
-import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,15 +10,15 @@ import torch
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 import dqcodec
-from dqcodec_cli.main import cli
 from dqcodec import baselines, container, zoo
 from dqcodec.container import Header, pack, unpack
+from dqcodec.testing.fuzzing import with_crc
+from dqcodec_cli.main import cli
 
 from .conftest import photo_like, tiny_model
-from .fuzzing import with_crc
 
 
 def _with_header(data: bytes, **fields) -> bytes:
@@ -27,8 +27,15 @@ def _with_header(data: bytes, **fields) -> bytes:
 
 
 def test_every_error_is_one_of_dqcodecs_own():
-    for error in (dqcodec.ContainerError, dqcodec.CorruptStreamError, dqcodec.UnsupportedImageError,
-                  dqcodec.ImageTooLargeError, dqcodec.ModelError, dqcodec.ArgumentError, dqcodec.FixedPointError):
+    for error in (
+        dqcodec.ContainerError,
+        dqcodec.CorruptStreamError,
+        dqcodec.UnsupportedImageError,
+        dqcodec.ImageTooLargeError,
+        dqcodec.ModelError,
+        dqcodec.ArgumentError,
+        dqcodec.FixedPointError,
+    ):
         assert issubclass(error, dqcodec.DQCodecError) and issubclass(error, ValueError)
 
 
@@ -52,15 +59,50 @@ def test_encoding_with_a_baseline_model_is_one_line(zoo_with_baseline, tmp_path)
     Image.fromarray(photo_like(16, 16)).save(tmp_path / "a.png")
     result = CliRunner().invoke(cli, ["encode", str(tmp_path / "a.png"), "--model", "bmshj2018-factorized-1"])
     assert result.exit_code == 1 and "not a dq model" in result.output
-    assert result.output.count("\n") == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.count("\n") == 1, result.output  # one line, not a traceback
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # click's exit, nothing escaped
 
 
-def test_a_huge_header_is_refused_before_anything_is_allocated(tiny_zoo):
-    data = _with_header(dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1), height=65535, width=65535)
-    started = time.perf_counter()
-    with pytest.raises(dqcodec.ImageTooLargeError, match="4294.. megapixels|over the limit"):
-        dqcodec.decompress(data)
-    assert time.perf_counter() - started < 1
+def _counted(monkeypatch, owner, name: str) -> list:
+    """Replace ``owner.name`` (for the test's duration) with a wrapper that counts its calls in the list returned."""
+    calls: list = []
+    original = getattr(owner, name)
+
+    def counting(*args, **kwargs):
+        calls.append(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
+def _traced_peak(action) -> int:
+    """The peak of Python's and numpy's allocations (tracemalloc sees both) while ``action()`` runs."""
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_header_is_refused_before_anything_is_allocated(tiny_zoo, monkeypatch):
+    data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
+    loads = _counted(monkeypatch, zoo, "load")
+    layers = _counted(monkeypatch, torch.nn.Module, "__call__")
+    dqcodec.decompress(data)
+    assert loads and layers  # the counters see a real decode: it loads the model and runs its layers
+
+    loads.clear(), layers.clear()
+    forged = _with_header(data, height=65535, width=65535)  # 4.3 gigapixels: 12.9 GB of RGB samples
+
+    def refused():
+        with pytest.raises(dqcodec.ImageTooLargeError, match="4294.. megapixels|over the limit"):
+            dqcodec.decompress(forged)
+
+    peak = _traced_peak(refused)
+    assert not loads and not layers  # refused from the header alone: no model loaded, no layer run
+    assert peak < 1 << 20, peak  # and no array for its pixels (or anything near one) allocated
 
 
 def test_the_pixel_limit_is_an_argument_and_an_option(tiny_zoo, tmp_path):
@@ -75,13 +117,22 @@ def test_the_pixel_limit_is_an_argument_and_an_option(tiny_zoo, tmp_path):
     assert result.exit_code == 1 and "over the limit" in result.output
 
 
-def test_a_large_png_is_refused_before_it_is_decoded(tiny_zoo, tmp_path):
-    path = tmp_path / "big.png"
-    Image.new("L", (3000, 3000)).save(path)  # a few KB on disk
-    started = time.perf_counter()
-    with pytest.raises(dqcodec.ImageTooLargeError):
-        dqcodec.compress(path, model=tiny_zoo, max_pixels=1_000_000)
-    assert time.perf_counter() - started < 1
+def test_a_large_png_is_refused_before_it_is_decoded(tiny_zoo, tmp_path, monkeypatch):
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    Image.fromarray(photo_like(16, 16)).save(small)
+    Image.new("L", (3000, 3000)).save(big)  # a few KB on disk, 9 MB of samples
+    decodes = _counted(monkeypatch, ImageFile.ImageFile, "load")  # where Pillow decodes a file's pixels
+    dqcodec.compress(small, model=tiny_zoo, quality=1)
+    assert decodes  # the counter sees an image file being decoded
+    decodes.clear()
+
+    def refused():
+        with pytest.raises(dqcodec.ImageTooLargeError):
+            dqcodec.compress(big, model=tiny_zoo, max_pixels=1_000_000)
+
+    peak = _traced_peak(refused)
+    assert not decodes  # refused from its header: Pillow never decoded the pixels
+    assert peak < 1 << 20, peak  # and nothing the size of its samples was allocated
 
 
 def test_a_forged_header_with_an_emptied_stream_is_refused(tiny_zoo):
@@ -131,7 +182,12 @@ def _png16(path, array):
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("lossless", [False, True])
@@ -183,7 +239,9 @@ def test_decode_writes_the_format_its_suffix_names(tiny_zoo, tmp_path, suffix, f
     assert result.exit_code == 0, result.output
     with Image.open(out) as written:
         assert written.format == fmt
-        assert np.array_equal(np.asarray(written.convert("RGB")), np.asarray(dqcodec.decompress((tmp_path / "a.dq").read_bytes())))
+        assert np.array_equal(
+            np.asarray(written.convert("RGB")), np.asarray(dqcodec.decompress((tmp_path / "a.dq").read_bytes()))
+        )
 
 
 def test_decode_refuses_a_lossy_or_unknown_suffix(tiny_zoo, tmp_path):
@@ -199,11 +257,15 @@ def test_eval_does_not_mix_two_runs(tiny_zoo, tmp_path):
     images.mkdir()
     Image.fromarray(photo_like(32, 32)).save(images / "a.png")
     out = tmp_path / "out"
-    first = CliRunner().invoke(cli, ["eval", str(images), "--codec", "dq", "--codec", "jpeg", "--model", tiny_zoo, "-o", str(out)])
+    first = CliRunner().invoke(
+        cli, ["eval", str(images), "--codec", "dq", "--codec", "jpeg", "--model", tiny_zoo, "-o", str(out)]
+    )
     assert first.exit_code == 0, first.output
     again = CliRunner().invoke(cli, ["eval", str(images), "--codec", "dq", "--model", tiny_zoo, "-o", str(out)])
     assert again.exit_code == 1 and "--force" in again.output and (out / "jpeg.json").exists()
-    forced = CliRunner().invoke(cli, ["eval", str(images), "--codec", "dq", "--model", tiny_zoo, "-o", str(out), "--force"])
+    forced = CliRunner().invoke(
+        cli, ["eval", str(images), "--codec", "dq", "--model", tiny_zoo, "-o", str(out), "--force"]
+    )
     assert forced.exit_code == 0, forced.output
     assert not (out / "jpeg.json").exists() and (out / "dq.json").exists()
 

@@ -30,7 +30,9 @@ def facts(tiny_models_dir, tmp_path_factory):
         patch.setenv("DQCODEC_MODELS", str(tiny_models_dir))
         (folder / "lossy.dq").write_bytes(dqcodec.compress(rgb, quality=2, model="tiny"))
         (folder / "gray.dq").write_bytes(dqcodec.compress(gray, quality=3, model="tiny"))
-    done = subprocess.run([sys.executable, str(SCRIPT), str(folder), "tiny"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(folder), "tiny"], env=env, capture_output=True, text=True, timeout=600
+    )
     if done.returncode:
         pytest.fail(f"{SCRIPT.name} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout)

@@ -19,7 +19,7 @@ from PIL import Image
 import dqcodec
 from dqcodec import zoo
 
-from . import kernels
+from dqcodec.testing import kernels
 from .conftest import photo_like
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -24,13 +24,13 @@ def curve(results: dict, settings: list) -> tuple[list, list]:
 
 
 def main(folder: str) -> None:
-    dq = json.load(open(f"{folder}/dq.json"))
+    dq = json.loads(Path(f"{folder}/dq.json").read_text())
     subsets = THREE_RUNGS if len(dq["settings"]) == 9 else SHIPPED
     others = [name for name in OTHERS if Path(f"{folder}/{name}.json").exists()]
     for label, settings in subsets.items():
         cells = []
         for name in others:
-            other = json.load(open(f"{folder}/{name}.json"))
+            other = json.loads(Path(f"{folder}/{name}.json").read_text())
             delta = bd_rate(curve(other, other["settings"]), curve(dq, settings))
             cells.append(f"{name} {delta:+.1f}%" if delta is not None else f"{name} n/a")
         print(label.ljust(12), ", ".join(cells))

@@ -13,30 +13,44 @@ import sys
 
 import numpy as np
 
-RUNG_SETS = {"6, 7, 8, 9 (q6 and the three near-lossless rungs)": [6, 7, 8, 9], "6, 9 (q6 and tolerance 4, as shipped)": [6, 9],
-             "1–9 (every rung)": list(range(1, 10))}
+RUNG_SETS = {
+    "6, 7, 8, 9 (q6 and the three near-lossless rungs)": [6, 7, 8, 9],
+    "6, 9 (q6 and tolerance 4, as shipped)": [6, 9],
+    "1–9 (every rung)": list(range(1, 10)),
+}
 LAMBDAS = [5, 10, 20, 40, 80]
 
 
 def main(points_csv: str) -> None:
     points = collections.defaultdict(dict)
-    for row in csv.DictReader(open(points_csv)):
+    with open(points_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
         if row["codec"] in ("dq", "jpeg"):
-            points[row["codec"]].setdefault(row["image"], {})[int(row["setting"])] = (float(row["bpp"]), float(row["psnr"]))
+            points[row["codec"]].setdefault(row["image"], {})[int(row["setting"])] = (
+                float(row["bpp"]),
+                float(row["psnr"]),
+            )
     dq, jpeg = points["dq"], points["jpeg"]
     images = sorted(dq)
-    curve = sorted((np.mean([jpeg[i][s][0] for i in images]), np.mean([jpeg[i][s][1] for i in images])) for s in jpeg[images[0]])
+    curve = sorted(
+        (np.mean([jpeg[i][s][0] for i in images]), np.mean([jpeg[i][s][1] for i in images])) for s in jpeg[images[0]]
+    )
     jpeg_bpp, jpeg_psnr = np.array(curve).T
     print(f"{len(images)} images; JPEG's curve from {jpeg_bpp[0]:.3f} to {jpeg_bpp[-1]:.3f} bpp")
     for label, rungs in RUNG_SETS.items():
         print(f"rungs {label}")
         for lmbda in LAMBDAS:
-            chosen = [min(rungs, key=lambda s: 255**2 * 10 ** (-dq[i][s][1] / 10) + lmbda * dq[i][s][0]) for i in images]
+            chosen = [
+                min(rungs, key=lambda s: 255**2 * 10 ** (-dq[i][s][1] / 10) + lmbda * dq[i][s][0]) for i in images
+            ]
             bpp = np.mean([dq[i][s][0] for i, s in zip(images, chosen)])
             psnr = np.mean([dq[i][s][1] for i, s in zip(images, chosen)])
             at = np.interp(np.log(bpp), np.log(jpeg_bpp), jpeg_psnr)
             counts = ", ".join(f"q{s}: {n}" for s, n in sorted(collections.Counter(chosen).items()))
-            print(f"  λ {lmbda:3}: {bpp:.3f} bpp, {psnr:.2f} dB; JPEG {at:.2f} dB there, gap {psnr - at:+.2f} ({counts})")
+            print(
+                f"  λ {lmbda:3}: {bpp:.3f} bpp, {psnr:.2f} dB; JPEG {at:.2f} dB there, gap {psnr - at:+.2f} ({counts})"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Decode .dq files in a fresh process that runs other kernels, as another CPU or torch build would.
 
-    python -m tests.kernels SETTING FILE...    prints one JSON line per file
+    python -m dqcodec.testing.kernels SETTING FILE...    prints one JSON line per file
 
 Settings: ``native``; ``avx2`` and ``default`` (ATen's kernels for a CPU with AVX2 only, or with
 no SIMD at all, through ATEN_CPU_CAPABILITY; ``default`` also limits MKL, torch's BLAS, to SSE4.2);
@@ -34,7 +34,7 @@ SETTINGS = {
     "2-threads": {"DQCODEC_KERNELS_THREADS": "2"},
 }
 EMULATION_VARIABLES = {name for variables in SETTINGS.values() for name in variables}  # none inherited from the caller
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the dqcodec package
 
 
 def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerprint: bool = False) -> list[dict]:
@@ -43,7 +43,11 @@ def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerp
     env.update(SETTINGS[setting])
     if models_dir is not None:
         env["DQCODEC_MODELS"] = str(models_dir)
-    args = [sys.executable, "-m", "tests.kernels", setting] + (["--float-fingerprint"] if fingerprint else []) + [str(f) for f in files]
+    args = (
+        [sys.executable, "-m", "dqcodec.testing.kernels", setting]
+        + (["--float-fingerprint"] if fingerprint else [])
+        + [str(f) for f in files]
+    )
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode:
         raise RuntimeError(f"decoding under {setting} failed:\n{done.stderr[-3000:]}")
@@ -67,7 +71,10 @@ def _float_fingerprint() -> dict:
     x = torch.randn(1, 96, 24, 32, generator=generator)
     w = torch.randn(64, 96, 3, 3, generator=generator) / 30
     y = torch.softmax(F.gelu(F.conv2d(x, w, padding=1)), 1)
-    a, b = torch.randn(777, 513, dtype=torch.float64, generator=generator), torch.randn(513, 301, dtype=torch.float64, generator=generator)
+    a, b = (
+        torch.randn(777, 513, dtype=torch.float64, generator=generator),
+        torch.randn(513, 301, dtype=torch.float64, generator=generator),
+    )
     return {
         "float_sha256": hashlib.sha256(y.numpy().tobytes()).hexdigest(),
         "blas_sha256": hashlib.sha256((a @ b).numpy().tobytes()).hexdigest(),  # MKL's float64 matrix product
@@ -97,7 +104,11 @@ def describe(path: Path, setting: str | None = None) -> dict:
     for frequencies, symbols in tables:
         digest.update(frequencies.tobytes())
         digest.update(symbols.astype("<i8").tobytes())
-    return {"file": str(path), "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(), "tables_sha256": digest.hexdigest()}
+    return {
+        "file": str(path),
+        "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+        "tables_sha256": digest.hexdigest(),
+    }
 
 
 def main(argv: list[str]) -> None:

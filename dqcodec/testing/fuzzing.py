@@ -15,7 +15,7 @@ one of:
 tests/test_fuzz.py runs a few hundred cases on every test run; ``scripts/fuzz.py`` runs long ones,
 and also drives the same targets with atheris (coverage-guided, as OSS-Fuzz does) when it is installed.
 
-    python -m tests.fuzzing --worker    (what the parent starts; reads cases on stdin)
+    python -m dqcodec.testing.fuzzing --worker    (what the parent starts; reads cases on stdin)
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def _header_fields(data: bytes) -> dict[str, tuple[int, str]]:
 def mutate_dq(data: bytes, rng: random.Random) -> bytes:
     """One to three mutations of a .dq file, then the CRC recomputed with probability 1/2."""
     for _ in range(rng.randint(1, 3)):
-        data = rng.choice([_flip_bytes, _flip_bits, _truncate, _insert, _delete, _repeat, _header_edge, _stream_edit])(data, rng)
+        data = rng.choice([_flip_bytes, _flip_bits, _truncate, _insert, _delete, _repeat, _header_edge, _stream_edit])(
+            data, rng
+        )
     return with_crc(data) if rng.random() < 0.5 else data
 
 
@@ -186,8 +188,13 @@ def image_seeds() -> dict[str, bytes]:
     rgb = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8))
     seeds = {}
     for name, image, fmt, options in [
-        ("png", rgb, "PNG", {}), ("jpeg", rgb, "JPEG", {"quality": 90}), ("bmp", rgb, "BMP", {}), ("tiff", rgb, "TIFF", {}),
-        ("gray-png", rgb.convert("L"), "PNG", {}), ("gif", rgb.convert("P"), "GIF", {}), ("webp", rgb, "WEBP", {"quality": 80}),
+        ("png", rgb, "PNG", {}),
+        ("jpeg", rgb, "JPEG", {"quality": 90}),
+        ("bmp", rgb, "BMP", {}),
+        ("tiff", rgb, "TIFF", {}),
+        ("gray-png", rgb.convert("L"), "PNG", {}),
+        ("gif", rgb.convert("P"), "GIF", {}),
+        ("webp", rgb, "WEBP", {"quality": 80}),
     ]:
         buffer = io.BytesIO()
         image.save(buffer, format=fmt, **options)
@@ -221,7 +228,9 @@ def dq_seeds(model: str) -> dict[str, bytes]:
         tiling.DEFAULT_TILE = tiling.MIN_TILE
         seeds["tiled"] = dqcodec.compress(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=1, model=model)
         if residual_quality:
-            seeds["tiled-residual"] = dqcodec.compress(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=residual_quality, model=model)
+            seeds["tiled-residual"] = dqcodec.compress(
+                rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=residual_quality, model=model
+            )
     finally:
         tiling.DEFAULT_TILE = default
     return seeds
@@ -297,7 +306,9 @@ def _worker() -> None:
     for line in sys.stdin:
         case = json.loads(line)
         started = time.perf_counter()
-        outcome, detail = run_case(case["target"], base64.b64decode(case["data"]), case["model"], case.get("max_pixels"))
+        outcome, detail = run_case(
+            case["target"], base64.b64decode(case["data"]), case["model"], case.get("max_pixels")
+        )
         print(json.dumps({"outcome": outcome, "detail": detail, "seconds": time.perf_counter() - started}), flush=True)
 
 
@@ -311,7 +322,10 @@ class Report:
     def add(self, case: Case, outcome: str, detail: str, seconds: float) -> None:
         self.counts[outcome] += 1
         if seconds > self.slowest:
-            self.slowest, self.slowest_case = seconds, f"{case.target} of a mutated {case.seed}: {outcome} {detail[:120]}"
+            self.slowest, self.slowest_case = (
+                seconds,
+                f"{case.target} of a mutated {case.seed}: {outcome} {detail[:120]}",
+            )
         if outcome in BAD:
             self.bad.append((outcome, case.target, case.seed, detail, case.data))
 
@@ -331,17 +345,27 @@ class Workers:
         self.fresh = False  # started, and not yet past importing torch
 
     def _start(self):
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]  # the folder that holds the dqcodec package
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzzing", "--worker"], cwd=root, env=self.env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [sys.executable, "-m", "dqcodec.testing.fuzzing", "--worker"],
+            cwd=root,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self.fresh = True
 
     def run(self, case: Case, model: str, max_pixels: int | None = None) -> tuple[str, str, float]:
         if self.process is None or self.process.poll() is not None:
             self._start()
-        message = {"target": case.target, "data": base64.b64encode(case.data).decode(), "model": model, "max_pixels": max_pixels}
+        message = {
+            "target": case.target,
+            "data": base64.b64encode(case.data).decode(),
+            "model": model,
+            "max_pixels": max_pixels,
+        }
         started = time.perf_counter()
         try:
             self.process.stdin.write(json.dumps(message) + "\n")
@@ -374,7 +398,16 @@ class Workers:
             self.process = None
 
 
-def fuzz(models_dir: Path, model: str, dq: dict[str, bytes], images: dict[str, bytes], count: int, seed: int = 0, timeout: float = 10.0, progress=None) -> Report:
+def fuzz(
+    models_dir: Path,
+    model: str,
+    dq: dict[str, bytes],
+    images: dict[str, bytes],
+    count: int,
+    seed: int = 0,
+    timeout: float = 10.0,
+    progress=None,
+) -> Report:
     """Run ``count`` cases against the models in ``models_dir`` (``model`` encodes the images)."""
     report = Report()
     workers = Workers(models_dir, timeout)
@@ -393,4 +426,4 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--worker"]:
         _worker()
     else:
-        sys.exit("usage: python -m tests.fuzzing --worker (scripts/fuzz.py runs the fuzzer)")
+        sys.exit("usage: python -m dqcodec.testing.fuzzing --worker (scripts/fuzz.py runs the fuzzer)")
