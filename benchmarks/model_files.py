@@ -76,7 +76,7 @@ def dq_points(images: list, lossless: bool) -> dict:
 
     net, _ = zoo.load("dq-hier")
     out = {}
-    for q in range(1, net.num_qualities + 1):
+    for q in range(1, len(net.ladder) + 1):
         files = [dqcodec.compress(image, quality=q) for image in images]
         out[f"q{q}"] = {
             "bpp": sum(8 * len(f) for f in files) / sum(i.shape[0] * i.shape[1] for i in images),

@@ -42,7 +42,7 @@ def measure(folder: Path, threads: int, lossless: bool) -> dict:
     net, _ = zoo.load()
     images = [np.asarray(Image.open(p).convert("RGB")) for p in codec.image_files(folder)]
     out: dict = {"images": len(images), "qualities": {}}
-    for q in range(1, net.num_qualities + 1):
+    for q in range(1, len(net.ladder) + 1):
         bits = pixels = encode = decode = 0.0
         psnr = []
         for image in images:

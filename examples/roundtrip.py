@@ -25,7 +25,7 @@ def main(path: Path) -> None:
     print(
         f"{path}: {image.width}x{image.height}, model {zoo.DEFAULT_MODEL} (lossless files: {zoo.DEFAULT_LOSSLESS_MODEL})"
     )
-    for quality in range(1, model.num_qualities + 1):
+    for quality in range(1, len(model.ladder) + 1):
         started = time.perf_counter()
         data = dqcodec.compress(image, quality=quality)
         encoded = time.perf_counter()

@@ -104,7 +104,7 @@ def test_a_residual_quality_codes_its_base_codes_then_the_difference(tiny_zoo):
     assert np.abs(decoded - original).mean() < np.abs(base - original).mean()
     with pytest.raises(dqcodec.ContainerError, match="no residual stream"):
         dqcodec.decompress(container.pack(header, streams[:2]))
-    with pytest.raises(dqcodec.ArgumentError, match="residual quality"):
+    with pytest.raises(dqcodec.ArgumentError, match="effort applies to lossy qualities"):
         dqcodec.compress(original, quality=RESIDUAL_QUALITY, model=tiny_zoo, effort=1)
 
 

@@ -208,31 +208,31 @@ def dq_seeds(model: str) -> dict[str, bytes]:
     import numpy as np
 
     import dqcodec
-    from dqcodec import tiling, zoo
+    from dqcodec import point, tiling, zoo
 
     rng = np.random.default_rng(1)
     net, _ = zoo.load(model)
     image = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
     seeds = {
         "q1": dqcodec.compress(image, quality=1, model=model),
-        f"q{net.num_qualities}": dqcodec.compress(image, quality=net.num_qualities, model=model),
+        f"q{len(net.ladder)}": dqcodec.compress(image, quality=len(net.ladder), model=model),
         "gray": dqcodec.compress(image[..., 0], quality=1, model=model),
     }
-    if net.lossless:
+    if net.has_pixel_model:
         seeds["lossless"] = dqcodec.compress(image[:20, :24], model=model, lossless=True)
-    residual_quality = net.lossy_qualities + 1 if net.config.residual_steps else None
+    residual_quality = net.ladder.lossy_count + 1 if net.config.residual_steps else None
     if residual_quality:
         seeds["residual"] = dqcodec.compress(image, quality=residual_quality, model=model)
-    default = tiling.DEFAULT_TILE
+    default = point.LOSSY_TILE
     try:  # files of four small tiles
-        tiling.DEFAULT_TILE = tiling.MIN_TILE
+        point.LOSSY_TILE = tiling.MIN_TILE
         seeds["tiled"] = dqcodec.compress(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=1, model=model)
         if residual_quality:
             seeds["tiled-residual"] = dqcodec.compress(
                 rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=residual_quality, model=model
             )
     finally:
-        tiling.DEFAULT_TILE = default
+        point.LOSSY_TILE = default
     return seeds
 
 

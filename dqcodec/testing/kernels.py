@@ -88,20 +88,21 @@ def describe(path: Path, setting: str | None = None) -> dict:
     import numpy as np
 
     import dqcodec
-    from dqcodec import codec, tiling
+    from dqcodec import codec
+    from dqcodec.recorder import Recorder
 
     data = path.read_bytes()
     pixels = np.asarray(dqcodec.decompress(data))
     if setting is not None:
         np.save(f"{path}.{setting}.npy", pixels)
-    header, streams, net = codec._open(data)
-    tables: list = []
-    if net.residual_step(header.quality):  # the codes' tables, then the residual's
-        tiling.decode(net, streams, (header.height, header.width), header.quality, header.tile, False, tables)
-    else:
-        tiling.decode_indices(net, streams, (header.height, header.width), header.quality, header.tile, tables)
+    opened = codec.open_file(data)
+    recorder = Recorder(keep_tables=True)
+    if opened.point.residual_step:  # the codes' tables, then the residual's
+        opened.stack.decompress(opened.streams, opened.size, opened.header.tile, recorder)
+    else:  # the codes' tables (a file's pixels are pinned by their digest)
+        opened.stack.decode_codes(opened.streams, opened.size, opened.header.tile, recorder)
     digest = hashlib.sha256()
-    for frequencies, symbols in tables:
+    for frequencies, symbols in recorder.tables or []:
         digest.update(frequencies.tobytes())
         digest.update(symbols.astype("<i8").tobytes())
     return {
