@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import container, errors, registry, tiling, zoo
+from . import container, errors, registry, zoo
 from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS, default_model  # the first two re-exported
 from .entropy import ideal_bits
 from .errors import UnsupportedImageError  # re-exported
-from .images import IMAGE_SUFFIXES, ImageLike, check_pixels, image_files, load_image, pad, rgb_and_mode, to_image, to_tensor
+from .container import check_pixels
+from .images import IMAGE_SUFFIXES, ImageLike, image_files, load_image, pad, rgb_and_mode, to_image, to_tensor
 from .model import DQCodec
 from .point import Kind, OperatingPoint
 from .recorder import Progress, Recorder
@@ -121,9 +122,8 @@ def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Opene
     """Unpack a .dq file and resolve what it codes, refusing anything inconsistent with a one-line error."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise errors.ArgumentError(f"expected the bytes of a .dq file, got {type(data).__name__}")
-    header, streams = container.unpack(bytes(data))
+    header, streams = container.unpack(bytes(data), max_pixels)  # sizes checked before anything is allocated
     version = container.read_header(bytes(data[: container.MAX_HEADER_BYTES]))[1]
-    check_pixels(header.height, header.width, max_pixels)
     net, digest = _dq_model(header.model, f"file names model {header.model!r}, which", header.weights_hash)
     if digest[:8] != header.weights_hash:
         raise errors.ModelError(
@@ -132,7 +132,6 @@ def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Opene
         )
     point = _file_point(header, len(streams), net)
     _check_streams(point, streams, net, header.model)
-    tiling.check_tile(header.tile, *tiling.padded_size(header.height, header.width))
     return OpenedFile(header, version, streams, net, point)
 
 
@@ -160,7 +159,8 @@ def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFA
     ``progress(done, total)``, if given, is called as units of the work finish."""
     _check_type("preview", preview, bool)
     _check_progress(progress)
-    return decode_file(open_file(data, max_pixels), preview, progress)
+    opened = open_file(data, max_pixels)
+    return decode_file(opened, preview, progress)
 
 
 def decode_file(opened: OpenedFile, preview: bool = False, progress: Progress | None = None) -> Image.Image:

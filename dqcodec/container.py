@@ -10,7 +10,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from .errors import ArgumentError, ContainerError  # ContainerError is re-exported
+from .errors import ArgumentError, ContainerError, ImageTooLargeError, UnsupportedImageError  # ContainerError is re-exported
 
 MAGIC = b"DQC\x00"
 VERSION = 4
@@ -22,6 +22,9 @@ READABLE = (2, 3, 4)
 # on the kernels that wrote them; this dqcodec does not read it.
 OLD_VERSIONS = {1: "dqcodec 0.1, whose files decode only on the CPU and torch build that wrote them"}
 MODES = ("RGB", "L")
+TILE_UNIT = 16  # tiles and images are coded in multiples of 16 pixels (the first level's stride)
+MAX_TILE = 1024  # the largest tile side a decoder accepts: a tile coding every pixel at 1024² takes about 2 GB
+MIN_TILE = 64
 _FIXED = struct.Struct("<4sBB")  # magic, version, model-name length
 # weights hash, kind, quality, codes' quality, mode, height, width, tile / 16, stream count
 _FIELDS = struct.Struct("<8sBBBBIIHB")
@@ -119,12 +122,16 @@ def read_header(data: bytes) -> tuple[Header, int, int, int]:
     return header, version, count, offset + fields.size
 
 
-def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
+    """A file's header and streams; its image size (against ``max_pixels``, None: no limit) and its tile
+    size are checked before anything of their size is allocated."""
     _version(data)
     if len(data) < _CRC.size or zlib.crc32(data[: -_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
         raise ContainerError("checksum mismatch: the file is truncated or corrupted")
     body = memoryview(data)[: -_CRC.size]
     header, _, count, offset = read_header(body)
+    check_pixels(header.height, header.width, max_pixels)
+    check_tile(header.tile, header.height, header.width)
     try:
         lengths = struct.unpack_from(f"<{count}I", body, offset)
     except struct.error as error:
@@ -137,3 +144,28 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         streams.append(bytes(body[offset : offset + length]))
         offset += length
     return header, streams
+
+
+def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
+    """Refuse a size before anything of that size is allocated, as Pillow's decompression-bomb check does."""
+    if height < 1 or width < 1:
+        raise UnsupportedImageError(f"an image of {width}x{height} pixels has nothing to code")
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageTooLargeError(
+            f"{width}x{height} is {height * width / 1e6:.1f} megapixels, over the limit of {max_pixels / 1e6:.1f} "
+            "(raise it with max_pixels, or --max-pixels on the command line)"
+        )
+
+
+def check_tile(tile: int, height: int, width: int) -> None:
+    """A tile size a decoder accepts: 0 (one tile, the whole padded image) or MIN_TILE to MAX_TILE
+    pixels in steps of TILE_UNIT; either way no tile is larger than MAX_TILE on a side. ``height`` and ``width``
+    are the image's, before padding to whole units."""
+    height, width = -(-height // TILE_UNIT) * TILE_UNIT, -(-width // TILE_UNIT) * TILE_UNIT
+    if tile == 0:
+        if max(height, width) > MAX_TILE:
+            raise ContainerError(f"an untiled file of {width}x{height} pixels is larger than a tile may be "
+                                 f"({MAX_TILE}x{MAX_TILE}); dqcodec 0.2 wrote such files")
+        return
+    if tile % TILE_UNIT or not MIN_TILE <= tile <= MAX_TILE:
+        raise ContainerError(f"tile size {tile} is not a multiple of {TILE_UNIT} from {MIN_TILE} to {MAX_TILE}")

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 from . import errors
 from .config import STRIDE
+from .container import check_pixels
 from .defaults import DEFAULT_MAX_PIXELS
 from .errors import UnsupportedImageError
 
@@ -32,17 +33,6 @@ def image_files(folder: Path) -> list[Path]:
 
 # Pillow modes accepted, and the container mode each decodes back to.
 _ACCEPTED_MODES = {"RGB": "RGB", "L": "L", "1": "L", "P": "RGB"}
-
-
-def check_pixels(height: int, width: int, max_pixels: int | None) -> None:
-    """Refuse a size before anything of that size is allocated, as Pillow's decompression-bomb check does."""
-    if height < 1 or width < 1:
-        raise UnsupportedImageError(f"an image of {width}x{height} pixels has nothing to code")
-    if max_pixels is not None and height * width > max_pixels:
-        raise errors.ImageTooLargeError(
-            f"{width}x{height} is {height * width / 1e6:.1f} megapixels, over the limit of {max_pixels / 1e6:.1f} "
-            "(raise it with max_pixels, or --max-pixels on the command line)"
-        )
 
 
 def load_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:

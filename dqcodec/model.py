@@ -199,8 +199,9 @@ class DQCodec(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> DQCodec:
+        state_dict = _renamed(checkpoint["state_dict"])
         model = cls(DQConfig.from_dict(checkpoint["config"]))
-        model.load_state_dict(_renamed(checkpoint["state_dict"]))
+        model.load_state_dict(state_dict)
         return model.eval()
 
 

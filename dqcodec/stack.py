@@ -14,6 +14,8 @@ and progress, goes to one ``Recorder`` the caller passes in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -95,7 +97,7 @@ class LayerStack:
                            stream: StreamEncoder, recorder: Recorder) -> None:
         """Code every tile's true pixels minus the base image, which is synthesized here as a decoder will."""
         base = np.zeros((*size, 3), dtype=np.uint8)
-        tiling.synthesize(self.net, maps, self.point.groups, boxes, tuple(x.shape[-2:]), base, lambda: None)
+        self._synthesize(maps, boxes, tuple(x.shape[-2:]), base, lambda: None)
         original = tiling.to_hwc(x * 255, size)
         for box in boxes:
             rows, cols = box.inside_slices(size)
@@ -125,10 +127,21 @@ class LayerStack:
                 image[box.inside_slices(size)] = layer.decompress(decoded, box.inside(size), streams[-1], recorder)
         _finish(streams[: self.net.num_levels] + (streams[-1:] if from_codes else []))
         if maps is not None:
-            tiling.synthesize(self.net, maps, self.point.groups, boxes, padded, image, recorder.advance)
+            self._synthesize(maps, boxes, padded, image, recorder.advance)
         if layer is not None and layer.needs_base:
             self._decompress_residual(image, boxes, streams[-1], recorder)
         return image
+
+    def _synthesize(self, maps: tiling.IndexMaps, boxes: list[tiling.Box], padded: tuple[int, int], image: np.ndarray,
+                    on_window: Callable[[], None]) -> None:
+        """The codes' image, window by window from the whole image's indices (windows see across tiles, so
+        the image has no seams), into ``image`` of the true size; ``on_window()`` after each."""
+        size = image.shape[:2]
+        for box in boxes:
+            outer, inner = tiling.window(box, *padded)
+            x_hat = self.net.reconstruct(maps.around(outer), self.point.groups)[(..., *inner.pixels())]
+            image[box.inside_slices(size)] = tiling.to_hwc(x_hat * 255, box.inside(size))
+            on_window()
 
     def _decompress_residual(self, image: np.ndarray, boxes: list[tiling.Box], stream: StreamDecoder, recorder: Recorder) -> None:
         """Add every tile's decoded difference to the base image in ``image``."""

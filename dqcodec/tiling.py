@@ -1,8 +1,8 @@
 """Large images in tiles: memory bounded by a tile, time linear in pixels.
 
 This module knows geometry, not coding modes: it cuts a padded image into tiles, gives each tile's
-features from a window around it, keeps the whole image's code indices, and synthesizes the codes'
-image window by window. ``stack.LayerStack`` hands each tile to the layers.
+features from a window around it, and keeps the whole image's code indices. ``stack.LayerStack`` hands
+each tile to the layers, and synthesizes the codes' image window by window.
 
 A tile is a square of T×T pixels of the padded image (T is in the file's header; the tiles of the
 last row and column are smaller), and it is coded exactly as a whole image of that size: every
@@ -19,7 +19,7 @@ like the whole image would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,14 +27,12 @@ import numpy as np
 import torch
 
 from .config import STRIDE
-from .errors import ContainerError
+from .container import MAX_TILE, MIN_TILE  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from .model import DQCodec
 
 HALO = 128  # pixels of margin around a window; a multiple of STRIDE
-MAX_TILE = 1024  # the largest tile side a decoder accepts: a tile coding every pixel at 1024² takes about 2 GB
-MIN_TILE = 64
 
 
 @dataclass(frozen=True)
@@ -91,18 +89,6 @@ def level_strides(levels: int) -> list[int]:
     return [STRIDE >> i for i in range(levels)]
 
 
-def check_tile(tile: int, height: int, width: int) -> None:
-    """A tile size a decoder accepts: 0 (one tile, the whole padded image) or MIN_TILE to MAX_TILE
-    pixels in steps of STRIDE; either way no tile is larger than MAX_TILE on a side."""
-    if tile == 0:
-        if max(height, width) > MAX_TILE:
-            raise ContainerError(f"an untiled file of {width}x{height} pixels is larger than a tile may be "
-                                 f"({MAX_TILE}x{MAX_TILE}); dqcodec 0.2 wrote such files")
-        return
-    if tile % STRIDE or not MIN_TILE <= tile <= MAX_TILE:
-        raise ContainerError(f"tile size {tile} is not a multiple of {STRIDE} from {MIN_TILE} to {MAX_TILE}")
-
-
 def analysed_tiles(net: DQCodec, x: torch.Tensor, boxes: list[Box]) -> Iterator[tuple[Box, list[torch.Tensor]]]:
     """(tile, every level's features of it) for a padded image x (1, 3, H, W), each from the analysis
     of a window around the tile."""
@@ -130,18 +116,6 @@ class IndexMaps:
 
     def around(self, box: Box) -> list[torch.Tensor]:
         return [m[(..., *box.positions(s))] for m, s in zip(self.maps, self.strides)]
-
-
-def synthesize(net: DQCodec, maps: IndexMaps, groups: tuple[int, ...], boxes: list[Box], padded: tuple[int, int],
-               image: np.ndarray, on_window: Callable[[], None]) -> None:
-    """The codes' image, window by window from the whole image's indices, into ``image`` (the true
-    size, (H, W, 3) uint8); ``on_window()`` after each."""
-    size = image.shape[:2]
-    for box in boxes:
-        outer, inner = window(box, *padded)
-        x_hat = net.reconstruct(maps.around(outer), groups)[(..., *inner.pixels())]
-        image[box.inside_slices(size)] = to_hwc(x_hat * 255, box.inside(size))
-        on_window()
 
 
 def to_hwc(x: torch.Tensor, inside: tuple[int, int]) -> np.ndarray:

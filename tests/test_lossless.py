@@ -135,7 +135,7 @@ def test_near_lossless_options_that_make_no_sense_are_errors(tiny_zoo):
 def test_a_near_lossless_header_without_a_pixel_stream_is_refused(tiny_zoo):
     data = dqcodec.compress(photo_like(24, 24), quality=5, model=tiny_zoo)  # tolerance 1
     header, streams = container.unpack(data)
-    with pytest.raises(dqcodec.ContainerError, match="no pixel stream"):
+    with pytest.raises(dqcodec.ContainerError, match="no pixels stream"):
         dqcodec.decompress(container.pack(header, streams[:2]))
 
 

@@ -104,15 +104,21 @@ def test_the_emulated_kernels_do_change_float_arithmetic(setting):
     if native["capability"] == "DEFAULT":
         pytest.skip("this CPU runs ATen's default kernels natively")
     assert other["float_sha256"] != native["float_sha256"]
-    if "MKL_ENABLE_INSTRUCTIONS" in kernels.SETTINGS[setting]:
+    if "MKL_ENABLE_INSTRUCTIONS" in kernels.SETTINGS[setting] and _intel_cpu():
+        # MKL picks its kernels by instruction set on Intel CPUs only; elsewhere the setting changes nothing
         assert other["blas_sha256"] != native["blas_sha256"]
+
+
+def _intel_cpu() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and "GenuineIntel" in cpuinfo.read_text()
 
 
 @pytest.mark.slow
 def test_golden_files_decode_to_what_they_decoded_to_when_written():
     golden = sorted(GOLDEN.glob("*.dq"))
     versions = {container.read_header(path.read_bytes())[1] for path in golden}
-    assert len(golden) >= 4 and versions == {3, 4}, versions
+    assert len(golden) >= 4 and versions >= {3, 4}, versions
     for path in golden:
         expected = _golden(path)
         got = kernels.describe(path)
