@@ -2,13 +2,17 @@
 
 import random
 
+import click
 import pytest
 import torch
 from PIL import Image
 
-from dqcodec import codec, train
+from dqcodec import codec
 from dqcodec.errors import ArgumentError
 from dqcodec.levels import LevelConfig
+from dqcodec.training import CHECKPOINT, NewLevel, Stage, TrainConfig, train
+from dqcodec.training.cli import parse_level
+from dqcodec.training.modes import train_new_level
 
 from .conftest import photo_like, tiny_model
 
@@ -64,9 +68,9 @@ def test_training_moves_only_the_new_level(models, tmp_path):
     folder.mkdir()
     for seed in range(2):
         Image.fromarray(photo_like(48, 48, seed)).save(folder / f"{seed}.png")
-    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level="only", ecvq=0.5)
+    train(grown, TrainConfig(folder, tmp_path / "run", [Stage(32, 2, 3)], 0.05, 1e-2, checkpoint_minutes=60.0, mode=NewLevel(), ecvq=0.5))
     assert [level.training_rate_weight for level in grown.levels] == [0.0, 0.0, 0.5]  # entropy-constrained: the new level only
-    after = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)["model"]["state_dict"]
+    after = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["model"]["state_dict"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("levels.2.", "mixers.1.", "synthesis.0.weight")) for k in changed), changed
     codes = grown.levels[-1].out_channels
@@ -82,14 +86,15 @@ def test_training_all_moves_the_levels_above_with_the_new_one(models, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     Image.fromarray(photo_like(48, 48, 0)).save(folder / "0.png")
-    train.train(folder, tmp_path / "run", [train.Stage(32, 2, 3)], 0.05, 1e-2, grown, 60.0, 0, new_level="all", ecvq=0.5)
+    train(grown, TrainConfig(folder, tmp_path / "run", [Stage(32, 2, 3)], 0.05, 1e-2, checkpoint_minutes=60.0, mode=NewLevel(alone=False), ecvq=0.5))
     assert [level.training_rate_weight for level in grown.levels] == [0.0, 0.0, 0.5]
-    after = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)["model"]["state_dict"]
+    after = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["model"]["state_dict"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     for prefix in ("analysis.", "levels.0.", "levels.2.", "synthesis.", "contexts."):
         assert any(k.startswith(prefix) for k in changed), prefix
-    with pytest.raises(ValueError):
-        train.train(folder, tmp_path / "other", [train.Stage(32, 2, 1)], 0.05, 1e-2, grown, 60.0, 0, new_level=True)
+    # a model with a pixel likelihood is refused: its pixel bits would train the new level too
+    with pytest.raises(click.ClickException, match="without a pixel likelihood"):
+        train(models[1], TrainConfig(folder, tmp_path / "other", [Stage(32, 2, 1)], 0.05, 1e-2, checkpoint_minutes=60.0, mode=NewLevel(alone=False)))
 
 
 def test_entropy_constrained_training_spends_fewer_bits_on_the_new_level(models):
@@ -98,7 +103,7 @@ def test_entropy_constrained_training_spends_fewer_bits_on_the_new_level(models)
     _, grown = models
     grown = grown.__class__.from_checkpoint(grown.checkpoint())
     grown.drop_pixel_model()
-    grown.train_new_level()
+    train_new_level(grown)
     level = grown.levels[-1]
     x = image_tensor()
     groups = torch.tensor([[2, 4, 2]])
@@ -120,8 +125,8 @@ def test_a_level_is_added_only_where_it_fits():
 
 
 def test_parse_level():
-    assert train.parse_level("16x64x4") == LevelConfig(16, 64, 4)
-    assert train.parse_level("16x64x4x8") == LevelConfig(16, 64, 4, 8)
+    assert parse_level("16x64x4") == LevelConfig(16, 64, 4)
+    assert parse_level("16x64x4x8") == LevelConfig(16, 64, 4, 8)
     for bad in ("16x64", "16x0x4", "ax64x4"):
         with pytest.raises(Exception, match="GROUPSxCODEBOOKxDIM"):
-            train.parse_level(bad)
+            parse_level(bad)
