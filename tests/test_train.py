@@ -304,3 +304,53 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     assert again.exit_code == 2 and "without a pixel likelihood" in again.output
     fresh = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "fresh"), "--init", str(previous), "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"])
     assert fresh.exit_code == 0, fresh.output
+
+
+def test_each_mode_owns_its_freezing_rules():
+    from click import ClickException
+
+    from dqcodec.levels import LevelConfig
+    from dqcodec.training import Lossy, NewLevel
+    from dqcodec.training.distributed import Processes
+    from dqcodec.training.modes import new_level_parameters
+
+    procs = Processes()
+    # lossless: only the pixel likelihood learns, and only it is in training mode (the codebooks stay put)
+    model = tiny_model()
+    Lossless().prepare(model, procs)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {n for n, _ in model.named_parameters() if n.startswith("pixels.")}
+    Lossless().train_modules(model)
+    assert model.pixels.training and not any(level.training for level in model.levels)
+    assert Lossless().lmbda([0.01, 0.02]) == 0.0
+    lossy = tiny_model()
+    lossy.drop_pixel_model()
+    with pytest.raises(ClickException, match="pixel likelihood"):
+        Lossless().prepare(lossy, procs)
+    # lossy: every weight, at every quality; a pixel likelihood is dropped
+    model = tiny_model()
+    Lossy().prepare(model, procs)
+    assert model.pixels is None and all(p.requires_grad for p in model.parameters())
+    Lossy().train_modules(model)
+    assert all(m.training for m in model.modules()) and Lossy().first_quality(model) == 0
+
+    # a new level alone: only its parameters learn, and the synthesis' first convolution's context share gets no gradient
+    grown = lossy.with_level(LevelConfig(groups=2, codebook=8, dim=2, hidden=3), [1, 2])
+    alone = NewLevel()
+    alone.prepare(grown, procs)
+    trainable = {n for n, p in grown.named_parameters() if p.requires_grad}
+    assert trainable == set(new_level_parameters(grown)) and "synthesis.0.weight" in trainable
+    assert all(n.startswith(("levels.2.", "mixers.1.", "synthesis.0.weight")) for n in trainable)
+    alone.train_modules(grown)
+    assert grown.levels[-1].training and grown.mixers[-1].training and not grown.levels[0].training and not grown.synthesis.training
+    first = alone.first_quality(grown)
+    assert grown.config.qualities[first][-1] and not grown.config.qualities[first - 1][-1]
+    torch.manual_seed(0)
+    out = grown(torch.rand(1, 3, 32, 32), torch.tensor([grown.config.qualities[-1]]))
+    out["x_hat"].square().mean().backward()
+    grad, codes = grown.synthesis[0].weight.grad, grown.levels[-1].out_channels
+    assert grad[:, :codes].abs().sum() > 0 and torch.equal(grad[:, codes:], torch.zeros_like(grad[:, codes:]))
+    assert alone.rate_levels(grown) == [grown.levels[-1]]
+    # a new level with all: every weight, every quality
+    grown = lossy.with_level(LevelConfig(groups=2, codebook=8, dim=2, hidden=3), [1, 2])
+    NewLevel(alone=False).prepare(grown, procs)
+    assert all(p.requires_grad for p in grown.parameters()) and NewLevel(alone=False).first_quality(grown) == 0
