@@ -59,7 +59,7 @@ class Run:
     objective: Objective
     net: torch.nn.Module | None = None  # the model, or its DDP wrapper
     codebooks: SharedCodebookUpdates | None = None
-    trace: "RankTrace | None" = None
+    trace: RankTrace | None = None
 
     @property
     def aux_params(self) -> list:
@@ -73,10 +73,9 @@ def _start(procs: Processes, model, config: TrainConfig) -> Run:
     state = checkpoints.load_checkpoint(config.out)
     distributed.agree_on_checkpoint(procs, state, config.out)
     model = _prepared(zoo.from_checkpoint(state["model"]) if state else model, config, procs)
-    optimizer, aux_optimizer = checkpoints.optimizers(model, config.lr)
+    optimizer, aux_optimizer = checkpoints.resumed_optimizers(model, config.lr, state, procs.echo) if state else checkpoints.optimizers(model, config.lr)
     step, wall = 0, 0.0
     if state:
-        optimizer, aux_optimizer = checkpoints.resumed_optimizers(model, config.lr, state, procs.echo)
         step, wall = state["step"], state["wall_seconds"]
         rng = distributed.resume_draws(procs, state, rng, config.seed)
         procs.echo(f"resumed {config.out / CHECKPOINT} at step {step}")
