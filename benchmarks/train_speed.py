@@ -22,7 +22,8 @@ import torch
 from compressai.losses import RateDistortionLoss
 from PIL import Image
 
-from dqcodec import codec, train
+from dqcodec import codec
+from dqcodec.training import data, objective
 from dqcodec.model import DQCodec, DQConfig
 
 SETTINGS = {"fp32": (False, False), "bf16": (True, False), "bf16+channels-last": (True, True)}
@@ -32,9 +33,7 @@ def step_fn(model, criterion, optimizer, bf16, channels_last):
     qualities = torch.tensor(model.config.qualities)
 
     def step(x):
-        output = train.forward(
-            model, x, qualities[train.sample_qualities(len(qualities), x.shape[0], 0.0)], bf16, channels_last
-        )
+        output = objective.forward(model, x, qualities[data.sample_qualities(len(qualities), x.shape[0], 0.0)], bf16, channels_last)
         loss = criterion(output, x)["loss"] + output["vq_loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -76,7 +75,7 @@ def coded(model, images, quality):
 @click.option("--every", default=4, show_default=True)
 def main(train_dir, heldout, minutes, every):
     torch.set_num_threads(2)
-    images = train.load_images(train_dir, 128)
+    images = data.load_images(train_dir, 128)
     evaluation = [np.asarray(Image.open(p).convert("RGB")) for p in codec.image_files(heldout)[::every]]
     criterion = RateDistortionLoss(lmbda=0.01)
     rows = []
@@ -86,7 +85,7 @@ def main(train_dir, heldout, minutes, every):
         rng = random.Random(0)
         times = []
         for i in range(12):
-            x = train.random_batch(images, 128, 8, rng)
+            x = data.random_batch(images, 128, 8, rng)
             started = time.perf_counter()
             step(x)
             if i >= 2:
@@ -95,7 +94,7 @@ def main(train_dir, heldout, minutes, every):
         step = step_fn(model, criterion, optimizer, bf16, channels_last)
         rng, steps, started = random.Random(0), 0, time.perf_counter()
         while time.perf_counter() - started < minutes * 60:
-            step(train.random_batch(images, 64, 16, rng))
+            step(data.random_batch(images, 64, 16, rng))
             steps += 1
         q4, q6 = coded(model, evaluation, 4), coded(model, evaluation, 6)
         rows.append((name, statistics.median(times), steps, q4, q6))

@@ -469,7 +469,7 @@ def parse_qualities(text: str, model) -> list[list[int]]:
 @click.pass_context
 def train(ctx):
     """Train a dq model or a CompressAI baseline (`dqcodec train --help` for its options)."""
-    from dqcodec.train import main  # torch, compressai: only when training
+    from dqcodec.training.cli import main  # torch, compressai: only when training
 
     main.main(args=ctx.args, prog_name=ctx.command_path, standalone_mode=False)
 

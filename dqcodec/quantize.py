@@ -34,6 +34,13 @@ SOFT_TO_HARD_TEMPERATURES = (1.0, 0.02)  # at the start and the end of training
 
 
 class DepthwiseQuantizer(nn.Module):
+    #: The extension point for training on several processes (``dqcodec.training.distributed``). None (the
+    #: default): in training, the EMA codebook update learns from this process's vectors, as a single process
+    #: does. Set on an instance to a callable ``hook(update, z, indices)``, the update runs through it: it gets
+    #: this quantizer's own update and its (M, N, D) projected vectors and (M, N) indices, and must call
+    #: ``update(z, indices)`` with the vectors to learn from (e.g. every process's, under the same random draws).
+    update_hook: Callable[[Callable[[torch.Tensor, torch.Tensor], None], torch.Tensor, torch.Tensor], None] | None = None
+
     def __init__(
         self,
         in_channels: int,
@@ -127,7 +134,10 @@ class DepthwiseQuantizer(nn.Module):
             indices = (distances.detach() + rate(self._to_image(self._lookup(indices), b, h, w))).argmin(-1)
         q = self._lookup(indices)
         if self.training:
-            self._ema_update(z.detach(), indices)
+            if self.update_hook is None:
+                self._ema_update(z.detach(), indices)
+            else:
+                self.update_hook(self._ema_update, z.detach(), indices)
         loss = self.commitment * F.mse_loss(z, q.detach())
         if soft:
             assignments = self._soft_assignments(distances)

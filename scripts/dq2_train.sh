@@ -23,7 +23,7 @@ schedule=32x32:1000,64x16:7000,128x8:72000
 py=.venv/bin/python
 if [ "${1:-}" = snapshot ]; then
   mkdir -p "$(dirname "$snapshot")"
-  exec $py -c 'import sys; from pathlib import Path; from dqcodec.train import write_snapshot; write_snapshot(Path(sys.argv[1]), Path(sys.argv[2]))' "$out/checkpoint.pt" "$snapshot"
+  exec $py -c 'import sys; from pathlib import Path; from dqcodec.training import write_snapshot; write_snapshot(Path(sys.argv[1]), Path(sys.argv[2]))' "$out/checkpoint.pt" "$snapshot"
 fi
 if [ ! -e "$out/checkpoint.pt" ]; then
   mkdir -p "$out"
@@ -31,9 +31,9 @@ if [ ! -e "$out/checkpoint.pt" ]; then
     cp "$snapshot" "$out/checkpoint.pt"
     echo "seeded $out from $snapshot"
   else
-    $py -c 'import sys, torch; from pathlib import Path; from dqcodec.train import write_seed; write_seed(torch.load(sys.argv[1], weights_only=True), 8000, 0, Path(sys.argv[2]))' "$seed_model" "$out/checkpoint.pt"
+    $py -c 'import sys, torch; from pathlib import Path; from dqcodec.training import write_seed; write_seed(torch.load(sys.argv[1], weights_only=True), 8000, 0, Path(sys.argv[2]))' "$seed_model" "$out/checkpoint.pt"
     echo "seeded $out from $seed_model at step 8000"
   fi
 fi
-exec $py -m dqcodec.train "$data/train" "$data/train-native" --out "$out" --schedule $schedule \
+exec $py -m dqcodec.training "$data/train" "$data/train-native" --out "$out" --schedule $schedule \
   --lmbda 0.01 --lr 3e-4 --keep-all 0.5 --bf16 --checkpoint-minutes 5 ${UNTIL:+--until $UNTIL}

@@ -1,6 +1,6 @@
 """Training on two processes, launched by torchrun as a user would (gloo on the CPU, localhost).
 
-``--debug-ranks DIR`` (a hidden option of dqcodec.train) makes every process write what it drew
+``--debug-ranks DIR`` (a hidden option of dqcodec train) makes every process write what it drew
 and digests of its model's state when it started (before DDP copied rank 0's weights to it)
 and when it ended, so the ranks can be compared with each other and with the checkpoint.
 """
@@ -17,13 +17,16 @@ import torch.distributed as dist
 from PIL import Image
 
 from dqcodec import zoo
-from dqcodec.train import state_digest
+from dqcodec.training.checkpoints import state_digest
 
 from .conftest import photo_like
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo")
+pytestmark = [
+    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"),
+    pytest.mark.slow,  # about 40 s: three launches of two processes
+]
 
 
 def torchrun() -> list[str]:
@@ -33,7 +36,7 @@ def torchrun() -> list[str]:
 
 
 def launch(data: Path, out: Path, debug: Path, *options: str) -> str:
-    command = [*torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "dqcodec.train", str(data), "--out", str(out)]
+    command = [*torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "dqcodec.training", str(data), "--out", str(out)]
     command += ["--channels", "8", "--schedule", "32x2:20", "--debug-ranks", str(debug), *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     if sys.platform.startswith("linux"):

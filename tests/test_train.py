@@ -2,9 +2,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dqcodec import baselines, zoo
+from dqcodec import baselines, surgery, zoo
 from dqcodec.model import DQCodec
-from dqcodec.train import parse_schedule, stage_at, train
+from dqcodec.training import Lossless, TrainConfig, parse_schedule, train
+from dqcodec.training.objective import stage_at
 
 from .conftest import TINY, photo_like, tiny_model
 
@@ -21,17 +22,17 @@ def test_training_writes_a_checkpoint_and_resumes_from_it(tmp_path):
     for i in range(3):
         Image.fromarray(photo_like(48, 64, seed=i)).save(data / f"{i}.png")
     out = tmp_path / "run"
-    ckpt = train(data, out, parse_schedule("32x2:3"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    ckpt = train(DQCodec(TINY), TrainConfig(data, out, parse_schedule("32x2:3"), 0.01, 1e-3, checkpoint_minutes=10.0))
     first = torch.load(ckpt, weights_only=True)
     assert first["step"] == 3
-    train(data, out, parse_schedule("32x2:3,48x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    train(DQCodec(TINY), TrainConfig(data, out, parse_schedule("32x2:3,48x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0))
     second = torch.load(ckpt, weights_only=True)
     assert second["step"] == 5
     assert not torch.equal(first["model"]["state_dict"]["synthesis.0.weight"], second["model"]["state_dict"]["synthesis.0.weight"])
 
 
 def test_keep_all_codes_that_fraction_of_crops_at_the_last_quality():
-    from dqcodec.train import sample_qualities
+    from dqcodec.training.data import sample_qualities
 
     torch.manual_seed(0)
     assert set(sample_qualities(3, 1000, 0.0).tolist()) == {0, 1, 2}
@@ -44,7 +45,7 @@ def test_keep_all_codes_that_fraction_of_crops_at_the_last_quality():
 def test_each_crop_is_weighted_by_its_own_lambda():
     from compressai.losses import RateDistortionLoss
 
-    from dqcodec.train import rate_distortion
+    from dqcodec.training.objective import rate_distortion
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 8, 8)
@@ -61,7 +62,7 @@ def test_until_stops_early_with_a_checkpoint(tmp_path):
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
-    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0, until=4)
+    ckpt = train(DQCodec(TINY), TrainConfig(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, checkpoint_minutes=10.0, until=4))
     assert torch.load(ckpt, weights_only=True)["step"] == 4
 
 
@@ -71,8 +72,8 @@ def test_a_compressai_baseline_trains_resumes_and_codes_through_its_own_coder(tm
     Image.fromarray(photo_like(64, 80)).save(data / "a.png")
     torch.manual_seed(0)
     model = baselines.build("bmshj2018-hyperprior", 1)
-    ckpt = train(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, model, 10.0, seed=0, until=2)
-    ckpt = train(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, model, 10.0, seed=0)
+    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, checkpoint_minutes=10.0, until=2))
+    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, checkpoint_minutes=10.0))
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 3 and state["aux_optimizer"] is not None
     trained = zoo.from_checkpoint(state["model"])
@@ -90,7 +91,7 @@ def test_lossless_training_at_one_quality_changes_only_the_pixel_likelihood(tmp_
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
     model = tiny_model()
     before = {name: p.clone() for name, p in model.state_dict().items()}
-    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, model, 10.0, seed=0, lossless=True, quality=2)
+    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0, mode=Lossless(), quality=2))
     state = torch.load(ckpt, weights_only=True)
     assert state["quality"] == 2
     after = state["model"]["state_dict"]
@@ -101,7 +102,7 @@ def test_lossless_training_at_one_quality_changes_only_the_pixel_likelihood(tmp_
 def test_lossy_training_from_a_lossless_model_drops_its_pixel_likelihood(tiny_zoo, tmp_path):
     from click.testing import CliRunner
 
-    from dqcodec.train import main
+    from dqcodec.training.cli import main
 
     data = tmp_path / "images"
     data.mkdir()
@@ -122,10 +123,10 @@ def test_a_lambda_per_quality_trains_and_is_kept_in_the_checkpoint(tmp_path):
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(48, 64)).save(data / "a.png")
-    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:2"), [0.002, 0.01, 0.05], 1e-3, DQCodec(TINY), 10.0, seed=0)
+    ckpt = train(DQCodec(TINY), TrainConfig(data, tmp_path / "run", parse_schedule("32x2:2"), [0.002, 0.01, 0.05], 1e-3, checkpoint_minutes=10.0))
     assert torch.load(ckpt, weights_only=True)["lmbda"] == [0.002, 0.01, 0.05]
     with pytest.raises(BadParameter, match="one per quality"):
-        train(data, tmp_path / "other", parse_schedule("32x2:2"), [0.002, 0.01], 1e-3, DQCodec(TINY), 10.0, seed=0)
+        train(DQCodec(TINY), TrainConfig(data, tmp_path / "other", parse_schedule("32x2:2"), [0.002, 0.01], 1e-3, checkpoint_minutes=10.0))
 
 
 def test_soft_to_hard_codebooks_train_anneal_and_code(tmp_path):
@@ -135,7 +136,8 @@ def test_soft_to_hard_codebooks_train_anneal_and_code(tmp_path):
 
     import numpy as np
 
-    from dqcodec import codec, tiling
+    from dqcodec import codec
+    from dqcodec.stack import LayerStack
 
     data = tmp_path / "images"
     data.mkdir()
@@ -144,22 +146,23 @@ def test_soft_to_hard_codebooks_train_anneal_and_code(tmp_path):
     torch.manual_seed(0)
     model = DQCodec(dataclasses.replace(TINY, codebook_learning="soft-to-hard"))
     initial = model.levels[0].quantizer.embed.detach().clone()
-    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:6"), 0.01, 1e-3, model, 10.0, seed=0)
+    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("32x2:6"), 0.01, 1e-3, checkpoint_minutes=10.0))
     trained = zoo.from_checkpoint(torch.load(ckpt, weights_only=True)["model"])
     quantizer = trained.levels[0].quantizer
     assert quantizer.learning == "soft-to-hard" and isinstance(quantizer.embed, torch.nn.Parameter)
     assert not torch.equal(quantizer.embed.detach(), initial)
     assert model.levels[0].quantizer.temperature < 0.1  # annealed towards the end of the run
     x = codec.pad(codec.to_tensor(Image.fromarray(photo_like(48, 48))))
-    decoded = tiling.decode(trained, tiling.encode(trained, x, 2, 64), (48, 48), 2, 64, lossless=False)
+    stack = LayerStack(trained, trained.ladder.resolve(2))
+    decoded = stack.decompress(stack.compress(x, (48, 48), 64), (48, 48), 64)
     with torch.no_grad():
-        groups = torch.tensor([trained.groups_for_quality(2)])
+        groups = torch.tensor([stack.point.groups])
         expected = (trained.eval()(x, groups)["x_hat"].clamp(0, 1) * 255).round()[0].permute(1, 2, 0).numpy()
     assert np.abs(decoded.astype(float) - expected).max() <= 1
 
 
 def test_adam_state_follows_parameter_names_when_another_version_registers_them_in_another_order():
-    from dqcodec.train import restore_optimizer
+    from dqcodec.training.checkpoints import restore_optimizer
 
     a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3, 3))
     saved_opt = torch.optim.Adam([a, b])
@@ -182,7 +185,7 @@ def test_a_checkpoint_whose_adam_state_fits_no_parameter_order_resumes_with_fres
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
     out = tmp_path / "run"
-    ckpt = train(data, out, parse_schedule("32x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    ckpt = train(DQCodec(TINY), TrainConfig(data, out, parse_schedule("32x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0))
     state = torch.load(ckpt, weights_only=True)
     assert state["optimized_names"][0][0] == next(n for n, p in DQCodec(TINY).named_parameters() if p.requires_grad)
     moments = state["optimizer"]["state"]
@@ -190,17 +193,17 @@ def test_a_checkpoint_whose_adam_state_fits_no_parameter_order_resumes_with_fres
     state["optimizer"]["state"] = {i: moments[j] for i, j in zip(order, order[::-1])}  # another version's order
     del state["optimized_names"]
     torch.save(state, ckpt)
-    train(data, out, parse_schedule("32x2:4"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    train(DQCodec(TINY), TrainConfig(data, out, parse_schedule("32x2:4"), 0.01, 1e-3, checkpoint_minutes=10.0))
     assert torch.load(ckpt, weights_only=True)["step"] == 4
 
 
 def test_a_half_precision_snapshot_resumes_its_run_at_its_step_with_fresh_moments(tmp_path):
-    from dqcodec.train import write_snapshot
+    from dqcodec.training import write_snapshot
 
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
-    ckpt = train(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    ckpt = train(DQCodec(TINY), TrainConfig(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0))
     snapshot = tmp_path / "snapshot.pt"
     write_snapshot(ckpt, snapshot)
     saved = torch.load(snapshot, weights_only=True)
@@ -214,13 +217,13 @@ def test_a_half_precision_snapshot_resumes_its_run_at_its_step_with_fresh_moment
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     (resumed / "checkpoint.pt").write_bytes(snapshot.read_bytes())
-    after = torch.load(train(data, resumed, parse_schedule("32x2:4"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0), weights_only=True)
+    after = torch.load(train(DQCodec(TINY), TrainConfig(data, resumed, parse_schedule("32x2:4"), 0.01, 1e-3, checkpoint_minutes=10.0)), weights_only=True)
     assert after["step"] == 4 and after["optimizer"]["state"]
     assert after["model"]["state_dict"]["synthesis.0.weight"].dtype == torch.float32
 
 
 def test_a_seed_from_a_model_checkpoint_starts_the_schedule_at_its_step_from_those_weights(tmp_path):
-    from dqcodec.train import write_seed
+    from dqcodec.training import write_seed
 
     data = tmp_path / "images"
     data.mkdir()
@@ -233,7 +236,7 @@ def test_a_seed_from_a_model_checkpoint_starts_the_schedule_at_its_step_from_tho
     write_seed(zoo.checkpoint_of(model), 3, 0, out / "checkpoint.pt")
     seeded = torch.load(out / "checkpoint.pt", weights_only=True)
     assert seeded["step"] == 3 and "optimizer" not in seeded
-    after = torch.load(train(data, out, parse_schedule("32x2:3,32x2:1"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0, until=4), weights_only=True)
+    after = torch.load(train(DQCodec(TINY), TrainConfig(data, out, parse_schedule("32x2:3,32x2:1"), 0.01, 1e-3, checkpoint_minutes=10.0, until=4)), weights_only=True)
     assert after["step"] == 4
     trained = after["model"]["state_dict"]["synthesis.0.weight"]
     assert not torch.equal(trained, torch.full_like(trained, 0.25))
@@ -243,13 +246,13 @@ def test_a_seed_from_a_model_checkpoint_starts_the_schedule_at_its_step_from_tho
 def test_init_from_a_runs_checkpoint_starts_from_its_float_weights(tmp_path):
     from click.testing import CliRunner
 
-    from dqcodec.train import initial_model, main
+    from dqcodec.training.cli import initial_model, main
 
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
     first = tmp_path / "first"
-    train(data, first, parse_schedule("32x2:2"), 0.01, 1e-3, DQCodec(TINY), 10.0, seed=0)
+    train(DQCodec(TINY), TrainConfig(data, first, parse_schedule("32x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0))
     saved = torch.load(first / "checkpoint.pt", weights_only=True)["model"]["state_dict"]
     model = initial_model(str(first / "checkpoint.pt"))
     assert model.training and all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
@@ -264,20 +267,20 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from dqcodec.errors import ModelError
-    from dqcodec.train import main
+    from dqcodec.training.cli import main
 
     donor = tiny_model(seed=1)
     lossy = tiny_model(seed=2)
-    lossy.drop_pixel_model()
+    surgery.drop_pixel_model(lossy)
     folder = tmp_path / "models"
     zoo.export(donor, "donor", folder)
     lossy_file = zoo.export(lossy, "lossy", folder)
     monkeypatch.setenv("DQCODEC_MODELS", str(folder))
     copy = DQCodec.from_checkpoint(lossy.checkpoint())
-    copy.adopt_pixel_model(donor)
+    surgery.adopt_pixel_model(copy, donor)
     assert all(torch.equal(v, donor.pixels.state_dict()[k]) for k, v in copy.pixels.state_dict().items())
     with pytest.raises(ModelError):
-        copy.adopt_pixel_model(lossy)  # it has none to give
+        surgery.adopt_pixel_model(copy, lossy)  # it has none to give
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
@@ -303,3 +306,53 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     assert again.exit_code == 2 and "without a pixel likelihood" in again.output
     fresh = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "fresh"), "--init", str(previous), "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"])
     assert fresh.exit_code == 0, fresh.output
+
+
+def test_each_mode_owns_its_freezing_rules():
+    from click import ClickException
+
+    from dqcodec.levels import LevelConfig
+    from dqcodec.training import Lossy, NewLevel
+    from dqcodec.training.distributed import Processes
+    from dqcodec.training.modes import new_level_parameters
+
+    procs = Processes()
+    # lossless: only the pixel likelihood learns, and only it is in training mode (the codebooks stay put)
+    model = tiny_model()
+    Lossless().prepare(model, procs)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {n for n, _ in model.named_parameters() if n.startswith("pixels.")}
+    Lossless().train_modules(model)
+    assert model.pixels.training and not any(level.training for level in model.levels)
+    assert Lossless().lmbda([0.01, 0.02]) == 0.0
+    lossy = tiny_model()
+    surgery.drop_pixel_model(lossy)
+    with pytest.raises(ClickException, match="pixel likelihood"):
+        Lossless().prepare(lossy, procs)
+    # lossy: every weight, at every quality; a pixel likelihood is dropped
+    model = tiny_model()
+    Lossy().prepare(model, procs)
+    assert model.pixels is None and all(p.requires_grad for p in model.parameters())
+    Lossy().train_modules(model)
+    assert all(m.training for m in model.modules()) and Lossy().first_quality(model) == 0
+
+    # a new level alone: only its parameters learn, and the synthesis' first convolution's context share gets no gradient
+    grown = surgery.with_level(lossy, LevelConfig(groups=2, codebook=8, dim=2, hidden=3), [1, 2])
+    alone = NewLevel()
+    alone.prepare(grown, procs)
+    trainable = {n for n, p in grown.named_parameters() if p.requires_grad}
+    assert trainable == set(new_level_parameters(grown)) and "synthesis.0.weight" in trainable
+    assert all(n.startswith(("levels.2.", "mixers.1.", "synthesis.0.weight")) for n in trainable)
+    alone.train_modules(grown)
+    assert grown.levels[-1].training and grown.mixers[-1].training and not grown.levels[0].training and not grown.synthesis.training
+    first = alone.first_quality(grown)
+    assert grown.config.qualities[first][-1] and not grown.config.qualities[first - 1][-1]
+    torch.manual_seed(0)
+    out = grown(torch.rand(1, 3, 32, 32), torch.tensor([grown.config.qualities[-1]]))
+    out["x_hat"].square().mean().backward()
+    grad, codes = grown.synthesis[0].weight.grad, grown.levels[-1].out_channels
+    assert grad[:, :codes].abs().sum() > 0 and torch.equal(grad[:, codes:], torch.zeros_like(grad[:, codes:]))
+    assert alone.rate_levels(grown) == [grown.levels[-1]]
+    # a new level with all: every weight, every quality
+    grown = surgery.with_level(lossy, LevelConfig(groups=2, codebook=8, dim=2, hidden=3), [1, 2])
+    NewLevel(alone=False).prepare(grown, procs)
+    assert all(p.requires_grad for p in grown.parameters()) and NewLevel(alone=False).first_quality(grown) == 0

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import dqcodec
-from dqcodec import container, weights, zoo
+from dqcodec import container, surgery, weights, zoo
 
 from .conftest import photo_like, tiny_model
 
@@ -174,11 +174,11 @@ def test_an_export_on_a_base_keeps_the_tensors_it_shares_with_it_exactly(tmp_pat
 
     monkeypatch.setenv("DQCODEC_MODELS", str(tmp_path / "models"))
     lossy = tiny_model(seed=4)
-    lossy.drop_pixel_model()
+    surgery.drop_pixel_model(lossy)
     base_path = zoo.export(lossy, "base", calibration=[torch.rand(1, 3, 32, 32)])
     base, _ = zoo.load("base")
     grown = base.__class__.from_checkpoint(base.checkpoint())
-    grown.adopt_pixel_model(tiny_model(seed=5))
+    surgery.adopt_pixel_model(grown, tiny_model(seed=5))
     checkpoint = tmp_path / "checkpoint.pt"
     torch.save({"model": grown.checkpoint(), "step": 1}, checkpoint)
     photos = tmp_path / "photos"
