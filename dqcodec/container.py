@@ -95,7 +95,7 @@ def _version(data: bytes) -> tuple[int, int]:
     return version, name_length
 
 
-def read_header(data: bytes) -> tuple[Header, int, int, int]:
+def read_header(data: bytes | memoryview) -> tuple[Header, int, int, int]:
     """The header from the start of a .dq file (its first ``MAX_HEADER_BYTES`` are enough), without
     reading its streams or checking its checksum, as an image viewer's open does: (header, format
     version, stream count, offset of the stream lengths)."""

@@ -85,10 +85,10 @@ class Table:
     the interpolation's products below 2^31)."""
 
     def __init__(self, values: np.ndarray, low: int, high: int, out_frac: int, step_bits: int):
-        values = torch.from_numpy(values.astype(np.int64))
-        values = torch.cat([values, values[-1:]])  # so that the last entry's step is 0
-        self.values = {torch.int64: values, torch.int32: values.int()}
-        steps = values.diff(append=values[-1:])
+        entries = torch.from_numpy(values.astype(np.int64))
+        entries = torch.cat([entries, entries[-1:]])  # so that the last entry's step is 0
+        self.values = {torch.int64: entries, torch.int32: entries.int()}
+        steps = entries.diff(append=entries[-1:])
         self.steps = {torch.int64: steps, torch.int32: steps.int()}
         self.low, self.high, self.out_frac, self.step_bits = low, high, out_frac, step_bits
 
@@ -157,7 +157,9 @@ class ExactConv:
         check_exact_range(self.weight, self.bias, transposed)
 
     @classmethod
-    def of(cls, conv: nn.Conv2d | nn.ConvTranspose2d) -> "ExactConv":
+    def of(cls, conv: nn.Conv2d | nn.ConvTranspose2d) -> ExactConv:
+        if conv.bias is None:
+            raise ValueError("an exact convolution needs the layer's bias (dq models' convolutions all have one)")
         if isinstance(conv, nn.ConvTranspose2d):
             return cls(conv.weight, conv.bias, conv.stride, conv.padding, True, conv.output_padding)
         return cls(conv.weight, conv.bias, conv.stride, conv.padding)

@@ -257,8 +257,7 @@ class ResidualCodec:
     to), as 8x8 DCTs quantized with one step, in one stream shared by the tiles."""
 
     stream_name = "residual"
-    needs_base = True  # it codes on top of the codes' image, not the codes themselves
-    units_per_tile = 1
+    units_per_tile = 1  # its tiles
 
     def __init__(self, step: int):
         self.step = step

@@ -3,10 +3,10 @@
 Every point codes the level chain's codes (``levels.LevelChain``), one stream per level. After them
 comes at most one enhancement layer, with one stream of its own:
 
-- the pixel layer (``pixel_codec.PixelCodec``; lossless and near-lossless points) codes every pixel
-  of a tile given the exact synthesis of that tile's codes;
+- the pixel layer (``PixelLayer`` over ``pixel_codec.PixelCodec``; lossless and near-lossless points)
+  codes every pixel of a tile given the exact synthesis of that tile's codes;
 - the residual layer (``residual.ResidualCodec``; residual qualities) codes a tile's pixels minus its
-  base image, the codes' image synthesized across tiles.
+  base image, the codes' image synthesized window by window across tiles.
 
 Encoder and decoder walk the tiles alike (``tiling``). What the walk gathers, probability tables
 and progress, goes to one ``Recorder`` the caller passes in.
@@ -14,7 +14,7 @@ and progress, goes to one ``Recorder`` the caller passes in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -33,37 +33,35 @@ from .residual import ResidualCodec
 class PixelLayer:
     """The pixel layer, coding a tile's pixels from the exact synthesis of its codes."""
 
-    needs_base = False  # it codes on top of the codes themselves
     units_per_tile = BLOCK**2  # the pixel positions of its blocks
 
     def __init__(self, net: DQCodec, tolerance: int):
+        if net.pixels is None:
+            raise ValueError("a pixel layer needs a model with a pixel likelihood")
         self.net, self.codec = net, PixelCodec(net.pixels, tolerance)
 
     def compress(self, decoded: DecodedCodes, region: torch.Tensor, inside: tuple[int, int], stream: StreamEncoder,
                  recorder: Recorder) -> None:
-        self.codec.compress(*self.net.exact_synthesis(decoded), region, inside, stream, recorder)
+        features, x_hat = self.net.exact_synthesis(decoded)
+        self.codec.compress(features, x_hat, region, inside, stream, recorder)
 
     def decompress(self, decoded: DecodedCodes, inside: tuple[int, int], stream: StreamDecoder, recorder: Recorder) -> np.ndarray:
-        return tiling.to_hwc(self.codec.decompress(*self.net.exact_synthesis(decoded), inside, stream, recorder), inside)
+        features, x_hat = self.net.exact_synthesis(decoded)
+        return tiling.to_hwc(self.codec.decompress(features, x_hat, inside, stream, recorder), inside)
 
     def bits(self, decoded: DecodedCodes, region: torch.Tensor, inside: tuple[int, int]) -> float:
-        return self.codec.bits(*self.net.float_synthesis(decoded), region, inside)
-
-
-def enhancement_layer(net: DQCodec, point: OperatingPoint) -> PixelLayer | ResidualCodec | None:
-    """The layer a point codes after its codes, if any."""
-    if point.codes_pixels:
-        return PixelLayer(net, point.tolerance)
-    return ResidualCodec(point.residual_step) if point.residual_step else None
+        features, x_hat = self.net.float_synthesis(decoded)
+        return self.codec.bits(features, x_hat, region, inside)
 
 
 class LayerStack:
-    """The level chain and the enhancement layer of one operating point."""
+    """The level chain of one operating point, and its pixel or residual layer if it has one."""
 
     def __init__(self, net: DQCodec, point: OperatingPoint):
         self.net, self.point = net, point
         self.chain = net.chain
-        self.enhancement = enhancement_layer(net, point)
+        self.pixels = PixelLayer(net, point.tolerance) if point.codes_pixels else None
+        self.residual = ResidualCodec(point.residual_step) if point.residual_step else None
 
     @property
     def stream_names(self) -> list[str]:
@@ -76,32 +74,37 @@ class LayerStack:
                  rate_weight: float | None = None, refine_steps: int = 0) -> list[bytes]:
         """Every stream of a padded image x (1, 3, H, W) in [0, 1] whose true size is ``size``."""
         recorder = recorder or Recorder()
-        layer, padded = self.enhancement, tuple(x.shape[-2:])
+        padded = (x.shape[-2], x.shape[-1])
         boxes = tiling.tiles(*padded, tile)
         streams = [StreamEncoder() for _ in self.stream_names]
-        recorder.expect(len(boxes) * (1 + (layer.units_per_tile if layer else 0)))
-        maps = tiling.IndexMaps(self.net, *padded) if layer and layer.needs_base else None
+        levels = streams[: self.net.num_levels]
+        recorder.expect(len(boxes) * (1 + self._enhancement_units()))
+        maps = tiling.IndexMaps(self.net, *padded) if self.residual else None
         for box, features in tiling.analysed_tiles(self.net, x, boxes):
-            region = x[(..., *box.pixels())]
-            decoded = self.chain.compress(features, region, self.point, streams[: self.net.num_levels], rate_weight, refine_steps)
+            region = x[(...,) + box.pixels()]
+            decoded = self.chain.compress(features, region, self.point, levels, rate_weight, refine_steps)
             recorder.advance()
+            if self.pixels is not None:
+                self.pixels.compress(decoded, region, box.inside(size), streams[-1], recorder)
             if maps is not None:
                 maps.put(box, decoded.indices)
-            elif layer is not None:
-                layer.compress(decoded, region, box.inside(size), streams[-1], recorder)
         if maps is not None:
             self._compress_residual(x, size, maps, boxes, streams[-1], recorder)
         return [s.to_bytes() for s in streams]
 
+    def _enhancement_units(self) -> int:
+        return self.pixels.units_per_tile if self.pixels else ResidualCodec.units_per_tile if self.residual else 0
+
     def _compress_residual(self, x: torch.Tensor, size: tuple[int, int], maps: tiling.IndexMaps, boxes: list[tiling.Box],
                            stream: StreamEncoder, recorder: Recorder) -> None:
         """Code every tile's true pixels minus the base image, which is synthesized here as a decoder will."""
-        base = np.zeros((*size, 3), dtype=np.uint8)
-        self._synthesize(maps, boxes, tuple(x.shape[-2:]), base, lambda: None)
+        assert self.residual is not None
+        base = np.zeros((size[0], size[1], 3), dtype=np.uint8)
+        self._synthesize(maps, boxes, (x.shape[-2], x.shape[-1]), base, lambda: None)
         original = tiling.to_hwc(x * 255, size)
         for box in boxes:
             rows, cols = box.inside_slices(size)
-            self.enhancement.compress(original[rows, cols], base[rows, cols], stream)
+            self.residual.compress(original[rows, cols], base[rows, cols], stream)
             recorder.advance()
 
     # ---- decoding ------------------------------------------------------------------------
@@ -110,44 +113,55 @@ class LayerStack:
     def decompress(self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder | None = None,
                    codes_only: bool = False) -> np.ndarray:
         """The (H, W, 3) uint8 image of a file's streams; ``codes_only``: the codes' image alone."""
+        if self.pixels is not None and not codes_only:
+            return self._decompress_pixels(strings, size, tile, recorder or Recorder())
         recorder = recorder or Recorder()
-        layer = None if codes_only else self.enhancement
+        residual = None if codes_only else self.residual
         padded = tiling.padded_size(*size)
         boxes = tiling.tiles(*padded, tile)
         streams = [StreamDecoder(s) for s in strings[: len(self.stream_names)]]
-        from_codes = layer is not None and not layer.needs_base
-        synthesis = 0 if from_codes else 1
-        recorder.expect(len(boxes) * (1 + synthesis + (layer.units_per_tile if layer else 0)))
-        image = np.zeros((*size, 3), dtype=np.uint8)
-        maps = None if from_codes else tiling.IndexMaps(self.net, *padded)
+        recorder.expect(len(boxes) * (2 + (ResidualCodec.units_per_tile if residual else 0)))
+        maps = tiling.IndexMaps(self.net, *padded)
         for box, decoded in self._decoded_tiles(streams, boxes, recorder):
-            if maps is not None:
-                maps.put(box, decoded.indices)
-            else:
-                image[box.inside_slices(size)] = layer.decompress(decoded, box.inside(size), streams[-1], recorder)
-        _finish(streams[: self.net.num_levels] + (streams[-1:] if from_codes else []))
-        if maps is not None:
-            self._synthesize(maps, boxes, padded, image, recorder.advance)
-        if layer is not None and layer.needs_base:
-            self._decompress_residual(image, boxes, streams[-1], recorder)
+            maps.put(box, decoded.indices)
+        _finish(streams[: self.net.num_levels])
+        image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
+        self._synthesize(maps, boxes, padded, image, recorder.advance)
+        if residual is not None:
+            self._decompress_residual(residual, image, boxes, streams[-1], recorder)
+        return image
+
+    def _decompress_pixels(self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder) -> np.ndarray:
+        """Every pixel, tile by tile from each tile's codes: no tile needs another's."""
+        assert self.pixels is not None
+        boxes = tiling.tiles(*tiling.padded_size(*size), tile)
+        streams = [StreamDecoder(s) for s in strings]
+        recorder.expect(len(boxes) * (1 + self.pixels.units_per_tile))
+        image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
+        for box, decoded in self._decoded_tiles(streams, boxes, recorder):
+            image[box.inside_slices(size)] = self.pixels.decompress(decoded, box.inside(size), streams[-1], recorder)
+        _finish(streams)
         return image
 
     def _synthesize(self, maps: tiling.IndexMaps, boxes: list[tiling.Box], padded: tuple[int, int], image: np.ndarray,
                     on_window: Callable[[], None]) -> None:
         """The codes' image, window by window from the whole image's indices (windows see across tiles, so
         the image has no seams), into ``image`` of the true size; ``on_window()`` after each."""
-        size = image.shape[:2]
+        size = (image.shape[0], image.shape[1])
         for box in boxes:
             outer, inner = tiling.window(box, *padded)
-            x_hat = self.net.reconstruct(maps.around(outer), self.point.groups)[(..., *inner.pixels())]
+            x_hat = self.net.reconstruct(maps.around(outer), self.point.groups)[(...,) + inner.pixels()]
             image[box.inside_slices(size)] = tiling.to_hwc(x_hat * 255, box.inside(size))
             on_window()
 
-    def _decompress_residual(self, image: np.ndarray, boxes: list[tiling.Box], stream: StreamDecoder, recorder: Recorder) -> None:
+    @staticmethod
+    def _decompress_residual(residual: ResidualCodec, image: np.ndarray, boxes: list[tiling.Box], stream: StreamDecoder,
+                             recorder: Recorder) -> None:
         """Add every tile's decoded difference to the base image in ``image``."""
+        size = (image.shape[0], image.shape[1])
         for box in boxes:
-            rows, cols = box.inside_slices(image.shape[:2])
-            image[rows, cols] = self.enhancement.decompress(image[rows, cols], stream, recorder)
+            rows, cols = box.inside_slices(size)
+            image[rows, cols] = residual.decompress(image[rows, cols], stream, recorder)
             recorder.advance()
         stream.finish()
 
@@ -162,12 +176,16 @@ class LayerStack:
     def estimate_pixel_bits(self, strings: list[bytes], x: torch.Tensor, size: tuple[int, int], tile: int, recorder: Recorder) -> float:
         """The model's -log2 p of a file's pixels given its codes, tile by tile, under the continuous
         mixture (no table rounding); the codes' tables go to the recorder."""
+        if self.pixels is None:
+            raise ValueError("the point codes no pixels")
         streams = [StreamDecoder(s) for s in strings[: self.net.num_levels]]
-        boxes = tiling.tiles(*x.shape[-2:], tile)
-        return sum(self.enhancement.bits(decoded, x[(..., *box.pixels())], box.inside(size))
-                   for box, decoded in self._decoded_tiles(streams, boxes, recorder))
+        boxes = tiling.tiles(x.shape[-2], x.shape[-1], tile)
+        total = 0.0
+        for box, decoded in self._decoded_tiles(streams, boxes, recorder):
+            total += self.pixels.bits(decoded, x[(...,) + box.pixels()], box.inside(size))
+        return total
 
-    def _decoded_tiles(self, streams: list[StreamDecoder], boxes: list[tiling.Box], recorder: Recorder):
+    def _decoded_tiles(self, streams: list[StreamDecoder], boxes: list[tiling.Box], recorder: Recorder) -> Iterator[tuple[tiling.Box, DecodedCodes]]:
         for box in boxes:
             decoded = self.chain.decompress(streams[: self.net.num_levels], box.grid, self.point, recorder)
             recorder.advance()

@@ -95,8 +95,8 @@ def analysed_tiles(net: DQCodec, x: torch.Tensor, boxes: list[Box]) -> Iterator[
     height, width = x.shape[-2:]
     for box in boxes:
         outer, inner = window(box, height, width)
-        features = net.analyse(x[(..., *outer.pixels())])
-        yield box, [f[(..., *inner.positions(s))] for f, s in zip(features, level_strides(net.num_levels))]
+        features = net.analyse(x[(...,) + outer.pixels()])
+        yield box, [f[(...,) + inner.positions(s)] for f, s in zip(features, level_strides(net.num_levels))]
 
 
 class IndexMaps:
@@ -112,10 +112,10 @@ class IndexMaps:
     def put(self, box: Box, indices: list[torch.Tensor]) -> None:
         """A tile's indices into the whole image's maps."""
         for index_map, tile_indices, stride in zip(self.maps, indices, self.strides):
-            index_map[(..., *box.positions(stride))] = tile_indices.to(index_map.dtype)
+            index_map[(...,) + box.positions(stride)] = tile_indices.to(index_map.dtype)
 
     def around(self, box: Box) -> list[torch.Tensor]:
-        return [m[(..., *box.positions(s))] for m, s in zip(self.maps, self.strides)]
+        return [m[(...,) + box.positions(s)] for m, s in zip(self.maps, self.strides)]
 
 
 def to_hwc(x: torch.Tensor, inside: tuple[int, int]) -> np.ndarray:
