@@ -423,11 +423,10 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
             raise click.ClickException(str(error))
     photos = None
     if calibration is not None:
-        from dqcodec import codec
-        from dqcodec.export import calibration_images
+        from dqcodec import codec, export
 
         files = codec.image_files(calibration)
-        photos = calibration_images(files[:: max(1, len(files) // calibration_images)][:calibration_images])
+        photos = export.calibration_images(files[:: max(1, len(files) // calibration_images)][:calibration_images])
         if not photos:
             raise click.ClickException(f"no images in {calibration}")
     path = zoo.export(model, name, calibration=photos, base=base)
