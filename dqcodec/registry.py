@@ -126,7 +126,7 @@ def build(name: str, **options) -> nn.Module:
 
 def family(model: nn.Module) -> Family:
     """The family of a model, found by its class (or the nearest base class that is a family's)."""
-    classes = {f.model_class(): f for f in FAMILIES.values()}
+    classes = {cls: f for f in FAMILIES.values() if (cls := f.model_class()) is not None}
     for cls in type(model).__mro__:
         if cls in classes:
             return classes[cls]
