@@ -79,29 +79,37 @@ def _columns(module) -> int:
 @torch.no_grad()
 def _input_statistics(model, layers: dict, images: list[torch.Tensor]) -> tuple[dict, dict]:
     """E[x x^T] and E[x] over sampled input patches x of each layer (as its weight's columns see them)."""
-    generator = torch.Generator().manual_seed(0)
-    sums, firsts, counts = {}, {}, {}
-
-    def hook(name):
-        def record(module, inputs, output):
-            x = _patches(module, inputs[0])
-            if len(x) > HESSIAN_POSITIONS:
-                x = x[torch.randperm(len(x), generator=generator)[:HESSIAN_POSITIONS]]
-            x = x.double()
-            sums[name] = sums.get(name, 0) + x.T @ x
-            firsts[name] = firsts.get(name, 0) + x.sum(0)
-            counts[name] = counts.get(name, 0) + len(x)
-
-        return record
-
-    handles = [module.register_forward_hook(hook(name)) for name, module in layers.items()]
+    moments = _Moments()
+    handles = [module.register_forward_hook(moments.hook(name)) for name, module in layers.items()]
     try:
         for image in images:
             model(image)
     finally:
         for handle in handles:
             handle.remove()
-    return {name: sums[name] / counts[name] for name in sums}, {name: firsts[name] / counts[name] for name in sums}
+    return moments.means()
+
+
+class _Moments:
+    """Sums of x x^T and of x over the input patches of each layer call, HESSIAN_POSITIONS sampled per call."""
+
+    def __init__(self):
+        self.generator = torch.Generator().manual_seed(0)
+        self.sums, self.firsts, self.counts = {}, {}, {}
+
+    def hook(self, name: str):
+        return lambda module, inputs, output: self.add(name, _patches(module, inputs[0]))
+
+    def add(self, name: str, x: torch.Tensor) -> None:
+        if len(x) > HESSIAN_POSITIONS:
+            x = x[torch.randperm(len(x), generator=self.generator)[:HESSIAN_POSITIONS]]
+        x = x.double()
+        self.sums[name] = self.sums.get(name, 0) + x.T @ x
+        self.firsts[name] = self.firsts.get(name, 0) + x.sum(0)
+        self.counts[name] = self.counts.get(name, 0) + len(x)
+
+    def means(self) -> tuple[dict, dict]:
+        return {n: self.sums[n] / self.counts[n] for n in self.sums}, {n: self.firsts[n] / self.counts[n] for n in self.sums}
 
 
 def _patches(module, x: torch.Tensor) -> torch.Tensor:
