@@ -382,7 +382,7 @@ def bpd(folder, codecs, json_path, model, quality):
 @click.option("--residual-steps", help="residual qualities after the lossy ones, each BASE:STEP (quality BASE's codes, then the difference as 8x8 DCTs quantized with STEP), e.g. 2:48,2:24; 'none' for none")
 @click.option("--tolerances", help="near-lossless qualities after the lossy and residual ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="photos to round the weights on (GPTQ, see dqcodec/weights.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality")
+              help="photos to round the weights on (GPTQ, see dqcodec/gptq.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality")
 @click.option("--calibration-images", default=16, show_default=True, type=click.IntRange(min=1), help="how many of those photos, spread over the folder (centre 256x256 crops)")
 @click.option("--base", help="an installed model whose tensors this one shares (e.g. the lossy model a pixel likelihood was trained on): those equal to its keep their stored values, so its files still code the same")
 @click.option("--force", is_flag=True, help="replace an installed model of the same name (its current version moves to models/previous/ and its legacy .pt versions stay, so the files written with them still decode)")
@@ -419,10 +419,10 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
             raise click.ClickException(str(error))
     photos = None
     if calibration is not None:
-        from dqcodec import codec, weights
+        from dqcodec import codec, export
 
         files = codec.image_files(calibration)
-        photos = weights.calibration_images(files[:: max(1, len(files) // calibration_images)][:calibration_images])
+        photos = export.calibration_images(files[:: max(1, len(files) // calibration_images)][:calibration_images])
         if not photos:
             raise click.ClickException(f"no images in {calibration}")
     path = zoo.export(model, name, calibration=photos, base=base)

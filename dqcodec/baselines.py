@@ -15,15 +15,20 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .steps import StepPolicy
+
 if TYPE_CHECKING:
     from compressai.models import CompressionModel
 
-# CompressAI's zoo functions by architecture; compressai itself is imported only when one is built
-ARCHITECTURES = {"bmshj2018-factorized": "bmshj2018_factorized", "bmshj2018-hyperprior": "bmshj2018_hyperprior"}
+# The baselines' architectures (CompressAI's names) and the names of the classes of their models here.
+ARCHITECTURES = {"bmshj2018-factorized": "Bmshj2018Factorized", "bmshj2018-hyperprior": "Bmshj2018Hyperprior"}
 STRIDE = 64  # the hyperprior's total downsampling; inputs are padded to a multiple of it
 
 # what importing compressai 1.2.8 warns about with torch 2.14: its own use of torch.jit.script
 JIT_SCRIPT_WARNING = r"`torch\.jit\.script` is deprecated"
+
+# The relative steps of their weights files (see dqcodec.steps): the synthesis finer than the rest.
+STEPS = StepPolicy(rules=((r"^g_s\.2\.", 1 / 2), (r"^g_s\.", 1 / 8), (r"^(g_a|h_a|h_s)\.", 1 / 2)))
 
 
 def compressai_module(name: str):
@@ -34,11 +39,47 @@ def compressai_module(name: str):
         return importlib.import_module(name)
 
 
+_CLASSES: dict[str, type] = {}  # by architecture, made when first needed (importing compressai)
+
+
+def model_class(arch: str) -> type:
+    """The class of a baseline's models: CompressAI's model of that architecture, as a subclass that
+    takes the zoo quality whose channel counts it uses (``size``) and holds its architecture and size."""
+    if arch not in _CLASSES:
+        image = compressai_module("compressai.zoo.image")
+        _CLASSES[arch] = _baseline_class(arch, image.model_architectures[arch], image.cfgs[arch])
+    return _CLASSES[arch]
+
+
+def built_class(arch: str) -> type | None:
+    """The class of a baseline's models if one was built or loaded in this process (compressai is not
+    imported to find out)."""
+    return _CLASSES.get(arch)
+
+
+def _baseline_class(arch: str, base: type, channels: dict) -> type:
+    def __init__(self, size: int):
+        if size not in channels:
+            raise ValueError(f"{arch} has sizes {min(channels)} to {max(channels)}, not {size}")
+        base.__init__(self, *channels[size])
+        self.size = size
+
+    name = ARCHITECTURES[arch]
+    doc = f"CompressAI's {arch} of a zoo quality's channel counts (``size``), as a baseline."
+    return type(name, (base,), {"__init__": __init__, "arch": arch, "__module__": __name__, "__qualname__": name, "__doc__": doc})
+
+
+def __getattr__(name: str) -> type:
+    """The baseline classes by name, as pickle finds them."""
+    arch = next((a for a, n in ARCHITECTURES.items() if n == name), None)
+    if arch is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return model_class(arch)
+
+
 def build(arch: str, size: int) -> CompressionModel:
     """An untrained model; ``size`` is the CompressAI zoo quality whose channel counts it takes."""
-    model = getattr(compressai_module("compressai.zoo"), ARCHITECTURES[arch])(quality=size, pretrained=False)
-    model.arch, model.size = arch, size
-    return model
+    return model_class(arch)(size)
 
 
 def checkpoint(model: CompressionModel) -> dict:

@@ -1,12 +1,14 @@
-"""Every architecture dqcodec can build, save and load, by name.
+"""Every architecture dqcodec can build, save and load, by name, and every family of models.
 
 Code that needs to know what kind of model it holds asks here (``family_of``), never by
-``isinstance`` or attribute checks. There are two families:
+``isinstance`` or attribute checks: a model's family is found by its class (``Family.model_class``),
+and the family says how its models are saved and loaded and what steps their weights files store.
+There are two kinds of family:
 
 - ``dq``: ``DQCodec``, whose layout its config describes. Its named architectures (``dq-hier``,
   ``dq-stride4``) are configs; only this family writes ``.dq`` files;
 - the CompressAI baselines (``bmshj2018-factorized``, ``bmshj2018-hyperprior``), trained here
-  as comparisons and coded with CompressAI's own coder.
+  as comparisons and coded with CompressAI's own coder (a family each).
 """
 
 from __future__ import annotations
@@ -20,8 +22,25 @@ from . import baselines
 from .errors import ModelError
 from .levels import LevelConfig
 from .model import DQCodec, DQConfig
+from .steps import StepPolicy
 
 DQ = "dq"
+
+# The relative steps of a dq model's weights file (see dqcodec.steps). The pixel likelihood's steps
+# 0-4 code 1, 1, 2, 4 and 8 of 16 pixels.
+DQ_STEPS = StepPolicy(rules=(
+    (r"^analysis\.", 1 / 4),
+    (r"^mixers\.", 1 / 2),
+    (r"^levels\.\d+\.prior\.", 1 / 2),
+    (r"^contexts\.", 1 / 8),
+    (r"^synthesis\.", 1 / 16),
+    (r"^pixels\.inputs\.", 1 / 16),
+    (r"^pixels\.steps\.[0-3]\.0\.", 1 / 2),
+    (r"^pixels\.steps\.[01]\.2\.", 1 / 2),
+    (r"^pixels\.steps\.(4\.0|2\.2)\.", 1 / 8),
+    (r"^pixels\.steps\.3\.2\.", 1 / 16),
+    (r"^pixels\.steps\.4\.2\.", 1 / 32),
+))
 
 
 def stride4_config() -> DQConfig:
@@ -41,9 +60,20 @@ def dq_hier_wide_config() -> DQConfig:
 
 
 @dataclass(frozen=True)
+class Family:
+    """A kind of model: the class of its models, how they are saved and loaded, the steps of their weights files."""
+
+    name: str
+    model_class: Callable[[], type | None]  # None: none of its models was built in this process
+    checkpoint_of: Callable[[nn.Module], dict]  # a model's config (or architecture) and weights, as a plain dict
+    from_checkpoint: Callable[[dict], nn.Module]
+    step_policy: StepPolicy
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
-    family: str
+    family: str  # a key of FAMILIES
     description: str
     build: Callable[..., nn.Module]  # an untrained model
 
@@ -65,6 +95,18 @@ def _baseline(arch: str):
     return build
 
 
+def _baseline_family(arch: str) -> Family:
+    return Family(arch, lambda: baselines.built_class(arch), baselines.checkpoint, baselines.from_checkpoint, baselines.STEPS)
+
+
+FAMILIES = {
+    f.name: f
+    for f in [
+        Family(DQ, lambda: DQCodec, lambda model: model.checkpoint(), DQCodec.from_checkpoint, DQ_STEPS),
+        *(_baseline_family(arch) for arch in baselines.ARCHITECTURES),
+    ]
+}
+
 ARCHITECTURES = {
     a.name: a
     for a in [
@@ -82,8 +124,17 @@ def build(name: str, **options) -> nn.Module:
     return ARCHITECTURES[name].build(**options)
 
 
+def family(model: nn.Module) -> Family:
+    """The family of a model, found by its class (or the nearest base class that is a family's)."""
+    classes = {cls: f for f in FAMILIES.values() if (cls := f.model_class()) is not None}
+    for cls in type(model).__mro__:
+        if cls in classes:
+            return classes[cls]
+    raise ModelError(f"a {type(model).__name__} is not a model of any family dqcodec knows")
+
+
 def family_of(model: nn.Module) -> str:
-    return DQ if isinstance(model, DQCodec) else model.arch
+    return family(model).name
 
 
 def is_dq(model: nn.Module) -> bool:
@@ -93,7 +144,12 @@ def is_dq(model: nn.Module) -> bool:
 
 def checkpoint_of(model: nn.Module) -> dict:
     """A model's config (or architecture) and weights, as a plain dict."""
-    return model.checkpoint() if is_dq(model) else baselines.checkpoint(model)
+    return family(model).checkpoint_of(model)
+
+
+def step_policy(model: nn.Module) -> StepPolicy:
+    """The steps the weights file of a model stores its tensors with (``dqcodec.steps``)."""
+    return family(model).step_policy
 
 
 def family_of_checkpoint(state: dict) -> str:
@@ -102,9 +158,7 @@ def family_of_checkpoint(state: dict) -> str:
 
 
 def from_checkpoint(state: dict) -> nn.Module:
-    family = family_of_checkpoint(state)
-    if family == DQ:
-        return DQCodec.from_checkpoint(state)
-    if family in baselines.ARCHITECTURES:
-        return baselines.from_checkpoint(state)
-    raise ModelError(f"unknown model architecture {family!r}")
+    name = family_of_checkpoint(state)
+    if name not in FAMILIES:
+        raise ModelError(f"unknown model architecture {name!r}")
+    return FAMILIES[name].from_checkpoint(state)

@@ -22,6 +22,9 @@ computes other weights, is refused. Layout, little-endian:
     then a CRC32 of everything before it.
 
 Everything is checked before anything is allocated; a bad file raises ``ModelError``.
+
+This module is the format alone: which steps a model's tensors get, and how its weights are rounded to
+them (GPTQ on calibration images), is ``dqcodec.export``'s.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +40,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import entropy
 from .errors import ArgumentError, CorruptStreamError, ModelError
@@ -121,261 +122,6 @@ def _decoded_value(tensor: torch.Tensor, step: float | None) -> torch.Tensor:
     if step is None or not tensor.is_floating_point():
         return tensor.detach().cpu().clone()
     return torch.from_numpy(dequantize(quantize(tensor, step), step))
-
-
-# ---- the shipped steps ----------------------------------------------------------------------
-
-# Steps relative to the standard deviation of each tensor's nonzero values, chosen by measurement
-# (a Hessian proxy per layer): each large layer of dq-hier and of the baselines was rounded alone
-# (GPTQ, below) at 1/2 of its standard deviation, and the cost measured on 8 training crops (bpp
-# and PSNR at three qualities, the lossless bits/dim). With cost s for n values, a step proportional
-# to sqrt(n / s), rounded to a power of two, gives every value about the same cost: Choi et al.'s
-# equal slope. So the synthesis and the pixel likelihood's last steps get fine steps, priors and
-# encoder layers coarse ones. Tensors of at most SMALL values (biases, GDN parameters, codebooks and
-# their EMA statistics, the quantizers' projections, the first analysis and last synthesis layers,
-# the mixture heads) get FINE: together they are 6% of dq-hier's file.
-SMALL, FINE = 1 << 15, 1 / 64
-RELATIVE_STEPS: list[tuple[str, float]] = [
-    # dq models
-    (r"^analysis\.", 1 / 4),
-    (r"^mixers\.", 1 / 2),
-    (r"^levels\.\d+\.prior\.", 1 / 2),
-    (r"^contexts\.", 1 / 8),
-    (r"^synthesis\.", 1 / 16),
-    (r"^pixels\.inputs\.", 1 / 16),
-    (r"^pixels\.steps\.[0-3]\.0\.", 1 / 2),  # the pixel likelihood's steps 0-4 code 1, 1, 2, 4 and 8 of 16 pixels
-    (r"^pixels\.steps\.[01]\.2\.", 1 / 2),
-    (r"^pixels\.steps\.(4\.0|2\.2)\.", 1 / 8),
-    (r"^pixels\.steps\.3\.2\.", 1 / 16),
-    (r"^pixels\.steps\.4\.2\.", 1 / 32),
-    # CompressAI's bmshj2018 baselines
-    (r"^g_s\.2\.", 1 / 2),
-    (r"^g_s\.", 1 / 8),
-    (r"^(g_a|h_a|h_s)\.", 1 / 2),
-    # anything else
-    (r".", 1 / 4),
-]
-
-
-def shipped_steps(state_dict: Mapping[str, torch.Tensor]) -> dict[str, float | None]:
-    """The step of every float tensor as ``RELATIVE_STEPS`` gives it (None for the others)."""
-    return {name: _relative_step(name, tensor) for name, tensor in state_dict.items()}
-
-
-def _relative_step(name: str, tensor: torch.Tensor) -> float | None:
-    if not tensor.is_floating_point():
-        return None
-    nonzero = tensor.detach().double().flatten()
-    nonzero = nonzero[nonzero != 0]
-    if len(nonzero) < 2 or not nonzero.std() > 0:
-        return None  # stored exactly
-    alpha = FINE if tensor.numel() <= SMALL else next(alpha for pattern, alpha in RELATIVE_STEPS if re.search(pattern, name))
-    return float(np.float32(alpha * nonzero.std()))
-
-
-# ---- Hessian-weighted rounding on calibration images --------------------------------------------
-#
-# Rounding each weight to its nearest step ignores that a layer's inputs are correlated (and mostly
-# not zero-mean): the rounding errors of a kernel add up in its output. Choi et al. weight the
-# quantization error by the loss's Hessian; per layer, the Hessian of the output error is
-# H = E[x x^T] over the layer's input patches x, and GPTQ (Frantar et al., ICLR 2023) rounds the
-# weights one input column at a time, each time moving the columns not yet rounded to cancel the
-# error so far (by H's inverse Cholesky factor). The result still lies on the grid of steps, so the
-# file and the decoder are unchanged; only which grid point each weight gets differs.
-
-HESSIAN_POSITIONS = 4096  # input patches sampled per layer call
-HESSIAN_ENTRIES = 1 << 24  # Hessian entries held at once (float64): layers are calibrated in chunks
-DAMPING = 0.01  # added to H's diagonal, relative to its mean
-
-
-def compress_model(model: torch.nn.Module, meta: dict, calibration: list[torch.Tensor] | None = None, steps: Mapping | None = None,
-                   base: bytes | None = None) -> bytes:
-    """A model's file: masked weights zeroed, steps from ``shipped_steps`` unless given, and the
-    convolutions' weights rounded by GPTQ on the ``calibration`` images (model inputs), if any. Given
-    ``base``, another model file, every tensor equal to one of its (same name, same values) keeps that
-    file's step and is not rounded again, so it decodes to the same values."""
-    state_dict = effective_state_dict(model)
-    steps = dict(shipped_steps(state_dict) if steps is None else steps)
-    kept = kept_from(base, state_dict) if base else {}
-    steps.update(kept)
-    if calibration:
-        state_dict = hessian_rounded(model, state_dict, steps, calibration, frozen=set(kept))
-    return compress_state_dict(state_dict, steps, meta)
-
-
-def kept_from(base: bytes, state_dict: Mapping[str, torch.Tensor]) -> dict[str, float | None]:
-    """The steps, in the model file ``base``, of the tensors of ``state_dict`` it holds with the same values."""
-    _, base_state, _ = read(base)
-    base_steps = stored_steps(base)
-    return {name: base_steps[name] for name, tensor in state_dict.items()
-            if name in base_state and base_state[name].dtype == tensor.dtype and torch.equal(base_state[name], tensor.detach().cpu())}
-
-
-def calibration_images(paths: list, size: int = 256) -> list[torch.Tensor]:
-    """The centre size x size crop of each image (smaller images padded to a multiple of 64 by
-    replication) as a (1, 3, H, W) tensor in [0, 1]."""
-    from PIL import Image
-
-    crops = []
-    for path in paths:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-        left, top = max(0, (image.width - size) // 2), max(0, (image.height - size) // 2)
-        crop = np.asarray(image.crop((left, top, left + min(size, image.width), top + min(size, image.height))), dtype=np.float32)
-        x = torch.from_numpy(crop / 255).permute(2, 0, 1)[None]
-        crops.append(F.pad(x, (0, -x.shape[3] % 64, 0, -x.shape[2] % 64), mode="replicate"))
-    return crops
-
-
-def effective_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict with the weights its masked convolutions never use set to zero."""
-    state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    for name, module in model.named_modules():
-        mask = getattr(module, "mask", None)
-        if isinstance(mask, torch.Tensor) and f"{name}.weight" in state_dict:
-            state_dict[f"{name}.weight"] = state_dict[f"{name}.weight"] * mask
-    return state_dict
-
-
-def hessian_rounded(model: torch.nn.Module, state_dict: dict, steps: Mapping[str, float | None], images: list[torch.Tensor],
-                    frozen: set[str] = frozenset()) -> dict:
-    """``state_dict`` with the weights of every convolution that has a step rounded to its grid by GPTQ,
-    layer by layer in chunks: each chunk calibrated on ``images`` (model inputs) through the layers
-    already rounded. Layers whose weight or bias is in ``frozen`` are left alone. The model is not changed."""
-    import copy
-
-    model = copy.deepcopy(model).eval()
-    model.load_state_dict(state_dict)
-    layers = {n: m for n, m in _rounded_layers(model, steps).items() if not {n + ".weight", n + ".bias"} & frozen}
-    out = dict(state_dict)
-    for chunk in _chunks(layers):
-        hessians, means = _input_statistics(model, chunk, images)
-        for name, module in chunk.items():
-            rounded = _gptq_layer(module, hessians[name], steps[name + ".weight"])
-            if module.bias is not None:  # the mean output keeps its value (bias correction)
-                out[name + ".bias"] = module.bias.detach() - _mean_shift(module, rounded, means[name])
-                module.bias.data.copy_(out[name + ".bias"])
-            out[name + ".weight"] = rounded
-            module.weight.data.copy_(rounded)
-    return out
-
-
-def _mean_shift(module, rounded: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """How much the layer's mean output moves when its weight becomes ``rounded``."""
-    change = _conv_form(rounded, module) - _conv_form(module.weight.detach(), module)
-    return (change.reshape(len(change), -1).double() @ mean).float()
-
-
-def _rounded_layers(model: torch.nn.Module, steps) -> dict:
-    convs = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
-    return {n: m for n, m in model.named_modules() if isinstance(m, convs) and m.groups == 1 and steps.get(n + ".weight")}
-
-
-def _chunks(layers: dict) -> list[dict]:
-    chunks, size = [{}], 0
-    for name, module in layers.items():
-        entries = _columns(module) ** 2
-        if chunks[-1] and size + entries > HESSIAN_ENTRIES:
-            chunks, size = chunks + [{}], 0
-        chunks[-1][name], size = module, size + entries
-    return chunks
-
-
-def _columns(module) -> int:
-    return module.weight[0].numel() if not module.transposed else module.weight[:, 0].numel()
-
-
-@torch.no_grad()
-def _input_statistics(model, layers: dict, images: list[torch.Tensor]) -> tuple[dict, dict]:
-    """E[x x^T] and E[x] over sampled input patches x of each layer (as its weight's columns see them)."""
-    generator = torch.Generator().manual_seed(0)
-    sums, firsts, counts = {}, {}, {}
-
-    def hook(name):
-        def record(module, inputs, output):
-            x = _patches(module, inputs[0])
-            if len(x) > HESSIAN_POSITIONS:
-                x = x[torch.randperm(len(x), generator=generator)[:HESSIAN_POSITIONS]]
-            x = x.double()
-            sums[name] = sums.get(name, 0) + x.T @ x
-            firsts[name] = firsts.get(name, 0) + x.sum(0)
-            counts[name] = counts.get(name, 0) + len(x)
-
-        return record
-
-    handles = [module.register_forward_hook(hook(name)) for name, module in layers.items()]
-    try:
-        for image in images:
-            model(image)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: sums[name] / counts[name] for name in sums}, {name: firsts[name] / counts[name] for name in sums}
-
-
-def _patches(module, x: torch.Tensor) -> torch.Tensor:
-    """A layer's input patches (positions, columns), in the order of the columns of ``_conv_form``."""
-    k = module.kernel_size
-    if module.transposed:  # a transposed convolution is a convolution of the zero-stuffed input
-        s, p = module.stride, module.padding
-        stuffed = x.new_zeros(*x.shape[:2], (x.shape[2] - 1) * s[0] + 1, (x.shape[3] - 1) * s[1] + 1)
-        stuffed[..., :: s[0], :: s[1]] = x
-        q = (k[0] - 1 - p[0], k[1] - 1 - p[1])
-        x = F.pad(stuffed, (q[1], q[1] + module.output_padding[1], q[0], q[0] + module.output_padding[0]))
-        columns = F.unfold(x, k)
-    else:
-        columns = F.unfold(x, k, module.dilation, module.padding, module.stride)
-    return columns.transpose(1, 2).reshape(-1, columns.shape[1])
-
-
-def _conv_form(weight: torch.Tensor, module) -> torch.Tensor:
-    """A layer's weight as a convolution's (out, in, kh, kw); the inverse of itself."""
-    return weight.flip(-1, -2).transpose(0, 1) if module.transposed else weight
-
-
-def _gptq_layer(module, hessian: torch.Tensor, step: float) -> torch.Tensor:
-    weight = _conv_form(module.weight.detach(), module)
-    mask = getattr(module, "mask", None)
-    mask = torch.ones_like(weight) if mask is None else mask.expand_as(weight)
-    rows = mask.reshape(len(weight), -1)
-    rounded = torch.zeros_like(rows)
-    for pattern in torch.unique(rows, dim=0):  # rows that see the same inputs (masked convolutions)
-        same, seen = (rows == pattern).all(1), pattern.bool()
-        w = weight.reshape(len(weight), -1)[same][:, seen]
-        rounded[same.nonzero()[:, :1], seen.nonzero()[:, 0]] = gptq(w, hessian[seen][:, seen], step)
-    return _conv_form(rounded.reshape(weight.shape), module).contiguous()
-
-
-def gptq(weight: torch.Tensor, hessian: torch.Tensor, step: float, block: int = 128) -> torch.Tensor:
-    """Weights (out, columns) rounded to whole float32 steps, column by column in decreasing order of
-    H's diagonal, each rounding error cancelled as far as the remaining columns can (GPTQ)."""
-    step = float(np.float32(step))
-    order = torch.argsort(torch.diag(hessian), descending=True)
-    w, h = weight.double()[:, order].clone(), hessian.double()[order][:, order].clone()
-    dead = torch.diag(h) == 0  # inputs that were always zero: rounded to nearest
-    h[dead, dead] = 1.0
-    h += DAMPING * torch.diag(h).mean() * torch.eye(len(h), dtype=h.dtype)
-    try:
-        inverse = torch.linalg.solve_triangular(torch.linalg.cholesky(h), torch.eye(len(h), dtype=h.dtype), upper=False)
-        u = torch.linalg.cholesky(inverse.T @ inverse, upper=True)  # of H^-1 (cholesky_inverse is far slower)
-    except RuntimeError:  # not positive definite even so: round to nearest
-        return weight.div(step).round().mul(step).float()
-    q = torch.zeros_like(w)
-    for start in range(0, w.shape[1], block):
-        end = min(start + block, w.shape[1])
-        errors = _gptq_block(w[:, start:end], q[:, start:end], u[start:end, start:end], step)
-        w[:, end:] -= errors @ u[start:end, end:]
-    return (q[:, torch.argsort(order)].float() * torch.tensor(np.float32(step)))
-
-
-def _gptq_block(w: torch.Tensor, q: torch.Tensor, u: torch.Tensor, step: float) -> torch.Tensor:
-    """Round a block of columns in place (q gets whole steps), returning the scaled errors."""
-    errors = torch.zeros_like(w)
-    for i in range(w.shape[1]):
-        q[:, i] = torch.round(w[:, i] / step)
-        errors[:, i] = (w[:, i] - q[:, i] * step) / u[i, i]
-        w[:, i:] -= errors[:, i : i + 1] * u[i : i + 1, i:]
-    return errors
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -486,6 +232,15 @@ def stored_steps(data: bytes) -> dict[str, float | None]:
 def _records(data: bytes) -> tuple[dict, dict[str, tuple[float | None, Callable[[], torch.Tensor]]], bytes]:
     """(metadata, every tensor's (step, how to decode it), the digest the file gives), all but the streams checked."""
     reader = _Reader(_checked_body(data))
+    meta, expected, count = _header(reader)
+    records = _tensors(reader, count)
+    if reader.offset != len(reader.data):
+        raise ModelError("model file has data after its last tensor")
+    return meta, records, expected
+
+
+def _header(reader: _Reader) -> tuple[dict, bytes, int]:
+    """The metadata, the digest the file gives and the number of tensors, checked."""
     magic, version, expected, meta_length = reader.unpack(_HEAD)
     if magic != MAGIC:
         raise ModelError("not a dqcodec model file (bad magic bytes)")
@@ -495,15 +250,18 @@ def _records(data: bytes) -> tuple[dict, dict[str, tuple[float | None, Callable[
     (count,) = reader.unpack(_U32)
     if count > MAX_TENSORS:
         raise ModelError(f"model file names {count} tensors, more than {MAX_TENSORS}")
+    return meta, expected, count
+
+
+def _tensors(reader: _Reader, count: int) -> dict[str, tuple[float | None, Callable[[], torch.Tensor]]]:
+    """Each of ``count`` tensors' (step, how to decode it) by name, within MAX_ELEMENTS values in all."""
     records, budget = {}, MAX_ELEMENTS
     for _ in range(count):
         name, size, step, decode = _read_tensor(reader, budget)
         if name in records:
             raise ModelError(f"model file holds tensor {name!r} twice")
         records[name], budget = (step, decode), budget - size
-    if reader.offset != len(reader.data):
-        raise ModelError("model file has data after its last tensor")
-    return meta, records, expected
+    return records
 
 
 def decompress_state_dict(data: bytes) -> dict[str, torch.Tensor]:

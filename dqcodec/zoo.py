@@ -229,17 +229,18 @@ def checkpoint_of(model: "nn.Module") -> dict:
 
 def export(model: "nn.Module", name: str, directory: Path | None = None, calibration: list | None = None, base: str | None = None) -> Path:
     """Write a model as <name>-<hash>.dqw, its weights quantized and entropy-coded
-    (``weights.compress_model``: rounded by GPTQ on the ``calibration`` images if given; the tensors equal
+    (``dqcodec.export.compress_model``: rounded by GPTQ on the ``calibration`` images if given; the tensors equal
     to the installed model ``base``'s keep its steps and values); list the file's SHA-256 in SHA256SUMS,
     and return the path."""
     from . import weights
+    from .export import compress_model
 
     checkpoint = checkpoint_of(model)
     del checkpoint["state_dict"]
     base_path = find(base).path if base else None
     if base_path is not None and base_path.suffix != SUFFIX:
         raise ModelError(f"{base!r} is a legacy .pt model: its tensors have no steps to keep")
-    data = weights.compress_model(model, checkpoint, calibration, base=base_path.read_bytes() if base_path else None)
+    data = compress_model(model, checkpoint, calibration, base=base_path.read_bytes() if base_path else None)
     directory = directory or models_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}-{weights.stored_digest(data).hex()[:8]}{SUFFIX}"

@@ -1,4 +1,5 @@
-"""Model files: quantized, entropy-coded weights (dqcodec/weights.py) and the zoo's weight versions."""
+"""Model files: quantized, entropy-coded weights (dqcodec/weights.py), their export (dqcodec/export.py, gptq.py, steps.py),
+the registry's families and the zoo's weight versions."""
 
 import json
 import os
@@ -307,3 +308,70 @@ def test_the_shipped_dq_hier_decodes_to_the_same_weights_without_simd():
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip()[:8] == zoo.find("dq-hier").weights_hash
+
+
+# ---- the format, the export and the registry's families ----------------------------------------
+
+
+def test_the_format_module_imports_neither_the_export_nor_the_registry():
+    code = "import sys; import dqcodec.weights; print(sorted(m for m in ('dqcodec.export', 'dqcodec.gptq', 'dqcodec.registry', 'dqcodec.model') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_each_family_gives_the_steps_of_its_weights_files():
+    from dqcodec import baselines, export, registry
+
+    model = tiny_model()
+    assert registry.step_policy(model) is registry.DQ_STEPS
+    steps = export.shipped_steps(model)
+    for name, tensor in model.state_dict().items():
+        assert steps[name] == registry.DQ_STEPS.step(name, tensor), name
+    policy = registry.DQ_STEPS
+    assert policy.alpha("synthesis.3.weight", 1 << 20) == 1 / 16 and policy.alpha("synthesis.3.weight", 100) == policy.fine
+    assert policy.alpha("something.else", 1 << 20) == policy.default == 1 / 4
+    assert baselines.STEPS.alpha("g_s.2.weight", 1 << 20) == 1 / 2 and baselines.STEPS.alpha("g_s.0.weight", 1 << 20) == 1 / 8
+    assert registry.FAMILIES["bmshj2018-factorized"].step_policy is baselines.STEPS
+    assert policy.step("flat", torch.full((5,), 0.5)) is None and policy.step("ints", torch.arange(5)) is None
+
+
+def test_a_baseline_is_found_by_its_class_and_keeps_its_architecture_and_size():
+    import copy
+    import pickle
+
+    from dqcodec import baselines, registry
+
+    model = registry.build("bmshj2018-hyperprior", size=2)
+    assert registry.family_of(model) == "bmshj2018-hyperprior" and not registry.is_dq(model)
+    assert "arch" not in model.__dict__ and model.size == 2  # its class's attribute, and one its constructor sets
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert type(copied) is type(model) and registry.family_of(copied) == "bmshj2018-hyperprior"
+    state = registry.checkpoint_of(model)
+    assert (state["arch"], state["size"]) == ("bmshj2018-hyperprior", 2)
+    loaded = registry.from_checkpoint(state)
+    assert type(loaded) is baselines.model_class("bmshj2018-hyperprior") and loaded.size == 2
+    parameters = dict(loaded.named_parameters())  # its coder's tables are rebuilt (update)
+    assert all(torch.equal(parameters[k], v) for k, v in model.named_parameters())
+    foreign = baselines.compressai_module("compressai.zoo").bmshj2018_factorized(quality=1)  # not built here
+    with pytest.raises(dqcodec.ModelError, match="FactorizedPrior"):
+        registry.family_of(foreign)
+    with pytest.raises(ValueError, match="sizes 1 to 8"):
+        baselines.build("bmshj2018-factorized", 9)
+
+
+def test_a_baseline_is_built_with_the_channels_and_weights_of_compressais_zoo():
+    from dqcodec import baselines
+
+    zoo_model = baselines.compressai_module("compressai.zoo")
+    for arch, function in (("bmshj2018-factorized", "bmshj2018_factorized"), ("bmshj2018-hyperprior", "bmshj2018_hyperprior")):
+        torch.manual_seed(1)
+        ours = baselines.build(arch, 3).state_dict()
+        torch.manual_seed(1)
+        theirs = getattr(zoo_model, function)(quality=3, pretrained=False).state_dict()
+        assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours), arch
+
+
+def test_building_a_dq_model_does_not_import_compressai():
+    code = "import sys; from dqcodec import registry; registry.family_of(registry.build('dq-hier', channels=8)); print('compressai' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
