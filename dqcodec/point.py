@@ -141,8 +141,7 @@ class Ladder:
         if index < len(self.residual_steps):
             base, step = self.residual_steps[index]
             return self._codes(Kind.RESIDUAL, quality, base, residual_step=step)
-        self._require_pixel_model("near-lossless files")
-        tolerance = self.tolerances[index - len(self.residual_steps)]
+        tolerance = self.tolerances[index - len(self.residual_steps)]  # a config has them only with a pixel model
         return self._codes(Kind.NEAR_LOSSLESS, quality, self.lossless_quality, tolerance=tolerance)
 
     def rungs(self) -> list[OperatingPoint]:
