@@ -19,6 +19,10 @@ SCRIPT = Path(__file__).with_name("pillow_user.py")
 HEIGHT, WIDTH = 48, 64
 
 
+# every test reads the facts of one fresh process that imports torch and codes a few files (over ~5 s)
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def facts(tiny_models_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pillow")

@@ -11,7 +11,7 @@ from dqcodec import zoo
 from dqcodec.evaluate import metrics
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shipped]
 
 
 @pytest.fixture(scope="module")
