@@ -9,9 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dqcodec import evaluate
+from dqcodec.testing.models import photo_like
 from dqcodec_cli.main import cli
-
-from .conftest import photo_like
 
 
 def run(*args):
@@ -143,8 +142,7 @@ def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
     import torch
 
     from dqcodec import zoo
-
-    from .conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     checkpoint = tmp_path / "checkpoint.pt"
     torch.save({"model": tiny_model().checkpoint(), "step": 7}, checkpoint)
@@ -212,8 +210,7 @@ def test_eval_codes_a_compressai_baseline_through_its_own_coder(tmp_path, monkey
     import torch
 
     from dqcodec import baselines, zoo
-
-    from .conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     models = tmp_path / "models"
     torch.manual_seed(0)
@@ -248,8 +245,7 @@ def test_models_shows_the_held_out_rate_of_a_baseline(tmp_path, monkeypatch):
 
 def test_models_names_the_residual_and_near_lossless_qualities_of_a_dq_card(tmp_path, monkeypatch):
     from dqcodec import zoo
-
-    from .conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     models = tmp_path / "models"
     model = tiny_model()

@@ -16,9 +16,8 @@ import dqcodec
 from dqcodec import baselines, container, zoo
 from dqcodec.container import Header, pack, unpack
 from dqcodec.testing.fuzzing import with_crc
+from dqcodec.testing.models import photo_like, tiny_model
 from dqcodec_cli.main import cli
-
-from .conftest import photo_like, tiny_model
 
 
 def _with_header(data: bytes, **fields) -> bytes:

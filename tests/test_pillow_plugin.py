@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 import dqcodec
-
-from .conftest import photo_like
+from dqcodec.testing.models import photo_like
 
 SCRIPT = Path(__file__).with_name("pillow_user.py")
 HEIGHT, WIDTH = 48, 64
