@@ -9,9 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dqcodec import evaluate
+from dqcodec.testing.models import photo_like
 from dqcodec_cli.main import cli
-
-from .conftest import photo_like
 
 
 def run(*args):
@@ -143,8 +142,7 @@ def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
     import torch
 
     from dqcodec import zoo
-
-    from .conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     checkpoint = tmp_path / "checkpoint.pt"
     torch.save({"model": tiny_model().checkpoint(), "step": 7}, checkpoint)
@@ -170,6 +168,7 @@ def test_export_ships_a_checkpoint_with_its_rate_points(tmp_path, monkeypatch):
     assert len(list((tmp_path / "models").glob("mine-*.dqw"))) == 1
 
 
+@pytest.mark.slow
 def test_eval_writes_compressai_json_csv_plot_and_bd_rate(tiny_zoo, tmp_path):
     import csv
     import json
@@ -206,12 +205,12 @@ def test_eval_of_an_empty_folder_is_a_clear_error(tiny_zoo, tmp_path):
     assert result.exit_code == 1 and "nothing to evaluate" in result.output
 
 
+@pytest.mark.slow
 def test_eval_codes_a_compressai_baseline_through_its_own_coder(tmp_path, monkeypatch):
     import torch
 
     from dqcodec import baselines, zoo
-
-    from .conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     models = tmp_path / "models"
     torch.manual_seed(0)
@@ -246,8 +245,7 @@ def test_models_shows_the_held_out_rate_of_a_baseline(tmp_path, monkeypatch):
 
 def test_models_names_the_residual_and_near_lossless_qualities_of_a_dq_card(tmp_path, monkeypatch):
     from dqcodec import zoo
-
-    from .conftest import tiny_model
+    from dqcodec.testing.models import tiny_model
 
     models = tmp_path / "models"
     model = tiny_model()
@@ -315,6 +313,7 @@ def test_help_and_models_load_neither_torch_nor_compressai():
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_decoding_a_file_neither_imports_compressai_nor_warns(tmp_path):
     src = save(tmp_path / "a.png", photo_like(40, 50))
     done = _fresh(
@@ -347,3 +346,31 @@ def test_a_dependencys_warning_does_not_reach_the_user(tmp_path):
     assert done.returncode == 0, done.stderr
     code, output = done.stdout.split(" ", 1)
     assert code == "1" and output.count("\\n") == 1 and "Warning" not in output + done.stderr
+
+
+def _without(monkeypatch, *packages):
+    """Make importing ``packages`` (and their submodules, imported or not) raise ImportError, as when the
+    extra that installs them is missing."""
+    for name in [*packages, *(m for m in list(sys.modules) if m.split(".")[0] in packages)]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+# issue 28: the message is the lead's to add (cli/main.py, dqcodec/evaluate.py); until it is, these fail as
+# expected, and once it is, strict=True turns them into failures that ask for this marker to go
+@pytest.mark.xfail(
+    strict=True, reason="issue 28: a missing extra is named in one line (cli/main.py, dqcodec/evaluate.py)"
+)
+@pytest.mark.parametrize(
+    "command, extra",
+    [
+        (["eval", "{images}", "--codec", "dq", "--model", "tiny", "-o", "{out}"], "eval"),
+        (["train", "{images}", "--arch", "bmshj2018-factorized", "--out", "{out}", "--schedule", "32x2:1"], "train"),
+    ],
+)
+def test_a_missing_extra_is_named_in_one_line(tiny_zoo, tmp_path, monkeypatch, command, extra):
+    save(tmp_path / "images" / "a.png", photo_like(32, 32))
+    _without(monkeypatch, "compressai", "torchvision", "pytorch_msssim", "pillow_jxl", "matplotlib")
+    args = [a.format(images=tmp_path / "images", out=tmp_path / "out") for a in command]
+    result = run(*args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.count("\n") == 1 and f"pip install 'dqcodec[{extra}]'" in result.output, result.output

@@ -16,9 +16,8 @@ import dqcodec
 from dqcodec import baselines, container, zoo
 from dqcodec.container import Header, pack, unpack
 from dqcodec.testing.fuzzing import with_crc
+from dqcodec.testing.models import photo_like, tiny_model
 from dqcodec_cli.main import cli
-
-from .conftest import photo_like, tiny_model
 
 
 def _with_header(data: bytes, **fields) -> bytes:
@@ -252,6 +251,7 @@ def test_decode_refuses_a_lossy_or_unknown_suffix(tiny_zoo, tmp_path):
         assert not (tmp_path / name).exists()
 
 
+@pytest.mark.slow
 def test_eval_does_not_mix_two_runs(tiny_zoo, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

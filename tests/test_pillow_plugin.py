@@ -12,11 +12,14 @@ import pytest
 from PIL import Image
 
 import dqcodec
-
-from .conftest import photo_like
+from dqcodec.testing.models import photo_like
 
 SCRIPT = Path(__file__).with_name("pillow_user.py")
 HEIGHT, WIDTH = 48, 64
+
+
+# every test reads the facts of one fresh process that imports torch and codes a few files (over ~5 s)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

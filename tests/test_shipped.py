@@ -12,7 +12,7 @@ from dqcodec.evaluate import metrics
 from dqcodec.point import Kind
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shipped]
 
 
 @pytest.fixture(scope="module")
