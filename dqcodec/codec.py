@@ -13,6 +13,7 @@ codes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -79,7 +80,7 @@ def _dq_model(name: str, what: str, weights_hash: bytes | None = None) -> tuple[
     net, digest = zoo.load(name, weights_hash)
     if not registry.is_dq(net):
         raise errors.ModelError(f"{what} is a {registry.family_of(net)} baseline, not a dq model: it writes no .dq files")
-    return net, digest
+    return cast(DQCodec, net), digest
 
 
 def _check_type(name: str, value, kind: type) -> None:

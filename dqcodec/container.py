@@ -83,7 +83,7 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
 MAX_HEADER_BYTES = _FIXED.size + 255 + max(fields.size for fields in _FIELDS_OF.values())
 
 
-def _version(data: bytes) -> tuple[int, int]:
+def _version(data: bytes | memoryview) -> tuple[int, int]:
     """The format version and model-name length, once the magic and version are known to be readable."""
     if len(data) < _FIXED.size or data[:4] != MAGIC:
         raise ContainerError("not a .dq file (bad magic bytes)")

@@ -98,10 +98,10 @@ def _little_endian(array: np.ndarray) -> np.ndarray:
 
 def quantize(tensor: torch.Tensor, step: float) -> np.ndarray:
     """A float tensor's integers q at a step (as float32), each below MAX_SYMBOL in magnitude."""
-    step = np.float32(step)
-    if not (np.isfinite(step) and step > 0):
-        raise ArgumentError(f"a step must be a positive finite number, got {step}")
-    q = np.rint(_array(tensor).astype(np.float64) / np.float64(step))
+    step32 = np.float32(step)
+    if not (np.isfinite(step32) and step32 > 0):
+        raise ArgumentError(f"a step must be a positive finite number, got {step32}")
+    q = np.rint(_array(tensor).astype(np.float64) / np.float64(step32))
     if q.size and not np.abs(q).max() < MAX_SYMBOL:
         raise ArgumentError(f"step {step} is too fine for values up to {float(np.abs(_array(tensor)).max())}")
     return np.asarray(q, dtype=np.int32)
@@ -148,7 +148,7 @@ def _tensor_record(name: str, tensor: torch.Tensor, step: float | None) -> bytes
     quantizing = step is not None and tensor.is_floating_point()
     dtype = "float32" if quantizing else str(array.dtype)
     head = struct.pack("<H", len(encoded)) + encoded + struct.pack(f"<BB{array.ndim}I", DTYPES.index(dtype), array.ndim, *array.shape)
-    if quantizing:
+    if quantizing and step is not None:
         return head + _smallest(_coded_records(quantize(tensor, step).ravel(), float(np.float32(step))))
     raw = _raw_record(array)
     if array.dtype.kind in "iu" and array.size and np.abs(array.astype(np.int64)).max() < MAX_SYMBOL:

@@ -29,8 +29,6 @@ from .errors import ModelError  # re-exported
 if TYPE_CHECKING:  # listing models needs neither torch nor the model code
     import torch.nn as nn
 
-    from .model import DQCodec
-
 
 
 @dataclass(frozen=True)
@@ -168,20 +166,20 @@ def weights_digest(data: bytes) -> bytes:
     return weights.stored_digest(data) if data.startswith(weights.MAGIC) else file_digest(data)
 
 
-def load(name: str = DEFAULT_MODEL, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
+def load(name: str = DEFAULT_MODEL, weights_hash: bytes | None = None) -> tuple[nn.Module, bytes]:
     """The named model in eval mode and the SHA-256 of its weights: its current version, or the
     version whose hash starts with ``weights_hash`` (see ``find``)."""
     return _load_file(find(name, weights_hash).path)
 
 
-def load_file(path: Path) -> tuple[DQCodec, bytes]:
+def load_file(path: Path) -> tuple[nn.Module, bytes]:
     """The model in one installed model file (checked against its folder's SHA256SUMS), e.g. a
     previous version, and the SHA-256 of its weights."""
     return _load_file(Path(path).resolve())
 
 
 @functools.lru_cache(maxsize=4)
-def _load_file(path: Path) -> tuple[DQCodec, bytes]:
+def _load_file(path: Path) -> tuple[nn.Module, bytes]:
     data = path.read_bytes()
     expected = registered_digests(path.parent).get(path.name)
     if expected is None:
