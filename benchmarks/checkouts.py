@@ -60,7 +60,9 @@ def run(checkout: Path, image: Path, threads: int, repeats: int) -> dict:
         f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import checkouts; "
         f"print(json.dumps(checkouts.measure(__import__('pathlib').Path({str(image)!r}), {threads}, {repeats})))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=checkout, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=checkout, capture_output=True, text=True, check=False
+    )
     if out.returncode:
         raise click.ClickException(f"{checkout}: {out.stderr.strip().splitlines()[-1]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -68,19 +70,27 @@ def run(checkout: Path, image: Path, threads: int, repeats: int) -> dict:
 
 @click.command()
 @click.argument("old", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=ROOT / "examples" / "photo.png")
+@click.argument(
+    "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=ROOT / "examples" / "photo.png"
+)
 @click.option("--new", type=click.Path(exists=True, file_okay=False, path_type=Path), default=ROOT)
 @click.option("--threads", default=2, show_default=True)
 @click.option("--repeats", default=3, show_default=True)
 def main(old: Path, image: Path, new: Path, threads: int, repeats: int) -> None:
     before = run(old.resolve(), image.resolve(), threads, repeats)
     after = run(new.resolve(), image.resolve(), threads, repeats)
-    click.echo(f"{image.name}, {threads} threads, best of {repeats} decodes; format {before['version']} -> {after['version']}")
-    click.echo(f"{'setting':<16} {'bytes before':>12} {'bytes after':>12} {'streams':>8} {'decode s before':>16} {'after':>8}")
+    click.echo(
+        f"{image.name}, {threads} threads, best of {repeats} decodes; format {before['version']} -> {after['version']}"
+    )
+    click.echo(
+        f"{'setting':<16} {'bytes before':>12} {'bytes after':>12} {'streams':>8} {'decode s before':>16} {'after':>8}"
+    )
     for b, a in zip(before["rows"], after["rows"]):
         name = "lossless" if b["setting"].get("lossless") else f"quality {b['setting']['quality']}"
         same = "same" if b["streams_sha256"] == a["streams_sha256"] else "DIFFER"
-        click.echo(f"{name:<16} {b['bytes']:>12} {a['bytes']:>12} {same:>8} {b['decode_s']:>16.3f} {a['decode_s']:>8.3f}")
+        click.echo(
+            f"{name:<16} {b['bytes']:>12} {a['bytes']:>12} {same:>8} {b['decode_s']:>16.3f} {a['decode_s']:>8.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,11 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 def record_chunks(net, image: Image.Image, count: int) -> list[dict]:
     """The inputs, coded values and frequencies of the first ``count`` chunk distributions of a lossless encode."""
     recorded = []
-    init, table, push = pixel_tables.ChunkDistribution.__init__, pixel_tables.ChunkDistribution.table, pixel_tables.ChunkDistribution.push
+    init, table, push = (
+        pixel_tables.ChunkDistribution.__init__,
+        pixel_tables.ChunkDistribution.table,
+        pixel_tables.ChunkDistribution.push,
+    )
 
     def recording_init(self, raw, base, tolerance=0):
         self._record = {

@@ -23,8 +23,8 @@ from compressai.losses import RateDistortionLoss
 from PIL import Image
 
 from dqcodec import codec
-from dqcodec.training import data, objective
 from dqcodec.model import DQCodec, DQConfig
+from dqcodec.training import data, objective
 
 SETTINGS = {"fp32": (False, False), "bf16": (True, False), "bf16+channels-last": (True, True)}
 
@@ -33,7 +33,9 @@ def step_fn(model, criterion, optimizer, bf16, channels_last):
     qualities = torch.tensor(model.config.qualities)
 
     def step(x):
-        output = objective.forward(model, x, qualities[data.sample_qualities(len(qualities), x.shape[0], 0.0)], bf16, channels_last)
+        output = objective.forward(
+            model, x, qualities[data.sample_qualities(len(qualities), x.shape[0], 0.0)], bf16, channels_last
+        )
         loss = criterion(output, x)["loss"] + output["vq_loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 import dqcodec  # its errors only: compress, decompress and inspect are loaded on first use
-from dqcodec import defaults, evaluate, zoo  # light: evaluate loads torch when it codes
+from dqcodec import bpd, defaults, evaluate, zoo  # light: they load torch when they code
 from dqcodec.point import Ladder
 
 # The libraries dqcodec runs on, whose warnings (Pillow's on a damaged EXIF block, torch's and compressai's
@@ -36,11 +36,22 @@ def quiet_dependencies() -> None:
 USER_ERRORS = (dqcodec.DQCodecError, OSError)
 
 # what `decode -o NAME.SUFFIX` writes: lossless formats only, so a decoded image is kept as decoded
-DECODED_FORMATS = {".png": ("PNG", {}), ".bmp": ("BMP", {}), ".ppm": ("PPM", {}), ".pgm": ("PPM", {}), ".pnm": ("PPM", {}),
-                   ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".webp": ("WEBP", {"lossless": True, "quality": 100})}
+DECODED_FORMATS = {
+    ".png": ("PNG", {}),
+    ".bmp": ("BMP", {}),
+    ".ppm": ("PPM", {}),
+    ".pgm": ("PPM", {}),
+    ".pnm": ("PPM", {}),
+    ".tif": ("TIFF", {}),
+    ".tiff": ("TIFF", {}),
+    ".webp": ("WEBP", {"lossless": True, "quality": 100}),
+}
 
 max_pixels_option = click.option(
-    "--max-pixels", type=click.IntRange(min=0), default=defaults.DEFAULT_MAX_PIXELS, show_default=True,
+    "--max-pixels",
+    type=click.IntRange(min=0),
+    default=defaults.DEFAULT_MAX_PIXELS,
+    show_default=True,
     help="refuse images (and files whose header names images) with more pixels; 0 for no limit",
 )
 
@@ -80,9 +91,14 @@ def plan_outputs(inputs: tuple[Path, ...], output: Path | None, suffix: str, for
     targets = [dst for _, dst in pairs]
     if len(set(targets)) != len(targets):
         raise click.UsageError("two inputs would write the same output file; give them distinct names")
-    existing = [str(dst) for dst in targets if os.path.lexists(dst)]  # a symlink, even dangling, is not replaced silently
+    existing = [
+        str(dst) for dst in targets if os.path.lexists(dst)
+    ]  # a symlink, even dangling, is not replaced silently
     if existing and not force:
-        raise click.ClickException(f"{existing[0]} exists; use --force to overwrite" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""))
+        raise click.ClickException(
+            f"{existing[0]} exists; use --force to overwrite"
+            + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
+        )
     return pairs
 
 
@@ -151,7 +167,12 @@ def cli():
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output .dq file, or a folder for several inputs")
-@click.option("-q", "--quality", type=int, help="1 = smallest file; after a model's lossy qualities come residual ones (codes and quantized DCTs of what they miss), then near-lossless ones (see `dqcodec models`); default: the model's default")
+@click.option(
+    "-q",
+    "--quality",
+    type=int,
+    help="1 = smallest file; after a model's lossy qualities come residual ones (codes and quantized DCTs of what they miss), then near-lossless ones (see `dqcodec models`); default: the model's default",
+)
 @click.option("--lossless", is_flag=True, help="code every pixel exactly (-q then picks the codes the file carries)")
 @click.option(
     "-e",
@@ -161,7 +182,9 @@ def cli():
     show_default=True,
     help="encoder effort (lossy): 1 and 2 search for better codes, a smaller file for the same image quality in several times the time; decoding is unchanged",
 )
-@click.option("--model", help=f"default: {defaults.DEFAULT_MODEL}, or {defaults.DEFAULT_LOSSLESS_MODEL} with --lossless")
+@click.option(
+    "--model", help=f"default: {defaults.DEFAULT_MODEL}, or {defaults.DEFAULT_LOSSLESS_MODEL} with --lossless"
+)
 @max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
 def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
@@ -173,7 +196,15 @@ def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
 
     def work(src, dst, progress=None):
         started = time.perf_counter()
-        data = dqcodec.compress(src, quality=quality, model=model, lossless=lossless, effort=effort, max_pixels=max_pixels or None, progress=progress)
+        data = dqcodec.compress(
+            src,
+            quality=quality,
+            model=model,
+            lossless=lossless,
+            effort=effort,
+            max_pixels=max_pixels or None,
+            progress=progress,
+        )
         write_atomic(dst, data)
         info = codec.container.unpack(data)[0]
         bpp = 8 * len(data) / (info.height * info.width)
@@ -186,7 +217,11 @@ def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output PNG, or a folder for several inputs")
-@click.option("--preview", is_flag=True, help="for lossless files: the lossy image from the codes alone, without decoding the pixels")
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="for lossless files: the lossy image from the codes alone, without decoding the pixels",
+)
 @max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
 def decode(inputs, output, preview, max_pixels, force):
@@ -194,7 +229,9 @@ def decode(inputs, output, preview, max_pixels, force):
     pairs = plan_outputs(inputs, output, ".png", force)
     for _, dst in pairs:
         if dst.suffix.lower() not in DECODED_FORMATS:
-            raise click.UsageError(f"{dst}: cannot write {dst.suffix or 'a file without a suffix'}; decode writes {', '.join(sorted(DECODED_FORMATS))} (lossless formats)")
+            raise click.UsageError(
+                f"{dst}: cannot write {dst.suffix or 'a file without a suffix'}; decode writes {', '.join(sorted(DECODED_FORMATS))} (lossless formats)"
+            )
 
     def work(src, dst, progress=None):
         started = time.perf_counter()
@@ -216,16 +253,22 @@ def info(file, max_pixels):
     try:
         details = dqcodec.inspect(file.read_bytes(), max_pixels=max_pixels or None)
     except USER_ERRORS as error:
-        raise click.ClickException(f"{file}: {error}")
+        raise click.ClickException(f"{file}: {error}") from None
     h = details.header
-    overhead = 100 * (details.payload_bits / details.ideal_payload_bits - 1) if details.ideal_payload_bits else float("nan")
+    overhead = (
+        100 * (details.payload_bits / details.ideal_payload_bits - 1) if details.ideal_payload_bits else float("nan")
+    )
     click.echo(f"file            {file}")
     click.echo(f"model           {h.model} (weights {h.weights_hash.hex()})")
     click.echo(f"coding          {details.coding}, quality {h.quality}")
     click.echo(f"image           {h.width}x{h.height} {h.mode}")
-    click.echo(f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_dimension:.4f} bits/dim")
+    click.echo(
+        f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_dimension:.4f} bits/dim"
+    )
     click.echo(f"streams         {', '.join(f'{name} {n} bytes' for name, n in details.streams.items())}")
-    click.echo(f"payload         {details.payload_bits} bits actual, {details.ideal_payload_bits:.1f} bits ideal (-sum log2 p), {overhead:+.3f}%")
+    click.echo(
+        f"payload         {details.payload_bits} bits actual, {details.ideal_payload_bits:.1f} bits ideal (-sum log2 p), {overhead:+.3f}%"
+    )
 
 
 @cli.command()
@@ -252,19 +295,38 @@ def models():
 @cli.command("eval")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--codec", "codecs", multiple=True, default=evaluate.DEFAULT_CODECS, show_default=True, help="repeat for several; dq-e1 and dq-e2 (dq at encoder effort 1, 2) only when asked for"
+    "--codec",
+    "codecs",
+    multiple=True,
+    default=evaluate.DEFAULT_CODECS,
+    show_default=True,
+    help="repeat for several; dq-e1 and dq-e2 (dq at encoder effort 1, 2) only when asked for",
 )
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-results"), show_default=True)
-@click.option("--metric", type=click.Choice(["psnr", "ms-ssim"]), default="psnr", show_default=True, help="for the plot and BD-rate")
+@click.option(
+    "-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("eval-results"), show_default=True
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["psnr", "ms-ssim"]),
+    default="psnr",
+    show_default=True,
+    help="for the plot and BD-rate",
+)
 @click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
-@click.option("--force", is_flag=True, help="replace the results of an earlier run in OUTPUT (all of them, so the folder holds one run)")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="replace the results of an earlier run in OUTPUT (all of them, so the folder holds one run)",
+)
 def eval_command(folder, codecs, output, metric, model, force):
     """Rate–distortion of every codec at a sweep of rates on the images in FOLDER."""
     from dqcodec import codec, evaluate
 
     earlier = evaluate.previous_results(output)
     if earlier and not force:
-        raise click.ClickException(f"{output} holds the results of an earlier run ({earlier[0].name}, ...); use --force to replace them, or another -o")
+        raise click.ClickException(
+            f"{output} holds the results of an earlier run ({earlier[0].name}, ...); use --force to replace them, or another -o"
+        )
     skipped = []
     made = []
     for name in dict.fromkeys(codecs):
@@ -281,7 +343,9 @@ def eval_command(folder, codecs, output, metric, model, force):
     if not images or not made:
         for item in skipped:
             click.echo(f"skipped: {item}", err=True)
-        raise click.ClickException(f"nothing to evaluate: {len(images)} readable images in {folder}, {len(made)} codecs available")
+        raise click.ClickException(
+            f"nothing to evaluate: {len(images)} readable images in {folder}, {len(made)} codecs available"
+        )
     points = []
     jobs = [(c, s, path, image) for path, image in images for c in made for s in c.settings]
     with click.progressbar(jobs, label="evaluating", file=sys.stderr) as bar:
@@ -297,7 +361,9 @@ def eval_command(folder, codecs, output, metric, model, force):
     click.echo(f"{len(images)} images, {len(made)} codecs; results in {output}/")
     name_width = max(len("codec"), *(len(s.codec) for s in summaries))
     setting_width = max(len("setting"), *(len(str(setting)) for s in summaries for setting in s.settings))
-    click.echo(f"{'codec':{name_width}} {'setting':>{setting_width}} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")
+    click.echo(
+        f"{'codec':{name_width}} {'setting':>{setting_width}} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}"
+    )
     for summary in summaries:
         r = summary.results
         for i, setting in enumerate(summary.settings):
@@ -307,21 +373,35 @@ def eval_command(folder, codecs, output, metric, model, force):
                 f" {r['encoding_time'][i]:7.3f} {r['decoding_time'][i]:7.3f}"
             )
     for name, delta in deltas.items():
-        click.echo(f"BD-rate of dq against {name} ({metric}): " + ("curves do not overlap" if delta is None else f"{delta:+.1f}%"))
+        click.echo(
+            f"BD-rate of dq against {name} ({metric}): "
+            + ("curves do not overlap" if delta is None else f"{delta:+.1f}%")
+        )
     for item in skipped:
         click.echo(f"skipped: {item}", err=True)
 
 
 @cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--codec", "codecs", multiple=True, default=("dq", "png", "webp", "jxl"), show_default=True,
-              type=click.Choice(["dq", *evaluate.LOSSLESS_CODECS]), help="repeat for several")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="also write every figure here")
+@click.option(
+    "--codec",
+    "codecs",
+    multiple=True,
+    default=("dq", "png", "webp", "jxl"),
+    show_default=True,
+    type=click.Choice(["dq", *bpd.LOSSLESS_CODECS]),
+    help="repeat for several",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="also write every figure here"
+)
 @click.option("--model", default=zoo.DEFAULT_LOSSLESS_MODEL, show_default=True)
-@click.option("-q", "--quality", type=int, help="quality of the codes in dq's files; default: the model's lossless quality")
+@click.option(
+    "-q", "--quality", type=int, help="quality of the codes in dq's files; default: the model's lossless quality"
+)
 def bpd(folder, codecs, json_path, model, quality):
     """Bits per dimension of lossless files (size / (H * W * 3)) for the images in FOLDER."""
-    from dqcodec import codec, evaluate
+    from dqcodec import codec
 
     files = codec.image_files(folder)
     if not files:
@@ -329,7 +409,7 @@ def bpd(folder, codecs, json_path, model, quality):
     points, skipped, made = [], [], []
     for name in dict.fromkeys(codecs):
         try:
-            made.append(evaluate.make_lossless_codec(name, model, quality))
+            made.append(bpd.make_lossless_codec(name, model, quality))
         except ValueError as error:
             skipped.append(str(error))
     with click.progressbar(files, label="lossless coding", file=sys.stderr) as bar:
@@ -341,15 +421,21 @@ def bpd(folder, codecs, json_path, model, quality):
                 continue
             for c in made:
                 try:
-                    points.append(evaluate.measure_lossless(c, image, str(path.relative_to(folder))))
+                    points.append(bpd.measure_lossless(c, image, str(path.relative_to(folder))))
                 except USER_ERRORS as error:
                     skipped.append(f"{path} with {c.name}: {error}")
-    pooled = evaluate.pool_lossless(points)
+    pooled = bpd.pool_lossless(points)
     names = list(pooled)
-    click.echo(f"{'image':30} " + " ".join(f"{n:>8}" for n in names) + ("   dq codes+pixels  estimate" if "dq" in names else ""))
+    click.echo(
+        f"{'image':30} "
+        + " ".join(f"{n:>8}" for n in names)
+        + ("   dq codes+pixels  estimate" if "dq" in names else "")
+    )
     for image_name in dict.fromkeys(p.image for p in points):
         row = {p.codec: p for p in points if p.image == image_name}
-        line = f"{image_name[-30:]:30} " + " ".join(f"{row[n].bits / row[n].dims:8.4f}" if n in row else f"{'-':>8}" for n in names)
+        line = f"{image_name[-30:]:30} " + " ".join(
+            f"{row[n].bits / row[n].dims:8.4f}" if n in row else f"{'-':>8}" for n in names
+        )
         if "dq" in row:
             dq = row["dq"]
             line += f"   {dq.code_bits / dq.dims:.4f}+{dq.pixel_bits / dq.dims:.4f}  {dq.estimated_bits / dq.dims:.4f}"
@@ -361,11 +447,17 @@ def bpd(folder, codecs, json_path, model, quality):
             gap = 100 * (row["bpd"] / row["estimated_bpd"] - 1)
             extra = f", codes {row['code_bpd']:.4f} + pixels {row['pixel_bpd']:.4f}, model estimate {row['estimated_bpd']:.4f} ({gap:+.2f}%)"
         exact = "every image exact" if row["all_exact"] else "NOT EXACT on some images"
-        click.echo(f"{name}: {row['bpd']:.4f} bits/dim{extra}; {row['encode_s_per_mp']:.2f} s/MP encode, {row['decode_s_per_mp']:.2f} s/MP decode; {exact}")
+        click.echo(
+            f"{name}: {row['bpd']:.4f} bits/dim{extra}; {row['encode_s_per_mp']:.2f} s/MP encode, {row['decode_s_per_mp']:.2f} s/MP decode; {exact}"
+        )
     if json_path:
         import dataclasses
 
-        json_path.write_text(json.dumps({"pooled": pooled, "images": [dataclasses.asdict(p) for p in points], "skipped": skipped}, indent=2))
+        json_path.write_text(
+            json.dumps(
+                {"pooled": pooled, "images": [dataclasses.asdict(p) for p in points], "skipped": skipped}, indent=2
+            )
+        )
     for item in skipped:
         click.echo(f"skipped: {item}", err=True)
     if any(not row["all_exact"] for row in pooled.values()):
@@ -375,18 +467,56 @@ def bpd(folder, codecs, json_path, model, quality):
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=zoo.DEFAULT_MODEL, show_default=True)
-@click.option("--qualities", help="groups coded at each quality: each is G (the first level complete, G groups of the second, none below) or every level's groups joined by +, e.g. 1,2,4,16,16+4 or 4+16+4")
+@click.option(
+    "--qualities",
+    help="groups coded at each quality: each is G (the first level complete, G groups of the second, none below) or every level's groups joined by +, e.g. 1,2,4,16,16+4 or 4+16+4",
+)
 @click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
 @click.option("--default-quality", type=int)
 @click.option("--lossless-quality", type=int, help="the quality whose codes lossless files carry")
-@click.option("--residual-steps", help="residual qualities after the lossy ones, each BASE:STEP (quality BASE's codes, then the difference as 8x8 DCTs quantized with STEP), e.g. 2:48,2:24; 'none' for none")
-@click.option("--tolerances", help="near-lossless qualities after the lossy and residual ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)")
-@click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="photos to round the weights on (GPTQ, see dqcodec/gptq.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality")
-@click.option("--calibration-images", default=16, show_default=True, type=click.IntRange(min=1), help="how many of those photos, spread over the folder (centre 256x256 crops)")
-@click.option("--base", help="an installed model whose tensors this one shares (e.g. the lossy model a pixel likelihood was trained on): those equal to its keep their stored values, so its files still code the same")
-@click.option("--force", is_flag=True, help="replace an installed model of the same name (its current version moves to models/previous/ and its legacy .pt versions stay, so the files written with them still decode)")
-def export_model(checkpoint, name, qualities, rate_weights, default_quality, lossless_quality, residual_steps, tolerances, calibration, calibration_images, base, force):
+@click.option(
+    "--residual-steps",
+    help="residual qualities after the lossy ones, each BASE:STEP (quality BASE's codes, then the difference as 8x8 DCTs quantized with STEP), e.g. 2:48,2:24; 'none' for none",
+)
+@click.option(
+    "--tolerances",
+    help="near-lossless qualities after the lossy and residual ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="photos to round the weights on (GPTQ, see dqcodec/gptq.py), e.g. data/train; without them every weight is rounded to its nearest step, which costs rate and quality",
+)
+@click.option(
+    "--calibration-images",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="how many of those photos, spread over the folder (centre 256x256 crops)",
+)
+@click.option(
+    "--base",
+    help="an installed model whose tensors this one shares (e.g. the lossy model a pixel likelihood was trained on): those equal to its keep their stored values, so its files still code the same",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="replace an installed model of the same name (its current version moves to models/previous/ and its legacy .pt versions stay, so the files written with them still decode)",
+)
+def export_model(
+    checkpoint,
+    name,
+    qualities,
+    rate_weights,
+    default_quality,
+    lossless_quality,
+    residual_steps,
+    tolerances,
+    calibration,
+    calibration_images,
+    base,
+    force,
+):
     """Ship a training checkpoint as models/<name>-<hash>.dqw (weights quantized and entropy-coded,
     see dqcodec/weights.py), optionally with its own table of rate points."""
     import dataclasses
@@ -416,7 +546,7 @@ def export_model(checkpoint, name, qualities, rate_weights, default_quality, los
         try:
             model.config = dataclasses.replace(model.config, **changes)
         except ValueError as error:
-            raise click.ClickException(str(error))
+            raise click.ClickException(str(error)) from None
     photos = None
     if calibration is not None:
         from dqcodec import codec, export
@@ -438,7 +568,9 @@ def parse_residual_steps(text: str) -> list[list[int]]:
     try:
         return [[int(v) for v in pair.split(":")] for pair in text.split(",")]
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a list of BASE:STEP pairs of whole numbers", param_hint="--residual-steps") from None
+        raise click.BadParameter(
+            f"{text!r} is not a list of BASE:STEP pairs of whole numbers", param_hint="--residual-steps"
+        ) from None
 
 
 def parse_tolerances(text: str) -> list[int]:

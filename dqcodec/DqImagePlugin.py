@@ -108,7 +108,9 @@ class DqDecoder(ImageFile.PyDecoder):
             raise OSError(str(error)) from error
         self.info.update(lossless=opened.point.exact, kind=opened.point.kind.name.lower())
         if image.size != (self.state.xsize, self.state.ysize) or image.mode != self.mode:
-            raise OSError(f"decoded a {image.mode} image of {image.size}, the header said {self.mode} of {(self.state.xsize, self.state.ysize)}")
+            raise OSError(
+                f"decoded a {image.mode} image of {image.size}, the header said {self.mode} of {(self.state.xsize, self.state.ysize)}"
+            )
         self.set_as_raw(image.tobytes())
         return -1, 0
 

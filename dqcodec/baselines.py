@@ -66,7 +66,11 @@ def _baseline_class(arch: str, base: type, channels: dict) -> type:
 
     name = ARCHITECTURES[arch]
     doc = f"CompressAI's {arch} of a zoo quality's channel counts (``size``), as a baseline."
-    return type(name, (base,), {"__init__": __init__, "arch": arch, "__module__": __name__, "__qualname__": name, "__doc__": doc})
+    return type(
+        name,
+        (base,),
+        {"__init__": __init__, "arch": arch, "__module__": __name__, "__qualname__": name, "__doc__": doc},
+    )
 
 
 def __getattr__(name: str) -> type:

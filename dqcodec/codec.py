@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 
 from . import container, errors, registry, zoo
+from .container import check_pixels
 from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS, default_model  # the first two re-exported
 from .entropy import ideal_bits
 from .errors import UnsupportedImageError  # re-exported
-from .container import check_pixels
 from .images import IMAGE_SUFFIXES, ImageLike, image_files, load_image, pad, rgb_and_mode, to_image, to_tensor
 from .model import DQCodec
 from .point import Kind, OperatingPoint
@@ -30,9 +30,24 @@ from .recorder import Progress, Recorder
 from .stack import LayerStack
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "EFFORT_STEPS", "IMAGE_SUFFIXES", "FileInfo", "ImageLike", "UnsupportedImageError",
-    "channels", "check_pixels", "compress", "decode_file", "decompress", "image_files", "inspect", "load_image", "open_file", "pad",
-    "to_image", "to_tensor",
+    "DEFAULT_MAX_PIXELS",
+    "EFFORT_STEPS",
+    "IMAGE_SUFFIXES",
+    "FileInfo",
+    "ImageLike",
+    "UnsupportedImageError",
+    "channels",
+    "check_pixels",
+    "compress",
+    "decode_file",
+    "decompress",
+    "image_files",
+    "inspect",
+    "load_image",
+    "open_file",
+    "pad",
+    "to_image",
+    "to_tensor",
 ]
 
 
@@ -62,24 +77,33 @@ def compress(
     _check_type("model", model, str)
     _check_progress(progress)
     if lossless and effort:
-        raise errors.ArgumentError("effort applies to lossy files; a lossless file codes every pixel whatever its codes")
+        raise errors.ArgumentError(
+            "effort applies to lossy files; a lossless file codes every pixel whatever its codes"
+        )
     rgb, mode = rgb_and_mode(load_image(image, max_pixels))
     net, digest = _dq_model(model, f"model {model!r}")
     point = net.ladder.resolve(quality, lossless)
     if effort and point.kind != Kind.LOSSY:
-        raise errors.ArgumentError(f"effort applies to lossy qualities (1 to {net.ladder.lossy_count}); "
-                                   f"quality {point.quality} is {point.describe()}")
+        raise errors.ArgumentError(
+            f"effort applies to lossy qualities (1 to {net.ladder.lossy_count}); "
+            f"quality {point.quality} is {point.describe()}"
+        )
     size = (rgb.height, rgb.width)
-    strings = LayerStack(net, point).compress(pad(to_tensor(rgb)), size, point.tile, Recorder(progress),
-                                              refine_steps=EFFORT_STEPS[effort])
-    header = container.Header(model, digest[:8], point.quality, mode, *size, point.tile, int(point.kind), point.codes_quality)
+    strings = LayerStack(net, point).compress(
+        pad(to_tensor(rgb)), size, point.tile, Recorder(progress), refine_steps=EFFORT_STEPS[effort]
+    )
+    header = container.Header(
+        model, digest[:8], point.quality, mode, *size, point.tile, int(point.kind), point.codes_quality
+    )
     return container.pack(header, strings)
 
 
 def _dq_model(name: str, what: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
     net, digest = zoo.load(name, weights_hash)
     if not registry.is_dq(net):
-        raise errors.ModelError(f"{what} is a {registry.family_of(net)} baseline, not a dq model: it writes no .dq files")
+        raise errors.ModelError(
+            f"{what} is a {registry.family_of(net)} baseline, not a dq model: it writes no .dq files"
+        )
     return cast(DQCodec, net), digest
 
 
@@ -95,7 +119,9 @@ def _check_progress(progress) -> None:
 
 def _check_int(name: str, value, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise errors.ArgumentError(f"{name} must be a whole number from {low} to {high}, got {type(value).__name__} {value!r}")
+        raise errors.ArgumentError(
+            f"{name} must be a whole number from {low} to {high}, got {type(value).__name__} {value!r}"
+        )
     if not low <= value <= high:
         raise errors.ArgumentError(f"{name} must be between {low} and {high}, got {value}")
 
@@ -147,11 +173,17 @@ def _check_streams(point: OperatingPoint, streams: list[bytes], net: DQCodec, mo
     if len(streams) == len(names):
         return
     if len(streams) == net.num_levels and point.enhancement:
-        raise errors.ContainerError(f"header names {point.describe()} (quality {point.quality}), but the file has no {point.enhancement} stream")
-    raise errors.ContainerError(f"file has {len(streams)} streams; model {model!r} writes {len(names)} ({', '.join(names)}) at its quality")
+        raise errors.ContainerError(
+            f"header names {point.describe()} (quality {point.quality}), but the file has no {point.enhancement} stream"
+        )
+    raise errors.ContainerError(
+        f"file has {len(streams)} streams; model {model!r} writes {len(names)} ({', '.join(names)}) at its quality"
+    )
 
 
-def decompress(data: bytes, preview: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: Progress | None = None) -> Image.Image:
+def decompress(
+    data: bytes, preview: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: Progress | None = None
+) -> Image.Image:
     """Decode the bytes of a .dq file into a PIL image of the original size and mode.
 
     ``preview`` decodes a lossless or near-lossless file's lossy image from its codes, without decoding
@@ -249,5 +281,7 @@ def estimate_lossless_bits(data: bytes, image: ImageLike) -> float:
         raise errors.ArgumentError("not a lossless .dq file")
     rgb, _ = rgb_and_mode(load_image(image))
     recorder = Recorder(keep_tables=True)
-    pixel_bits = opened.stack.estimate_pixel_bits(opened.streams, pad(to_tensor(rgb)), opened.size, opened.header.tile, recorder)
+    pixel_bits = opened.stack.estimate_pixel_bits(
+        opened.streams, pad(to_tensor(rgb)), opened.size, opened.header.tile, recorder
+    )
     return pixel_bits + sum(ideal_bits(symbols, frequencies) for frequencies, symbols in recorder.tables or [])

@@ -10,7 +10,12 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from .errors import ArgumentError, ContainerError, ImageTooLargeError, UnsupportedImageError  # ContainerError is re-exported
+from .errors import (  # ContainerError is re-exported
+    ArgumentError,
+    ContainerError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+)
 
 MAGIC = b"DQC\x00"
 VERSION = 4
@@ -89,9 +94,13 @@ def _version(data: bytes | memoryview) -> tuple[int, int]:
         raise ContainerError("not a .dq file (bad magic bytes)")
     _, version, name_length = _FIXED.unpack_from(data)
     if version in OLD_VERSIONS:
-        raise ContainerError(f"this .dq file is format version {version}, written by {OLD_VERSIONS[version]}; this dqcodec reads versions {READABLE[0]} to {READABLE[-1]}")
+        raise ContainerError(
+            f"this .dq file is format version {version}, written by {OLD_VERSIONS[version]}; this dqcodec reads versions {READABLE[0]} to {READABLE[-1]}"
+        )
     if version not in READABLE:
-        raise ContainerError(f".dq format version {version} is not supported (this dqcodec reads versions {READABLE[0]} to {READABLE[-1]})")
+        raise ContainerError(
+            f".dq format version {version} is not supported (this dqcodec reads versions {READABLE[0]} to {READABLE[-1]})"
+        )
     return version, name_length
 
 
@@ -164,8 +173,10 @@ def check_tile(tile: int, height: int, width: int) -> None:
     height, width = -(-height // TILE_UNIT) * TILE_UNIT, -(-width // TILE_UNIT) * TILE_UNIT
     if tile == 0:
         if max(height, width) > MAX_TILE:
-            raise ContainerError(f"an untiled file of {width}x{height} pixels is larger than a tile may be "
-                                 f"({MAX_TILE}x{MAX_TILE}); dqcodec 0.2 wrote such files")
+            raise ContainerError(
+                f"an untiled file of {width}x{height} pixels is larger than a tile may be "
+                f"({MAX_TILE}x{MAX_TILE}); dqcodec 0.2 wrote such files"
+            )
         return
     if tile % TILE_UNIT or not MIN_TILE <= tile <= MAX_TILE:
         raise ContainerError(f"tile size {tile} is not a multiple of {TILE_UNIT} from {MIN_TILE} to {MAX_TILE}")

@@ -44,7 +44,11 @@ class StreamEncoder:
 
     def encode_uniform(self, symbols: np.ndarray, sizes: np.ndarray) -> None:
         """Each symbol uniform over range(size); every size at least 2."""
-        self._coder.encode(np.ascontiguousarray(symbols, dtype=np.int32), constriction.stream.model.Uniform(), np.ascontiguousarray(sizes, dtype=np.int32))
+        self._coder.encode(
+            np.ascontiguousarray(symbols, dtype=np.int32),
+            constriction.stream.model.Uniform(),
+            np.ascontiguousarray(sizes, dtype=np.int32),
+        )
 
     def encode_iid(self, symbols: np.ndarray, frequencies: np.ndarray) -> None:
         """Every symbol with the same table (frequencies of shape (1, K))."""
@@ -108,7 +112,11 @@ class StreamDecoder:
     def finish(self) -> None:
         encoded = self._check.to_bytes()
         if encoded != self._data:
-            where = "left over after the last symbol" if self._data.startswith(encoded) else "that its symbols do not encode to"
+            where = (
+                "left over after the last symbol"
+                if self._data.startswith(encoded)
+                else "that its symbols do not encode to"
+            )
             raise CorruptStreamError(f"stream has data {where} ({len(self._data)} bytes, {len(encoded)} expected)")
 
 

@@ -13,9 +13,9 @@ import math
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -47,7 +47,7 @@ class Point:
     decode_seconds: float
 
 
-def _pillow(name: str, fmt: str, settings, options: Callable[[object], dict], description: str) -> Codec:
+def pillow_codec(name: str, fmt: str, settings, options: Callable[[object], dict], description: str) -> Codec:
     def encode(image, setting):
         buffer = io.BytesIO()
         image.save(buffer, format=fmt, **options(setting))
@@ -77,14 +77,22 @@ def _dq(model: str, effort: int = 0) -> Codec:
 def _jxl() -> Codec:
     import pillow_jxl  # noqa: F401  registers the JXL format with Pillow
 
-    return _pillow("jxl", "JXL", [10, 20, 30, 50, 70, 80, 90, 95], lambda q: {"quality": q, "effort": 7}, "JPEG XL (pillow-jxl-plugin), effort 7")
+    return pillow_codec(
+        "jxl",
+        "JXL",
+        [10, 20, 30, 50, 70, 80, 90, 95],
+        lambda q: {"quality": q, "effort": 7},
+        "JPEG XL (pillow-jxl-plugin), effort 7",
+    )
 
 
 def _baseline(arch: str) -> Codec:
     """A CompressAI baseline: its shipped models <arch>-1, <arch>-2, ... are its rate points."""
     from . import baselines, codec
 
-    names = sorted(m.name for m in zoo.available() if m.name.startswith(arch + "-") and m.name[len(arch) + 1 :].isdigit())
+    names = sorted(
+        m.name for m in zoo.available() if m.name.startswith(arch + "-") and m.name[len(arch) + 1 :].isdigit()
+    )
     if not names:
         raise ValueError(f"no {arch} models are installed (train them with scripts/train_baselines.sh)")
 
@@ -104,12 +112,21 @@ CODEC_FACTORIES: dict[str, Callable[[str], Codec]] = {
     "dq": _dq,
     "dq-e1": lambda model: _dq(model, effort=1),
     "dq-e2": lambda model: _dq(model, effort=2),
-    "jpeg": lambda _: _pillow("jpeg", "JPEG", JPEG_QUALITIES, lambda q: {"quality": q, "subsampling": 2}, "JPEG (Pillow), 4:2:0"),
-    "webp": lambda _: _pillow("webp", "WEBP", JPEG_QUALITIES, lambda q: {"quality": q, "method": 6}, "WebP (Pillow), method 6"),
-    "avif": lambda _: _pillow("avif", "AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90], lambda q: {"quality": q}, "AVIF (Pillow), default speed"),
-    "jp2": lambda _: _pillow(
+    "jpeg": lambda _: pillow_codec(
+        "jpeg", "JPEG", JPEG_QUALITIES, lambda q: {"quality": q, "subsampling": 2}, "JPEG (Pillow), 4:2:0"
+    ),
+    "webp": lambda _: pillow_codec(
+        "webp", "WEBP", JPEG_QUALITIES, lambda q: {"quality": q, "method": 6}, "WebP (Pillow), method 6"
+    ),
+    "avif": lambda _: pillow_codec(
+        "avif", "AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90], lambda q: {"quality": q}, "AVIF (Pillow), default speed"
+    ),
+    "jp2": lambda _: pillow_codec(
         "jp2",
-        "JPEG2000", [200, 100, 60, 40, 25, 16, 10], lambda r: {"quality_mode": "rates", "quality_layers": [r]}, "JPEG 2000 (Pillow, OpenJPEG), compression ratio sweep"
+        "JPEG2000",
+        [200, 100, 60, 40, 25, 16, 10],
+        lambda r: {"quality_mode": "rates", "quality_layers": [r]},
+        "JPEG 2000 (Pillow, OpenJPEG), compression ratio sweep",
     ),
     "jxl": lambda _: _jxl(),
     "bmshj2018-factorized": lambda _: _baseline("bmshj2018-factorized"),
@@ -179,7 +196,12 @@ class Summary:
     results: dict = field(default_factory=lambda: defaultdict(list))
 
     def as_compressai_json(self) -> dict:
-        return {"name": self.codec, "description": self.description, "settings": self.settings, "results": dict(self.results)}
+        return {
+            "name": self.codec,
+            "description": self.description,
+            "settings": self.settings,
+            "results": dict(self.results),
+        }
 
 
 def summarize(made: Codec, points: list[Point]) -> Summary:
@@ -192,7 +214,13 @@ def summarize(made: Codec, points: list[Point]) -> Summary:
         if not group:
             continue
         summary.settings.append(setting)
-        for key, attr in (("bpp", "bpp"), ("psnr-rgb", "psnr"), ("ms-ssim-rgb", "ms_ssim"), ("encoding_time", "encode_seconds"), ("decoding_time", "decode_seconds")):
+        for key, attr in (
+            ("bpp", "bpp"),
+            ("psnr-rgb", "psnr"),
+            ("ms-ssim-rgb", "ms_ssim"),
+            ("encoding_time", "encode_seconds"),
+            ("decoding_time", "decode_seconds"),
+        ):
             summary.results[key].append(_mean([getattr(p, attr) for p in group]))
     return summary
 
@@ -272,7 +300,8 @@ def write_results(outdir, summaries: list[Summary], points: list[Point], metric:
         for other in summaries:
             if other.codec != "dq":
                 deltas[other.codec] = bd_rate(
-                    (other.results["bpp"], _as_db(other.results[key], metric)), (dq.results["bpp"], _as_db(dq.results[key], metric))
+                    (other.results["bpp"], _as_db(other.results[key], metric)),
+                    (dq.results["bpp"], _as_db(dq.results[key], metric)),
                 )
         write_bd_rates(outdir / "bd_rate.csv", deltas, metric)
     return deltas
@@ -293,93 +322,13 @@ def read_bd_rates(path: Path) -> dict[str, float | None]:
     import csv
 
     with open(path, newline="") as f:
-        return {row["against"]: float(row["bd_rate_percent"]) if row["bd_rate_percent"] else None for row in csv.DictReader(f)}
+        return {
+            row["against"]: float(row["bd_rate_percent"]) if row["bd_rate_percent"] else None
+            for row in csv.DictReader(f)
+        }
 
 
 def _as_db(values, metric):
     if metric == "psnr":
         return list(values)
     return [math.nan if v is None else -10 * math.log10(max(1 - v, 1e-10)) for v in values]
-
-
-# ---- lossless: bits per dimension from the bytes of real files ---------------------------------
-
-def _lossless_jxl(name: str, effort: int) -> Codec:
-    import pillow_jxl  # noqa: F401  registers the JXL format with Pillow
-
-    return _pillow(name, "JXL", [None], lambda _: {"lossless": True, "effort": effort}, f"JPEG XL lossless, effort {effort}")
-
-
-LOSSLESS_CODECS: dict[str, Callable[[], Codec]] = {
-    "png": lambda: _pillow("png", "PNG", [None], lambda _: {"optimize": True}, "PNG (Pillow), optimize"),
-    "webp": lambda: _pillow("webp", "WEBP", [None], lambda _: {"lossless": True, "quality": 100, "method": 6}, "WebP lossless, method 6"),
-    "jxl": lambda: _lossless_jxl("jxl", 7),
-    "jxl-e9": lambda: _lossless_jxl("jxl-e9", 9),
-}
-
-
-def make_lossless_codec(name: str, model: str = zoo.DEFAULT_LOSSLESS_MODEL, quality: int | None = None) -> Codec:
-    """A lossless codec with one setting; dq's is the quality of its codes (None: the model's
-    lossless quality). Raises ValueError if it cannot run here."""
-    from . import codec
-
-    if name == "dq":
-        def encode(image, q):
-            return codec.compress(image, quality=q, model=model, lossless=True)
-
-        return Codec("dq", f"dqcodec model {model}, lossless", [quality], encode, codec.decompress)
-    try:
-        return LOSSLESS_CODECS[name]()
-    except ImportError as error:
-        raise ValueError(f"codec {name!r} is not available here: {error}") from None
-
-
-@dataclass
-class LosslessPoint:
-    codec: str
-    image: str
-    dims: int  # height * width * 3
-    bits: int  # 8 * file bytes
-    exact: bool  # decoded pixels equal the input's
-    encode_seconds: float
-    decode_seconds: float
-    # dq only: bits of the code streams and of the pixel stream, and the model's own -log2 p
-    code_bits: int | None = None
-    pixel_bits: int | None = None
-    estimated_bits: float | None = None
-
-
-def measure_lossless(made: Codec, image: Image.Image, image_name: str) -> LosslessPoint:
-    """Code an RGB image with a lossless codec and check the round trip."""
-    from . import codec
-
-    data, decoded, encode_seconds, decode_seconds = round_trip(made, image, made.settings[0])
-    exact = np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(image))
-    point = LosslessPoint(made.name, image_name, image.width * image.height * 3, 8 * len(data), exact, encode_seconds, decode_seconds)
-    if made.name == "dq":
-        point.code_bits, point.pixel_bits = codec.stream_bits(data)
-        point.estimated_bits = codec.estimate_lossless_bits(data, image)
-    return point
-
-
-def pool_lossless(points: list[LosslessPoint]) -> dict:
-    """Per codec, over all its images: bits per dimension (total bits / total dimensions),
-    its split for dq, and seconds per megapixel."""
-    pooled = {}
-    for name in dict.fromkeys(p.codec for p in points):
-        group = [p for p in points if p.codec == name]
-        dims = sum(p.dims for p in group)
-        megapixels = dims / 3 / 1e6
-        row = {
-            "images": len(group),
-            "all_exact": all(p.exact for p in group),
-            "bpd": sum(p.bits for p in group) / dims,
-            "encode_s_per_mp": sum(p.encode_seconds for p in group) / megapixels,
-            "decode_s_per_mp": sum(p.decode_seconds for p in group) / megapixels,
-        }
-        if name == "dq":
-            row["code_bpd"] = sum(p.code_bits for p in group) / dims
-            row["pixel_bpd"] = sum(p.pixel_bits for p in group) / dims
-            row["estimated_bpd"] = sum(p.estimated_bits for p in group) / dims
-        pooled[name] = row
-    return pooled

@@ -151,7 +151,9 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 class ExactConv:
     """An integer copy of a convolution (or transposed convolution), exact in float64 on any kernel."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride=1, padding=0, transposed=False, output_padding=0):
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor, stride=1, padding=0, transposed=False, output_padding=0
+    ):
         self.weight, self.bias = fixed_weight(weight), fixed_bias(bias)
         self.stride, self.padding, self.transposed, self.output_padding = stride, padding, transposed, output_padding
         check_exact_range(self.weight, self.bias, transposed)
@@ -206,7 +208,9 @@ def tap_products_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     result = x.new_empty(batch, out_channels, out_h, out_w)
     for image, output in zip(x, result):
         flat = x.new_zeros(rows * row + kw - 1, in_channels)  # padded, channels last, kw - 1 rows to spare
-        flat[: rows * row].view(rows, row, in_channels)[pad_y : pad_y + height, pad_x : pad_x + width] = image.permute(1, 2, 0)
+        flat[: rows * row].view(rows, row, in_channels)[pad_y : pad_y + height, pad_x : pad_x + width] = image.permute(
+            1, 2, 0
+        )
         sums = bias.expand(n, out_channels).clone() if bias is not None else x.new_zeros(n, out_channels)
         for dy, dx in itertools.product(range(kh), range(kw)):
             start = dy * row + dx

@@ -8,7 +8,7 @@ their nearest steps; given a base model file, the tensors it holds with the same
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -18,8 +18,13 @@ from . import registry, weights
 from .gptq import hessian_rounded
 
 
-def compress_model(model: torch.nn.Module, meta: dict, calibration: list[torch.Tensor] | None = None, steps: Mapping | None = None,
-                   base: bytes | None = None) -> bytes:
+def compress_model(
+    model: torch.nn.Module,
+    meta: dict,
+    calibration: list[torch.Tensor] | None = None,
+    steps: Mapping | None = None,
+    base: bytes | None = None,
+) -> bytes:
     """A model's file: masked weights zeroed, steps from ``shipped_steps`` unless given, and the
     convolutions' weights rounded by GPTQ on the ``calibration`` images (model inputs), if any. Given
     ``base``, another model file, every tensor equal to one of its (same name, same values) keeps that
@@ -33,7 +38,9 @@ def compress_model(model: torch.nn.Module, meta: dict, calibration: list[torch.T
     return weights.compress_state_dict(state_dict, steps, meta)
 
 
-def shipped_steps(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor] | None = None) -> dict[str, float | None]:
+def shipped_steps(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, float | None]:
     """The step of every tensor of the model's state dict (or of ``state_dict``, one of its kind), as
     the model's family's step policy gives it (None: stored as it is)."""
     return registry.step_policy(model).steps(model.state_dict() if state_dict is None else state_dict)
@@ -72,6 +79,8 @@ def _centre_crop(path, size: int) -> torch.Tensor:
     with Image.open(path) as image:
         image = image.convert("RGB")
     left, top = max(0, (image.width - size) // 2), max(0, (image.height - size) // 2)
-    crop = np.asarray(image.crop((left, top, left + min(size, image.width), top + min(size, image.height))), dtype=np.float32)
+    crop = np.asarray(
+        image.crop((left, top, left + min(size, image.width), top + min(size, image.height))), dtype=np.float32
+    )
     x = torch.from_numpy(crop / 255).permute(2, 0, 1)[None]
     return F.pad(x, (0, -x.shape[3] % 64, 0, -x.shape[2] % 64), mode="replicate")

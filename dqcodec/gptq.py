@@ -12,7 +12,7 @@ file and the decoder are unchanged; only which grid point each weight gets diffe
 from __future__ import annotations
 
 import copy
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -23,8 +23,13 @@ HESSIAN_ENTRIES = 1 << 24  # Hessian entries held at once (float64): layers are 
 DAMPING = 0.01  # added to H's diagonal, relative to its mean
 
 
-def hessian_rounded(model: torch.nn.Module, state_dict: dict, steps: Mapping[str, float | None], images: list[torch.Tensor],
-                    frozen: set[str] = frozenset()) -> dict:
+def hessian_rounded(
+    model: torch.nn.Module,
+    state_dict: dict,
+    steps: Mapping[str, float | None],
+    images: list[torch.Tensor],
+    frozen: set[str] = frozenset(),
+) -> dict:
     """``state_dict`` with the weights of every convolution that has a step rounded to its grid by GPTQ,
     layer by layer in chunks: each chunk calibrated on ``images`` (model inputs) through the layers
     already rounded. Layers whose weight or bias is in ``frozen`` are left alone. The model is not changed."""
@@ -59,7 +64,9 @@ def _mean_shift(module, rounded: torch.Tensor, mean: torch.Tensor) -> torch.Tens
 
 def _rounded_layers(model: torch.nn.Module, steps) -> dict:
     convs = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
-    return {n: m for n, m in model.named_modules() if isinstance(m, convs) and m.groups == 1 and steps.get(n + ".weight")}
+    return {
+        n: m for n, m in model.named_modules() if isinstance(m, convs) and m.groups == 1 and steps.get(n + ".weight")
+    }
 
 
 def _chunks(layers: dict) -> list[dict]:
@@ -109,7 +116,9 @@ class _Moments:
         self.counts[name] = self.counts.get(name, 0) + len(x)
 
     def means(self) -> tuple[dict, dict]:
-        return {n: self.sums[n] / self.counts[n] for n in self.sums}, {n: self.firsts[n] / self.counts[n] for n in self.sums}
+        return {n: self.sums[n] / self.counts[n] for n in self.sums}, {
+            n: self.firsts[n] / self.counts[n] for n in self.sums
+        }
 
 
 def _patches(module, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +168,7 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, step: float, block: int = 
         end = min(start + block, w.shape[1])
         errors = _gptq_block(w[:, start:end], q[:, start:end], u[start:end, start:end], step)
         w[:, end:] -= errors @ u[start:end, end:]
-    return (q[:, torch.argsort(order)].float() * torch.tensor(np.float32(step)))
+    return q[:, torch.argsort(order)].float() * torch.tensor(np.float32(step))
 
 
 def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor | None:

@@ -20,7 +20,7 @@ from .container import check_pixels
 from .defaults import DEFAULT_MAX_PIXELS
 from .errors import UnsupportedImageError
 
-ImageLike = Union[Image.Image, str, Path, np.ndarray]
+ImageLike = Union[Image.Image, str, Path, np.ndarray]  # noqa: UP007  (a runtime alias: `|` needs Python 3.10's types)
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
@@ -46,11 +46,15 @@ def load_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                 return ImageOps.exif_transpose(opened)
         except errors.DQCodecError:
             raise
-        except Exception as error:  # Pillow reports a damaged file with OSError, ValueError, TypeError, SyntaxError, ...
+        except (
+            Exception
+        ) as error:  # Pillow reports a damaged file with OSError, ValueError, TypeError, SyntaxError, ...
             raise UnsupportedImageError(f"cannot read {image}: {type(error).__name__}: {error}") from None
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-            raise UnsupportedImageError(f"arrays must be uint8 of shape (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+            raise UnsupportedImageError(
+                f"arrays must be uint8 of shape (H, W) or (H, W, 3), got {image.dtype} {image.shape}"
+            )
         check_pixels(image.shape[0], image.shape[1], max_pixels)
         return Image.fromarray(image)
     if isinstance(image, Image.Image):
@@ -63,7 +67,9 @@ def _check_image(image: Image.Image, max_pixels: int | None) -> None:
     check_pixels(image.height, image.width, max_pixels)
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
-        raise UnsupportedImageError(f"the image has {frames} frames (an animation or a multi-page file); dqcodec codes one, so save the frame you want first")
+        raise UnsupportedImageError(
+            f"the image has {frames} frames (an animation or a multi-page file); dqcodec codes one, so save the frame you want first"
+        )
     deep = [rawmode for rawmode in _rawmodes(image) if any(tag in rawmode for tag in (";16", ";32", "I;", "F;"))]
     if deep and image.mode in _ACCEPTED_MODES:
         raise UnsupportedImageError(

@@ -26,8 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import exact
-from .entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
 from .config import LevelConfig
+from .entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
 from .point import OperatingPoint
 from .priors import GroupCausalPrior
 from .quantize import DepthwiseQuantizer
@@ -39,10 +39,21 @@ if TYPE_CHECKING:
 
 
 class LevelCodec(nn.Module):
-    def __init__(self, name: str, in_channels: int, context_channels: int, config: LevelConfig, hidden: int, depthwise: bool, learning: str = "ema"):
+    def __init__(
+        self,
+        name: str,
+        in_channels: int,
+        context_channels: int,
+        config: LevelConfig,
+        hidden: int,
+        depthwise: bool,
+        learning: str = "ema",
+    ):
         super().__init__()
         self.name = name  # the name of its stream
-        self.quantizer = DepthwiseQuantizer(in_channels, config.groups, config.codebook, config.dim, depthwise=depthwise, learning=learning)
+        self.quantizer = DepthwiseQuantizer(
+            in_channels, config.groups, config.codebook, config.dim, depthwise=depthwise, learning=learning
+        )
         self.prior = GroupCausalPrior(context_channels, config.groups, config.dim, config.codebook, hidden)
         # > 0: training chooses indices as the encoder does, |z - e_k|^2 + weight * bits (entropy-constrained
         # VQ), under the prior's tables given the nearest codewords; a training option, not saved
@@ -75,9 +86,13 @@ class LevelCodec(nn.Module):
 
         def weighted_bits(codes: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                log_probs = F.log_softmax(self.prior(None if context is None else context.float(), codes).float(), dim=2)
+                log_probs = F.log_softmax(
+                    self.prior(None if context is None else context.float(), codes).float(), dim=2
+                )
             b, m, k, h, w = log_probs.shape
-            return log_probs.permute(1, 0, 3, 4, 2).reshape(m, b * h * w, k) * (-self.training_rate_weight / math.log(2))
+            return log_probs.permute(1, 0, 3, 4, 2).reshape(m, b * h * w, k) * (
+                -self.training_rate_weight / math.log(2)
+            )
 
         return weighted_bits
 
@@ -104,7 +119,15 @@ class LevelCodec(nn.Module):
 
     # ---- coding --------------------------------------------------------------------
 
-    def compress(self, z: torch.Tensor, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, rate_weight: float, stream: StreamEncoder) -> torch.Tensor:
+    def compress(
+        self,
+        z: torch.Tensor,
+        context: torch.Tensor | None,
+        shape: tuple[int, int, int],
+        groups: int,
+        rate_weight: float,
+        stream: StreamEncoder,
+    ) -> torch.Tensor:
         """Choose the indices (B, M, H, W) of the first ``groups`` groups from projected vectors
         z (M, B*H*W, D), given the fixed-point context, and encode them into the level's stream.
 
@@ -122,7 +145,14 @@ class LevelCodec(nn.Module):
 
         return self._code_groups(context, shape, groups, encode_group)
 
-    def decompress(self, stream: StreamDecoder, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int, recorder: Recorder) -> torch.Tensor:
+    def decompress(
+        self,
+        stream: StreamDecoder,
+        context: torch.Tensor | None,
+        shape: tuple[int, int, int],
+        groups: int,
+        recorder: Recorder,
+    ) -> torch.Tensor:
         """The indices (B, M, H, W) of the first ``groups`` groups from the level's stream (the
         rest are 0); every group's (integer tables, decoded symbols) pair goes to the recorder."""
 
@@ -182,8 +212,15 @@ class LevelChain:
     def stream_names(self) -> list[str]:
         return [level.name for level in self.net.levels]
 
-    def compress(self, features: list[torch.Tensor], x: torch.Tensor, point: OperatingPoint, streams: list[StreamEncoder],
-                 rate_weight: float | None = None, refine_steps: int = 0) -> DecodedCodes:
+    def compress(
+        self,
+        features: list[torch.Tensor],
+        x: torch.Tensor,
+        point: OperatingPoint,
+        streams: list[StreamEncoder],
+        rate_weight: float | None = None,
+        refine_steps: int = 0,
+    ) -> DecodedCodes:
         """Choose and encode every level's indices of a region, given its features (``DQCodec.analyse``) and
         its pixels x; the rate weight defaults to the point's (see ``LevelCodec.compress``). ``refine_steps``
         > 0 first refines the last coded level's vectors for this region (``refine.refine_level``)."""
@@ -205,7 +242,9 @@ class LevelChain:
                 context = net.next_context(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
         return DecodedCodes(indices, groups, last, context)
 
-    def decompress(self, streams: list[StreamDecoder], shape: tuple[int, int], point: OperatingPoint, recorder: Recorder) -> DecodedCodes:
+    def decompress(
+        self, streams: list[StreamDecoder], shape: tuple[int, int], point: OperatingPoint, recorder: Recorder
+    ) -> DecodedCodes:
         """Decode every level's indices of a region of ``shape`` first-level positions."""
         net, groups = self.net, point.groups
         last = last_coded(groups)

@@ -44,8 +44,15 @@ class DQCodec(nn.Module):
         n, count = c.channels, len(c.levels)
         self.analysis = nn.ModuleList(analysis_stages(n, count))
         self.levels = nn.ModuleList(
-            LevelCodec(f"stride{STRIDE >> i}", n if i == 0 else 2 * n, 0 if i == 0 else n, level,
-                       level.hidden or c.prior_hidden, c.depthwise, c.codebook_learning)
+            LevelCodec(
+                f"stride{STRIDE >> i}",
+                n if i == 0 else 2 * n,
+                0 if i == 0 else n,
+                level,
+                level.hidden or c.prior_hidden,
+                c.depthwise,
+                c.codebook_learning,
+            )
             for i, level in enumerate(c.levels)
         )
         self.contexts = nn.ModuleList(context_decoder(n, self.levels[i].out_channels, i == 0) for i in range(count - 1))
@@ -124,7 +131,9 @@ class DQCodec(nn.Module):
         x = codes if context is None else torch.cat([codes, context], 1)
         return x if i == self.num_levels - 1 else run(self.contexts[i], x)
 
-    def synthesis_input(self, i: int, codes: torch.Tensor, context: torch.Tensor | None, run=_run_float) -> torch.Tensor:
+    def synthesis_input(
+        self, i: int, codes: torch.Tensor, context: torch.Tensor | None, run=_run_float
+    ) -> torch.Tensor:
         """The synthesis input from level i's codes and context, the levels below coding nothing."""
         x = self.next_context(i, codes, context, run)
         for k in range(i + 1, self.num_levels):
@@ -152,7 +161,9 @@ class DQCodec(nn.Module):
         what the pixel likelihood reads, computed alike on every CPU."""
         i = decoded.last
         codes = self.levels[i].fixed_codes(decoded.indices[i], decoded.groups[i])
-        features = exact.run_module(self.synthesis[:-1], self.synthesis_input(i, codes, decoded.context, exact.run_module))
+        features = exact.run_module(
+            self.synthesis[:-1], self.synthesis_input(i, codes, decoded.context, exact.run_module)
+        )
         return features, exact.run_module(self.synthesis[-1], features)
 
     @torch.no_grad()
@@ -167,8 +178,14 @@ class DQCodec(nn.Module):
     # ---- CompressAI's coding interface, for one region --------------------------------
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, quality: int | None = None, lossless: bool = False,
-                 rate_weight: float | None = None, refine_steps: int = 0) -> dict:
+    def compress(
+        self,
+        x: torch.Tensor,
+        quality: int | None = None,
+        lossless: bool = False,
+        rate_weight: float | None = None,
+        refine_steps: int = 0,
+    ) -> dict:
         """x (1, 3, H, W) in [0, 1], H and W multiples of 16 -> {"strings", "shape"}: every stream the
         operating point of (quality, lossless) codes (``point.Ladder.resolve``), as one tile. ``rate_weight``
         overrides the point's, and ``refine_steps`` refines the codes (lossy points only)."""
@@ -179,7 +196,9 @@ class DQCodec(nn.Module):
         return {"strings": strings, "shape": (x.shape[-2] // STRIDE, x.shape[-1] // STRIDE)}
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: int | None = None, lossless: bool = False) -> dict:
+    def decompress(
+        self, strings: list[bytes], shape: tuple[int, int], quality: int | None = None, lossless: bool = False
+    ) -> dict:
         """{"x_hat": (1, 3, H, W)} from ``compress``'s strings: a lossy point's synthesis output in float,
         and the 8-bit image / 255 of the other points."""
         from .stack import LayerStack

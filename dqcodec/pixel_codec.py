@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,8 +31,16 @@ CHUNK = 1 << 14  # pixels per batch of tables
 CodeChannel = Callable[[WindowTable, int, int, torch.Tensor], torch.Tensor]
 
 
-def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], code_channel: CodeChannel, workers: int = 1,
-                on_position: Callable[[], None] | None = None, tolerance: int = 0) -> torch.Tensor:
+def code_pixels(
+    model: ExactPixelModel,
+    context,
+    x_hat,
+    size: tuple[int, int],
+    code_channel: CodeChannel,
+    workers: int = 1,
+    on_position: Callable[[], None] | None = None,
+    tolerance: int = 0,
+) -> torch.Tensor:
     """Walk steps, block positions, channels and chunks of pixels, in the order both directions share.
 
     ``context`` and ``x_hat`` are the exact model's fixed-point context and reconstruction.
@@ -59,7 +67,9 @@ def code_pixels(model: ExactPixelModel, context, x_hat, size: tuple[int, int], c
                 p = di * BLOCK + dj
                 step_raw = raw[i].flatten(1).T  # (h*w, 10K)
                 pieces = folded_inside[p].nonzero().squeeze(1).split(CHUNK)
-                chunks = [ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T, tolerance) for pixels in pieces]
+                chunks = [
+                    ChunkDistribution(step_raw[pixels], folded_base[:, p, pixels].T, tolerance) for pixels in pieces
+                ]
                 coded = torch.zeros(step_raw.shape[0], 3, dtype=torch.long)
                 for c in range(3):
                     for pixels, chunk in zip(pieces, chunks):
@@ -105,8 +115,15 @@ class PixelCodec:
         self.workers = workers
 
     @torch.no_grad()
-    def compress(self, features: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, size: tuple[int, int], stream: StreamEncoder,
-                 recorder=None) -> None:
+    def compress(
+        self,
+        features: torch.Tensor,
+        x_hat: torch.Tensor,
+        x: torch.Tensor,
+        size: tuple[int, int],
+        stream: StreamEncoder,
+        recorder=None,
+    ) -> None:
         """Encode the pixels of the top-left ``size`` of the region x (1, 3, H, W), 8-bit values / 255, into ``stream``."""
         folded = fold((x * 255).round().long())[0].flatten(2)  # (3, 16, h*w)
 
@@ -121,7 +138,9 @@ class PixelCodec:
         self._code(features, x_hat, size, encode, recorder)
 
     @torch.no_grad()
-    def decompress(self, features: torch.Tensor, x_hat: torch.Tensor, size: tuple[int, int], stream: StreamDecoder, recorder=None) -> torch.Tensor:
+    def decompress(
+        self, features: torch.Tensor, x_hat: torch.Tensor, size: tuple[int, int], stream: StreamDecoder, recorder=None
+    ) -> torch.Tensor:
         """The region's pixels (1, 3, H, W), int64 8-bit values inside the top-left ``size`` (exact, or within
         2 * tolerance of the encoder's) and 0 outside it, decoded from ``stream``."""
 
@@ -151,4 +170,6 @@ class PixelCodec:
         model = ExactPixelModel(self.model)
         workers = torch.get_num_threads() if self.workers is None else self.workers
         on_position = None if recorder is None else recorder.advance
-        return code_pixels(model, model.context(features, x_hat), x_hat, size, code_channel, workers, on_position, self.tolerance)
+        return code_pixels(
+            model, model.context(features, x_hat), x_hat, size, code_channel, workers, on_position, self.tolerance
+        )

@@ -73,7 +73,11 @@ class PixelModel(nn.Module):
         self.inputs = nn.Conv2d(4 * feature_channels + folded, hidden, 1)
         self.neighbours = nn.Conv2d(4, NEIGHBOUR_FEATURES, 5, padding=2)
         self.steps = nn.ModuleList(
-            _step_net(hidden + folded + NEIGHBOUR_FEATURES * BLOCK * BLOCK, hidden, len(step) * PARAMS_PER_COMPONENT * mixtures)
+            _step_net(
+                hidden + folded + NEIGHBOUR_FEATURES * BLOCK * BLOCK,
+                hidden,
+                len(step) * PARAMS_PER_COMPONENT * mixtures,
+            )
             for step in STEPS
         )
         for i in range(len(STEPS)):
@@ -95,7 +99,9 @@ class PixelModel(nn.Module):
         raw = self.steps[step](torch.cat(inputs, 1))
         return raw.view(raw.shape[0], len(STEPS[step]), -1, *raw.shape[-2:])
 
-    def log_prob(self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
+    def log_prob(
+        self, context: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor, inside: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """ln p(x | codes) per pixel, (B, 16, H/4, W/4) in coding order; x holds integers 0..255
         as floats. ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees
         it; pixels outside get 0."""

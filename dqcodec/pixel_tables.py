@@ -21,8 +21,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -79,7 +79,11 @@ class WindowTable:
         """Decoded values from the symbols and the offsets of the tails with sizes >= 2."""
         tail = torch.zeros_like(symbols)
         tail[self.tail_sizes(symbols) >= 2] = offsets
-        bins = torch.where(symbols == 0, tail - self._bins_below(), torch.where(symbols == self.bins + 1, self.bins + tail, symbols - 1))
+        bins = torch.where(
+            symbols == 0,
+            tail - self._bins_below(),
+            torch.where(symbols == self.bins + 1, self.bins + tail, symbols - 1),
+        )
         return self.reconstruct(bins)
 
     def reconstruct(self, bins: torch.Tensor) -> torch.Tensor:
@@ -134,7 +138,9 @@ def folded_neighbours(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     out_channels, in_channels, k, _ = conv.weight.shape
     reach = k // 2
     folded = conv.weight.new_zeros(out_channels, BLOCK * BLOCK, in_channels, BLOCK * BLOCK, 3, 3)
-    for pi, pj, qi, qj, by, bx in itertools.product(range(BLOCK), range(BLOCK), range(BLOCK), range(BLOCK), (-1, 0, 1), (-1, 0, 1)):
+    for pi, pj, qi, qj, by, bx in itertools.product(
+        range(BLOCK), range(BLOCK), range(BLOCK), range(BLOCK), (-1, 0, 1), (-1, 0, 1)
+    ):
         dy, dx = BLOCK * by + qi - pi, BLOCK * bx + qj - pj
         if abs(dy) <= reach and abs(dx) <= reach:
             folded[:, pi * BLOCK + pj, :, qi * BLOCK + qj, by + 1, bx + 1] = conv.weight[:, :, dy + reach, dx + reach]
@@ -252,7 +258,9 @@ def _edge_steps(bins: int, width: int) -> torch.Tensor:
     return torch.cat([torch.tensor([-math.inf]), inner, torch.tensor([math.inf])])
 
 
-TABLE_ROWS = 2048  # pixels whose tables are built at once: small enough that their temporaries come from recycled memory
+TABLE_ROWS = (
+    2048  # pixels whose tables are built at once: small enough that their temporaries come from recycled memory
+)
 
 
 def _row_blocks(rows: int) -> list[slice]:
@@ -300,4 +308,3 @@ def _window_ends(k: torch.Tensor, low: torch.Tensor, span: int) -> torch.Tensor:
 def _normalized(weights: torch.Tensor) -> torch.Tensor:
     """Non-negative int64 weights (N, K) with positive rows, below 2^40 -> rows summing to about 2^16."""
     return torch.div(weights << WEIGHT_BITS, weights.sum(1, keepdim=True), rounding_mode="floor")
-

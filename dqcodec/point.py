@@ -128,7 +128,11 @@ class Ladder:
         quality). Raises ArgumentError for a quality the model does not have, ModelError for a point
         the model cannot code."""
         if lossless:
-            quality = _checked_quality("quality (of a lossless file's codes)", self.lossless_quality if quality is None else quality, self.lossy_count)
+            quality = _checked_quality(
+                "quality (of a lossless file's codes)",
+                self.lossless_quality if quality is None else quality,
+                self.lossy_count,
+            )
             self._require_pixel_model("lossless files")
             return self._codes(Kind.LOSSLESS, quality, quality)
         return self.rung(_checked_quality("quality", self.default_quality if quality is None else quality, len(self)))
@@ -154,19 +158,25 @@ class Ladder:
             raise ContainerError(f"header names coding kind {kind}, which this dqcodec does not know")
         point = self._file_point(Kind(kind), quality)
         if point.codes_quality != codes_quality:
-            raise ContainerError(f"header names codes of quality {codes_quality}, but its quality {quality} carries quality {point.codes_quality}'s")
+            raise ContainerError(
+                f"header names codes of quality {codes_quality}, but its quality {quality} carries quality {point.codes_quality}'s"
+            )
         return point
 
     def from_legacy_header(self, quality: int, streams: int, levels: int) -> OperatingPoint:
         """The point of a version-2 or -3 file, whose header has no kind: one stream per level is lossy, one more
         is the residual of a residual quality or else the pixels of a lossless or near-lossless file."""
         if streams not in (levels, levels + 1):
-            raise ContainerError(f"file has {streams} streams; this model writes {levels} (lossy) or {levels + 1} (lossless or residual)")
+            raise ContainerError(
+                f"file has {streams} streams; this model writes {levels} (lossy) or {levels + 1} (lossless or residual)"
+            )
         _check_file_quality(quality, len(self))
         rung = self.rung(quality)
         if streams == levels:
             if rung.kind != Kind.LOSSY:
-                raise ContainerError(f"header names quality {quality} ({rung.describe()}), but the file has no stream after its codes")
+                raise ContainerError(
+                    f"header names quality {quality} ({rung.describe()}), but the file has no stream after its codes"
+                )
             return rung
         if rung.kind in (Kind.RESIDUAL, Kind.NEAR_LOSSLESS):
             return rung
@@ -181,7 +191,9 @@ class Ladder:
         _check_file_quality(quality, len(self))
         point = self.rung(quality)
         if point.kind != kind:
-            raise ContainerError(f"header names a {kind.name.lower().replace('_', '-')} file of quality {quality}, which is {point.describe()}")
+            raise ContainerError(
+                f"header names a {kind.name.lower().replace('_', '-')} file of quality {quality}, which is {point.describe()}"
+            )
         return point
 
     def _codes(self, kind: Kind, quality: int, codes_quality: int, **layer) -> OperatingPoint:

@@ -72,7 +72,9 @@ class GroupCausalPrior(nn.Module):
         b, _, hh, ww = x.shape
         return x.view(b, -1, self.codebook_size, hh, ww)
 
-    def sequential(self, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int | None = None) -> "SequentialPrior":
+    def sequential(
+        self, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int | None = None
+    ) -> SequentialPrior:
         """A group-by-group view in exact fixed point, for the first ``groups`` groups (all by
         default); shape is (B, H, W) of the level."""
         return SequentialPrior(self, context, shape, groups)
@@ -87,7 +89,13 @@ class SequentialPrior:
     directions get the same logits on any CPU, kernel or thread count.
     """
 
-    def __init__(self, prior: GroupCausalPrior, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int | None = None):
+    def __init__(
+        self,
+        prior: GroupCausalPrior,
+        context: torch.Tensor | None,
+        shape: tuple[int, int, int],
+        groups: int | None = None,
+    ):
         self.layers = [_ExactGroupConv(layer) for layer in prior.layers]
         self.groups = groups or prior.num_groups
         if context is not None:
@@ -97,7 +105,9 @@ class SequentialPrior:
         # every group's codes and hidden activations, written into place as they come (no growing concatenations)
         b, h, w = shape
         self.codes = torch.zeros(b, self.groups * prior.code_dim, h, w, dtype=torch.float64)
-        self.hidden = [torch.zeros(b, self.groups * layer.group_out, h, w, dtype=torch.float64) for layer in prior.layers[:-1]]
+        self.hidden = [
+            torch.zeros(b, self.groups * layer.group_out, h, w, dtype=torch.float64) for layer in prior.layers[:-1]
+        ]
 
     def logits(self, j: int) -> torch.Tensor:
         """Fixed-point logits (B, K, H, W) of group j; needs the codes of groups < j to have been pushed."""

@@ -22,12 +22,11 @@ Both start from codewords drawn from the first batch; coding is the same either 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 
 LEARNING = ("ema", "soft-to-hard")
 SOFT_TO_HARD_TEMPERATURES = (1.0, 0.02)  # at the start and the end of training
@@ -39,7 +38,9 @@ class DepthwiseQuantizer(nn.Module):
     #: does. Set on an instance to a callable ``hook(update, z, indices)``, the update runs through it: it gets
     #: this quantizer's own update and its (M, N, D) projected vectors and (M, N) indices, and must call
     #: ``update(z, indices)`` with the vectors to learn from (e.g. every process's, under the same random draws).
-    update_hook: Callable[[Callable[[torch.Tensor, torch.Tensor], None], torch.Tensor, torch.Tensor], None] | None = None
+    update_hook: Callable[[Callable[[torch.Tensor, torch.Tensor], None], torch.Tensor, torch.Tensor], None] | None = (
+        None
+    )
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ layer announces its units with ``expect`` before it starts them, so the total is
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -29,7 +29,9 @@ RATE_LAMBDA = 1.5e-3
 TEMPERATURE = 0.5  # of the soft assignment, in squared-distance units
 
 
-def refine_level(model, i: int, x: torch.Tensor, context: torch.Tensor | None, z: torch.Tensor, groups: int, steps: int) -> torch.Tensor:
+def refine_level(
+    model, i: int, x: torch.Tensor, context: torch.Tensor | None, z: torch.Tensor, groups: int, steps: int
+) -> torch.Tensor:
     """Projected vectors (M, N, D) of level i refined for ``steps`` steps on image x (1, 3, H, W),
     given the level's decoded context; only its first ``groups`` groups count, and the levels
     below it code nothing. Level i is at stride 16 / 2^i."""

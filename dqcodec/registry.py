@@ -13,8 +13,8 @@ There are two kinds of family:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch.nn as nn
 
@@ -28,19 +28,21 @@ DQ = "dq"
 
 # The relative steps of a dq model's weights file (see dqcodec.steps). The pixel likelihood's steps
 # 0-4 code 1, 1, 2, 4 and 8 of 16 pixels.
-DQ_STEPS = StepPolicy(rules=(
-    (r"^analysis\.", 1 / 4),
-    (r"^mixers\.", 1 / 2),
-    (r"^levels\.\d+\.prior\.", 1 / 2),
-    (r"^contexts\.", 1 / 8),
-    (r"^synthesis\.", 1 / 16),
-    (r"^pixels\.inputs\.", 1 / 16),
-    (r"^pixels\.steps\.[0-3]\.0\.", 1 / 2),
-    (r"^pixels\.steps\.[01]\.2\.", 1 / 2),
-    (r"^pixels\.steps\.(4\.0|2\.2)\.", 1 / 8),
-    (r"^pixels\.steps\.3\.2\.", 1 / 16),
-    (r"^pixels\.steps\.4\.2\.", 1 / 32),
-))
+DQ_STEPS = StepPolicy(
+    rules=(
+        (r"^analysis\.", 1 / 4),
+        (r"^mixers\.", 1 / 2),
+        (r"^levels\.\d+\.prior\.", 1 / 2),
+        (r"^contexts\.", 1 / 8),
+        (r"^synthesis\.", 1 / 16),
+        (r"^pixels\.inputs\.", 1 / 16),
+        (r"^pixels\.steps\.[0-3]\.0\.", 1 / 2),
+        (r"^pixels\.steps\.[01]\.2\.", 1 / 2),
+        (r"^pixels\.steps\.(4\.0|2\.2)\.", 1 / 8),
+        (r"^pixels\.steps\.3\.2\.", 1 / 16),
+        (r"^pixels\.steps\.4\.2\.", 1 / 32),
+    )
+)
 
 
 def stride4_config() -> DQConfig:
@@ -79,7 +81,13 @@ class Architecture:
 
 
 def _dq(config: Callable[[], DQConfig]):
-    def build(channels: int | None = None, depthwise: bool = True, residual_blocks: int | None = None, codebook_learning: str = "ema", **_) -> DQCodec:
+    def build(
+        channels: int | None = None,
+        depthwise: bool = True,
+        residual_blocks: int | None = None,
+        codebook_learning: str = "ema",
+        **_,
+    ) -> DQCodec:
         c = config()
         c.channels, c.depthwise, c.codebook_learning = channels or c.channels, depthwise, codebook_learning
         c.residual_blocks = c.residual_blocks if residual_blocks is None else residual_blocks
@@ -96,7 +104,9 @@ def _baseline(arch: str):
 
 
 def _baseline_family(arch: str) -> Family:
-    return Family(arch, lambda: baselines.built_class(arch), baselines.checkpoint, baselines.from_checkpoint, baselines.STEPS)
+    return Family(
+        arch, lambda: baselines.built_class(arch), baselines.checkpoint, baselines.from_checkpoint, baselines.STEPS
+    )
 
 
 FAMILIES = {
@@ -111,9 +121,14 @@ ARCHITECTURES = {
     a.name: a
     for a in [
         Architecture("dq-hier", DQ, "two DQ levels (stride 16 and 8)", _dq(DQConfig)),
-        Architecture("dq-stride4", DQ, "three DQ levels (stride 16, 8 and 4): proxy P1, which lost", _dq(stride4_config)),
+        Architecture(
+            "dq-stride4", DQ, "three DQ levels (stride 16, 8 and 4): proxy P1, which lost", _dq(stride4_config)
+        ),
         Architecture("dq-hier-wide", DQ, "two DQ levels, 24 groups at stride 8", _dq(dq_hier_wide_config)),
-        *(Architecture(arch, arch, f"CompressAI's {arch} (a baseline)", _baseline(arch)) for arch in baselines.ARCHITECTURES),
+        *(
+            Architecture(arch, arch, f"CompressAI's {arch} (a baseline)", _baseline(arch))
+            for arch in baselines.ARCHITECTURES
+        ),
     ]
 }
 

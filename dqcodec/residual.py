@@ -26,12 +26,11 @@ the stream decodes the same either way, as nothing in it depends on the base.
 from __future__ import annotations
 
 import numpy as np
-
 import torch
 
 from .entropy import PIXEL_PROBABILITY_BITS, StreamDecoder, StreamEncoder
 from .exact import frequencies
-from .point import MAX_STEP
+from .point import MAX_STEP  # noqa: F401  (re-exported: the largest step the residual stream holds)
 from .recorder import Recorder
 
 BLOCK = 8
@@ -62,7 +61,12 @@ COLOUR = _colour_matrix()  # rows: the channels; orthonormal, so its transpose i
 DCT_BITS, COLOUR_BITS = 13, 12
 DCT_FIXED = np.round(DCT * (1 << DCT_BITS)).astype(np.int64)
 COLOUR_FIXED = np.round(COLOUR * (1 << COLOUR_BITS)).astype(np.int64)
-ZIGZAG = np.array(sorted(range(BLOCK * BLOCK), key=lambda i: (i // BLOCK + i % BLOCK, i // BLOCK if (i // BLOCK + i % BLOCK) % 2 else -(i // BLOCK))))
+ZIGZAG = np.array(
+    sorted(
+        range(BLOCK * BLOCK),
+        key=lambda i: (i // BLOCK + i % BLOCK, i // BLOCK if (i // BLOCK + i % BLOCK) % 2 else -(i // BLOCK)),
+    )
+)
 BAND_GROUP = np.searchsorted(BAND_GROUP_STARTS, np.arange(BLOCK * BLOCK), side="right")  # of each zigzag position
 # the largest coefficient a difference of 8-bit images can have: 8 x the largest colour sample, 255 * sqrt(3)
 MAX_COEFFICIENT = int(np.ceil(BLOCK * 255 * np.sqrt(3)))
@@ -93,7 +97,9 @@ def encode(original: np.ndarray, base: np.ndarray, step: int, stream: StreamEnco
             for context in range(CONTEXTS):
                 symbols = quantized[channel, :, :, band][contexts[channel][band] == context]
                 if len(symbols) and tables.largest(channel, band, context):
-                    stream.encode_iid(symbols + tables.largest(channel, band, context), tables.get(channel, band, context))
+                    stream.encode_iid(
+                        symbols + tables.largest(channel, band, context), tables.get(channel, band, context)
+                    )
 
 
 def quantize(difference: np.ndarray, step: int) -> np.ndarray:
@@ -112,7 +118,7 @@ def _fit(quantized: np.ndarray, contexts) -> np.ndarray:
     parameters = np.zeros((3, BAND_GROUPS, CONTEXTS, 3), dtype=np.int64)
     for channel in range(3):
         for group in range(BAND_GROUPS):
-            bands = np.flatnonzero(BAND_GROUP == group)
+            bands = np.flatnonzero(group == BAND_GROUP)
             for context in range(CONTEXTS):
                 symbols = np.concatenate([quantized[channel, :, :, b][contexts[channel][b] == context] for b in bands])
                 parameters[channel, group, context] = _fit_symbols(np.abs(symbols))

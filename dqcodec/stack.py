@@ -40,12 +40,20 @@ class PixelLayer:
             raise ValueError("a pixel layer needs a model with a pixel likelihood")
         self.net, self.codec = net, PixelCodec(net.pixels, tolerance)
 
-    def compress(self, decoded: DecodedCodes, region: torch.Tensor, inside: tuple[int, int], stream: StreamEncoder,
-                 recorder: Recorder) -> None:
+    def compress(
+        self,
+        decoded: DecodedCodes,
+        region: torch.Tensor,
+        inside: tuple[int, int],
+        stream: StreamEncoder,
+        recorder: Recorder,
+    ) -> None:
         features, x_hat = self.net.exact_synthesis(decoded)
         self.codec.compress(features, x_hat, region, inside, stream, recorder)
 
-    def decompress(self, decoded: DecodedCodes, inside: tuple[int, int], stream: StreamDecoder, recorder: Recorder) -> np.ndarray:
+    def decompress(
+        self, decoded: DecodedCodes, inside: tuple[int, int], stream: StreamDecoder, recorder: Recorder
+    ) -> np.ndarray:
         features, x_hat = self.net.exact_synthesis(decoded)
         return tiling.to_hwc(self.codec.decompress(features, x_hat, inside, stream, recorder), inside)
 
@@ -70,8 +78,15 @@ class LayerStack:
     # ---- encoding ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, size: tuple[int, int], tile: int, recorder: Recorder | None = None,
-                 rate_weight: float | None = None, refine_steps: int = 0) -> list[bytes]:
+    def compress(
+        self,
+        x: torch.Tensor,
+        size: tuple[int, int],
+        tile: int,
+        recorder: Recorder | None = None,
+        rate_weight: float | None = None,
+        refine_steps: int = 0,
+    ) -> list[bytes]:
         """Every stream of a padded image x (1, 3, H, W) in [0, 1] whose true size is ``size``."""
         recorder = recorder or Recorder()
         padded = (x.shape[-2], x.shape[-1])
@@ -95,8 +110,15 @@ class LayerStack:
     def _enhancement_units(self) -> int:
         return self.pixels.units_per_tile if self.pixels else ResidualCodec.units_per_tile if self.residual else 0
 
-    def _compress_residual(self, x: torch.Tensor, size: tuple[int, int], maps: tiling.IndexMaps, boxes: list[tiling.Box],
-                           stream: StreamEncoder, recorder: Recorder) -> None:
+    def _compress_residual(
+        self,
+        x: torch.Tensor,
+        size: tuple[int, int],
+        maps: tiling.IndexMaps,
+        boxes: list[tiling.Box],
+        stream: StreamEncoder,
+        recorder: Recorder,
+    ) -> None:
         """Code every tile's true pixels minus the base image, which is synthesized here as a decoder will."""
         assert self.residual is not None
         base = np.zeros((size[0], size[1], 3), dtype=np.uint8)
@@ -110,8 +132,14 @@ class LayerStack:
     # ---- decoding ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder | None = None,
-                   codes_only: bool = False) -> np.ndarray:
+    def decompress(
+        self,
+        strings: list[bytes],
+        size: tuple[int, int],
+        tile: int,
+        recorder: Recorder | None = None,
+        codes_only: bool = False,
+    ) -> np.ndarray:
         """The (H, W, 3) uint8 image of a file's streams; ``codes_only``: the codes' image alone."""
         if self.pixels is not None and not codes_only:
             return self._decompress_pixels(strings, size, tile, recorder or Recorder())
@@ -131,7 +159,9 @@ class LayerStack:
             self._decompress_residual(residual, image, boxes, streams[-1], recorder)
         return image
 
-    def _decompress_pixels(self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder) -> np.ndarray:
+    def _decompress_pixels(
+        self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder
+    ) -> np.ndarray:
         """Every pixel, tile by tile from each tile's codes: no tile needs another's."""
         assert self.pixels is not None
         boxes = tiling.tiles(*tiling.padded_size(*size), tile)
@@ -143,8 +173,14 @@ class LayerStack:
         _finish(streams)
         return image
 
-    def _synthesize(self, maps: tiling.IndexMaps, boxes: list[tiling.Box], padded: tuple[int, int], image: np.ndarray,
-                    on_window: Callable[[], None]) -> None:
+    def _synthesize(
+        self,
+        maps: tiling.IndexMaps,
+        boxes: list[tiling.Box],
+        padded: tuple[int, int],
+        image: np.ndarray,
+        on_window: Callable[[], None],
+    ) -> None:
         """The codes' image, window by window from the whole image's indices (windows see across tiles, so
         the image has no seams), into ``image`` of the true size; ``on_window()`` after each."""
         size = (image.shape[0], image.shape[1])
@@ -155,8 +191,9 @@ class LayerStack:
             on_window()
 
     @staticmethod
-    def _decompress_residual(residual: ResidualCodec, image: np.ndarray, boxes: list[tiling.Box], stream: StreamDecoder,
-                             recorder: Recorder) -> None:
+    def _decompress_residual(
+        residual: ResidualCodec, image: np.ndarray, boxes: list[tiling.Box], stream: StreamDecoder, recorder: Recorder
+    ) -> None:
         """Add every tile's decoded difference to the base image in ``image``."""
         size = (image.shape[0], image.shape[1])
         for box in boxes:
@@ -165,7 +202,9 @@ class LayerStack:
             recorder.advance()
         stream.finish()
 
-    def decode_codes(self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder | None = None) -> list[DecodedCodes]:
+    def decode_codes(
+        self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder | None = None
+    ) -> list[DecodedCodes]:
         """Every tile's decoded codes, without the image (for a file's tables, or one region's codes)."""
         streams = [StreamDecoder(s) for s in strings[: self.net.num_levels]]
         boxes = tiling.tiles(*tiling.padded_size(*size), tile)
@@ -173,7 +212,9 @@ class LayerStack:
         _finish(streams)
         return decoded
 
-    def estimate_pixel_bits(self, strings: list[bytes], x: torch.Tensor, size: tuple[int, int], tile: int, recorder: Recorder) -> float:
+    def estimate_pixel_bits(
+        self, strings: list[bytes], x: torch.Tensor, size: tuple[int, int], tile: int, recorder: Recorder
+    ) -> float:
         """The model's -log2 p of a file's pixels given its codes, tile by tile, under the continuous
         mixture (no table rounding); the codes' tables go to the recorder."""
         if self.pixels is None:
@@ -185,7 +226,9 @@ class LayerStack:
             total += self.pixels.bits(decoded, x[(...,) + box.pixels()], box.inside(size))
         return total
 
-    def _decoded_tiles(self, streams: list[StreamDecoder], boxes: list[tiling.Box], recorder: Recorder) -> Iterator[tuple[tiling.Box, DecodedCodes]]:
+    def _decoded_tiles(
+        self, streams: list[StreamDecoder], boxes: list[tiling.Box], recorder: Recorder
+    ) -> Iterator[tuple[tiling.Box, DecodedCodes]]:
         for box in boxes:
             decoded = self.chain.decompress(streams[: self.net.num_levels], box.grid, self.point, recorder)
             recorder.advance()

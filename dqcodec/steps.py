@@ -15,8 +15,8 @@ synthesis layers, the mixture heads) get ``fine``: together they are 6% of dq-hi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import torch

@@ -26,7 +26,9 @@ def adopt_pixel_model(model: DQCodec, donor: DQCodec) -> None:
     if donor.pixels is None:
         raise ModelError("the model to take a pixel likelihood from has none")
     if donor.config.channels != model.config.channels:
-        raise ModelError(f"a pixel likelihood reading {donor.config.channels} decoder channels cannot read this model's {model.config.channels}")
+        raise ModelError(
+            f"a pixel likelihood reading {donor.config.channels} decoder channels cannot read this model's {model.config.channels}"
+        )
     add_pixel_model(model, donor.config.pixel_mixtures, donor.config.pixel_hidden)
     model.pixels.load_state_dict(donor.pixels.state_dict())
 

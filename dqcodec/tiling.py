@@ -74,8 +74,11 @@ def padded_size(height: int, width: int) -> tuple[int, int]:
 def tiles(height: int, width: int, tile: int) -> list[Box]:
     """The tiles of a padded image of height x width pixels, in raster order; tile 0 is one tile."""
     tile = tile or max(height, width)
-    return [Box(top, left, min(tile, height - top), min(tile, width - left))
-            for top in range(0, height, tile) for left in range(0, width, tile)]
+    return [
+        Box(top, left, min(tile, height - top), min(tile, width - left))
+        for top in range(0, height, tile)
+        for left in range(0, width, tile)
+    ]
 
 
 def window(box: Box, height: int, width: int) -> tuple[Box, Box]:

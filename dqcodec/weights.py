@@ -35,8 +35,8 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -127,7 +127,9 @@ def _decoded_value(tensor: torch.Tensor, step: float | None) -> torch.Tensor:
 # ---- writing --------------------------------------------------------------------------------
 
 
-def compress_state_dict(state_dict: Mapping[str, torch.Tensor], steps: Mapping[str, float | None], meta: dict | None = None) -> bytes:
+def compress_state_dict(
+    state_dict: Mapping[str, torch.Tensor], steps: Mapping[str, float | None], meta: dict | None = None
+) -> bytes:
     """A model file: every float tensor quantized at its step in ``steps`` (absent or None: stored
     exactly), the integers entropy-coded; ``meta`` (JSON) is stored with them."""
     meta = meta or {}
@@ -147,7 +149,11 @@ def _tensor_record(name: str, tensor: torch.Tensor, step: float | None) -> bytes
         raise ArgumentError(f"tensor {name!r}: name or rank too large to store")
     quantizing = step is not None and tensor.is_floating_point()
     dtype = "float32" if quantizing else str(array.dtype)
-    head = struct.pack("<H", len(encoded)) + encoded + struct.pack(f"<BB{array.ndim}I", DTYPES.index(dtype), array.ndim, *array.shape)
+    head = (
+        struct.pack("<H", len(encoded))
+        + encoded
+        + struct.pack(f"<BB{array.ndim}I", DTYPES.index(dtype), array.ndim, *array.shape)
+    )
     if quantizing and step is not None:
         return head + _smallest(_coded_records(quantize(tensor, step).ravel(), float(np.float32(step))))
     raw = _raw_record(array)
@@ -171,7 +177,10 @@ def _coded_records(q: np.ndarray, step: float) -> list[bytes]:
         return [bytes([UNIFORM]) + head + _U32.pack(0)]
     histogram = log_counts(np.bincount(symbols, minlength=size))
     frequencies = counts_of(histogram)
-    coded = [(HISTOGRAM, histogram.tobytes(), entropy.encode_iid(symbols, frequencies)), (UNIFORM, b"", entropy.encode_iid(symbols, size))]
+    coded = [
+        (HISTOGRAM, histogram.tobytes(), entropy.encode_iid(symbols, frequencies)),
+        (UNIFORM, b"", entropy.encode_iid(symbols, size)),
+    ]
     return [bytes([kind]) + head + table + _U32.pack(len(stream)) + stream for kind, table, stream in coded]
 
 
@@ -205,7 +214,9 @@ class _Reader:
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.offset + n > len(self.data):
-            raise ModelError(f"model file is truncated or malformed (needs {n} bytes at offset {self.offset} of {len(self.data)})")
+            raise ModelError(
+                f"model file is truncated or malformed (needs {n} bytes at offset {self.offset} of {len(self.data)})"
+            )
         self.offset += n
         return bytes(self.data[self.offset - n : self.offset])
 
@@ -217,7 +228,9 @@ class _Reader:
 def read(data: bytes) -> tuple[dict, dict[str, torch.Tensor], bytes]:
     """(metadata, state dict, digest) of a model file, its digest checked against its weights."""
     meta, records, expected = _records(data)
-    with ThreadPoolExecutor(max(1, min(DECODE_THREADS, os.cpu_count() or 1))) as pool:  # constriction lets go of the GIL
+    with ThreadPoolExecutor(
+        max(1, min(DECODE_THREADS, os.cpu_count() or 1))
+    ) as pool:  # constriction lets go of the GIL
         state_dict = dict(zip(records, pool.map(lambda record: record[1](), records.values())))
     if digest(meta, state_dict) != expected:
         raise ModelError("model file's weights do not match their SHA-256: the file is damaged")
@@ -309,7 +322,9 @@ def _read_tensor(reader: _Reader, budget: int) -> tuple[str, int, float | None, 
         raise ModelError(f"tensor {name!r}: {size} values, more than the file may hold ({MAX_ELEMENTS} in all)")
     (kind,) = reader.unpack("<B")
     dtype = np.dtype(DTYPES[dtype_code])
-    step, values = (None, _read_raw(reader, dtype, size)) if kind == RAW else _read_coded(reader, kind, dtype, size, name)
+    step, values = (
+        (None, _read_raw(reader, dtype, size)) if kind == RAW else _read_coded(reader, kind, dtype, size, name)
+    )
     return name, size, step, lambda: torch.from_numpy(values().reshape(shape))
 
 
@@ -321,7 +336,9 @@ def _read_raw(reader: _Reader, dtype: np.dtype, size: int) -> Callable[[], np.nd
     return lambda: np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype)
 
 
-def _read_coded(reader: _Reader, kind: int, dtype: np.dtype, size: int, name: str) -> tuple[float | None, Callable[[], np.ndarray]]:
+def _read_coded(
+    reader: _Reader, kind: int, dtype: np.dtype, size: int, name: str
+) -> tuple[float | None, Callable[[], np.ndarray]]:
     if kind not in (HISTOGRAM, UNIFORM):
         raise ModelError(f"tensor {name!r}: unknown coding {kind}")
     step, low, alphabet = reader.unpack(_CODED)
@@ -342,7 +359,7 @@ def _read_coded(reader: _Reader, kind: int, dtype: np.dtype, size: int, name: st
 
 def _check_coded(name: str, dtype: np.dtype, step: float, low: int, alphabet: int) -> None:
     integer = dtype.kind in "iu"
-    if not (1 <= alphabet <= 2 * MAX_SYMBOL and -MAX_SYMBOL < low and low + alphabet <= MAX_SYMBOL):
+    if not (1 <= alphabet <= 2 * MAX_SYMBOL and low > -MAX_SYMBOL and low + alphabet <= MAX_SYMBOL):
         raise ModelError(f"tensor {name!r}: values out of range")
     if integer and (step != 0 or low < np.iinfo(dtype).min or low + alphabet - 1 > np.iinfo(dtype).max):
         raise ModelError(f"tensor {name!r}: values out of its dtype's range")

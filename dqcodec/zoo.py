@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .defaults import DEFAULT_LOSSLESS_MODEL, DEFAULT_MODEL  # re-exported
+from .defaults import DEFAULT_LOSSLESS_MODEL, DEFAULT_MODEL  # noqa: F401  (re-exported)
 from .errors import ModelError  # re-exported
 
 if TYPE_CHECKING:  # listing models needs neither torch nor the model code
     import torch.nn as nn
-
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,9 @@ def available(previous: bool = False) -> list[ModelFile]:
 def versions(name: str) -> list[ModelFile]:
     """The installed versions of a model: the current one (a .dqw) first, then previous .dqw versions and
     legacy .pt files."""
-    return sorted((m for m in available(previous=True) if m.name == name), key=lambda m: (m.legacy, m.previous, m.path.name))
+    return sorted(
+        (m for m in available(previous=True) if m.name == name), key=lambda m: (m.legacy, m.previous, m.path.name)
+    )
 
 
 def registered_digests(directory: Path | None = None) -> dict[str, str]:
@@ -150,7 +151,9 @@ def find(name: str, weights_hash: bytes | None = None) -> ModelFile:
         if model_file.weights_hash == weights_hash.hex()[:8]:
             return model_file
     installed = ", ".join(m.weights_hash for m in found)
-    raise ModelError(f"weights {weights_hash.hex()} of model {name!r} are not installed, only other weights ({installed})")
+    raise ModelError(
+        f"weights {weights_hash.hex()} of model {name!r} are not installed, only other weights ({installed})"
+    )
 
 
 def file_digest(data: bytes) -> bytes:
@@ -183,7 +186,9 @@ def _load_file(path: Path) -> tuple[nn.Module, bytes]:
     data = path.read_bytes()
     expected = registered_digests(path.parent).get(path.name)
     if expected is None:
-        raise ModelError(f"{path.name} is not listed in {path.parent / SUMS}, so its weights cannot be checked; install models with `dqcodec export`")
+        raise ModelError(
+            f"{path.name} is not listed in {path.parent / SUMS}, so its weights cannot be checked; install models with `dqcodec export`"
+        )
     if file_digest(data).hex() != expected:
         raise ModelError(f"{path} does not match its SHA-256 in {SUMS}; the file is damaged")
     checkpoint, digest = _legacy_checkpoint(path, data) if path.suffix == LEGACY_SUFFIX else _checkpoint(path, data)
@@ -209,23 +214,27 @@ def _legacy_checkpoint(path: Path, data: bytes) -> tuple[dict, bytes]:
         checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # a file that matches its digest but is no checkpoint
         raise ModelError(f"{path} is not a model checkpoint: {error}") from None
-    checkpoint["state_dict"] = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    checkpoint["state_dict"] = {
+        k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()
+    }
     return checkpoint, file_digest(data)
 
 
-def from_checkpoint(state: dict) -> "nn.Module":
+def from_checkpoint(state: dict) -> nn.Module:
     from . import registry
 
     return registry.from_checkpoint(state)
 
 
-def checkpoint_of(model: "nn.Module") -> dict:
+def checkpoint_of(model: nn.Module) -> dict:
     from . import registry
 
     return registry.checkpoint_of(model)
 
 
-def export(model: "nn.Module", name: str, directory: Path | None = None, calibration: list | None = None, base: str | None = None) -> Path:
+def export(
+    model: nn.Module, name: str, directory: Path | None = None, calibration: list | None = None, base: str | None = None
+) -> Path:
     """Write a model as <name>-<hash>.dqw, its weights quantized and entropy-coded
     (``dqcodec.export.compress_model``: rounded by GPTQ on the ``calibration`` images if given; the tensors equal
     to the installed model ``base``'s keep its steps and values); list the file's SHA-256 in SHA256SUMS,

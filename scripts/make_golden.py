@@ -68,7 +68,9 @@ def main() -> None:
         elif not point.codes_pixels:
             dqcodec.decompress(data).save(OUT / f"{name}.png")
         # the pixels of a file that codes them are the same on every CPU, so their digest pins them
-        entries[path.name] = {k: decoded[k] for k in ("pixels_sha256", "tables_sha256")} | {"pixels_pinned": point.codes_pixels}
+        entries[path.name] = {k: decoded[k] for k in ("pixels_sha256", "tables_sha256")} | {
+            "pixels_pinned": point.codes_pixels
+        }
         print(name, len(data), "bytes")
     index.write_text(json.dumps(entries, indent=2) + "\n")
 

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 import dqcodec
-from dqcodec import exact, codec, zoo
+from dqcodec import codec, exact, zoo
 from dqcodec.container import ContainerError, unpack
 from dqcodec.point import Kind
 from dqcodec.recorder import Recorder
@@ -145,7 +145,9 @@ def test_thread_count_of_encoder_and_decoder_may_differ(tiny_zoo, effort):
     finally:
         torch.set_num_threads(previous)
     assert np.array_equal(image_one, image_two)
-    if not effort:  # refinement's float gradient steps may pick other codes on another thread count; any file decodes the same
+    if (
+        not effort
+    ):  # refinement's float gradient steps may pick other codes on another thread count; any file decodes the same
         assert data_one == data
 
 
@@ -223,7 +225,9 @@ def test_the_model_interface_codes_every_point_of_its_ladder():
         if point.kind == Kind.NEAR_LOSSLESS:
             assert (x_hat * 255 - pixels).abs().max() <= point.bound
     exact_out = model.compress(x, quality=1, lossless=True)
-    assert torch.equal(model.decompress(exact_out["strings"], exact_out["shape"], 1, lossless=True)["x_hat"] * 255, pixels)
+    assert torch.equal(
+        model.decompress(exact_out["strings"], exact_out["shape"], 1, lossless=True)["x_hat"] * 255, pixels
+    )
     with pytest.raises(dqcodec.ArgumentError, match="quality"):
         model.compress(x, quality=len(ladder) + 1)
 

@@ -25,8 +25,24 @@ def test_a_header_without_its_kind_is_not_written():
 def _version_3(header: Header, streams: list[bytes]) -> bytes:
     """A file as dqcodec 0.3 wrote it: no kind, no codes quality."""
     name = header.model.encode()
-    fields = struct.pack("<8sBBIIHB", header.weights_hash, header.quality, 1, header.height, header.width, header.tile // 16, len(streams))
-    body = b"DQC\x00" + bytes([3, len(name)]) + name + fields + b"".join(struct.pack("<I", len(s)) for s in streams) + b"".join(streams)
+    fields = struct.pack(
+        "<8sBBIIHB",
+        header.weights_hash,
+        header.quality,
+        1,
+        header.height,
+        header.width,
+        header.tile // 16,
+        len(streams),
+    )
+    body = (
+        b"DQC\x00"
+        + bytes([3, len(name)])
+        + name
+        + fields
+        + b"".join(struct.pack("<I", len(s)) for s in streams)
+        + b"".join(streams)
+    )
     return body + struct.pack("<I", zlib.crc32(body))
 
 

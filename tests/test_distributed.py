@@ -24,7 +24,9 @@ from .conftest import photo_like
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [
-    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"),
+    pytest.mark.skipif(
+        not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"
+    ),
     pytest.mark.slow,  # about 40 s: three launches of two processes
 ]
 
@@ -36,9 +38,23 @@ def torchrun() -> list[str]:
 
 
 def launch(data: Path, out: Path, debug: Path, *options: str) -> str:
-    command = [*torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "dqcodec.training", str(data), "--out", str(out)]
+    command = [
+        *torchrun(),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dqcodec.training",
+        str(data),
+        "--out",
+        str(out),
+    ]
     command += ["--channels", "8", "--schedule", "32x2:20", "--debug-ranks", str(debug), *options]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     if sys.platform.startswith("linux"):
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # containers whose host name does not resolve
     result = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -78,7 +94,11 @@ def test_two_processes_keep_one_model_see_different_crops_and_resume(images, tmp
     # forward pass, not by gradients) the same on both ranks after the last step, and trained
     assert first[0]["state"] == first[1]["state"]
     assert any(first[0]["state"][name] != first[0]["start_state"][name] for name in first[0]["state"])
-    assert any(first[0]["state"][name] != first[0]["start_state"][name] for name in first[0]["state"] if name.endswith("quantizer.embed"))
+    assert any(
+        first[0]["state"][name] != first[0]["start_state"][name]
+        for name in first[0]["state"]
+        if name.endswith("quantizer.embed")
+    )
 
     # rank 0 saved that model, in the single-process format (no DDP "module." prefix)
     saved = torch.load(out / "checkpoint.pt", weights_only=True)

@@ -15,7 +15,11 @@ def test_the_shipped_tables_are_the_pinned_ones_and_correctly_rounded():
         arrays = {name: data[name] for name in data.files}
     assert exact.tables_digest(arrays) == exact.TABLES_SHA256
     mpmath.mp.dps = 40
-    functions = {"gelu": lambda x: x / 2 * (1 + mpmath.erf(x / mpmath.sqrt(2))), "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)), "exp_neg": lambda x: mpmath.exp(-x)}
+    functions = {
+        "gelu": lambda x: x / 2 * (1 + mpmath.erf(x / mpmath.sqrt(2))),
+        "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
+        "exp_neg": lambda x: mpmath.exp(-x),
+    }
     for name, function in functions.items():
         low, _, out_frac, step_bits = (int(v) for v in arrays[name + "_range"])
         for i in (0, 1, 777, len(arrays[name]) // 2, len(arrays[name]) - 1):
@@ -47,7 +51,9 @@ def test_exact_sums_do_not_depend_on_the_order_they_are_added_in():
     x = exact.to_fixed(10 * torch.randn(1, 64, 7, 7))
     whole = F.conv2d(x, conv.weight, conv.bias, padding=1)
     reversed_channels = F.conv2d(x.flip(1), conv.weight.flip(1), conv.bias, padding=1)
-    halves = F.conv2d(x[:, :32], conv.weight[:, :32], conv.bias, padding=1) + F.conv2d(x[:, 32:], conv.weight[:, 32:], padding=1)
+    halves = F.conv2d(x[:, :32], conv.weight[:, :32], conv.bias, padding=1) + F.conv2d(
+        x[:, 32:], conv.weight[:, 32:], padding=1
+    )
     assert torch.equal(whole, reversed_channels) and torch.equal(whole, halves)
 
 
@@ -61,7 +67,9 @@ def test_exact_sums_do_not_depend_on_the_order_they_are_added_in():
     with_bias=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_the_matrix_product_convolution_gives_the_integers_of_torchs(batch, channels, size, kernel, pad, with_bias, seed):
+def test_the_matrix_product_convolution_gives_the_integers_of_torchs(
+    batch, channels, size, kernel, pad, with_bias, seed
+):
     """The matrix product per kernel tap against F.conv2d, with inputs at the clamp's reach."""
     (cin, cout), (h, w) = channels, size
     if h + 2 * pad[0] < kernel or w + 2 * pad[1] < kernel:
@@ -99,11 +107,15 @@ def test_gelu_is_the_identity_above_8_and_0_below_minus_8_to_the_clamp():
 
 def test_gelu_and_sigmoid_tables_follow_their_functions():
     x = torch.linspace(-10, 10, 2001)
-    assert torch.allclose(exact.to_float(exact.gelu(exact.to_fixed(x))), F.gelu(x), atol=3e-4)  # a 2^-12 grid in and out
+    assert torch.allclose(
+        exact.to_float(exact.gelu(exact.to_fixed(x))), F.gelu(x), atol=3e-4
+    )  # a 2^-12 grid in and out
     t = (x.double() * 2**16).long()
     sigmoid = exact.tables()["sigmoid"](t, 16)
     assert (sigmoid.diff() >= 0).all()  # a CDF built from it never goes down
-    assert torch.allclose(sigmoid.double() / 2**30, torch.sigmoid(x.double()), atol=5e-6)  # arguments truncated to 2^-16
+    assert torch.allclose(
+        sigmoid.double() / 2**30, torch.sigmoid(x.double()), atol=5e-6
+    )  # arguments truncated to 2^-16
 
 
 @settings(max_examples=100, deadline=None)

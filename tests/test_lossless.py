@@ -1,4 +1,3 @@
-import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,7 +22,9 @@ def test_coding_tables_multiply_to_the_training_likelihood():
     base = 20 + 200 * torch.rand(n, 3)
     x = (base + 3 * torch.randn(n, 3)).round()
     raw, base = exact.to_fixed(raw), exact.to_fixed(base)  # what the exact networks hand the coder
-    expected = pixel_model.mixture_log_prob(exact.to_float(raw)[..., None, None], exact.to_float(base)[..., None, None], x[..., None, None])
+    expected = pixel_model.mixture_log_prob(
+        exact.to_float(raw)[..., None, None], exact.to_float(base)[..., None, None], x[..., None, None]
+    )
     chunk = pixel_tables.ChunkDistribution(raw, base)
     coded = torch.zeros(n, dtype=torch.float64)
     for c in range(3):
@@ -52,9 +53,13 @@ def test_tables_do_not_depend_on_how_their_rows_are_split_or_threaded(monkeypatc
                 patch.setattr(pixel_tables, "TABLE_ROWS", 1 << 14)
                 expected = whole.table(c)
             table = split.table(c, pool.map)
-            assert table.frequencies.tobytes() == expected.frequencies.tobytes() and torch.equal(table.low, expected.low)
+            assert table.frequencies.tobytes() == expected.frequencies.tobytes() and torch.equal(
+                table.low, expected.low
+            )
             # windows that reach 0 or 255 leave nothing to the tail beyond them: the floor frequency 1
-            assert (table.frequencies[table.low == 0, 0] == 1).all() and (table.frequencies[table.low == 256 - pixel_tables.WINDOW, -1] == 1).all()
+            assert (table.frequencies[table.low == 0, 0] == 1).all() and (
+                table.frequencies[table.low == 256 - pixel_tables.WINDOW, -1] == 1
+            ).all()
             assert (table.low == 0).sum() > 50 and (table.low == 256 - pixel_tables.WINDOW).sum() > 50
             whole.push(c, x[:, c])
             split.push(c, x[:, c])
@@ -121,7 +126,9 @@ def test_a_near_lossless_file_carries_the_codes_of_the_lossless_quality(tiny_zoo
     near = dqcodec.compress(original, quality=len(model.ladder), model=tiny_zoo)
     exact_file = dqcodec.compress(original, model=tiny_zoo, lossless=True)
     assert container.unpack(near)[1][:2] == container.unpack(exact_file)[1][:2]
-    assert np.array_equal(np.asarray(dqcodec.decompress(near, preview=True)), np.asarray(dqcodec.decompress(exact_file, preview=True)))
+    assert np.array_equal(
+        np.asarray(dqcodec.decompress(near, preview=True)), np.asarray(dqcodec.decompress(exact_file, preview=True))
+    )
 
 
 def test_near_lossless_options_that_make_no_sense_are_errors(tiny_zoo):
@@ -165,7 +172,9 @@ def test_preview_does_not_decode_the_pixel_stream(tiny_zoo):
         damaged = None
     assert damaged is None or not np.array_equal(damaged, original)
     # ...while a preview, which must not read it, gives the image of the intact file's codes
-    assert np.array_equal(np.asarray(dqcodec.decompress(garbled, preview=True)), np.asarray(dqcodec.decompress(data, preview=True)))
+    assert np.array_equal(
+        np.asarray(dqcodec.decompress(garbled, preview=True)), np.asarray(dqcodec.decompress(data, preview=True))
+    )
 
 
 def test_lossless_tables_do_not_depend_on_the_thread_count():

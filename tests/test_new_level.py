@@ -1,7 +1,5 @@
 """A level added to a trained model (DQCodec.with_level) for higher rates, trained alone."""
 
-import random
-
 import click
 import pytest
 import torch
@@ -9,9 +7,9 @@ from PIL import Image
 
 from dqcodec import codec, surgery
 from dqcodec.entropy import StreamEncoder
-from dqcodec.stack import LayerStack
 from dqcodec.errors import ArgumentError
 from dqcodec.levels import LevelConfig
+from dqcodec.stack import LayerStack
 from dqcodec.training import CHECKPOINT, NewLevel, Stage, TrainConfig, train
 from dqcodec.training.cli import parse_level
 from dqcodec.training.modes import train_new_level
@@ -72,8 +70,17 @@ def test_training_moves_only_the_new_level(models, tmp_path):
     folder.mkdir()
     for seed in range(2):
         Image.fromarray(photo_like(48, 48, seed)).save(folder / f"{seed}.png")
-    train(grown, TrainConfig(folder, tmp_path / "run", [Stage(32, 2, 3)], 0.05, 1e-2, checkpoint_minutes=60.0, mode=NewLevel(), ecvq=0.5))
-    assert [level.training_rate_weight for level in grown.levels] == [0.0, 0.0, 0.5]  # entropy-constrained: the new level only
+    train(
+        grown,
+        TrainConfig(
+            folder, tmp_path / "run", [Stage(32, 2, 3)], 0.05, 1e-2, checkpoint_minutes=60.0, mode=NewLevel(), ecvq=0.5
+        ),
+    )
+    assert [level.training_rate_weight for level in grown.levels] == [
+        0.0,
+        0.0,
+        0.5,
+    ]  # entropy-constrained: the new level only
     after = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["model"]["state_dict"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("levels.2.", "mixers.1.", "synthesis.0.weight")) for k in changed), changed
@@ -90,7 +97,19 @@ def test_training_all_moves_the_levels_above_with_the_new_one(models, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     Image.fromarray(photo_like(48, 48, 0)).save(folder / "0.png")
-    train(grown, TrainConfig(folder, tmp_path / "run", [Stage(32, 2, 3)], 0.05, 1e-2, checkpoint_minutes=60.0, mode=NewLevel(alone=False), ecvq=0.5))
+    train(
+        grown,
+        TrainConfig(
+            folder,
+            tmp_path / "run",
+            [Stage(32, 2, 3)],
+            0.05,
+            1e-2,
+            checkpoint_minutes=60.0,
+            mode=NewLevel(alone=False),
+            ecvq=0.5,
+        ),
+    )
     assert [level.training_rate_weight for level in grown.levels] == [0.0, 0.0, 0.5]
     after = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["model"]["state_dict"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -98,7 +117,18 @@ def test_training_all_moves_the_levels_above_with_the_new_one(models, tmp_path):
         assert any(k.startswith(prefix) for k in changed), prefix
     # a model with a pixel likelihood is refused: its pixel bits would train the new level too
     with pytest.raises(click.ClickException, match="without a pixel likelihood"):
-        train(models[1], TrainConfig(folder, tmp_path / "other", [Stage(32, 2, 1)], 0.05, 1e-2, checkpoint_minutes=60.0, mode=NewLevel(alone=False)))
+        train(
+            models[1],
+            TrainConfig(
+                folder,
+                tmp_path / "other",
+                [Stage(32, 2, 1)],
+                0.05,
+                1e-2,
+                checkpoint_minutes=60.0,
+                mode=NewLevel(alone=False),
+            ),
+        )
 
 
 def test_entropy_constrained_training_spends_fewer_bits_on_the_new_level(models):

@@ -55,7 +55,9 @@ def test_pixel_codec_decodes_exactly_or_within_twice_the_tolerance(tolerance):
     assert error.max() <= 2 * tolerance and (error.max() > 0) == (tolerance > 0)
     assert not decoded[..., size[0] :, :].any() and not decoded[..., size[1] :].any()
     assert encoded_by.advances == decoded_by.advances == BLOCK**2
-    assert not encoded_by.pairs and len(decoded_by.pairs) == 2 * 3 * BLOCK**2  # per position and channel: the window's table, the tails'
+    assert (
+        not encoded_by.pairs and len(decoded_by.pairs) == 2 * 3 * BLOCK**2
+    )  # per position and channel: the window's table, the tails'
     for frequencies, symbols in decoded_by.pairs:
         assert frequencies.shape[0] == len(symbols)
     # the recorded pairs are what the stream holds: their ideal length is the payload's, to the coder's rounding

@@ -25,7 +25,12 @@ def test_the_ladder_runs_lossy_then_residual_then_near_lossless():
 
 def test_each_rung_says_what_it_codes():
     residual, near = LADDER.rung(5), LADDER.rung(6)
-    assert (residual.codes_quality, residual.groups, residual.residual_step, residual.rate_weight) == (3, (4, 4), 20, 0.3)
+    assert (residual.codes_quality, residual.groups, residual.residual_step, residual.rate_weight) == (
+        3,
+        (4, 4),
+        20,
+        0.3,
+    )
     assert residual.enhancement == "residual" and residual.stream_names(["a", "b"]) == ["a", "b", "residual"]
     assert (near.codes_quality, near.tolerance, near.bound, near.codes_pixels, near.exact) == (1, 4, 8, True, False)
     assert LADDER.rung(2).enhancement is None and LADDER.rung(2).stream_names(["a"]) == ["a"]
@@ -39,7 +44,9 @@ def test_a_request_resolves_with_the_models_defaults():
     assert LADDER.resolve(3, lossless=True).groups == (4, 4)
 
 
-@pytest.mark.parametrize("quality,lossless", [(0, False), (7, False), (4, True), (1.5, False), (True, False), ("2", False)])
+@pytest.mark.parametrize(
+    "quality,lossless", [(0, False), (7, False), (4, True), (1.5, False), (True, False), ("2", False)]
+)
 def test_a_quality_the_model_does_not_have_is_an_argument_error(quality, lossless):
     with pytest.raises(dqcodec.ArgumentError, match="quality"):
         LADDER.resolve(quality, lossless)

@@ -18,8 +18,8 @@ from PIL import Image
 
 import dqcodec
 from dqcodec import container, zoo
-
 from dqcodec.testing import kernels
+
 from .conftest import photo_like
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -37,7 +37,11 @@ def _cases(tiny: str):
     yield "tiny-q3", Image.fromarray(photo_like(45, 71)), {"quality": 3, "model": tiny}
     yield "tiny-lossless", Image.fromarray(photo_like(33, 19)), {"lossless": True, "model": tiny}
     yield "tiny-lossless-gray", Image.fromarray(photo_like(17, 40)[..., 0]), {"lossless": True, "model": tiny}
-    yield "tiny-near-lossless", Image.fromarray(photo_like(37, 29, seed=3)), {"quality": 6, "model": tiny}  # tolerance 3
+    yield (
+        "tiny-near-lossless",
+        Image.fromarray(photo_like(37, 29, seed=3)),
+        {"quality": 6, "model": tiny},
+    )  # tolerance 3
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,9 @@ def coded(tiny_models_dir, tmp_path_factory):
     # the shipped files are dq-2's; the golden files name dq-hier's legacy version
     for path in tiny_models_dir.glob("*.dqw"):
         zoo.install(path, models)
-    for version in zoo.versions("dq-hier") + zoo.versions("dq-2"):  # laid out as in models/: encoding uses the current one
+    for version in zoo.versions("dq-hier") + zoo.versions(
+        "dq-2"
+    ):  # laid out as in models/: encoding uses the current one
         zoo.install(version.path, models / zoo.PREVIOUS if version.previous else models)
     folder = tmp_path_factory.mktemp("coded")
     files = {}

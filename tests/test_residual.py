@@ -31,7 +31,9 @@ def _decoded(data: bytes, shape, step: int) -> np.ndarray:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 16, 60, residual.MAX_STEP]), st.integers(0, 2**31))
+@given(
+    st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 16, 60, residual.MAX_STEP]), st.integers(0, 2**31)
+)
 def test_the_decoder_gets_the_encoders_coefficients_back(height, width, step, seed):
     """Whatever the size (blocks cut by the edge) and step, the stream decodes to the integer inverse of
     exactly the coefficients the encoder quantized."""
@@ -39,7 +41,10 @@ def test_the_decoder_gets_the_encoders_coefficients_back(height, width, step, se
     original = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     quantized = residual.quantize(original.astype(np.int64) - base, step)
-    assert np.array_equal(_decoded(_coded(original, base, step), (height, width), step), residual.inverse(quantized, step)[:height, :width])
+    assert np.array_equal(
+        _decoded(_coded(original, base, step), (height, width), step),
+        residual.inverse(quantized, step)[:height, :width],
+    )
 
 
 def test_the_integer_inverse_is_within_a_level_of_the_float_one():
@@ -55,7 +60,9 @@ def test_the_integer_inverse_is_within_a_level_of_the_float_one():
 
 def test_a_fine_step_comes_close_to_the_original_and_a_coarse_one_costs_less():
     original = photo_like(40, 56)
-    base = np.clip(original.astype(int) + np.random.default_rng(0).integers(-30, 31, original.shape), 0, 255).astype(np.uint8)
+    base = np.clip(original.astype(int) + np.random.default_rng(0).integers(-30, 31, original.shape), 0, 255).astype(
+        np.uint8
+    )
     errors, sizes = [], []
     for step in (2, 8, 32):
         data = _coded(original, base, step)
@@ -67,7 +74,9 @@ def test_a_fine_step_comes_close_to_the_original_and_a_coarse_one_costs_less():
     assert errors[0] < 1
 
 
-@pytest.mark.parametrize("largest, zero, decay", [(1, 1, 0), (5, 200, 3000), (300, 128, 4095), (residual.max_magnitude(1), 255, 4095)])
+@pytest.mark.parametrize(
+    "largest, zero, decay", [(1, 1, 0), (5, 200, 3000), (300, 128, 4095), (residual.max_magnitude(1), 255, 4095)]
+)
 def test_tables_are_symmetric_whole_positive_and_geometric_in_the_magnitude(largest, zero, decay):
     table = residual.table(largest, zero, decay)[0]
     assert table.shape == (2 * largest + 1,) and (table >= 1).all() and np.array_equal(table, table[::-1])

@@ -23,7 +23,11 @@ def photo():
 @pytest.fixture(scope="module")
 def files(photo):
     model, _ = zoo.load()
-    return {p.quality: dqcodec.compress(photo, quality=p.quality) for p in model.ladder.rungs() if p.kind in (Kind.LOSSY, Kind.RESIDUAL)}
+    return {
+        p.quality: dqcodec.compress(photo, quality=p.quality)
+        for p in model.ladder.rungs()
+        if p.kind in (Kind.LOSSY, Kind.RESIDUAL)
+    }
 
 
 def test_every_lossy_and_residual_quality_round_trips_and_rates_rise_with_quality(photo, files):

@@ -17,7 +17,9 @@ def _encode(model, x, quality, tile, lossless=False, size=None, progress=None):
 
 
 def _decode(model, strings, size, quality, tile, lossless=False, progress=None):
-    return LayerStack(model, model.ladder.resolve(quality, lossless)).decompress(strings, size, tile, Recorder(progress))
+    return LayerStack(model, model.ladder.resolve(quality, lossless)).decompress(
+        strings, size, tile, Recorder(progress)
+    )
 
 
 def _receptive_field(model) -> int:
@@ -26,7 +28,7 @@ def _receptive_field(model) -> int:
     x = torch.rand(1, 3, 384, 384, requires_grad=True)
     reach = 0
     features = model.analyse(x)
-    for i, f in enumerate(features):
+    for f in features:
         c = f.shape[-1] // 2
         stride = 384 // f.shape[-1]
         (grad,) = torch.autograd.grad(f[0, :, c, c].sum(), x, retain_graph=True)
@@ -54,7 +56,12 @@ def test_the_halo_covers_every_architectures_receptive_field(name, options):
 def test_tiles_cover_the_image_in_raster_order():
     boxes = tiling.tiles(160, 96, 64)
     assert [(b.top, b.left, b.height, b.width) for b in boxes] == [
-        (0, 0, 64, 64), (0, 64, 64, 32), (64, 0, 64, 64), (64, 64, 64, 32), (128, 0, 32, 64), (128, 64, 32, 32)
+        (0, 0, 64, 64),
+        (0, 64, 64, 32),
+        (64, 0, 64, 64),
+        (64, 64, 64, 32),
+        (128, 0, 32, 64),
+        (128, 64, 32, 32),
     ]
 
 
@@ -99,7 +106,9 @@ def test_an_image_within_one_tile_is_coded_as_before():
 def test_tile_sizes_a_decoder_would_not_bound_are_refused(tiny_zoo, tile, size):
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
     header, streams = container.unpack(data)
-    header = container.Header(header.model, header.weights_hash, header.quality, header.mode, *size, tile, header.kind, header.codes_quality)
+    header = container.Header(
+        header.model, header.weights_hash, header.quality, header.mode, *size, tile, header.kind, header.codes_quality
+    )
     with pytest.raises(dqcodec.ContainerError, match="tile"):
         dqcodec.decompress(container.pack(header, streams))
 
@@ -130,7 +139,9 @@ def test_progress_counts_every_unit_of_work_up_to_its_total(lossless):
 
 def test_the_api_passes_progress_on_and_checks_it(tiny_zoo):
     calls = []
-    data = dqcodec.compress(Image.fromarray(photo_like(40, 50)), model=tiny_zoo, progress=lambda done, total: calls.append((done, total)))
+    data = dqcodec.compress(
+        Image.fromarray(photo_like(40, 50)), model=tiny_zoo, progress=lambda done, total: calls.append((done, total))
+    )
     dqcodec.decompress(data, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 1), (1, 2), (2, 2)]
     with pytest.raises(dqcodec.ArgumentError, match="progress"):

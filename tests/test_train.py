@@ -28,7 +28,9 @@ def test_training_writes_a_checkpoint_and_resumes_from_it(tmp_path):
     train(DQCodec(TINY), TrainConfig(data, out, parse_schedule("32x2:3,48x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0))
     second = torch.load(ckpt, weights_only=True)
     assert second["step"] == 5
-    assert not torch.equal(first["model"]["state_dict"]["synthesis.0.weight"], second["model"]["state_dict"]["synthesis.0.weight"])
+    assert not torch.equal(
+        first["model"]["state_dict"]["synthesis.0.weight"], second["model"]["state_dict"]["synthesis.0.weight"]
+    )
 
 
 def test_keep_all_codes_that_fraction_of_crops_at_the_last_quality():
@@ -49,12 +51,25 @@ def test_each_crop_is_weighted_by_its_own_lambda():
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 8, 8)
-    output = {"x_hat": x + 0.1 * torch.randn_like(x), "likelihoods": {"a": torch.rand(2, 4, 2, 2), "b": torch.rand(2, 2, 4, 4)}}
+    output = {
+        "x_hat": x + 0.1 * torch.randn_like(x),
+        "likelihoods": {"a": torch.rand(2, 4, 2, 2), "b": torch.rand(2, 2, 4, 4)},
+    }
     same = rate_distortion(output, x, torch.tensor([0.01, 0.01]))
     reference = RateDistortionLoss(lmbda=0.01)(output, x)
     assert torch.allclose(same["loss"], reference["loss"]) and torch.allclose(same["bpp_loss"], reference["bpp_loss"])
     mixed = rate_distortion(output, x, torch.tensor([0.01, 0.1]))
-    one = [rate_distortion({"x_hat": output["x_hat"][i : i + 1], "likelihoods": {k: v[i : i + 1] for k, v in output["likelihoods"].items()}}, x[i : i + 1], torch.tensor([lm])) for i, lm in enumerate([0.01, 0.1])]
+    one = [
+        rate_distortion(
+            {
+                "x_hat": output["x_hat"][i : i + 1],
+                "likelihoods": {k: v[i : i + 1] for k, v in output["likelihoods"].items()},
+            },
+            x[i : i + 1],
+            torch.tensor([lm]),
+        )
+        for i, lm in enumerate([0.01, 0.1])
+    ]
     assert torch.allclose(mixed["loss"], (one[0]["loss"] + one[1]["loss"]) / 2)
 
 
@@ -62,7 +77,10 @@ def test_until_stops_early_with_a_checkpoint(tmp_path):
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
-    ckpt = train(DQCodec(TINY), TrainConfig(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, checkpoint_minutes=10.0, until=4))
+    ckpt = train(
+        DQCodec(TINY),
+        TrainConfig(data, tmp_path / "run", parse_schedule("32x2:10"), 0.01, 1e-3, checkpoint_minutes=10.0, until=4),
+    )
     assert torch.load(ckpt, weights_only=True)["step"] == 4
 
 
@@ -72,8 +90,15 @@ def test_a_compressai_baseline_trains_resumes_and_codes_through_its_own_coder(tm
     Image.fromarray(photo_like(64, 80)).save(data / "a.png")
     torch.manual_seed(0)
     model = baselines.build("bmshj2018-hyperprior", 1)
-    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, checkpoint_minutes=10.0, until=2))
-    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, checkpoint_minutes=10.0))
+    ckpt = train(
+        model,
+        TrainConfig(
+            data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, checkpoint_minutes=10.0, until=2
+        ),
+    )
+    ckpt = train(
+        model, TrainConfig(data, tmp_path / "run", parse_schedule("64x2:2,64x2:1"), 0.01, 1e-4, checkpoint_minutes=10.0)
+    )
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 3 and state["aux_optimizer"] is not None
     trained = zoo.from_checkpoint(state["model"])
@@ -91,7 +116,19 @@ def test_lossless_training_at_one_quality_changes_only_the_pixel_likelihood(tmp_
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
     model = tiny_model()
     before = {name: p.clone() for name, p in model.state_dict().items()}
-    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0, mode=Lossless(), quality=2))
+    ckpt = train(
+        model,
+        TrainConfig(
+            data,
+            tmp_path / "run",
+            parse_schedule("32x2:2"),
+            0.01,
+            1e-3,
+            checkpoint_minutes=10.0,
+            mode=Lossless(),
+            quality=2,
+        ),
+    )
     state = torch.load(ckpt, weights_only=True)
     assert state["quality"] == 2
     after = state["model"]["state_dict"]
@@ -123,10 +160,20 @@ def test_a_lambda_per_quality_trains_and_is_kept_in_the_checkpoint(tmp_path):
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(48, 64)).save(data / "a.png")
-    ckpt = train(DQCodec(TINY), TrainConfig(data, tmp_path / "run", parse_schedule("32x2:2"), [0.002, 0.01, 0.05], 1e-3, checkpoint_minutes=10.0))
+    ckpt = train(
+        DQCodec(TINY),
+        TrainConfig(
+            data, tmp_path / "run", parse_schedule("32x2:2"), [0.002, 0.01, 0.05], 1e-3, checkpoint_minutes=10.0
+        ),
+    )
     assert torch.load(ckpt, weights_only=True)["lmbda"] == [0.002, 0.01, 0.05]
     with pytest.raises(BadParameter, match="one per quality"):
-        train(DQCodec(TINY), TrainConfig(data, tmp_path / "other", parse_schedule("32x2:2"), [0.002, 0.01], 1e-3, checkpoint_minutes=10.0))
+        train(
+            DQCodec(TINY),
+            TrainConfig(
+                data, tmp_path / "other", parse_schedule("32x2:2"), [0.002, 0.01], 1e-3, checkpoint_minutes=10.0
+            ),
+        )
 
 
 def test_soft_to_hard_codebooks_train_anneal_and_code(tmp_path):
@@ -146,7 +193,9 @@ def test_soft_to_hard_codebooks_train_anneal_and_code(tmp_path):
     torch.manual_seed(0)
     model = DQCodec(dataclasses.replace(TINY, codebook_learning="soft-to-hard"))
     initial = model.levels[0].quantizer.embed.detach().clone()
-    ckpt = train(model, TrainConfig(data, tmp_path / "run", parse_schedule("32x2:6"), 0.01, 1e-3, checkpoint_minutes=10.0))
+    ckpt = train(
+        model, TrainConfig(data, tmp_path / "run", parse_schedule("32x2:6"), 0.01, 1e-3, checkpoint_minutes=10.0)
+    )
     trained = zoo.from_checkpoint(torch.load(ckpt, weights_only=True)["model"])
     quantizer = trained.levels[0].quantizer
     assert quantizer.learning == "soft-to-hard" and isinstance(quantizer.embed, torch.nn.Parameter)
@@ -203,7 +252,10 @@ def test_a_half_precision_snapshot_resumes_its_run_at_its_step_with_fresh_moment
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
-    ckpt = train(DQCodec(TINY), TrainConfig(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0))
+    ckpt = train(
+        DQCodec(TINY),
+        TrainConfig(data, tmp_path / "run", parse_schedule("32x2:2"), 0.01, 1e-3, checkpoint_minutes=10.0),
+    )
     snapshot = tmp_path / "snapshot.pt"
     write_snapshot(ckpt, snapshot)
     saved = torch.load(snapshot, weights_only=True)
@@ -217,7 +269,10 @@ def test_a_half_precision_snapshot_resumes_its_run_at_its_step_with_fresh_moment
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     (resumed / "checkpoint.pt").write_bytes(snapshot.read_bytes())
-    after = torch.load(train(DQCodec(TINY), TrainConfig(data, resumed, parse_schedule("32x2:4"), 0.01, 1e-3, checkpoint_minutes=10.0)), weights_only=True)
+    after = torch.load(
+        train(DQCodec(TINY), TrainConfig(data, resumed, parse_schedule("32x2:4"), 0.01, 1e-3, checkpoint_minutes=10.0)),
+        weights_only=True,
+    )
     assert after["step"] == 4 and after["optimizer"]["state"]
     assert after["model"]["state_dict"]["synthesis.0.weight"].dtype == torch.float32
 
@@ -236,7 +291,13 @@ def test_a_seed_from_a_model_checkpoint_starts_the_schedule_at_its_step_from_tho
     write_seed(zoo.checkpoint_of(model), 3, 0, out / "checkpoint.pt")
     seeded = torch.load(out / "checkpoint.pt", weights_only=True)
     assert seeded["step"] == 3 and "optimizer" not in seeded
-    after = torch.load(train(DQCodec(TINY), TrainConfig(data, out, parse_schedule("32x2:3,32x2:1"), 0.01, 1e-3, checkpoint_minutes=10.0, until=4)), weights_only=True)
+    after = torch.load(
+        train(
+            DQCodec(TINY),
+            TrainConfig(data, out, parse_schedule("32x2:3,32x2:1"), 0.01, 1e-3, checkpoint_minutes=10.0, until=4),
+        ),
+        weights_only=True,
+    )
     assert after["step"] == 4
     trained = after["model"]["state_dict"]["synthesis.0.weight"]
     assert not torch.equal(trained, torch.full_like(trained, 0.25))
@@ -256,8 +317,23 @@ def test_init_from_a_runs_checkpoint_starts_from_its_float_weights(tmp_path):
     saved = torch.load(first / "checkpoint.pt", weights_only=True)["model"]["state_dict"]
     model = initial_model(str(first / "checkpoint.pt"))
     assert model.training and all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
-    result = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "second"), "--init", str(first / "checkpoint.pt"),
-                                       "--add-level", "2x8x2", "--level-qualities", "1,2", "--train-all", "--schedule", "32x2:1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            str(data),
+            "--out",
+            str(tmp_path / "second"),
+            "--init",
+            str(first / "checkpoint.pt"),
+            "--add-level",
+            "2x8x2",
+            "--level-qualities",
+            "1,2",
+            "--train-all",
+            "--schedule",
+            "32x2:1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     grown = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)["model"]["config"]
     assert len(grown["levels"]) == len(TINY.levels) + 1
@@ -284,15 +360,55 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     data = tmp_path / "images"
     data.mkdir()
     Image.fromarray(photo_like(40, 40)).save(data / "a.png")
-    args = [str(data), "--out", str(tmp_path / "run"), "--init", "lossy", "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"]
+    args = [
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--init",
+        "lossy",
+        "--lossless",
+        "--pixels-from",
+        "donor",
+        "--schedule",
+        "32x2:1",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     config = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]["config"]
     assert (config["pixel_mixtures"], config["pixel_hidden"]) == (2, 8)  # the donor's, not the defaults
-    refused = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "other"), "--init", "lossy", "--lossless", "--pixels-from", "lossy", "--schedule", "32x2:1"])
+    refused = CliRunner().invoke(
+        main,
+        [
+            str(data),
+            "--out",
+            str(tmp_path / "other"),
+            "--init",
+            "lossy",
+            "--lossless",
+            "--pixels-from",
+            "lossy",
+            "--schedule",
+            "32x2:1",
+        ],
+    )
     assert refused.exit_code == 2 and "has none" in refused.output
-    narrowed = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "narrow"), "--init", "lossy", "--lossless", "--pixels-from", "donor",
-                                         "--pixel-hidden", "4", "--schedule", "32x2:1"])
+    narrowed = CliRunner().invoke(
+        main,
+        [
+            str(data),
+            "--out",
+            str(tmp_path / "narrow"),
+            "--init",
+            "lossy",
+            "--lossless",
+            "--pixels-from",
+            "donor",
+            "--pixel-hidden",
+            "4",
+            "--schedule",
+            "32x2:1",
+        ],
+    )
     assert narrowed.exit_code == 2 and "cannot narrow" in narrowed.output and "Traceback" not in narrowed.output
 
     # a new version of "lossy" ships with the likelihood: the same command, with a longer schedule, still
@@ -302,9 +418,37 @@ def test_a_pixel_likelihood_starts_from_another_models(tmp_path, monkeypatch):
     resumed = CliRunner().invoke(main, args[:-1] + ["32x2:2"])
     assert resumed.exit_code == 0 and "at step 1" in resumed.output, resumed.output
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2
-    again = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "again"), "--init", "lossy", "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"])
+    again = CliRunner().invoke(
+        main,
+        [
+            str(data),
+            "--out",
+            str(tmp_path / "again"),
+            "--init",
+            "lossy",
+            "--lossless",
+            "--pixels-from",
+            "donor",
+            "--schedule",
+            "32x2:1",
+        ],
+    )
     assert again.exit_code == 2 and "without a pixel likelihood" in again.output
-    fresh = CliRunner().invoke(main, [str(data), "--out", str(tmp_path / "fresh"), "--init", str(previous), "--lossless", "--pixels-from", "donor", "--schedule", "32x2:1"])
+    fresh = CliRunner().invoke(
+        main,
+        [
+            str(data),
+            "--out",
+            str(tmp_path / "fresh"),
+            "--init",
+            str(previous),
+            "--lossless",
+            "--pixels-from",
+            "donor",
+            "--schedule",
+            "32x2:1",
+        ],
+    )
     assert fresh.exit_code == 0, fresh.output
 
 
@@ -320,7 +464,9 @@ def test_each_mode_owns_its_freezing_rules():
     # lossless: only the pixel likelihood learns, and only it is in training mode (the codebooks stay put)
     model = tiny_model()
     Lossless().prepare(model, procs)
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == {n for n, _ in model.named_parameters() if n.startswith("pixels.")}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        n for n, _ in model.named_parameters() if n.startswith("pixels.")
+    }
     Lossless().train_modules(model)
     assert model.pixels.training and not any(level.training for level in model.levels)
     assert Lossless().lmbda([0.01, 0.02]) == 0.0
@@ -343,7 +489,12 @@ def test_each_mode_owns_its_freezing_rules():
     assert trainable == set(new_level_parameters(grown)) and "synthesis.0.weight" in trainable
     assert all(n.startswith(("levels.2.", "mixers.1.", "synthesis.0.weight")) for n in trainable)
     alone.train_modules(grown)
-    assert grown.levels[-1].training and grown.mixers[-1].training and not grown.levels[0].training and not grown.synthesis.training
+    assert (
+        grown.levels[-1].training
+        and grown.mixers[-1].training
+        and not grown.levels[0].training
+        and not grown.synthesis.training
+    )
     first = alone.first_quality(grown)
     assert grown.config.qualities[first][-1] and not grown.config.qualities[first - 1][-1]
     torch.manual_seed(0)

@@ -37,4 +37,15 @@ from .loop import train
 from .modes import Lossless, Lossy, NewLevel
 from .objective import Stage, parse_schedule
 
-__all__ = ["CHECKPOINT", "Lossless", "Lossy", "NewLevel", "Stage", "TrainConfig", "parse_schedule", "train", "write_seed", "write_snapshot"]
+__all__ = [
+    "CHECKPOINT",
+    "Lossless",
+    "Lossy",
+    "NewLevel",
+    "Stage",
+    "TrainConfig",
+    "parse_schedule",
+    "train",
+    "write_seed",
+    "write_snapshot",
+]

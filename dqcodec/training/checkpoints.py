@@ -55,7 +55,16 @@ def write_seed(model_checkpoint: dict, step: int, seed: int, path: Path) -> None
     moments, from the weights of a model checkpoint ({"config", "state_dict"}, e.g. a shipped model's
     legacy .pt): to train a model on, skipping the early stages of a schedule meant for a fresh one."""
     torch_rng = torch.Generator().manual_seed(seed).get_state()
-    save_atomic({"model": model_checkpoint, "step": step, "wall_seconds": 0.0, "python_rng": random.Random(seed).getstate(), "torch_rng": torch_rng}, path)
+    save_atomic(
+        {
+            "model": model_checkpoint,
+            "step": step,
+            "wall_seconds": 0.0,
+            "python_rng": random.Random(seed).getstate(),
+            "torch_rng": torch_rng,
+        },
+        path,
+    )
 
 
 def _half_precision(obj):
@@ -91,7 +100,9 @@ def optimizers(model, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam | N
     """Adam on the trainable weights; a second Adam (lr 1e-3) on entropy-bottleneck quantiles, if any."""
     params = dict(model.named_parameters())
     main, aux = optimized_names(model)
-    return torch.optim.Adam([params[n] for n in main], lr=lr), (torch.optim.Adam([params[n] for n in aux], lr=1e-3) if aux else None)
+    return torch.optim.Adam([params[n] for n in main], lr=lr), (
+        torch.optim.Adam([params[n] for n in aux], lr=1e-3) if aux else None
+    )
 
 
 def restore_optimizer(optimizer, saved: dict, saved_names: list[str] | None, names: list[str], params: dict) -> bool:
@@ -106,7 +117,11 @@ def restore_optimizer(optimizer, saved: dict, saved_names: list[str] | None, nam
             return False
         position = {name: i for i, name in enumerate(saved_names)}
         state = {i: state[position[name]] for i, name in enumerate(names) if position[name] in state}
-    elif any(tuple(s["exp_avg"].shape) != tuple(params[names[i]].shape) for i, s in state.items() if "exp_avg" in s and i < len(names)) or len(saved["param_groups"][0]["params"]) != len(names):
+    elif any(
+        tuple(s["exp_avg"].shape) != tuple(params[names[i]].shape)
+        for i, s in state.items()
+        if "exp_avg" in s and i < len(names)
+    ) or len(saved["param_groups"][0]["params"]) != len(names):
         return False
     groups = [{**saved["param_groups"][0], "params": list(range(len(names)))}]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
@@ -147,7 +162,7 @@ class Log:
 
     def __init__(self, path: Path):
         new = not path.exists()
-        self.file = open(path, "a", newline="")
+        self.file = open(path, "a", newline="")  # noqa: SIM115  (held for the run; closed by close())
         self.writer = csv.writer(self.file)
         if new:
             self.writer.writerow(LOG_HEADER)

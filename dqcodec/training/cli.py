@@ -115,7 +115,9 @@ class Options:
         model do not apply), else the --init model (with the pixel likelihood or level the options give it),
         else a new one of --arch."""
         if self.resuming:
-            model = zoo.from_checkpoint(torch.load(self.out / CHECKPOINT, weights_only=True, map_location="cpu")["model"])
+            model = zoo.from_checkpoint(
+                torch.load(self.out / CHECKPOINT, weights_only=True, map_location="cpu")["model"]
+            )
         elif self.init_model:
             model = initial_model(self.init_model)
             if self.lossless and registry.is_dq(model):  # anything else gets the lossless mode's clear refusal
@@ -125,8 +127,14 @@ class Options:
                     raise click.UsageError("--add-level applies to a dq model")
                 model = surgery.with_level(model, parse_level(self.add_level), parse_groups(self.level_qualities))
         else:
-            model = registry.build(self.arch, channels=self.channels, depthwise=not self.plain_vq, residual_blocks=self.residual_blocks,
-                                   size=self.size, codebook_learning="soft-to-hard" if self.soft_to_hard else "ema")
+            model = registry.build(
+                self.arch,
+                channels=self.channels,
+                depthwise=not self.plain_vq,
+                residual_blocks=self.residual_blocks,
+                size=self.size,
+                codebook_learning="soft-to-hard" if self.soft_to_hard else "ema",
+            )
         if self.quality is not None and not (registry.is_dq(model) and 1 <= self.quality <= model.ladder.lossy_count):
             raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
         return model
@@ -151,42 +159,114 @@ class Options:
 
     def config(self) -> TrainConfig:
         return TrainConfig(
-            data=list(self.data), out=self.out, schedule=parse_schedule(self.schedule), lmbda=parse_lmbda(self.lmbda), lr=self.lr,
-            checkpoint_minutes=self.checkpoint_minutes, seed=self.seed, keep_all=self.keep_all, until=self.until, quality=self.quality,
-            bf16=self.bf16, channels_last=self.channels_last, ecvq=self.ecvq, debug_dir=self.debug_ranks,
+            data=list(self.data),
+            out=self.out,
+            schedule=parse_schedule(self.schedule),
+            lmbda=parse_lmbda(self.lmbda),
+            lr=self.lr,
+            checkpoint_minutes=self.checkpoint_minutes,
+            seed=self.seed,
+            keep_all=self.keep_all,
+            until=self.until,
+            quality=self.quality,
+            bf16=self.bf16,
+            channels_last=self.channels_last,
+            ecvq=self.ecvq,
+            debug_dir=self.debug_ranks,
             mode=mode_for(self.lossless, bool(self.add_level), self.train_all),
         )
 
 
 @click.command(context_settings={"show_default": True})
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="run folder (checkpoint.pt, log.csv); an existing checkpoint there is resumed")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="run folder (checkpoint.pt, log.csv); an existing checkpoint there is resumed",
+)
 @click.option("--schedule", default="64x16:6000,128x8:2000", help="progressive crops: CROPxBATCH:STEPS,...")
-@click.option("--lmbda", default="0.01", help="rate-distortion trade-off: λ·255²·MSE + bpp; one λ, or (dq) one per quality, comma-separated, for crops coded at that quality")
+@click.option(
+    "--lmbda",
+    default="0.01",
+    help="rate-distortion trade-off: λ·255²·MSE + bpp; one λ, or (dq) one per quality, comma-separated, for crops coded at that quality",
+)
 @click.option("--lr", default=3e-4)
 @click.option("--channels", type=int, help="dq only: channels of the transforms (default: the architecture's)")
-@click.option("--residual-blocks", type=int, help="dq only: residual blocks in the synthesis (default: the architecture's)")
+@click.option(
+    "--residual-blocks", type=int, help="dq only: residual blocks in the synthesis (default: the architecture's)"
+)
 @click.option("--plain-vq", is_flag=True, help="one shared projection and codebook per level (the ablation)")
-@click.option("--soft-to-hard", is_flag=True, help="codebooks learnt by gradients through annealed soft assignments, with their entropy in the loss, instead of EMA (the second seed; quantize.py)")
+@click.option(
+    "--soft-to-hard",
+    is_flag=True,
+    help="codebooks learnt by gradients through annealed soft assignments, with their entropy in the loss, instead of EMA (the second seed; quantize.py)",
+)
 @click.option("--checkpoint-minutes", default=2.0)
 @click.option("--seed", default=0)
-@click.option("--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)")
+@click.option(
+    "--keep-all", default=0.0, help="fraction of crops that keep every bottom group (the rest draw a quality)"
+)
 @click.option("--until", type=int, help="stop after this step (a checkpoint to resume from, e.g. with other options)")
-@click.option("--init", "init_model", help="start from the weights of this shipped model, of one version's .dqw file, or of a run's checkpoint.pt (fresh optimizer), e.g. to train on")
-@click.option("--arch", type=click.Choice(list(registry.ARCHITECTURES)), default="dq-hier", help="a DQ architecture, or a CompressAI baseline")
+@click.option(
+    "--init",
+    "init_model",
+    help="start from the weights of this shipped model, of one version's .dqw file, or of a run's checkpoint.pt (fresh optimizer), e.g. to train on",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(list(registry.ARCHITECTURES)),
+    default="dq-hier",
+    help="a DQ architecture, or a CompressAI baseline",
+)
 @click.option("--size", default=3, help="baselines only: the CompressAI zoo quality whose channel counts to use")
-@click.option("--lossless", is_flag=True, help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits")
-@click.option("--pixels-from", help="with --lossless: start the --init model's new pixel likelihood from this shipped model's (its size and weights)")
+@click.option(
+    "--lossless",
+    is_flag=True,
+    help="train only the pixel likelihood of the --init model (added if it has none), on code + pixel bits",
+)
+@click.option(
+    "--pixels-from",
+    help="with --lossless: start the --init model's new pixel likelihood from this shipped model's (its size and weights)",
+)
 @click.option("--mixtures", default=3, help="with --lossless: logistic components of a new pixel likelihood")
-@click.option("--pixel-hidden", type=int, help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many")
-@click.option("--add-level", help="GROUPSxCODEBOOKxDIM[xHIDDEN]: give the --init dq model a level at half its last stride (DQCodec.with_level) and train only that")
-@click.option("--train-all", is_flag=True, help="with --add-level: train every weight with the new level, on crops of every quality, not the new level alone")
-@click.option("--level-qualities", default="2,4,8,16", help="with --add-level: groups of the new level coded at each new quality")
-@click.option("--ecvq", default=0.0, help="dq only: choose the trained levels' indices (the new one's, with --add-level) as the encoder does, |z - e|^2 + ECVQ * bits under the prior: entropy-constrained VQ in training; 0 picks the nearest codeword")
-@click.option("-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)")
-@click.option("--bf16", is_flag=True, help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16")
+@click.option(
+    "--pixel-hidden",
+    type=int,
+    help="with --lossless: channels of a new pixel likelihood, or widen the --init model's to this many",
+)
+@click.option(
+    "--add-level",
+    help="GROUPSxCODEBOOKxDIM[xHIDDEN]: give the --init dq model a level at half its last stride (DQCodec.with_level) and train only that",
+)
+@click.option(
+    "--train-all",
+    is_flag=True,
+    help="with --add-level: train every weight with the new level, on crops of every quality, not the new level alone",
+)
+@click.option(
+    "--level-qualities", default="2,4,8,16", help="with --add-level: groups of the new level coded at each new quality"
+)
+@click.option(
+    "--ecvq",
+    default=0.0,
+    help="dq only: choose the trained levels' indices (the new one's, with --add-level) as the encoder does, |z - e|^2 + ECVQ * bits under the prior: entropy-constrained VQ in training; 0 picks the nearest codeword",
+)
+@click.option(
+    "-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)"
+)
+@click.option(
+    "--bf16",
+    is_flag=True,
+    help="forward pass in bfloat16 autocast (quantizers in float32); about 2x faster on CPUs with AVX-512 BF16",
+)
 @click.option("--channels-last", is_flag=True, help="channels-last memory format for the model and the crops")
-@click.option("--debug-ranks", type=click.Path(file_okay=False, path_type=Path), hidden=True, help="write each process's crops and weight digests here (for tests)")
+@click.option(
+    "--debug-ranks",
+    type=click.Path(file_okay=False, path_type=Path),
+    hidden=True,
+    help="write each process's crops and weight digests here (for tests)",
+)
 def main(**options):
     """Train a DQ codec (or, with --arch, a CompressAI baseline) on the images in the DATA folders
     (e.g. data/train data/train-native); every crop draws an image from all of them alike.

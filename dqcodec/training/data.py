@@ -44,7 +44,9 @@ def random_batch(images: list[np.ndarray], crop: int, batch: int, rng: random.Ra
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
-def sample_qualities(count: int, batch: int, keep_all: float, quality: int | None = None, first: int = 0) -> torch.Tensor:
+def sample_qualities(
+    count: int, batch: int, keep_all: float, quality: int | None = None, first: int = 0
+) -> torch.Tensor:
     """The quality (0-based) each crop is coded at: the last (every group) with probability keep_all,
     else a random one from ``first`` on (or, given ``quality``, that one)."""
     if quality is not None:

@@ -123,7 +123,13 @@ def rank_draws(procs: Processes, rng: random.Random) -> list[dict] | None:
     if not procs.active:
         return None
     device = procs.device
-    return procs.gather({"python_rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
+    return procs.gather(
+        {
+            "python_rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }
+    )
 
 
 def agree_on_checkpoint(procs: Processes, state: dict | None, out: Path) -> None:
@@ -132,7 +138,9 @@ def agree_on_checkpoint(procs: Processes, state: dict | None, out: Path) -> None
         return
     steps = procs.gather(state["step"] if state else None)
     if len(set(steps)) > 1:
-        raise click.ClickException(f"the processes found different checkpoints in {out} (steps {steps} by rank): --out must be a folder every process sees")
+        raise click.ClickException(
+            f"the processes found different checkpoints in {out} (steps {steps} by rank): --out must be a folder every process sees"
+        )
 
 
 # ---- the replicas -------------------------------------------------------------------
@@ -153,11 +161,17 @@ def replicate(procs: Processes, model, aux_params: list, shared_codebooks: bool,
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
         for p in aux_params:  # DDP's initial broadcast skips ignored parameters
             dist.broadcast(p.data, 0)
-    codebooks = SharedCodebookUpdates(model, seed) if shared_codebooks and registry.is_dq(model) and procs.world_size > 1 else None
+    codebooks = (
+        SharedCodebookUpdates(model, seed)
+        if shared_codebooks and registry.is_dq(model) and procs.world_size > 1
+        else None
+    )
     # DDP broadcasts rank 0's parameters and buffers now, and (by default) rank 0's buffers at the
     # start of every forward
     device = procs.device
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None), codebooks
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    ), codebooks
 
 
 class SharedCodebookUpdates:

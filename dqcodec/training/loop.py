@@ -73,7 +73,11 @@ def _start(procs: Processes, model, config: TrainConfig) -> Run:
     state = checkpoints.load_checkpoint(config.out)
     distributed.agree_on_checkpoint(procs, state, config.out)
     model = _prepared(zoo.from_checkpoint(state["model"]) if state else model, config, procs)
-    optimizer, aux_optimizer = checkpoints.resumed_optimizers(model, config.lr, state, procs.echo) if state else checkpoints.optimizers(model, config.lr)
+    optimizer, aux_optimizer = (
+        checkpoints.resumed_optimizers(model, config.lr, state, procs.echo)
+        if state
+        else checkpoints.optimizers(model, config.lr)
+    )
     step, wall = 0, 0.0
     if state:
         step, wall = state["step"], state["wall_seconds"]
@@ -81,7 +85,16 @@ def _start(procs: Processes, model, config: TrainConfig) -> Run:
         procs.echo(f"resumed {config.out / CHECKPOINT} at step {step}")
     images = _images(procs, config, model)
     mode = config.mode
-    objective = Objective(model, mode.lmbda(config.lmbda), procs.device, config.keep_all, config.quality, mode.first_quality(model), config.bf16, config.channels_last)
+    objective = Objective(
+        model,
+        mode.lmbda(config.lmbda),
+        procs.device,
+        config.keep_all,
+        config.quality,
+        mode.first_quality(model),
+        config.bf16,
+        config.channels_last,
+    )
     if procs.main:
         checkpoints.drop_rows_after(config.out / LOG, step)  # rows logged after the checkpoint we resumed from
     mode.train_modules(model)
@@ -106,10 +119,14 @@ def _prepared(model, config: TrainConfig, procs: Processes):
 def _images(procs: Processes, config: TrainConfig, model) -> list:
     images = load_folders(config.folders, max(s.crop for s in config.schedule))
     names = ", ".join(map(str, config.folders))
-    procs.echo(f"{len(images)} training images from {names}; {config.total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters")
+    procs.echo(
+        f"{len(images)} training images from {names}; {config.total_steps} steps; {sum(p.numel() for p in model.parameters())} parameters"
+    )
     if procs.active:
         batches = ", ".join(str(s.batch) for s in config.schedule)
-        procs.echo(f"{procs.world_size} processes ({dist.get_backend()}, {procs.device.type}): batch {batches} per process, {procs.world_size}x that in all")
+        procs.echo(
+            f"{procs.world_size} processes ({dist.get_backend()}, {procs.device.type}): batch {batches} per process, {procs.world_size}x that in all"
+        )
     return images
 
 
@@ -124,17 +141,26 @@ def _loop(run: Run) -> None:
         if procs.main:  # the log and the progress bar: rank 0's
             log = checkpoints.Log(config.out / LOG)
             stack.callback(log.close)
-            bar = stack.enter_context(click.progressbar(length=config.total_steps, label="training", item_show_func=lambda _: status["text"], show_pos=True))
+            bar = stack.enter_context(
+                click.progressbar(
+                    length=config.total_steps, label="training", item_show_func=lambda _: status["text"], show_pos=True
+                )
+            )
             bar.update(run.step)
         while run.step < config.last_step:
             stage, loss, losses = _step(run)
             if procs.main:
-                status["text"] = f"loss {loss.item():.3f} bpp {losses['bpp_loss'].item():.3f} psnr {_psnr(losses['mse_loss'].item()):.2f}"
+                status["text"] = (
+                    f"loss {loss.item():.3f} bpp {losses['bpp_loss'].item():.3f} psnr {_psnr(losses['mse_loss'].item()):.2f}"
+                )
             if run.step % 10 == 0:
                 _log(run, stage.crop, loss, losses, log)
             if bar:
                 bar.update(1)
-            if procs.rank0_says(time.monotonic() - last_save > config.checkpoint_minutes * 60) or run.step == config.last_step:
+            if (
+                procs.rank0_says(time.monotonic() - last_save > config.checkpoint_minutes * 60)
+                or run.step == config.last_step
+            ):
                 _save(run)
                 last_save = time.monotonic()
 
@@ -173,7 +199,9 @@ def _psnr(mse: float) -> float:
 
 def _log(run: Run, crop: int, loss, losses: dict, log: checkpoints.Log | None) -> None:
     """A row of the log: the means over every process's crops."""
-    values = run.procs.mean(torch.stack([loss.detach(), losses["bpp_loss"].detach(), losses["mse_loss"].detach()]).float())
+    values = run.procs.mean(
+        torch.stack([loss.detach(), losses["bpp_loss"].detach(), losses["mse_loss"].detach()]).float()
+    )
     if log:
         loss_value, bpp, mse = values.tolist()
         log.row(run.step, crop, loss_value, bpp, mse, _psnr(mse), run.wall)
@@ -207,7 +235,14 @@ class RankTrace:
     weights to it) and when it ended: a JSON file per process and run in ``debug_dir``, for tests."""
 
     def __init__(self, procs: Processes, step: int, model):
-        self.content = {"rank": procs.rank, "world_size": procs.world_size, "start_step": step, "start_state": checkpoints.state_digest(model.state_dict()), "crops": [], "qualities": []}
+        self.content = {
+            "rank": procs.rank,
+            "world_size": procs.world_size,
+            "start_step": step,
+            "start_state": checkpoints.state_digest(model.state_dict()),
+            "crops": [],
+            "qualities": [],
+        }
 
     def record(self, x: torch.Tensor, drawn: torch.Tensor | None) -> None:
         self.content["crops"].append(hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest()[:16])

@@ -56,7 +56,9 @@ class Lossy(Mode):
         if has_pixels(model):
             # its bits would enter the lossy loss, and it reads the decoder that lossy training changes
             surgery.drop_pixel_model(model)
-            procs.echo("the model's pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)")
+            procs.echo(
+                "the model's pixel likelihood is dropped: it reads the decoder this lossy training changes (train one again with --lossless)"
+            )
 
 
 class Lossless(Mode):
@@ -126,7 +128,11 @@ def new_level_parameters(model) -> list[str]:
     """The names of the parameters ``DQCodec.with_level`` added: the last level, its mixer, and the new level's
     codes' share of the synthesis' first convolution (its context's share and its bias stay)."""
     last = len(model.levels) - 1
-    return [n for n, _ in model.named_parameters() if n.startswith((f"levels.{last}.", f"mixers.{last - 1}.")) or n == "synthesis.0.weight"]
+    return [
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith((f"levels.{last}.", f"mixers.{last - 1}.")) or n == "synthesis.0.weight"
+    ]
 
 
 def freeze_all_but_new_level(model) -> None:

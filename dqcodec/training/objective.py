@@ -59,7 +59,7 @@ def learning_rate(step: int, total: int, base: float) -> float:
 def rate_distortion(output: dict, x: torch.Tensor, lmbdas: torch.Tensor) -> dict:
     """CompressAI's rate-distortion loss with a λ per crop: mean of λ·255²·MSE + bpp over the crops."""
     pixels = x.shape[-2] * x.shape[-1]
-    bpp = sum(-torch.log2(l).flatten(1).sum(1) for l in output["likelihoods"].values()) / pixels
+    bpp = sum(-torch.log2(p).flatten(1).sum(1) for p in output["likelihoods"].values()) / pixels
     mse = (output["x_hat"] - x).pow(2).flatten(1).mean(1)
     return {"loss": (lmbdas * 255**2 * mse + bpp).mean(), "bpp_loss": bpp.mean(), "mse_loss": mse.mean()}
 
@@ -83,8 +83,17 @@ class Objective:
     weighs it by that quality's λ (one λ, or one per quality); a baseline trains at one λ on CompressAI's
     loss."""
 
-    def __init__(self, model, lmbda: float | list[float], device: torch.device, keep_all: float = 0.0, quality: int | None = None,
-                 first_quality: int = 0, bf16: bool = False, channels_last: bool = False):
+    def __init__(
+        self,
+        model,
+        lmbda: float | list[float],
+        device: torch.device,
+        keep_all: float = 0.0,
+        quality: int | None = None,
+        first_quality: int = 0,
+        bf16: bool = False,
+        channels_last: bool = False,
+    ):
         self.model, self.keep_all, self.quality, self.first_quality = model, keep_all, quality, first_quality
         self.bf16, self.channels_last = bf16, channels_last
         self.is_dq = registry.is_dq(model)
