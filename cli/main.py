@@ -320,7 +320,12 @@ def models():
 )
 def eval_command(folder, codecs, output, metric, model, force):
     """Rate–distortion of every codec at a sweep of rates on the images in FOLDER."""
-    from dqcodec import codec, evaluate
+    from dqcodec import codec, evaluate, extras
+
+    try:
+        extras.require("eval", "dqcodec eval")
+    except dqcodec.DQCodecError as error:
+        raise click.ClickException(str(error)) from None
 
     earlier = evaluate.previous_results(output)
     if earlier and not force:

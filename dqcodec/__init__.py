@@ -11,6 +11,7 @@ from .errors import (
     DQCodecError,
     FixedPointError,
     ImageTooLargeError,
+    MissingExtraError,
     ModelError,
     UnsupportedImageError,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "DQCodecError",
     "FixedPointError",
     "ImageTooLargeError",
+    "MissingExtraError",
     "ModelError",
     "UnsupportedImageError",
     *_FROM_CODEC,

@@ -38,3 +38,7 @@ class FixedPointError(DQCodecError, ValueError):
 
 class ArgumentError(DQCodecError, ValueError):
     """An argument of the wrong type or out of range."""
+
+
+class MissingExtraError(DQCodecError, ImportError):
+    """A command needs a package that an optional extra installs (``pip install 'dqcodec[EXTRA]'``)."""

@@ -355,11 +355,6 @@ def _without(monkeypatch, *packages):
         monkeypatch.setitem(sys.modules, name, None)
 
 
-# issue 28: the message is the lead's to add (cli/main.py, dqcodec/evaluate.py); until it is, these fail as
-# expected, and once it is, strict=True turns them into failures that ask for this marker to go
-@pytest.mark.xfail(
-    strict=True, reason="issue 28: a missing extra is named in one line (cli/main.py, dqcodec/evaluate.py)"
-)
 @pytest.mark.parametrize(
     "command, extra",
     [

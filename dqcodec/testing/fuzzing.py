@@ -86,7 +86,7 @@ def dq_seeds(model: str) -> dict[str, bytes]:
     }
     if net.has_pixel_model:
         seeds["lossless"] = dqcodec.compress(image[:20, :24], model=model, lossless=True)
-    residual_quality = net.ladder.lossy_count + 1 if net.config.residual_steps else None
+    residual_quality = next((p.quality for p in net.ladder.rungs() if p.residual_step), None)
     if residual_quality:
         seeds["residual"] = dqcodec.compress(image, quality=residual_quality, model=model)
     default = point.LOSSY_TILE

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 import torch
 
-from .. import registry, surgery, zoo
-from ..errors import ModelError
+from .. import extras, registry, surgery, zoo
+from ..errors import MissingExtraError, ModelError
 from ..levels import LevelConfig
 from ..model import DQConfig
 from .checkpoints import CHECKPOINT
@@ -127,6 +127,11 @@ class Options:
                     raise click.UsageError("--add-level applies to a dq model")
                 model = surgery.with_level(model, parse_level(self.add_level), parse_groups(self.level_qualities))
         else:
+            if registry.ARCHITECTURES[self.arch].family != registry.DQ:
+                try:
+                    extras.require("train", f"training {self.arch}")
+                except MissingExtraError as error:
+                    raise click.ClickException(str(error)) from None
             model = registry.build(
                 self.arch,
                 channels=self.channels,
