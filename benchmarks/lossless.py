@@ -26,7 +26,7 @@ from PIL import Image
 from rd import best_of_three  # benchmarks/ is on the path when this runs as a script
 
 import dqcodec
-from dqcodec import bpd, codec, zoo
+from dqcodec import codec, evaluate_lossless, zoo
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "photo.png"
 CODECS = ["dq", "png", "webp", "jxl", "jxl-e9"]
@@ -70,13 +70,13 @@ def main(folder, model, threads, json_out, child):
     paths = codec.image_files(folder)
     if not paths:
         raise click.ClickException(f"no images in {folder}")
-    codecs = [bpd.make_lossless_codec(name, model) for name in CODECS]
+    codecs = [evaluate_lossless.make_lossless_codec(name, model) for name in CODECS]
     points = []
     with click.progressbar(paths, label=f"{len(paths)} images", file=sys.stderr) as bar:
         for path in bar:
             image = Image.open(path).convert("RGB")
-            points.extend(bpd.measure_lossless(c, image, path.name) for c in codecs)
-    pooled = bpd.pool_lossless(points)
+            points.extend(evaluate_lossless.measure_lossless(c, image, path.name) for c in codecs)
+    pooled = evaluate_lossless.pool_lossless(points)
 
     click.echo(
         f"{len(paths)} images from {folder} ({sum(p.dims for p in points if p.codec == 'dq') / 3e6:.2f} MP); torch threads {threads}; model {model}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 import dqcodec  # its errors only: compress, decompress and inspect are loaded on first use
-from dqcodec import bpd, defaults, evaluate, zoo  # light: they load torch when they code
+from dqcodec import defaults, evaluate, evaluate_lossless, zoo  # light: they load torch when they code
 from dqcodec.point import Ladder
 
 # The libraries dqcodec runs on, whose warnings (Pillow's on a damaged EXIF block, torch's and compressai's
@@ -394,7 +394,7 @@ def eval_command(folder, codecs, output, metric, model, force):
     multiple=True,
     default=("dq", "png", "webp", "jxl"),
     show_default=True,
-    type=click.Choice(["dq", *bpd.LOSSLESS_CODECS]),
+    type=click.Choice(["dq", *evaluate_lossless.LOSSLESS_CODECS]),
     help="repeat for several",
 )
 @click.option(
@@ -414,7 +414,7 @@ def bpd(folder, codecs, json_path, model, quality):
     points, skipped, made = [], [], []
     for name in dict.fromkeys(codecs):
         try:
-            made.append(bpd.make_lossless_codec(name, model, quality))
+            made.append(evaluate_lossless.make_lossless_codec(name, model, quality))
         except ValueError as error:
             skipped.append(str(error))
     with click.progressbar(files, label="lossless coding", file=sys.stderr) as bar:
@@ -426,10 +426,10 @@ def bpd(folder, codecs, json_path, model, quality):
                 continue
             for c in made:
                 try:
-                    points.append(bpd.measure_lossless(c, image, str(path.relative_to(folder))))
+                    points.append(evaluate_lossless.measure_lossless(c, image, str(path.relative_to(folder))))
                 except USER_ERRORS as error:
                     skipped.append(f"{path} with {c.name}: {error}")
-    pooled = bpd.pool_lossless(points)
+    pooled = evaluate_lossless.pool_lossless(points)
     names = list(pooled)
     click.echo(
         f"{'image':30} "

@@ -105,7 +105,7 @@ class Ladder:
     def from_config(cls, config: Any) -> Ladder:
         """The ladder of a ``DQConfig`` or of the config dict in a model card."""
         get = config.get if isinstance(config, dict) else lambda name, default=None: getattr(config, name, default)
-        qualities = tuple(tuple(q) for q in get("qualities", []))
+        qualities = tuple(_groups(q, get("top_groups", None)) for q in get("qualities", []))
         return cls(
             qualities=qualities,
             rate_weights=tuple(get("rate_weights", None) or [0.0] * len(qualities)),
@@ -203,6 +203,12 @@ class Ladder:
     def _require_pixel_model(self, what: str, error: type[Exception] = ModelError) -> None:
         if not self.has_pixel_model:
             raise error(f"the model has no pixel likelihood, so it cannot code {what}")
+
+
+def _groups(quality: Any, top_groups: int | None) -> tuple[int, ...]:
+    """A lossy quality's groups of every level; a card of dqcodec 0.2 (two named levels) gave the second
+    level's alone."""
+    return (top_groups, quality) if isinstance(quality, int) and top_groups is not None else tuple(quality)
 
 
 def _checked_quality(name: str, value: Any, high: int) -> int:

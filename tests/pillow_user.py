@@ -213,9 +213,8 @@ def main(folder: Path, model: str) -> dict:
         Image.MAX_IMAGE_PIXELS = default_limit
     huge = bytearray(data)
     name_length = data[5]
-    struct.pack_into(
-        "<II", huge, 6 + name_length + 8 + 2, 100_000, 100_000
-    )  # after magic, version, name, hash, quality, mode
+    # after magic, version, name, hash, kind, quality, codes quality, mode (format version 4)
+    struct.pack_into("<II", huge, 6 + name_length + 8 + 4, 100_000, 100_000)
     bombs["header of 10 gigapixels"] = error_of(lambda: Image.open(io.BytesIO(bytes(huge))))
     facts["bombs"] = bombs
     return facts

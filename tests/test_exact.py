@@ -38,7 +38,7 @@ def test_an_exact_conv_gives_whole_numbers_close_to_the_float_conv():
 
 def test_an_exact_residual_block_follows_the_float_block():
     torch.manual_seed(0)
-    block = exact.Residual(nn.Conv2d(8, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 8, 3, padding=1))
+    block = exact.ResNetBlock(nn.Conv2d(8, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 8, 3, padding=1))
     x = torch.randn(1, 8, 7, 9)
     y = exact.run_module(nn.Sequential(block), exact.to_fixed(x))
     assert torch.equal(y, y.round())

@@ -49,7 +49,7 @@ def test_importing_the_plugin_registers_the_format_without_loading_torch(facts):
 def test_open_reads_size_mode_and_info_from_the_header_alone(facts):
     opened = facts["open"]
     assert opened["format"] == "DQ" and opened["size"] == [WIDTH, HEIGHT] and opened["mode"] == "RGB"
-    assert opened["info"] == {"model": "tiny", "quality": 2, "tile": 1024, "version": 3}
+    assert opened["info"] == {"model": "tiny", "quality": 2, "tile": 1024, "version": 4}
     assert not opened["pixels_allocated"] and opened["tiles"] == 1
     assert facts["open_gray"] == {"size": [WIDTH, HEIGHT], "mode": "L"}
     assert facts["open_bytesio"] == {"format": "DQ", "size": [WIDTH, HEIGHT], "mode": "RGB"}
@@ -60,7 +60,14 @@ def test_open_reads_size_mode_and_info_from_the_header_alone(facts):
 def test_loading_decodes_what_dqcodec_decompress_does(facts):
     assert facts["lossy_equals_decompress"] and facts["bytesio_equals_decompress"] and facts["gray_equals_decompress"]
     assert facts["parser_equals_decompress"]  # ImageFile.Parser, fed 100 bytes at a time
-    assert facts["info_after_load"] == {"model": "tiny", "quality": 2, "tile": 1024, "version": 3, "lossless": False}
+    assert facts["info_after_load"] == {
+        "model": "tiny",
+        "quality": 2,
+        "tile": 1024,
+        "version": 4,
+        "lossless": False,
+        "kind": "lossy",
+    }
     assert facts["file_closed_after_load"]
 
 

@@ -101,3 +101,9 @@ def test_the_model_card_and_the_model_give_the_same_ladder():
     model = zoo.load("dq-2")[0]
     card = json.loads((zoo.models_dir() / "dq-2.json").read_text())
     assert Ladder.from_config(card["config"]) == model.ladder
+
+
+def test_a_card_of_dqcodec_0_2_gives_its_ladder_too():
+    """dq-hier's card names its two levels (top_groups) and gives the second level's groups per quality."""
+    ladder = Ladder.from_config({"top_groups": 4, "qualities": [1, 2, 4], "rate_weights": [0, 0, 0]})
+    assert [p.groups for p in ladder.rungs()] == [(4, 1), (4, 2), (4, 4)]

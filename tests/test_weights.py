@@ -292,14 +292,17 @@ def test_every_shipped_model_is_a_dqw_that_loads_with_the_digest_its_name_gives(
 
 @pytest.mark.slow
 def test_the_golden_files_name_dq_hiers_legacy_weights_and_still_decode():
-    """The golden files of format version 3 name dq-hier's legacy weights; those of residual qualities, dq-2's."""
+    """The golden files of format version 3 name dq-hier's legacy weights; those of residual qualities and of
+    format version 4, dq-2's."""
     expected = json.loads((GOLDEN / "golden.json").read_text())
     models = {}
     for path in sorted(GOLDEN.glob("*.dq")):
         header, _ = container.unpack(path.read_bytes())
         models[path.name] = header.model
         found = zoo.find(header.model, header.weights_hash)
-        assert found.legacy if header.model == "dq-hier" else "residual" in path.name, path.name
+        assert found.legacy if header.model == "dq-hier" else "residual" in path.name or path.name.startswith("v4-"), (
+            path.name
+        )
     assert sorted(set(models.values())) == ["dq-2", "dq-hier"] and len(models) == len(expected)
     path = GOLDEN / "q1-rgb-67x45.dq"
     decoded = np.asarray(dqcodec.decompress(path.read_bytes())).astype(int)
