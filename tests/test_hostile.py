@@ -251,7 +251,6 @@ def test_decode_refuses_a_lossy_or_unknown_suffix(tiny_zoo, tmp_path):
         assert not (tmp_path / name).exists()
 
 
-@pytest.mark.slow
 def test_eval_does_not_mix_two_runs(tiny_zoo, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
