@@ -92,7 +92,8 @@ def test_a_huge_header_is_refused_before_anything_is_allocated(tiny_zoo, monkeyp
     dqcodec.decompress(data)
     assert loads and layers  # the counters see a real decode: it loads the model and runs its layers
 
-    loads.clear(), layers.clear()
+    loads.clear()
+    layers.clear()
     forged = _with_header(data, height=65535, width=65535)  # 4.3 gigapixels: 12.9 GB of RGB samples
 
     def refused():
