@@ -205,7 +205,6 @@ def test_eval_of_an_empty_folder_is_a_clear_error(tiny_zoo, tmp_path):
     assert result.exit_code == 1 and "nothing to evaluate" in result.output
 
 
-@pytest.mark.slow
 def test_eval_codes_a_compressai_baseline_through_its_own_coder(tmp_path, monkeypatch):
     import torch
 
@@ -313,7 +312,6 @@ def test_help_and_models_load_neither_torch_nor_compressai():
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.slow
 def test_decoding_a_file_neither_imports_compressai_nor_warns(tmp_path):
     src = save(tmp_path / "a.png", photo_like(40, 50))
     done = _fresh(

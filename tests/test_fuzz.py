@@ -22,7 +22,6 @@ def seeds(tiny_models_dir):
             os.environ["DQCODEC_MODELS"] = previous
 
 
-@pytest.mark.slow
 def test_mutated_files_and_images_end_in_dqcodecs_own_errors(tiny_models_dir, seeds):
     dq, images = seeds
     report = fuzzing.fuzz(tiny_models_dir, "tiny", dq, images, count=400, seed=12345, timeout=10.0)

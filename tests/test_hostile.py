@@ -92,7 +92,8 @@ def test_a_huge_header_is_refused_before_anything_is_allocated(tiny_zoo, monkeyp
     dqcodec.decompress(data)
     assert loads and layers  # the counters see a real decode: it loads the model and runs its layers
 
-    loads.clear(), layers.clear()
+    loads.clear()
+    layers.clear()
     forged = _with_header(data, height=65535, width=65535)  # 4.3 gigapixels: 12.9 GB of RGB samples
 
     def refused():
@@ -251,7 +252,6 @@ def test_decode_refuses_a_lossy_or_unknown_suffix(tiny_zoo, tmp_path):
         assert not (tmp_path / name).exists()
 
 
-@pytest.mark.slow
 def test_eval_does_not_mix_two_runs(tiny_zoo, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
