@@ -1,7 +1,7 @@
 """Files decode the same on other CPUs and torch builds, emulated here in subprocesses.
 
 Each file is encoded in this process and decoded in fresh processes that run other kernels
-(tests/kernels.py): ATen without SIMD, ATen with AVX2 only, oneDNN switched off, ATen and
+(dqcodec/testing/kernels.py): ATen without SIMD, ATen with AVX2 only, oneDNN switched off, ATen and
 oneDNN both limited to AVX2, 1 and 2 threads. Lossless and near-lossless files must come back as the
 same pixels (exact, or within the bound, here), and every file's probability tables bit-identical;
 lossy pixels may differ by one level (the synthesis is float, docs/bitstream.md). The committed
@@ -72,6 +72,7 @@ def coded(tiny_models_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.shipped
 @pytest.mark.parametrize("setting", OTHER_KERNELS)
 def test_files_decode_alike_under_other_kernels(coded, setting):
     models, files, golden = coded
@@ -91,6 +92,7 @@ def test_files_decode_alike_under_other_kernels(coded, setting):
 
 
 @pytest.mark.slow
+@pytest.mark.shipped
 def test_lossless_files_are_exact_here_and_near_lossless_ones_within_their_bound(coded):
     _, files, _ = coded
     assert sorted(bound for _, _, bound in files.values() if bound is not None) == [0, 0, 0, 0, 6]
@@ -121,6 +123,7 @@ def _intel_cpu() -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.shipped
 def test_golden_files_decode_to_what_they_decoded_to_when_written():
     golden = sorted(GOLDEN.glob("*.dq"))
     versions = {container.read_header(path.read_bytes())[1] for path in golden}

@@ -168,6 +168,7 @@ def test_a_model_exported_with_the_command_loads(tmp_path, monkeypatch):
     assert decoded.shape == image.shape
 
 
+@pytest.mark.slow
 def test_an_export_on_a_base_keeps_the_tensors_it_shares_with_it_exactly(tmp_path, monkeypatch):
     """A pixel likelihood trained on a shipped lossy model: exported with --base, the lossy tensors keep
     the base file's steps and values (not rounded again, by GPTQ or on grids of their own), the new ones are quantized."""
@@ -291,6 +292,7 @@ def test_every_shipped_model_is_a_dqw_that_loads_with_the_digest_its_name_gives(
 
 
 @pytest.mark.slow
+@pytest.mark.shipped
 def test_the_golden_files_name_dq_hiers_legacy_weights_and_still_decode():
     """The golden files of format version 3 name dq-hier's legacy weights; those of residual qualities and of
     format version 4, dq-2's."""
@@ -311,6 +313,7 @@ def test_the_golden_files_name_dq_hiers_legacy_weights_and_still_decode():
 
 
 @pytest.mark.slow
+@pytest.mark.shipped
 def test_the_shipped_dq_hier_decodes_to_the_same_weights_without_simd():
     path = zoo.find("dq-hier").path
     code = "import sys; from dqcodec import weights; print(weights.digest(*weights.read(open(sys.argv[1], 'rb').read())[:2]).hex())"
