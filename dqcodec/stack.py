@@ -89,22 +89,21 @@ class LayerStack:
     ) -> list[bytes]:
         """Every stream of a padded image x (1, 3, H, W) in [0, 1] whose true size is ``size``."""
         recorder = recorder or Recorder()
-        padded = (x.shape[-2], x.shape[-1])
-        boxes = tiling.tiles(*padded, tile)
+        cuts = tiling.cut(size, tile)
         streams = [StreamEncoder() for _ in self.stream_names]
         levels = streams[: self.net.num_levels]
-        recorder.expect(len(boxes) * (1 + self._enhancement_units()))
-        maps = tiling.IndexMaps(self.net, *padded) if self.residual else None
-        for box, features in tiling.analysed_tiles(self.net, x, boxes):
-            region = x[(...,) + box.pixels()]
+        recorder.expect(len(cuts) * (1 + self._enhancement_units()))
+        maps = tiling.IndexMaps(self.net, x.shape[-2], x.shape[-1]) if self.residual else None
+        for cut, features in tiling.analysed_tiles(self.net, x, cuts):
+            region = x[(...,) + cut.region]
             decoded = self.chain.compress(features, region, self.point, levels, rate_weight, refine_steps)
             recorder.advance()
             if self.pixels is not None:
-                self.pixels.compress(decoded, region, box.inside(size), streams[-1], recorder)
+                self.pixels.compress(decoded, region, cut.inside, streams[-1], recorder)
             if maps is not None:
-                maps.put(box, decoded.indices)
+                maps.put(cut.box, decoded.indices)
         if maps is not None:
-            self._compress_residual(x, size, maps, boxes, streams[-1], recorder)
+            self._compress_residual(x, size, maps, cuts, streams[-1], recorder)
         return [s.to_bytes() for s in streams]
 
     def _enhancement_units(self) -> int:
@@ -115,18 +114,17 @@ class LayerStack:
         x: torch.Tensor,
         size: tuple[int, int],
         maps: tiling.IndexMaps,
-        boxes: list[tiling.Box],
+        cuts: list[tiling.Tile],
         stream: StreamEncoder,
         recorder: Recorder,
     ) -> None:
         """Code every tile's true pixels minus the base image, which is synthesized here as a decoder will."""
         assert self.residual is not None
         base = np.zeros((size[0], size[1], 3), dtype=np.uint8)
-        self._synthesize(maps, boxes, (x.shape[-2], x.shape[-1]), base, lambda: None)
+        self._synthesize(maps, cuts, base, lambda: None)
         original = tiling.to_hwc(x * 255, size)
-        for box in boxes:
-            rows, cols = box.inside_slices(size)
-            self.residual.compress(original[rows, cols], base[rows, cols], stream)
+        for cut in cuts:
+            self.residual.compress(original[cut.rows, cut.cols], base[cut.rows, cut.cols], stream)
             recorder.advance()
 
     # ---- decoding ------------------------------------------------------------------------
@@ -145,18 +143,17 @@ class LayerStack:
             return self._decompress_pixels(strings, size, tile, recorder or Recorder())
         recorder = recorder or Recorder()
         residual = None if codes_only else self.residual
-        padded = tiling.padded_size(*size)
-        boxes = tiling.tiles(*padded, tile)
+        cuts = tiling.cut(size, tile)
         streams = [StreamDecoder(s) for s in strings[: len(self.stream_names)]]
-        recorder.expect(len(boxes) * (2 + (ResidualCodec.units_per_tile if residual else 0)))
-        maps = tiling.IndexMaps(self.net, *padded)
-        for box, decoded in self._decoded_tiles(streams, boxes, recorder):
-            maps.put(box, decoded.indices)
+        recorder.expect(len(cuts) * (2 + (ResidualCodec.units_per_tile if residual else 0)))
+        maps = tiling.IndexMaps(self.net, *tiling.padded_size(*size))
+        for cut, decoded in self._decoded_tiles(streams, cuts, recorder):
+            maps.put(cut.box, decoded.indices)
         _finish(streams[: self.net.num_levels])
         image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
-        self._synthesize(maps, boxes, padded, image, recorder.advance)
+        self._synthesize(maps, cuts, image, recorder.advance)
         if residual is not None:
-            self._decompress_residual(residual, image, boxes, streams[-1], recorder)
+            self._decompress_residual(residual, image, cuts, streams[-1], recorder)
         return image
 
     def _decompress_pixels(
@@ -164,41 +161,32 @@ class LayerStack:
     ) -> np.ndarray:
         """Every pixel, tile by tile from each tile's codes: no tile needs another's."""
         assert self.pixels is not None
-        boxes = tiling.tiles(*tiling.padded_size(*size), tile)
+        cuts = tiling.cut(size, tile)
         streams = [StreamDecoder(s) for s in strings]
-        recorder.expect(len(boxes) * (1 + self.pixels.units_per_tile))
+        recorder.expect(len(cuts) * (1 + self.pixels.units_per_tile))
         image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
-        for box, decoded in self._decoded_tiles(streams, boxes, recorder):
-            image[box.inside_slices(size)] = self.pixels.decompress(decoded, box.inside(size), streams[-1], recorder)
+        for cut, decoded in self._decoded_tiles(streams, cuts, recorder):
+            image[cut.rows, cut.cols] = self.pixels.decompress(decoded, cut.inside, streams[-1], recorder)
         _finish(streams)
         return image
 
     def _synthesize(
-        self,
-        maps: tiling.IndexMaps,
-        boxes: list[tiling.Box],
-        padded: tuple[int, int],
-        image: np.ndarray,
-        on_window: Callable[[], None],
+        self, maps: tiling.IndexMaps, cuts: list[tiling.Tile], image: np.ndarray, on_window: Callable[[], None]
     ) -> None:
         """The codes' image, window by window from the whole image's indices (windows see across tiles, so
         the image has no seams), into ``image`` of the true size; ``on_window()`` after each."""
-        size = (image.shape[0], image.shape[1])
-        for box in boxes:
-            outer, inner = tiling.window(box, *padded)
-            x_hat = self.net.reconstruct(maps.around(outer), self.point.groups)[(...,) + inner.pixels()]
-            image[box.inside_slices(size)] = tiling.to_hwc(x_hat * 255, box.inside(size))
+        for cut in cuts:
+            x_hat = self.net.reconstruct(maps.around(cut.window), self.point.groups)[(...,) + cut.in_window.pixels()]
+            image[cut.rows, cut.cols] = tiling.to_hwc(x_hat * 255, cut.inside)
             on_window()
 
     @staticmethod
     def _decompress_residual(
-        residual: ResidualCodec, image: np.ndarray, boxes: list[tiling.Box], stream: StreamDecoder, recorder: Recorder
+        residual: ResidualCodec, image: np.ndarray, cuts: list[tiling.Tile], stream: StreamDecoder, recorder: Recorder
     ) -> None:
         """Add every tile's decoded difference to the base image in ``image``."""
-        size = (image.shape[0], image.shape[1])
-        for box in boxes:
-            rows, cols = box.inside_slices(size)
-            image[rows, cols] = residual.decompress(image[rows, cols], stream, recorder)
+        for cut in cuts:
+            image[cut.rows, cut.cols] = residual.decompress(image[cut.rows, cut.cols], stream, recorder)
             recorder.advance()
         stream.finish()
 
@@ -207,8 +195,8 @@ class LayerStack:
     ) -> list[DecodedCodes]:
         """Every tile's decoded codes, without the image (for a file's tables, or one region's codes)."""
         streams = [StreamDecoder(s) for s in strings[: self.net.num_levels]]
-        boxes = tiling.tiles(*tiling.padded_size(*size), tile)
-        decoded = [codes for _, codes in self._decoded_tiles(streams, boxes, recorder or Recorder())]
+        cuts = tiling.cut(size, tile)
+        decoded = [codes for _, codes in self._decoded_tiles(streams, cuts, recorder or Recorder())]
         _finish(streams)
         return decoded
 
@@ -220,19 +208,18 @@ class LayerStack:
         if self.pixels is None:
             raise ValueError("the point codes no pixels")
         streams = [StreamDecoder(s) for s in strings[: self.net.num_levels]]
-        boxes = tiling.tiles(x.shape[-2], x.shape[-1], tile)
         total = 0.0
-        for box, decoded in self._decoded_tiles(streams, boxes, recorder):
-            total += self.pixels.bits(decoded, x[(...,) + box.pixels()], box.inside(size))
+        for cut, decoded in self._decoded_tiles(streams, tiling.cut(size, tile), recorder):
+            total += self.pixels.bits(decoded, x[(...,) + cut.region], cut.inside)
         return total
 
     def _decoded_tiles(
-        self, streams: list[StreamDecoder], boxes: list[tiling.Box], recorder: Recorder
-    ) -> Iterator[tuple[tiling.Box, DecodedCodes]]:
-        for box in boxes:
-            decoded = self.chain.decompress(streams[: self.net.num_levels], box.grid, self.point, recorder)
+        self, streams: list[StreamDecoder], cuts: list[tiling.Tile], recorder: Recorder
+    ) -> Iterator[tuple[tiling.Tile, DecodedCodes]]:
+        for cut in cuts:
+            decoded = self.chain.decompress(streams[: self.net.num_levels], cut.grid, self.point, recorder)
             recorder.advance()
-            yield box, decoded
+            yield cut, decoded
 
 
 def _finish(streams: list[StreamDecoder]) -> None:

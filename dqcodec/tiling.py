@@ -67,6 +67,35 @@ class Box:
         return slice(self.top, self.top + h), slice(self.left, self.left + w)
 
 
+@dataclass(frozen=True)
+class Tile:
+    """One tile of an image and everything the layers read of its place, computed once."""
+
+    box: Box  # in the padded image
+    grid: tuple[int, int]  # its size in first-level positions
+    inside: tuple[int, int]  # how much of it lies inside the true image
+    rows: slice  # its rows and columns in an (H, W, ...) image of the true size
+    cols: slice
+    window: Box  # the box with HALO pixels around it, within the padded image
+    in_window: Box  # the box's place inside that window
+
+    @property
+    def region(self) -> tuple[slice, slice]:
+        """Its rows and columns in the padded image."""
+        return self.box.pixels()
+
+
+def cut(size: tuple[int, int], tile: int) -> list[Tile]:
+    """The tiles of an image of the true ``size`` (padded to whole units), in raster order; tile 0 is one tile."""
+    padded = padded_size(*size)
+    cuts = []
+    for box in tiles(*padded, tile):
+        rows, cols = box.inside_slices(size)
+        outer, inner = window(box, *padded)
+        cuts.append(Tile(box, box.grid, box.inside(size), rows, cols, outer, inner))
+    return cuts
+
+
 def padded_size(height: int, width: int) -> tuple[int, int]:
     return -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
 
@@ -92,14 +121,13 @@ def level_strides(levels: int) -> list[int]:
     return [STRIDE >> i for i in range(levels)]
 
 
-def analysed_tiles(net: DQCodec, x: torch.Tensor, boxes: list[Box]) -> Iterator[tuple[Box, list[torch.Tensor]]]:
+def analysed_tiles(net: DQCodec, x: torch.Tensor, cuts: list[Tile]) -> Iterator[tuple[Tile, list[torch.Tensor]]]:
     """(tile, every level's features of it) for a padded image x (1, 3, H, W), each from the analysis
     of a window around the tile."""
-    height, width = x.shape[-2:]
-    for box in boxes:
-        outer, inner = window(box, height, width)
-        features = net.analyse(x[(...,) + outer.pixels()])
-        yield box, [f[(...,) + inner.positions(s)] for f, s in zip(features, level_strides(net.num_levels))]
+    strides = level_strides(net.num_levels)
+    for tile in cuts:
+        features = net.analyse(x[(...,) + tile.window.pixels()])
+        yield tile, [f[(...,) + tile.in_window.positions(s)] for f, s in zip(features, strides)]
 
 
 class IndexMaps:
