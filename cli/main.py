@@ -261,6 +261,8 @@ def info(file, max_pixels):
     click.echo(f"file            {file}")
     click.echo(f"model           {h.model} (weights {h.weights_hash.hex()})")
     click.echo(f"coding          {details.coding}, quality {h.quality}")
+    groups = "+".join(map(str, details.point.groups))
+    click.echo(f"codes           quality {details.point.codes_quality}'s (groups of each level: {groups})")
     click.echo(f"image           {h.width}x{h.height} {h.mode}")
     click.echo(
         f"size            {details.file_bytes} bytes, {details.bits_per_pixel:.4f} bpp, {details.bits_per_dimension:.4f} bits/dim"

@@ -267,6 +267,8 @@ def test_a_near_lossless_file_says_so_in_info(tiny_zoo, tmp_path):
     assert run("encode", path, "-q", "6", "--model", tiny_zoo).exit_code == 0
     info = run("info", tmp_path / "a.dq")
     assert info.exit_code == 0 and "near-lossless (every sample within 6 grey levels), quality 6" in info.output
+    # the tiny model's lossless quality, 1, codes the first level whole and one group of the second
+    assert "codes           quality 1's (groups of each level: 2+1)" in info.output
 
 
 def test_train_refuses_a_quality_the_model_does_not_have_and_a_width_it_would_ignore(tmp_path):
