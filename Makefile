@@ -45,13 +45,18 @@ lint: $(VENV)/.installed-dev
 # crops from the best photos none of data/train comes from (data/native/, listed in data/native.json;
 # about 0.45 GB more cache); scripts/build_native_set.py --train-native also cuts 256x256 native crops
 # of training photos into data/train-native/.
+# `make sharp` (also after `make data`) builds the third evaluation set, data/sharp/ (listed in data/sharp.json):
+# whole photos, JPEG q >= 95 or lossless, none from data/train, sharp in every 64x64 block, downscaled to 768 px.
 # Training a dq model needs the core package only; the baselines need [train], `results` and `bench` [eval].
-.PHONY: data native train baselines results bench
+.PHONY: data native sharp train baselines results bench
 data: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py
 
 native: $(VENV)/.installed
 	$(PY) scripts/build_native_set.py
+
+sharp: $(VENV)/.installed
+	$(PY) scripts/build_sharp_set.py
 
 # Reproduce the shipped dq-hier model (about four hours on 2 CPU cores: 97 minutes lossy, 145 lossless), then ship it.
 # Phase 1 draws a random quality for every crop; phase 2 keeps all bottom groups for half of them.
@@ -116,5 +121,7 @@ results: $(VENV)/.installed-eval
 bench: $(VENV)/.installed-eval
 	$(PY) benchmarks/rd.py data/heldout
 	$(PY) benchmarks/rd.py data/native
+	$(PY) benchmarks/rd.py data/sharp
 	$(PY) benchmarks/lossless.py data/heldout
 	$(PY) benchmarks/lossless.py data/native
+	$(PY) benchmarks/lossless.py data/sharp
