@@ -185,31 +185,51 @@ def cli():
 @click.option(
     "--model", help=f"default: {defaults.DEFAULT_MODEL}, or {defaults.DEFAULT_LOSSLESS_MODEL} with --lossless"
 )
+@click.option(
+    "--bpp",
+    type=click.FloatRange(min=0, min_open=True),
+    help="instead of -q: the largest quality whose file is within this many bits per pixel (as cwebp -size)",
+)
+@click.option(
+    "--psnr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="instead of -q: the smallest quality whose decoded image reaches this PSNR in dB (as cwebp -psnr)",
+)
 @max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
-def encode(inputs, output, quality, lossless, effort, model, max_pixels, force):
+def encode(inputs, output, quality, lossless, effort, model, bpp, psnr, max_pixels, force):
     """Encode images (PNG, JPEG, ...) into .dq files."""
     if lossless and effort:
         raise click.UsageError("--effort applies to lossy files only")
+    if (bpp is not None or psnr is not None) and (
+        quality is not None or lossless or (bpp is not None and psnr is not None)
+    ):
+        raise click.UsageError("give one of -q, --lossless, --bpp and --psnr")
     pairs = plan_outputs(inputs, output, ".dq", force)
-    from dqcodec import codec
+    from dqcodec import codec, rate_control
 
     def work(src, dst, progress=None):
         started = time.perf_counter()
-        data = dqcodec.compress(
-            src,
-            quality=quality,
-            model=model,
-            lossless=lossless,
-            effort=effort,
-            max_pixels=max_pixels or None,
-            progress=progress,
-        )
+        chosen = ""
+        if bpp is not None or psnr is not None:
+            coded = rate_control.compress_to(src, bpp, psnr, model, effort, max_pixels or None)
+            data, chosen = coded.data, f", quality {coded.quality}" + (f", {coded.psnr:.2f} dB" if psnr else "")
+        else:
+            data = dqcodec.compress(
+                src,
+                quality=quality,
+                model=model,
+                lossless=lossless,
+                effort=effort,
+                max_pixels=max_pixels or None,
+                progress=progress,
+            )
         write_atomic(dst, data)
         info = codec.container.unpack(data)[0]
-        bpp = 8 * len(data) / (info.height * info.width)
-        bpd = bpp / codec.channels(info.mode)
-        return f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp ({bpd:.4f} bits/dim), {time.perf_counter() - started:.2f} s"
+        bpp_file = 8 * len(data) / (info.height * info.width)
+        bpd = bpp_file / codec.channels(info.mode)
+        seconds = time.perf_counter() - started
+        return f"{src} -> {dst}: {len(data)} bytes, {bpp_file:.4f} bpp ({bpd:.4f} bits/dim){chosen}, {seconds:.2f} s"
 
     run_batch(pairs, "encoding", work)
 

@@ -81,7 +81,7 @@ def compress(
             "effort applies to lossy files; a lossless file codes every pixel whatever its codes"
         )
     rgb, mode = rgb_and_mode(load_image(image, max_pixels))
-    net, digest = _dq_model(model, f"model {model!r}")
+    net, digest = load_dq_model(model, f"model {model!r}")
     point = net.ladder.resolve(quality, lossless)
     if effort and point.kind != Kind.LOSSY:
         raise errors.ArgumentError(
@@ -98,7 +98,8 @@ def compress(
     return container.pack(header, strings)
 
 
-def _dq_model(name: str, what: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
+def load_dq_model(name: str, what: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
+    """An installed dq model and the SHA-256 of its weights; ModelError, saying ``what`` names it, for a baseline."""
     net, digest = zoo.load(name, weights_hash)
     if not registry.is_dq(net):
         raise errors.ModelError(
@@ -151,7 +152,7 @@ def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Opene
         raise errors.ArgumentError(f"expected the bytes of a .dq file, got {type(data).__name__}")
     header, streams = container.unpack(bytes(data), max_pixels)  # sizes checked before anything is allocated
     version = container.read_header(bytes(data[: container.MAX_HEADER_BYTES]))[1]
-    net, digest = _dq_model(header.model, f"file names model {header.model!r}, which", header.weights_hash)
+    net, digest = load_dq_model(header.model, f"file names model {header.model!r}, which", header.weights_hash)
     if digest[:8] != header.weights_hash:
         raise errors.ModelError(
             f"file was written with other weights of model {header.model!r} "
