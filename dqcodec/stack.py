@@ -21,6 +21,7 @@ import torch
 
 from . import tiling
 from .entropy import StreamDecoder, StreamEncoder
+from .errors import CorruptStreamError
 from .levels import DecodedCodes
 from .model import DQCodec
 from .pixel_codec import PixelCodec
@@ -139,6 +140,9 @@ class LayerStack:
         codes_only: bool = False,
     ) -> np.ndarray:
         """The (H, W, 3) uint8 image of a file's streams; ``codes_only``: the codes' image alone."""
+        if len(strings) != len(self.stream_names):
+            names = ", ".join(self.stream_names)
+            raise CorruptStreamError(f"expected {len(self.stream_names)} streams ({names}), found {len(strings)}")
         if self.pixels is not None and not codes_only:
             return self._decompress_pixels(strings, size, tile, recorder or Recorder())
         recorder = recorder or Recorder()

@@ -230,6 +230,10 @@ def test_the_model_interface_codes_every_point_of_its_ladder():
     )
     with pytest.raises(dqcodec.ArgumentError, match="quality"):
         model.compress(x, quality=len(ladder) + 1)
+    with pytest.raises(
+        dqcodec.CorruptStreamError, match="expected 3 streams"
+    ):  # a residual quality's, without its residual
+        model.decompress(base["strings"], base["shape"], quality=ladder.lossy_count + 1)
 
 
 def test_plain_vq_configuration_codes_too():
