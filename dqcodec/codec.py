@@ -13,6 +13,7 @@ codes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 import numpy as np
@@ -132,7 +133,6 @@ class OpenedFile:
     """A .dq file's header, streams, model and operating point, each checked before anything is decoded."""
 
     header: container.Header
-    version: int
     streams: list[bytes]
     net: DQCodec
     point: OperatingPoint
@@ -141,7 +141,7 @@ class OpenedFile:
     def size(self) -> tuple[int, int]:
         return self.header.height, self.header.width
 
-    @property
+    @cached_property
     def stack(self) -> LayerStack:
         return LayerStack(self.net, self.point)
 
@@ -151,7 +151,6 @@ def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Opene
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise errors.ArgumentError(f"expected the bytes of a .dq file, got {type(data).__name__}")
     header, streams = container.unpack(bytes(data), max_pixels)  # sizes checked before anything is allocated
-    version = container.read_header(bytes(data[: container.MAX_HEADER_BYTES]))[1]
     net, digest = load_dq_model(header.model, f"file names model {header.model!r}, which", header.weights_hash)
     if digest[:8] != header.weights_hash:
         raise errors.ModelError(
@@ -160,7 +159,7 @@ def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Opene
         )
     point = _file_point(header, len(streams), net)
     _check_streams(point, streams, net, header.model)
-    return OpenedFile(header, version, streams, net, point)
+    return OpenedFile(header, streams, net, point)
 
 
 def _file_point(header: container.Header, streams: int, net: DQCodec) -> OperatingPoint:

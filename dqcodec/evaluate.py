@@ -153,10 +153,10 @@ def metrics(reference: Image.Image, decoded: Image.Image) -> tuple[float, float]
     from pytorch_msssim import ms_ssim  # what CompressAI's eval_model uses
 
     from . import codec
+    from .images import psnr
 
+    value = psnr(reference.convert("RGB"), decoded.convert("RGB"))
     a, b = codec.to_tensor(reference) * 255, codec.to_tensor(decoded) * 255
-    mse = (a - b).pow(2).mean().item()
-    value = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
     quality = ms_ssim(a, b, data_range=255).item() if min(a.shape[-2:]) > 160 else math.nan
     return value, quality
 

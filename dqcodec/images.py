@@ -6,6 +6,7 @@ lose information (alpha, 16-bit, CMYK, ...) are refused.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Union
 
@@ -108,6 +109,12 @@ def pad(x: torch.Tensor) -> torch.Tensor:
     """Replicate-pad (1, 3, H, W) to multiples of the model stride."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
+
+
+def psnr(reference: Image.Image, decoded: Image.Image) -> float:
+    """PSNR in dB over every 8-bit sample of two images of one size and mode (inf for identical ones)."""
+    error = np.mean((np.asarray(reference, dtype=np.float64) - np.asarray(decoded, dtype=np.float64)) ** 2)
+    return math.inf if error == 0 else float(10 * np.log10(255**2 / error))
 
 
 def to_image(x: torch.Tensor, height: int, width: int, mode: str) -> Image.Image:

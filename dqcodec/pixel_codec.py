@@ -106,8 +106,6 @@ class PixelCodec:
     coding); they are the same whatever the count.
     """
 
-    stream_names = ("pixels",)
-
     def __init__(self, model: PixelModel, tolerance: int = 0, workers: int | None = None):
         window_bins(tolerance)  # a tolerance the tables can code, or a ValueError
         self.model = model

@@ -133,7 +133,7 @@ class Ladder:
                 self.lossless_quality if quality is None else quality,
                 self.lossy_count,
             )
-            self._require_pixel_model("lossless files")
+            self._require_pixel_model()
             return self._codes(Kind.LOSSLESS, quality, quality)
         return self.rung(_checked_quality("quality", self.default_quality if quality is None else quality, len(self)))
 
@@ -180,13 +180,13 @@ class Ladder:
             return rung
         if rung.kind in (Kind.RESIDUAL, Kind.NEAR_LOSSLESS):
             return rung
-        self._require_pixel_model("lossless files", ModelError)
+        self._require_pixel_model()
         return self._codes(Kind.LOSSLESS, quality, quality)
 
     def _file_point(self, kind: Kind, quality: int) -> OperatingPoint:
         if kind == Kind.LOSSLESS:
             _check_file_quality(quality, self.lossy_count)
-            self._require_pixel_model("lossless files", ModelError)
+            self._require_pixel_model()
             return self._codes(Kind.LOSSLESS, quality, quality)
         _check_file_quality(quality, len(self))
         point = self.rung(quality)
@@ -200,9 +200,9 @@ class Ladder:
         groups = self.qualities[codes_quality - 1]
         return OperatingPoint(kind, quality, codes_quality, groups, self.rate_weights[codes_quality - 1], **layer)
 
-    def _require_pixel_model(self, what: str, error: type[Exception] = ModelError) -> None:
+    def _require_pixel_model(self) -> None:
         if not self.has_pixel_model:
-            raise error(f"the model has no pixel likelihood, so it cannot code {what}")
+            raise ModelError("the model has no pixel likelihood, so it cannot code lossless files")
 
 
 def _groups(quality: Any, top_groups: int | None) -> tuple[int, ...]:

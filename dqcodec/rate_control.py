@@ -14,10 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-from PIL import Image
-
-from . import codec, errors
+from . import codec, errors, images
 from .defaults import DEFAULT_MAX_PIXELS, default_model
 from .images import ImageLike, load_image, rgb_and_mode
 from .point import Kind, Ladder, OperatingPoint
@@ -56,7 +53,7 @@ def compress_to(
         if index not in tried:
             quality = qualities[index]
             data = codec.compress(source, quality=quality, model=model, effort=effort, max_pixels=max_pixels)
-            measured = None if by_size else _psnr(source, codec.decompress(data, max_pixels=max_pixels))
+            measured = None if by_size else images.psnr(source, codec.decompress(data, max_pixels=max_pixels))
             tried[index] = Coded(data, quality, 8 * len(data) / (source.width * source.height), measured)
         return tried[index]
 
@@ -100,9 +97,3 @@ def _first(count: int, meets: Callable[[int], bool]) -> int:
         middle = (low + high) // 2
         low, high = (low, middle) if meets(middle) else (middle + 1, high)
     return low
-
-
-def _psnr(reference: Image.Image, decoded: Image.Image) -> float:
-    """PSNR in dB over every 8-bit sample (inf for identical images)."""
-    error = np.mean((np.asarray(reference, dtype=np.float64) - np.asarray(decoded, dtype=np.float64)) ** 2)
-    return float("inf") if error == 0 else float(10 * np.log10(255**2 / error))

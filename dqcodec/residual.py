@@ -262,7 +262,6 @@ class ResidualCodec:
     """The residual layer as a codec: a tile's true pixels minus its base image (what the codes decode
     to), as 8x8 DCTs quantized with one step, in one stream shared by the tiles."""
 
-    stream_name = "residual"
     units_per_tile = 1  # its tiles
 
     def __init__(self, step: int):

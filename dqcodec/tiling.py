@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from .config import STRIDE
-from .container import MAX_TILE, MIN_TILE  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from .model import DQCodec

@@ -172,7 +172,8 @@ def weights_digest(data: bytes) -> bytes:
 def load(name: str = DEFAULT_MODEL, weights_hash: bytes | None = None) -> tuple[nn.Module, bytes]:
     """The named model in eval mode and the SHA-256 of its weights: its current version, or the
     version whose hash starts with ``weights_hash`` (see ``find``)."""
-    return _load_file(find(name, weights_hash).path)
+    path = find(name, weights_hash).path
+    return _load_file(path)
 
 
 def load_file(path: Path) -> tuple[nn.Module, bytes]:

@@ -362,10 +362,16 @@ def native_photos(fetched: dict[str, str], manifest: dict | None) -> list[Photo]
                 name = os.path.basename(file)
                 if os.path.isfile(file) and not exclude.fullmatch(name) and not forbidden(name):
                     photos.append(Photo(src.package, os.path.relpath(file, root), file, src.eet_entry))
+    return photos + heldout_photos(fetched, manifest, NATIVE_FROM_HELDOUT)
+
+
+def heldout_photos(fetched: dict[str, str], manifest: dict | None, packages) -> list[Photo]:
+    """The photos data/manifest.json holds out of training, of some of build_dataset.py's packages."""
     heldout = manifest_keys(manifest, "heldout")
+    photos = []
     for src in bd.SOURCES:
         root = fetched.get(src.package)
-        if src.package not in NATIVE_FROM_HELDOUT or root is None:
+        if src.package not in packages or root is None:
             continue
         picked, _ = bd.select_files(src, root)  # same selection (and name filter) as the dataset
         photos += [Photo(src.package, rel, os.path.join(root, rel)) for rel in picked if (src.package, rel) in heldout]

@@ -143,16 +143,7 @@ def candidates(roots: dict[str, str], manifest: dict | None) -> list[ns.Photo]:
                 rel = os.path.relpath(f, root)
                 if not exclude.fullmatch(rel) and not ns.forbidden(rel):
                     photos.append(ns.Photo(src.package, rel, f, src.eet_entry))
-    heldout = ns.manifest_keys(manifest, "heldout")
-    for src in bd.SOURCES:
-        root = roots.get(src.package)
-        if src.package not in SHARP_FROM_HELDOUT or root is None:
-            continue
-        picked, _ = bd.select_files(src, root)
-        photos += [
-            ns.Photo(src.package, rel, os.path.join(root, rel)) for rel in picked if (src.package, rel) in heldout
-        ]
-    return photos
+    return photos + ns.heldout_photos(roots, manifest, SHARP_FROM_HELDOUT)
 
 
 def downscale(im: Image.Image) -> tuple[Image.Image, float]:

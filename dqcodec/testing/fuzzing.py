@@ -74,7 +74,7 @@ def dq_seeds(model: str) -> dict[str, bytes]:
     import numpy as np
 
     import dqcodec
-    from dqcodec import point, tiling, zoo
+    from dqcodec import container, point, zoo
 
     rng = np.random.default_rng(1)
     net, _ = zoo.load(model)
@@ -91,7 +91,7 @@ def dq_seeds(model: str) -> dict[str, bytes]:
         seeds["residual"] = dqcodec.compress(image, quality=residual_quality, model=model)
     default = point.LOSSY_TILE
     try:  # files of four small tiles
-        point.LOSSY_TILE = tiling.MIN_TILE
+        point.LOSSY_TILE = container.MIN_TILE
         seeds["tiled"] = dqcodec.compress(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), quality=1, model=model)
         if residual_quality:
             seeds["tiled-residual"] = dqcodec.compress(
