@@ -506,6 +506,11 @@ def bpd(folder, codecs, json_path, model, quality):
     help="residual qualities after the lossy ones, each BASE:STEP (quality BASE's codes, then the difference as 8x8 DCTs quantized with STEP), e.g. 2:48,2:24; 'none' for none",
 )
 @click.option(
+    "--residual-deblocking/--no-residual-deblocking",
+    default=None,
+    help="residual qualities decode with their 8x8 blocks' edges smoothed (dqcodec/residual.py's deblock); default: as the checkpoint's config",
+)
+@click.option(
     "--tolerances",
     help="near-lossless qualities after the lossy and residual ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)",
 )
@@ -538,6 +543,7 @@ def export_model(
     default_quality,
     lossless_quality,
     residual_steps,
+    residual_deblocking,
     tolerances,
     calibration,
     calibration_images,
@@ -563,6 +569,7 @@ def export_model(
         "default_quality": default_quality,
         "lossless_quality": lossless_quality,
         "residual_steps": parse_residual_steps(residual_steps) if residual_steps else None,
+        "residual_deblocking": residual_deblocking,
         "tolerances": parse_tolerances(tolerances) if tolerances else None,
     }
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -46,6 +46,8 @@ class DQConfig:
     # residual qualities after the lossy ones, each [base quality, step]: the base's codes, then the image
     # minus the base's image as 8x8 DCTs quantized with that step (see residual.py)
     residual_steps: list[list[int]] = field(default_factory=list)
+    # whether residual qualities decode with their blocks' edges smoothed (residual.deblock; dq-3 on)
+    residual_deblocking: bool = False
     # near-lossless qualities after those: each codes lossless_quality's codes and every sample's bin
     # of 2d + 1 values for its tolerance d (see pixel_tables.py), so it decodes within 2d of the original
     tolerances: list[int] = field(default_factory=list)
@@ -61,10 +63,11 @@ class DQConfig:
             raise ArgumentError("rate_weights needs one entry per quality")
         for quality in self.qualities:
             self._check_quality(quality)
-        for name in ("default_quality", "lossless_quality"):
-            if not 1 <= getattr(self, name) <= len(self.qualities):
-                raise ArgumentError(f"{name} is not one of the qualities")
+        if not 1 <= self.lossless_quality <= len(self.qualities):
+            raise ArgumentError("lossless_quality is not one of the lossy qualities")
         self._check_enhancements()
+        if not 1 <= self.default_quality <= len(self.qualities) + len(self.residual_steps):
+            raise ArgumentError("default_quality is not one of the lossy or residual qualities")
 
     def _check_quality(self, quality: list[int]) -> None:
         levels = self.levels

@@ -42,6 +42,9 @@ BAND_GROUPS = len(BAND_GROUP_STARTS) + 1
 ZERO_LEVELS = 256  # the mass of zero is z / 256, z in 1..255
 DECAY_BITS = 12  # the geometric decay is r / 2^12, r in 0..4095
 _PREVIOUS_BANDS = 3
+RATE_WEIGHT = 0.12  # the encoder's weight of bits against squared error in steps (chosen on training photos)
+RATE_PASSES = 2
+DEBLOCK_BETA, DEBLOCK_LIMIT = 1.0, 0.1  # deblocking's smoothness threshold and largest change, in steps
 
 
 def _dct_matrix() -> np.ndarray:
@@ -84,9 +87,20 @@ def blocks_shape(height: int, width: int) -> tuple[int, int]:
 # ---- encoding ----------------------------------------------------------------------------
 
 
-def encode(original: np.ndarray, base: np.ndarray, step: int, stream: StreamEncoder) -> None:
-    """Code original - base, two (h, w, 3) uint8 images, at a quantizer step, into the stream."""
-    quantized = quantize(original.astype(np.int64) - base, step)
+def encode(
+    original: np.ndarray, base: np.ndarray, step: int, stream: StreamEncoder, rate_weight: float = RATE_WEIGHT
+) -> None:
+    """Code original - base, two (h, w, 3) uint8 images, at a quantizer step, into the stream; the
+    coefficients are rounded for rate and distortion with that weight (0: plain dead-zone rounding)."""
+    difference = original.astype(np.int64) - base
+    quantized = quantize(difference, step)
+    if rate_weight:
+        quantized = rate_distortion_round(forward(difference) / step, quantized, rate_weight)
+    encode_quantized(quantized, step, stream)
+
+
+def encode_quantized(quantized: np.ndarray, step: int, stream: StreamEncoder) -> None:
+    """Code quantized coefficients (3, bh, bw, 64) of one tile, whatever rounding chose them."""
     magnitudes = np.abs(quantized)
     contexts = [[band_contexts(magnitudes, channel, band) for band in range(BLOCK * BLOCK)] for channel in range(3)]
     parameters = _fit(quantized, contexts)
@@ -104,13 +118,48 @@ def encode(original: np.ndarray, base: np.ndarray, step: int, stream: StreamEnco
 
 def quantize(difference: np.ndarray, step: int) -> np.ndarray:
     """(h, w, 3) integer differences -> quantized coefficients (3, bh, bw, 64), bands in zigzag order."""
+    coefficients = forward(difference) / step
+    return (np.sign(coefficients) * np.floor(np.abs(coefficients) + 0.5 - DEAD_ZONE)).astype(np.int64)
+
+
+def rate_distortion_round(
+    coefficients: np.ndarray, quantized: np.ndarray, weight: float, passes: int = RATE_PASSES
+) -> np.ndarray:
+    """Coefficients (in steps) rounded to 0, the floor or the ceiling of their magnitude, whichever costs
+    least in squared error (in steps) + weight x bits, the bits under the tables that the previous rounding
+    (``quantized``, at first) would send, in its contexts. An encoder's choice: the decoder is the same."""
+    magnitude = np.abs(coefficients)
+    sign = np.where(coefficients < 0, -1, 1)
+    floor = np.floor(magnitude).astype(np.int64)
+    for _ in range(passes):
+        contexts = all_contexts(np.abs(quantized))
+        tables = Tables(_fit(quantized, [[contexts[c, ..., b] for b in range(BLOCK * BLOCK)] for c in range(3)]))
+        bits, largest = tables.bits()
+        groups = np.broadcast_to(BAND_GROUP, quantized.shape)
+        channels = np.broadcast_to(np.arange(3)[:, None, None, None], quantized.shape)
+        limit = largest[channels, groups, contexts]
+        best_cost, best = None, None
+        for candidate in (np.zeros_like(floor), floor, floor + 1):
+            candidate = np.minimum(candidate, limit)
+            rate = bits[channels, groups, contexts, bits.shape[-1] // 2 + sign * candidate]
+            cost = (magnitude - candidate) ** 2 + weight * rate
+            if best is None:
+                best_cost, best = cost, candidate
+            else:
+                better = cost < best_cost
+                best_cost, best = np.where(better, cost, best_cost), np.where(better, candidate, best)
+        quantized = sign * best
+    return quantized
+
+
+def forward(difference: np.ndarray) -> np.ndarray:
+    """(h, w, 3) differences -> their float coefficients (3, bh, bw, 64), bands in zigzag order."""
     h, w = difference.shape[:2]
     bh, bw = blocks_shape(h, w)
     padded = np.pad(difference, ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge").astype(np.float64)
     channels = np.einsum("cr,hwr->chw", COLOUR, padded)
     tiles = channels.reshape(3, bh, BLOCK, bw, BLOCK).transpose(0, 1, 3, 2, 4)
-    coefficients = (DCT @ tiles @ DCT.T).reshape(3, bh, bw, BLOCK * BLOCK)[..., ZIGZAG] / step
-    return (np.sign(coefficients) * np.floor(np.abs(coefficients) + 0.5 - DEAD_ZONE)).astype(np.int64)
+    return (DCT @ tiles @ DCT.T).reshape(3, bh, bw, BLOCK * BLOCK)[..., ZIGZAG]
 
 
 def _fit(quantized: np.ndarray, contexts) -> np.ndarray:
@@ -208,6 +257,35 @@ def add(base: np.ndarray, difference: np.ndarray) -> np.ndarray:
     return np.clip(base.astype(np.int64) + difference, 0, 255).astype(np.uint8)
 
 
+def deblock(image: np.ndarray, step: int) -> np.ndarray:
+    """A (h, w, 3) uint8 image with its 8x8 blocks' edges smoothed for a step: HEVC's weak filter, line by
+    line and sample by sample, first across vertical edges, then horizontal ones. Where both sides of an
+    edge are smooth (their second differences sum below ``DEBLOCK_BETA`` steps) and the filter's change
+    stays under ten times its limit, the two samples next to the edge move towards each other by at most
+    ``DEBLOCK_LIMIT`` steps. Integers only."""
+    beta = max(1, int(DEBLOCK_BETA * step))
+    limit = max(1, int(DEBLOCK_LIMIT * step))
+    values = image.astype(np.int64)
+    for axis in (1, 0):
+        values = _deblock_edges(values, beta, limit, axis)
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+def _deblock_edges(values: np.ndarray, beta: int, limit: int, axis: int) -> np.ndarray:
+    """``deblock``'s filter across the block edges along one axis (1: vertical edges, 0: horizontal)."""
+    out = np.moveaxis(values.copy(), axis, 0)
+    edges = np.arange(BLOCK, out.shape[0] - 2, BLOCK)  # each with three samples on either side
+    if not len(edges):
+        return np.moveaxis(out, 0, axis)
+    p2, p1, p0, q0, q1, q2 = (out[edges + k] for k in (-3, -2, -1, 0, 1, 2))
+    smooth = np.abs(p2 - 2 * p1 + p0) + np.abs(q2 - 2 * q1 + q0) < beta
+    delta = (9 * (q0 - p0) - 3 * (q1 - p1) + 8) >> 4
+    delta = np.where(smooth & (np.abs(delta) < 10 * limit), np.clip(delta, -limit, limit), 0)
+    out[edges - 1] = p0 + delta
+    out[edges] = q0 - delta
+    return np.moveaxis(out, 0, axis)
+
+
 # ---- what both sides compute -------------------------------------------------------------
 
 
@@ -225,6 +303,16 @@ def band_contexts(magnitudes: np.ndarray, channel: int, band: int) -> np.ndarray
     return np.searchsorted(_CONTEXT_EDGES, total + 1, side="right")
 
 
+def all_contexts(magnitudes: np.ndarray) -> np.ndarray:
+    """The context class (3, bh, bw, 64) of every coefficient, from final magnitudes (an encoder's view:
+    the decoder computes each band's after the bands before it)."""
+    contexts = np.empty(magnitudes.shape, dtype=np.int64)
+    for channel in range(3):
+        for band in range(BLOCK * BLOCK):
+            contexts[channel, ..., band] = band_contexts(magnitudes, channel, band)
+    return contexts
+
+
 class Tables:
     """The tables of a tile's (channel, band group, context)s from their parameters, each built once."""
 
@@ -232,14 +320,29 @@ class Tables:
         self.parameters = parameters
         self._built: dict = {}
 
+    def bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(-log2 p of every value -L..L of every table, centred in one (3, groups, contexts, 2 Lmax + 1)
+        array, inf outside a table; every table's L), for an encoder's rate estimates."""
+        largest = self.parameters[..., 0]
+        span = int(largest.max(initial=0))
+        bits = np.full(largest.shape + (2 * span + 1,), np.inf)
+        bits[..., span] = 0.0  # a table with L = 0 codes nothing: every value is 0
+        for key in zip(*np.nonzero(largest)):
+            frequencies = self._table(key)[0]
+            size = int(largest[key])
+            bits[key][span - size : span + size + 1] = -np.log2(frequencies / frequencies.sum())
+        return bits, largest
+
+    def _table(self, key: tuple) -> np.ndarray:
+        if key not in self._built:
+            self._built[key] = table(*map(int, self.parameters[key]))
+        return self._built[key]
+
     def largest(self, channel: int, band: int, context: int) -> int:
         return int(self.parameters[channel, BAND_GROUP[band], context, 0])
 
     def get(self, channel: int, band: int, context: int) -> np.ndarray:
-        key = channel, BAND_GROUP[band], context
-        if key not in self._built:
-            self._built[key] = table(*map(int, self.parameters[key]))
-        return self._built[key]
+        return self._table((channel, int(BAND_GROUP[band]), context))
 
 
 def table(largest: int, zero: int, decay: int) -> np.ndarray:
@@ -264,8 +367,8 @@ class ResidualCodec:
 
     units_per_tile = 1  # its tiles
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, deblocking: bool = False):
+        self.step, self.deblocking = step, deblocking
 
     def compress(self, original: np.ndarray, base: np.ndarray, stream: StreamEncoder) -> None:
         """Code a tile's (h, w, 3) uint8 pixels given its (h, w, 3) uint8 base image."""
@@ -273,4 +376,5 @@ class ResidualCodec:
 
     def decompress(self, base: np.ndarray, stream: StreamDecoder, recorder: Recorder) -> np.ndarray:
         """A tile's decoded (h, w, 3) uint8 pixels given its base image."""
-        return add(base, decode(*base.shape[:2], self.step, stream, recorder))
+        image = add(base, decode(*base.shape[:2], self.step, stream, recorder))
+        return deblock(image, self.step) if self.deblocking else image

@@ -70,7 +70,7 @@ class LayerStack:
         self.net, self.point = net, point
         self.chain = net.chain
         self.pixels = PixelLayer(net, point.tolerance) if point.codes_pixels else None
-        self.residual = ResidualCodec(point.residual_step) if point.residual_step else None
+        self.residual = ResidualCodec(point.residual_step, point.deblocking) if point.residual_step else None
 
     @property
     def stream_names(self) -> list[str]:

@@ -44,6 +44,22 @@ def test_a_request_resolves_with_the_models_defaults():
     assert LADDER.resolve(3, lossless=True).groups == (4, 4)
 
 
+def test_a_residual_quality_may_be_the_default_and_say_it_deblocks():
+    ladder = Ladder.from_config({**CONFIG, "default_quality": 5, "residual_deblocking": True})
+    assert ladder.resolve() == ladder.rung(5) and ladder.resolve().deblocking
+    assert not any(point.deblocking for point in ladder.rungs() if point.kind != Kind.RESIDUAL)
+    assert not any(point.deblocking for point in LADDER.rungs())
+
+
+@pytest.mark.parametrize("default", [6, 0])
+def test_a_config_whose_default_is_no_lossy_or_residual_quality_is_refused(default):
+    from dqcodec.config import DQConfig
+
+    with pytest.raises(dqcodec.ArgumentError, match="default_quality"):
+        DQConfig(**{**CONFIG, "default_quality": default})
+    assert DQConfig(**{**CONFIG, "default_quality": 5}).default_quality == 5
+
+
 @pytest.mark.parametrize(
     "quality,lossless", [(0, False), (7, False), (4, True), (1.5, False), (True, False), ("2", False)]
 )

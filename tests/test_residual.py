@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import dqcodec
+import dqcodec.recorder
 from dqcodec import container, residual
 from dqcodec.entropy import StreamDecoder, StreamEncoder
 from dqcodec.errors import ArgumentError, CorruptStreamError
@@ -17,9 +18,15 @@ from .conftest import TINY, photo_like
 RESIDUAL_QUALITY = 4  # the tiny model's: quality 2's codes, step 16
 
 
-def _coded(original: np.ndarray, base: np.ndarray, step: int) -> bytes:
+def _coded(original: np.ndarray, base: np.ndarray, step: int, rate_weight: float = residual.RATE_WEIGHT) -> bytes:
     stream = StreamEncoder()
-    residual.encode(original, base, step, stream)
+    residual.encode(original, base, step, stream, rate_weight)
+    return stream.to_bytes()
+
+
+def _coded_coefficients(quantized: np.ndarray, step: int) -> bytes:
+    stream = StreamEncoder()
+    residual.encode_quantized(quantized, step, stream)
     return stream.to_bytes()
 
 
@@ -36,15 +43,76 @@ def _decoded(data: bytes, shape, step: int) -> np.ndarray:
 )
 def test_the_decoder_gets_the_encoders_coefficients_back(height, width, step, seed):
     """Whatever the size (blocks cut by the edge) and step, the stream decodes to the integer inverse of
-    exactly the coefficients the encoder quantized."""
+    exactly the coefficients the encoder chose, by dead-zone rounding or by rate and distortion."""
     rng = np.random.default_rng(seed)
     original = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    quantized = residual.quantize(original.astype(np.int64) - base, step)
-    assert np.array_equal(
-        _decoded(_coded(original, base, step), (height, width), step),
-        residual.inverse(quantized, step)[:height, :width],
+    difference = original.astype(np.int64) - base
+    plain = residual.quantize(difference, step)
+    chosen = residual.rate_distortion_round(residual.forward(difference) / step, plain, residual.RATE_WEIGHT)
+    for quantized in (plain, chosen):
+        assert np.array_equal(
+            _decoded(_coded_coefficients(quantized, step), (height, width), step),
+            residual.inverse(quantized, step)[:height, :width],
+        )
+    assert np.array_equal(_coded(original, base, step), _coded_coefficients(chosen, step))
+
+
+@pytest.mark.parametrize("step", [6, 20, 60])
+def test_rate_distortion_rounding_lowers_the_cost_it_weighs(step):
+    """Each coefficient is rounded to 0, the floor or the ceiling of its magnitude, and the whole stream
+    costs less in squared error (in steps) + weight x bits than dead-zone rounding's."""
+    original = photo_like(64, 72)
+    base = np.clip(original.astype(int) + np.random.default_rng(2).integers(-40, 41, original.shape), 0, 255)
+    difference = original.astype(np.int64) - base
+    coefficients = residual.forward(difference) / step
+    plain = residual.quantize(difference, step)
+    chosen = residual.rate_distortion_round(coefficients, plain, residual.RATE_WEIGHT)
+    magnitude = np.abs(coefficients)
+    assert np.all(
+        (np.abs(chosen) == 0) | (np.abs(chosen) == np.floor(magnitude)) | (np.abs(chosen) == np.floor(magnitude) + 1)
     )
+    assert np.all(chosen * coefficients >= 0)
+
+    def cost(quantized):
+        bits = 8 * len(_coded_coefficients(quantized, step))
+        return ((coefficients - quantized) ** 2).sum() + residual.RATE_WEIGHT * bits
+
+    assert cost(chosen) < cost(plain)
+
+
+def test_deblocking_smooths_a_small_step_at_a_block_edge_only():
+    """A step of 6 grey levels where two blocks meet, on a flat image, is halved at step 20 (limit 2 a
+    side); a flat image, a step inside a block and a large step at an edge (an edge of the picture) stay."""
+    flat = np.full((16, 24, 3), 100, dtype=np.uint8)
+    assert np.array_equal(residual.deblock(flat, 20), flat)
+    at_edge = flat.copy()
+    at_edge[:, 8:] += 6
+    smoothed = residual.deblock(at_edge, 20).astype(int)
+    assert np.array_equal(smoothed[:, 7], np.full((16, 3), 102)) and np.array_equal(
+        smoothed[:, 8], np.full((16, 3), 104)
+    )
+    assert np.array_equal(smoothed[:, :7], at_edge[:, :7]) and np.array_equal(smoothed[:, 9:], at_edge[:, 9:])
+    inside = flat.copy()
+    inside[:, 5:] += 6
+    assert np.array_equal(residual.deblock(inside, 20), inside)
+    large = flat.copy()
+    large[:, 8:] += 120
+    assert np.array_equal(residual.deblock(large, 20), large)
+
+
+def test_a_residual_codec_deblocks_only_when_its_point_says_so():
+    original = photo_like(40, 48)
+    base = np.clip(original.astype(int) + 25, 0, 255).astype(np.uint8)
+    stream = StreamEncoder()
+    residual.ResidualCodec(30).compress(original, base, stream)
+    data = stream.to_bytes()
+    plain = residual.ResidualCodec(30).decompress(base, StreamDecoder(data), dqcodec.recorder.Recorder())
+    smoothed = residual.ResidualCodec(30, deblocking=True).decompress(
+        base, StreamDecoder(data), dqcodec.recorder.Recorder()
+    )
+    assert np.array_equal(smoothed, residual.deblock(plain, 30))
+    assert not np.array_equal(smoothed, plain)
 
 
 def test_the_integer_inverse_is_within_a_level_of_the_float_one():
