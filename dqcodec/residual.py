@@ -257,18 +257,18 @@ def add(base: np.ndarray, difference: np.ndarray) -> np.ndarray:
     return np.clip(base.astype(np.int64) + difference, 0, 255).astype(np.uint8)
 
 
-def deblock(image: np.ndarray, step: int) -> np.ndarray:
-    """A (h, w, 3) uint8 image with its 8x8 blocks' edges smoothed for a step: HEVC's weak filter, line by
-    line and sample by sample, first across vertical edges, then horizontal ones. Where both sides of an
-    edge are smooth (their second differences sum below ``DEBLOCK_BETA`` steps) and the filter's change
-    stays under ten times its limit, the two samples next to the edge move towards each other by at most
-    ``DEBLOCK_LIMIT`` steps. Integers only."""
+def deblock(difference: np.ndarray, step: int) -> np.ndarray:
+    """A decoded (h, w, 3) int64 difference with its 8x8 blocks' edges smoothed for a step: HEVC's weak
+    filter, line by line and sample by sample, first across vertical edges, then horizontal ones. Where
+    both sides of an edge are smooth (their second differences sum below ``DEBLOCK_BETA`` steps) and the
+    filter's change stays under ten times its limit, the two samples next to the edge move towards each
+    other by at most ``DEBLOCK_LIMIT`` steps. Integers only, and on the difference, which the stream alone
+    determines: the image is the base plus it, so it too stays within a level of another machine's."""
     beta = max(1, int(DEBLOCK_BETA * step))
     limit = max(1, int(DEBLOCK_LIMIT * step))
-    values = image.astype(np.int64)
     for axis in (1, 0):
-        values = _deblock_edges(values, beta, limit, axis)
-    return np.clip(values, 0, 255).astype(np.uint8)
+        difference = _deblock_edges(difference, beta, limit, axis)
+    return difference
 
 
 def _deblock_edges(values: np.ndarray, beta: int, limit: int, axis: int) -> np.ndarray:
@@ -376,5 +376,5 @@ class ResidualCodec:
 
     def decompress(self, base: np.ndarray, stream: StreamDecoder, recorder: Recorder) -> np.ndarray:
         """A tile's decoded (h, w, 3) uint8 pixels given its base image."""
-        image = add(base, decode(*base.shape[:2], self.step, stream, recorder))
-        return deblock(image, self.step) if self.deblocking else image
+        difference = decode(*base.shape[:2], self.step, stream, recorder)
+        return add(base, deblock(difference, self.step) if self.deblocking else difference)

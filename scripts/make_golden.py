@@ -9,7 +9,7 @@ which another platform may reproduce to within one level (docs/bitstream.md).
 
 Usage: python scripts/make_golden.py   (it writes the cases golden.json does not have yet, and never
 rewrites one it has: the first five were written with dq-hier for format version 3, the residual ones with
-dq-2 49448f56 when residual qualities came)
+dq-2 49448f56 when residual qualities came, the dq-3 ones with dq-3 af867419)
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ CASES = {
     "v4-dq2-residual-q6-gray-38x27": ((560, 420, 598, 447), "L", 6, "dq-2"),  # step 28
     "v4-dq2-near-lossless-q10-rgb-27x22": ((80, 460, 107, 482), "RGB", 10, "dq-2"),  # within 8
     "v4-dq2-lossless-rgb-26x19": ((700, 10, 726, 29), "RGB", "lossless", "dq-2"),
+    # dq-3: residual qualities over quality 2's codes, deblocked (residual.deblock)
+    "v4-dq3-residual-q4-rgb-57x43": ((330, 120, 387, 163), "RGB", 4, "dq-3"),  # step 88
+    "v4-dq3-residual-q6-rgb-48x40": ((420, 380, 468, 420), "RGB", 6, "dq-3"),  # step 61, the default
+    "v4-dq3-residual-q12-gray-41x35": ((50, 200, 91, 235), "L", 12, "dq-3"),  # step 21
 }
 
 

@@ -49,13 +49,13 @@ def coded(tiny_models_dir, tmp_path_factory):
     """(models folder holding tiny, dq-hier and dq-2, {file: (expected description, original image, bound)},
     copies of the golden files: decoded from there, so the decoders' outputs stay out of the source tree)."""
     models = tmp_path_factory.mktemp("both-models")
-    # the shipped files are dq-2's; the golden files name dq-hier's legacy version
+    # every version of every shipped model a golden file names (dq-hier's legacy one among them), laid out
+    # as in models/: encoding uses the current one
     for path in tiny_models_dir.glob("*.dqw"):
         zoo.install(path, models)
-    for version in zoo.versions("dq-hier") + zoo.versions(
-        "dq-2"
-    ):  # laid out as in models/: encoding uses the current one
-        zoo.install(version.path, models / zoo.PREVIOUS if version.previous else models)
+    for name in sorted({container.read_header(path.read_bytes())[0].model for path in GOLDEN.glob("*.dq")}):
+        for version in zoo.versions(name):
+            zoo.install(version.path, models / zoo.PREVIOUS if version.previous else models)
     folder = tmp_path_factory.mktemp("coded")
     files = {}
     with pytest.MonkeyPatch.context() as patch:

@@ -82,16 +82,14 @@ def test_rate_distortion_rounding_lowers_the_cost_it_weighs(step):
 
 
 def test_deblocking_smooths_a_small_step_at_a_block_edge_only():
-    """A step of 6 grey levels where two blocks meet, on a flat image, is halved at step 20 (limit 2 a
-    side); a flat image, a step inside a block and a large step at an edge (an edge of the picture) stay."""
-    flat = np.full((16, 24, 3), 100, dtype=np.uint8)
+    """A step of 6 where two blocks meet, in a flat difference, is halved at step 20 (limit 2 a side); a
+    flat difference, a step inside a block and a large step at an edge (an edge of the picture) stay."""
+    flat = np.full((16, 24, 3), -7, dtype=np.int64)
     assert np.array_equal(residual.deblock(flat, 20), flat)
     at_edge = flat.copy()
     at_edge[:, 8:] += 6
-    smoothed = residual.deblock(at_edge, 20).astype(int)
-    assert np.array_equal(smoothed[:, 7], np.full((16, 3), 102)) and np.array_equal(
-        smoothed[:, 8], np.full((16, 3), 104)
-    )
+    smoothed = residual.deblock(at_edge, 20)
+    assert np.all(smoothed[:, 7] == -5) and np.all(smoothed[:, 8] == -3)
     assert np.array_equal(smoothed[:, :7], at_edge[:, :7]) and np.array_equal(smoothed[:, 9:], at_edge[:, 9:])
     inside = flat.copy()
     inside[:, 5:] += 6
@@ -101,17 +99,20 @@ def test_deblocking_smooths_a_small_step_at_a_block_edge_only():
     assert np.array_equal(residual.deblock(large, 20), large)
 
 
-def test_a_residual_codec_deblocks_only_when_its_point_says_so():
+def test_a_residual_codec_deblocks_its_difference_only_when_its_point_says_so():
     original = photo_like(40, 48)
-    base = np.clip(original.astype(int) + 25, 0, 255).astype(np.uint8)
+    noise = np.random.default_rng(3).integers(-30, 31, original.shape)
+    base = np.clip(original.astype(int) + noise, 0, 255).astype(np.uint8)
     stream = StreamEncoder()
     residual.ResidualCodec(30).compress(original, base, stream)
     data = stream.to_bytes()
+    difference = _decoded(data, base.shape[:2], 30)
     plain = residual.ResidualCodec(30).decompress(base, StreamDecoder(data), dqcodec.recorder.Recorder())
     smoothed = residual.ResidualCodec(30, deblocking=True).decompress(
         base, StreamDecoder(data), dqcodec.recorder.Recorder()
     )
-    assert np.array_equal(smoothed, residual.deblock(plain, 30))
+    assert np.array_equal(plain, residual.add(base, difference))
+    assert np.array_equal(smoothed, residual.add(base, residual.deblock(difference, 30)))
     assert not np.array_equal(smoothed, plain)
 
 
