@@ -180,7 +180,7 @@ def cli():
     type=click.IntRange(0, len(defaults.EFFORT_STEPS) - 1),
     default=0,
     show_default=True,
-    help="encoder effort (lossy): 1 and 2 search for better codes, a smaller file for the same image quality in several times the time; decoding is unchanged",
+    help="encoder effort (lossy and residual qualities): 1 and 2 search for better codes, a smaller file for the same image quality in several times the time; decoding is unchanged",
 )
 @click.option(
     "--model", help=f"default: {defaults.DEFAULT_MODEL}, or {defaults.DEFAULT_LOSSLESS_MODEL} with --lossless"

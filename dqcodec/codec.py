@@ -69,8 +69,8 @@ def compress(
     near-lossless ones (the codes of its lossless quality and then every sample to within twice the
     quality's tolerance). A lossless file carries the codes of a lossy quality (the model's lossless
     quality by default) and then every pixel, coded with its likelihood given the codes.
-    A lossy file at ``effort`` 1 or 2 searches longer for its codes: a smaller file for the same quality
-    of image, several times the encoding time. Images over ``max_pixels`` pixels are refused (None: no
+    A lossy or residual file at ``effort`` 1 or 2 searches longer for its codes: a smaller file for the same
+    quality of image, several times the encoding time. Images over ``max_pixels`` pixels are refused (None: no
     limit). ``progress(done, total)``, if given, is called as units of the work finish."""
     _check_int("effort", effort, 0, len(EFFORT_STEPS) - 1)
     _check_type("lossless", lossless, bool)
@@ -84,9 +84,9 @@ def compress(
     rgb, mode = rgb_and_mode(load_image(image, max_pixels))
     net, digest = load_dq_model(model, f"model {model!r}")
     point = net.ladder.resolve(quality, lossless)
-    if effort and point.kind != Kind.LOSSY:
+    if effort and point.kind not in (Kind.LOSSY, Kind.RESIDUAL):
         raise errors.ArgumentError(
-            f"effort applies to lossy qualities (1 to {net.ladder.lossy_count}); "
+            f"effort applies to lossy and residual qualities (1 to {net.ladder.lossy_count + len(net.ladder.residual_steps)}); "
             f"quality {point.quality} is {point.describe()}"
         )
     size = (rgb.height, rgb.width)

@@ -64,7 +64,8 @@ def _dq(model: str, effort: int = 0) -> Codec:
     from . import codec
 
     ladder = zoo.load(model)[0].ladder
-    qualities = range(1, (ladder.lossy_count if effort else len(ladder)) + 1)  # effort is for lossy qualities
+    # effort is for lossy and residual qualities
+    qualities = range(1, (ladder.lossy_count + len(ladder.residual_steps) if effort else len(ladder)) + 1)
     return Codec(
         "dq" if not effort else f"dq-e{effort}",
         f"dqcodec model {model}" + (f", encoder effort {effort}" if effort else ""),

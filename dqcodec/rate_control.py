@@ -40,13 +40,13 @@ def compress_to(
 ) -> Coded:
     """The file of the largest quality within ``bpp`` bits per pixel, or of the smallest quality whose decoded
     image reaches ``psnr`` dB (give one of the two). When no quality meets the target, the nearest one: the
-    smallest file, or the highest quality. ``effort`` > 0 searches the lossy qualities only."""
+    smallest file, or the highest quality. ``effort`` > 0 searches the lossy and residual qualities only."""
     by_size = _by_size(bpp, psnr)
     loaded, mode = rgb_and_mode(load_image(image, max_pixels))
     source = loaded if mode == "RGB" else loaded.convert("L")
     model = default_model() if model is None else model
     ladder = codec.load_dq_model(model, f"model {model!r}")[0].ladder
-    qualities = [p.quality for p in rising(ladder) if not effort or p.kind == Kind.LOSSY]
+    qualities = [p.quality for p in rising(ladder) if not effort or p.kind in (Kind.LOSSY, Kind.RESIDUAL)]
     tried: dict[int, Coded] = {}
 
     def coded(index: int) -> Coded:

@@ -133,7 +133,7 @@ def test_a_near_lossless_file_carries_the_codes_of_the_lossless_quality(tiny_zoo
 
 def test_near_lossless_options_that_make_no_sense_are_errors(tiny_zoo):
     model = dqcodec.zoo.load(tiny_zoo)[0]
-    with pytest.raises(dqcodec.ArgumentError, match="effort applies to lossy qualities"):
+    with pytest.raises(dqcodec.ArgumentError, match="effort applies to lossy and residual qualities"):
         dqcodec.compress(photo_like(16, 16), quality=len(model.ladder), model=tiny_zoo, effort=1)
     with pytest.raises(dqcodec.ArgumentError, match="lossless file's codes"):
         dqcodec.compress(photo_like(16, 16), quality=len(model.ladder), model=tiny_zoo, lossless=True)
