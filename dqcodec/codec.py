@@ -100,7 +100,11 @@ def compress(
 
 
 def load_dq_model(name: str, what: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
-    """An installed dq model and the SHA-256 of its weights; ModelError, saying ``what`` names it, for a baseline."""
+    """An installed dq model and the SHA-256 of its weights; ModelError, saying ``what`` names it, for a baseline
+    (found from the model file's metadata, before its weights are decoded)."""
+    family = zoo.family(name, weights_hash)
+    if family not in (None, registry.DQ):
+        raise errors.ModelError(f"{what} is a {family} baseline, not a dq model: it writes no .dq files")
     net, digest = zoo.load(name, weights_hash)
     if not registry.is_dq(net):
         raise errors.ModelError(

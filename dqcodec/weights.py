@@ -237,6 +237,11 @@ def read(data: bytes) -> tuple[dict, dict[str, torch.Tensor], bytes]:
     return meta, state_dict, expected
 
 
+def read_meta(data: bytes) -> dict:
+    """A model file's metadata (its config or architecture), its checksum checked, without decoding a tensor."""
+    return _header(_Reader(_checked_body(data)))[0]
+
+
 def stored_steps(data: bytes) -> dict[str, float | None]:
     """The step each tensor of a model file is stored with (None: stored as it is, or an integer tensor)."""
     return {name: step for name, (step, _) in _records(data)[1].items()}

@@ -169,6 +169,17 @@ def weights_digest(data: bytes) -> bytes:
     return weights.stored_digest(data) if data.startswith(weights.MAGIC) else file_digest(data)
 
 
+def family(name: str, weights_hash: bytes | None = None) -> str | None:
+    """The family (``registry``) of an installed model, from its metadata alone, without decoding its weights;
+    None for a legacy .pt model, whose metadata only torch can read."""
+    from . import registry, weights
+
+    path = find(name, weights_hash).path
+    if path.suffix == LEGACY_SUFFIX:
+        return None
+    return registry.family_of_checkpoint(weights.read_meta(path.read_bytes()))
+
+
 def load(name: str = DEFAULT_MODEL, weights_hash: bytes | None = None) -> tuple[nn.Module, bytes]:
     """The named model in eval mode and the SHA-256 of its weights: its current version, or the
     version whose hash starts with ``weights_hash`` (see ``find``)."""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 import dqcodec
-from dqcodec import baselines, container, zoo
+from dqcodec import baselines, container, weights, zoo
 from dqcodec.container import Header, pack, unpack
 from dqcodec.testing.fuzzing import with_crc
 from dqcodec.testing.models import photo_like, tiny_model
@@ -51,6 +51,23 @@ def test_a_file_naming_a_baseline_model_with_its_hash_is_refused_by_name(zoo_wit
     digest = zoo.weights_digest(zoo_with_baseline.read_bytes())[:8]
     forged = _with_header(data, model="bmshj2018-factorized-1", weights_hash=digest)
     with pytest.raises(dqcodec.ModelError, match="not a dq model"):
+        dqcodec.decompress(forged)
+
+
+def test_a_file_naming_a_baseline_is_refused_before_its_weights_are_decoded(zoo_with_baseline, monkeypatch):
+    """The family comes from the model file's metadata: refusing such a file decodes no tensor (which took
+    4-5 s for a shipped baseline)."""
+    data = dqcodec.compress(photo_like(16, 16), model="tiny", quality=1)
+    forged = _with_header(
+        data, model="bmshj2018-factorized-1", weights_hash=zoo.weights_digest(zoo_with_baseline.read_bytes())[:8]
+    )
+    zoo._load_file.cache_clear()
+
+    def no_decoding(data):
+        raise AssertionError("the baseline's weights were decoded")
+
+    monkeypatch.setattr(weights, "read", no_decoding)
+    with pytest.raises(dqcodec.ModelError, match="bmshj2018-factorized baseline, not a dq model"):
         dqcodec.decompress(forged)
 
 
