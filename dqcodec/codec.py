@@ -203,7 +203,13 @@ def decompress(
 def decode_file(opened: OpenedFile, preview: bool = False, progress: Progress | None = None) -> Image.Image:
     """The image of a file ``open_file`` checked (see ``decompress``)."""
     codes_only = preview and opened.point.codes_pixels
-    array = opened.stack.decompress(opened.streams, opened.size, opened.header.tile, Recorder(progress), codes_only)
+    try:
+        array = opened.stack.decompress(opened.streams, opened.size, opened.header.tile, Recorder(progress), codes_only)
+    except MemoryError:  # numpy's _ArrayMemoryError among them: only a header without max_pixels gets this far
+        height, width = opened.size
+        raise errors.ImageTooLargeError(
+            f"file names a {width}x{height} image, more than this machine's memory holds (give max_pixels to refuse such headers at once)"
+        ) from None
     image = Image.fromarray(array, "RGB")
     return image.convert("L") if opened.header.mode == "L" else image
 

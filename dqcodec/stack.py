@@ -143,8 +143,9 @@ class LayerStack:
         if len(strings) != len(self.stream_names):
             names = ", ".join(self.stream_names)
             raise CorruptStreamError(f"expected {len(self.stream_names)} streams ({names}), found {len(strings)}")
+        image = np.zeros((size[0], size[1], 3), dtype=np.uint8)  # first: a size memory cannot hold fails at once
         if self.pixels is not None and not codes_only:
-            return self._decompress_pixels(strings, size, tile, recorder or Recorder())
+            return self._decompress_pixels(strings, size, tile, recorder or Recorder(), image)
         recorder = recorder or Recorder()
         residual = None if codes_only else self.residual
         cuts = tiling.cut(size, tile)
@@ -154,21 +155,19 @@ class LayerStack:
         for cut, decoded in self._decoded_tiles(streams, cuts, recorder):
             maps.put(cut.box, decoded.indices)
         _finish(streams[: self.net.num_levels])
-        image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
         self._synthesize(maps, cuts, image, recorder.advance)
         if residual is not None:
             self._decompress_residual(residual, image, cuts, streams[-1], recorder)
         return image
 
     def _decompress_pixels(
-        self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder
+        self, strings: list[bytes], size: tuple[int, int], tile: int, recorder: Recorder, image: np.ndarray
     ) -> np.ndarray:
-        """Every pixel, tile by tile from each tile's codes: no tile needs another's."""
+        """Every pixel into ``image``, tile by tile from each tile's codes: no tile needs another's."""
         assert self.pixels is not None
         cuts = tiling.cut(size, tile)
         streams = [StreamDecoder(s) for s in strings]
         recorder.expect(len(cuts) * (1 + self.pixels.units_per_tile))
-        image = np.zeros((size[0], size[1], 3), dtype=np.uint8)
         for cut, decoded in self._decoded_tiles(streams, cuts, recorder):
             image[cut.rows, cut.cols] = self.pixels.decompress(decoded, cut.inside, streams[-1], recorder)
         _finish(streams)

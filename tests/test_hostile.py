@@ -54,6 +54,15 @@ def test_a_file_naming_a_baseline_model_with_its_hash_is_refused_by_name(zoo_wit
         dqcodec.decompress(forged)
 
 
+def test_a_header_of_more_pixels_than_memory_holds_is_refused_cleanly_without_a_pixel_limit(tiny_zoo):
+    """With max_pixels=None nothing refuses a forged 17 x 2^31 header up front: allocating its image fails,
+    at once, as dqcodec's ImageTooLargeError (it was numpy's _ArrayMemoryError, after listing 4M tiles)."""
+    data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
+    forged = _with_header(data, height=17, width=2**31)
+    with pytest.raises(dqcodec.ImageTooLargeError, match="more than this machine's memory holds"):
+        dqcodec.decompress(forged, max_pixels=None)
+
+
 def test_a_file_naming_a_baseline_is_refused_before_its_weights_are_decoded(zoo_with_baseline, monkeypatch):
     """The family comes from the model file's metadata: refusing such a file decodes no tensor (which took
     4-5 s for a shipped baseline)."""
