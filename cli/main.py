@@ -511,6 +511,11 @@ def bpd(folder, codecs, json_path, model, quality):
     help="residual qualities decode with their 8x8 blocks' edges smoothed (dqcodec/residual.py's deblock); default: as the checkpoint's config",
 )
 @click.option(
+    "--residual-rate-weight",
+    type=click.FloatRange(0, 10),
+    help="the residual encoder's weight of bits against squared error (dqcodec/residual.py's rate_distortion_round; dq-3: 0.12, 0: plain rounding); default: as the checkpoint's config",
+)
+@click.option(
     "--tolerances",
     help="near-lossless qualities after the lossy and residual ones, each a tolerance d (samples decode within 2d), e.g. 12,10,8,6,4; 'none' for none (needs a pixel likelihood)",
 )
@@ -544,6 +549,7 @@ def export_model(
     lossless_quality,
     residual_steps,
     residual_deblocking,
+    residual_rate_weight,
     tolerances,
     calibration,
     calibration_images,
@@ -570,6 +576,7 @@ def export_model(
         "lossless_quality": lossless_quality,
         "residual_steps": parse_residual_steps(residual_steps) if residual_steps else None,
         "residual_deblocking": residual_deblocking,
+        "residual_rate_weight": residual_rate_weight,
         "tolerances": parse_tolerances(tolerances) if tolerances else None,
     }
     changes = {k: v for k, v in changes.items() if v is not None}

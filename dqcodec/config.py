@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from .errors import ArgumentError
 from .point import MAX_STEP, MAX_TOLERANCE
 
+MAX_RESIDUAL_RATE_WEIGHT = 10.0  # far above any useful weight (0.12 is dq-3's)
+
 STRIDE = 16  # of the first level; images are padded to a multiple of it
 
 
@@ -48,6 +50,9 @@ class DQConfig:
     residual_steps: list[list[int]] = field(default_factory=list)
     # whether residual qualities decode with their blocks' edges smoothed (residual.deblock; dq-3 on)
     residual_deblocking: bool = False
+    # the residual encoder's weight of bits against squared error in steps (residual.rate_distortion_round;
+    # 0, as in dq-2: plain dead-zone rounding). Encoder-only: files decode the same whatever it is
+    residual_rate_weight: float = 0.0
     # near-lossless qualities after those: each codes lossless_quality's codes and every sample's bin
     # of 2d + 1 values for its tolerance d (see pixel_tables.py), so it decodes within 2d of the original
     tolerances: list[int] = field(default_factory=list)
@@ -81,6 +86,8 @@ class DQConfig:
             raise ArgumentError("near-lossless qualities (tolerances) need a pixel likelihood")
         if not all(1 <= d <= MAX_TOLERANCE for d in self.tolerances):
             raise ArgumentError(f"tolerances are 1 to {MAX_TOLERANCE} grey levels")
+        if not 0 <= self.residual_rate_weight <= MAX_RESIDUAL_RATE_WEIGHT:
+            raise ArgumentError(f"residual_rate_weight is 0 to {MAX_RESIDUAL_RATE_WEIGHT}")
         for pair in self.residual_steps:
             if len(pair) != 2 or not 1 <= pair[0] <= len(self.qualities) or not 1 <= pair[1] <= MAX_STEP:
                 raise ArgumentError(

@@ -46,6 +46,7 @@ class OperatingPoint:
     rate_weight: float  # the encoder's rate weight in choosing those codes
     residual_step: int = 0  # a residual quality's DCT quantizer step
     deblocking: bool = False  # whether a residual quality's image is deblocked (residual.deblock)
+    residual_rate_weight: float = 0.0  # the residual encoder's rate weight (residual.rate_distortion_round)
     tolerance: int = 0  # a near-lossless quality's tolerance d: samples decode within 2d
 
     @property
@@ -98,6 +99,7 @@ class Ladder:
     rate_weights: tuple[float, ...]
     residual_steps: tuple[tuple[int, int], ...]  # (base quality, step) of each residual quality
     residual_deblocking: bool  # whether residual qualities deblock their image
+    residual_rate_weight: float  # the residual encoder's rate weight
     tolerances: tuple[int, ...]
     default_quality: int
     lossless_quality: int  # the quality whose codes lossless and near-lossless files carry
@@ -113,6 +115,7 @@ class Ladder:
             rate_weights=tuple(get("rate_weights", None) or [0.0] * len(qualities)),
             residual_steps=tuple((int(base), int(step)) for base, step in get("residual_steps", None) or []),
             residual_deblocking=bool(get("residual_deblocking", False)),
+            residual_rate_weight=float(get("residual_rate_weight", 0.0) or 0.0),
             tolerances=tuple(get("tolerances", None) or []),
             default_quality=get("default_quality", 1),
             lossless_quality=get("lossless_quality", 1),
@@ -147,7 +150,14 @@ class Ladder:
         index = quality - self.lossy_count - 1
         if index < len(self.residual_steps):
             base, step = self.residual_steps[index]
-            return self._codes(Kind.RESIDUAL, quality, base, residual_step=step, deblocking=self.residual_deblocking)
+            return self._codes(
+                Kind.RESIDUAL,
+                quality,
+                base,
+                residual_step=step,
+                deblocking=self.residual_deblocking,
+                residual_rate_weight=self.residual_rate_weight,
+            )
         tolerance = self.tolerances[index - len(self.residual_steps)]  # a config has them only with a pixel model
         return self._codes(Kind.NEAR_LOSSLESS, quality, self.lossless_quality, tolerance=tolerance)
 

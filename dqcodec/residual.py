@@ -42,7 +42,7 @@ BAND_GROUPS = len(BAND_GROUP_STARTS) + 1
 ZERO_LEVELS = 256  # the mass of zero is z / 256, z in 1..255
 DECAY_BITS = 12  # the geometric decay is r / 2^12, r in 0..4095
 _PREVIOUS_BANDS = 3
-RATE_WEIGHT = 0.12  # the encoder's weight of bits against squared error in steps (chosen on training photos)
+RATE_WEIGHT = 0.12  # the encoder's weight of bits against squared error in steps, chosen on training photos (dq-3's)
 RATE_PASSES = 2
 DEBLOCK_BETA, DEBLOCK_LIMIT = 1.0, 0.1  # deblocking's smoothness threshold and largest change, in steps
 
@@ -367,12 +367,12 @@ class ResidualCodec:
 
     units_per_tile = 1  # its tiles
 
-    def __init__(self, step: int, deblocking: bool = False):
-        self.step, self.deblocking = step, deblocking
+    def __init__(self, step: int, deblocking: bool = False, rate_weight: float = 0.0):
+        self.step, self.deblocking, self.rate_weight = step, deblocking, rate_weight
 
     def compress(self, original: np.ndarray, base: np.ndarray, stream: StreamEncoder) -> None:
         """Code a tile's (h, w, 3) uint8 pixels given its (h, w, 3) uint8 base image."""
-        encode(original, base, self.step, stream)
+        encode(original, base, self.step, stream, self.rate_weight)
 
     def decompress(self, base: np.ndarray, stream: StreamDecoder, recorder: Recorder) -> np.ndarray:
         """A tile's decoded (h, w, 3) uint8 pixels given its base image."""

@@ -70,7 +70,11 @@ class LayerStack:
         self.net, self.point = net, point
         self.chain = net.chain
         self.pixels = PixelLayer(net, point.tolerance) if point.codes_pixels else None
-        self.residual = ResidualCodec(point.residual_step, point.deblocking) if point.residual_step else None
+        self.residual = (
+            ResidualCodec(point.residual_step, point.deblocking, point.residual_rate_weight)
+            if point.residual_step
+            else None
+        )
 
     @property
     def stream_names(self) -> list[str]:

@@ -44,11 +44,14 @@ def test_a_request_resolves_with_the_models_defaults():
     assert LADDER.resolve(3, lossless=True).groups == (4, 4)
 
 
-def test_a_residual_quality_may_be_the_default_and_say_it_deblocks():
-    ladder = Ladder.from_config({**CONFIG, "default_quality": 5, "residual_deblocking": True})
+def test_a_residual_quality_may_be_the_default_and_say_it_deblocks_and_how_its_encoder_rounds():
+    ladder = Ladder.from_config(
+        {**CONFIG, "default_quality": 5, "residual_deblocking": True, "residual_rate_weight": 0.12}
+    )
     assert ladder.resolve() == ladder.rung(5) and ladder.resolve().deblocking
+    assert ladder.resolve().residual_rate_weight == 0.12
     assert not any(point.deblocking for point in ladder.rungs() if point.kind != Kind.RESIDUAL)
-    assert not any(point.deblocking for point in LADDER.rungs())
+    assert not any(point.deblocking or point.residual_rate_weight for point in LADDER.rungs())
 
 
 @pytest.mark.parametrize("default", [6, 0])

@@ -116,6 +116,21 @@ def test_a_residual_codec_deblocks_its_difference_only_when_its_point_says_so():
     assert not np.array_equal(smoothed, plain)
 
 
+def test_a_residual_codec_rounds_for_rate_with_its_points_weight_and_plainly_without_one():
+    """dq-2's point has no rate weight, so its encoder writes what it always wrote; dq-3's rounds for rate."""
+    original = photo_like(48, 56)
+    noise = np.random.default_rng(4).integers(-30, 31, original.shape)
+    base = np.clip(original.astype(int) + noise, 0, 255).astype(np.uint8)
+    coded = {}
+    for weight in (0.0, residual.RATE_WEIGHT):
+        stream = StreamEncoder()
+        residual.ResidualCodec(20, rate_weight=weight).compress(original, base, stream)
+        coded[weight] = stream.to_bytes()
+    assert coded[0.0] == _coded(original, base, 20, rate_weight=0)
+    assert coded[residual.RATE_WEIGHT] == _coded(original, base, 20)
+    assert coded[residual.RATE_WEIGHT] != coded[0.0]
+
+
 def test_the_integer_inverse_is_within_a_level_of_the_float_one():
     rng = np.random.default_rng(1)
     quantized = rng.integers(-40, 41, (3, 4, 5, 64)) * (rng.random((3, 4, 5, 64)) < 0.3)

@@ -295,7 +295,7 @@ def test_every_shipped_model_is_a_dqw_that_loads_with_the_digest_its_name_gives(
 @pytest.mark.shipped
 def test_the_golden_files_name_dq_hiers_legacy_weights_and_still_decode():
     """The golden files of format version 3 name dq-hier's legacy weights; those of residual qualities and of
-    format version 4, dq-2's."""
+    format version 4, dq-2's or dq-3's."""
     expected = json.loads((GOLDEN / "golden.json").read_text())
     models = {}
     for path in sorted(GOLDEN.glob("*.dq")):
@@ -305,7 +305,7 @@ def test_the_golden_files_name_dq_hiers_legacy_weights_and_still_decode():
         assert found.legacy if header.model == "dq-hier" else "residual" in path.name or path.name.startswith("v4-"), (
             path.name
         )
-    assert sorted(set(models.values())) == ["dq-2", "dq-hier"] and len(models) == len(expected)
+    assert sorted(set(models.values())) == ["dq-2", "dq-3", "dq-hier"] and len(models) == len(expected)
     path = GOLDEN / "q1-rgb-67x45.dq"
     decoded = np.asarray(dqcodec.decompress(path.read_bytes())).astype(int)
     reference = np.asarray(__import__("PIL.Image").Image.open(path.with_suffix(".png"))).astype(int)
