@@ -7,6 +7,8 @@ lose information (alpha, 16-bit, CMYK, ...) are refused.
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from pathlib import Path
 from typing import Union
 
@@ -43,6 +45,8 @@ def load_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         try:
             with Image.open(image) as opened:
                 _check_image(opened, max_pixels)
+                if opened.format == "PNG":
+                    _check_png_rows(Path(image).read_bytes(), opened.width, opened.height)
                 opened.load()
                 return ImageOps.exif_transpose(opened)
         except errors.DQCodecError:
@@ -66,6 +70,7 @@ def load_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
 def _check_image(image: Image.Image, max_pixels: int | None) -> None:
     check_pixels(image.height, image.width, max_pixels)
+    _check_tiles_cover(image)
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         raise UnsupportedImageError(
@@ -76,6 +81,61 @@ def _check_image(image: Image.Image, max_pixels: int | None) -> None:
         raise UnsupportedImageError(
             f"the image has samples deeper than 8 bits ({deep[0]}), which Pillow would reduce to {image.mode!r}; "
             "dqcodec codes 8-bit samples only, so convert it first if that loss is acceptable"
+        )
+
+
+def _check_tiles_cover(image: Image.Image) -> None:
+    """Refuse a file whose stored data covers fewer pixels than its header names (a TIFF whose height was
+    raised has strips for the old rows only, and Pillow would fill the rest with zeros). A GIF's frame may
+    be smaller than its screen, which the format fills with its background, so GIFs are not checked."""
+    tiles = getattr(image, "tile", None) or []
+    if image.format == "GIF" or not tiles:
+        return
+    covered = sum(
+        max(0, min(x1, image.width) - x0) * max(0, min(y1, image.height) - y0) for _, (x0, y0, x1, y1), *_ in tiles
+    )
+    if covered < image.width * image.height:
+        raise UnsupportedImageError(
+            f"the file is damaged: its data covers {covered} of the {image.width}x{image.height} pixels its header names"
+        )
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _check_png_rows(data: bytes, width: int, height: int) -> None:
+    """Refuse a PNG whose compressed data holds fewer rows than its header names (one whose height was
+    raised, its CRC fixed: Pillow would decode the missing rows as zeros). Only the expected number of bytes
+    is inflated, so a forged stream cannot make this allocate more."""
+    if len(data) < 29 or data[12:16] != b"IHDR":
+        return  # Pillow opened it, so leave the finer points of the format to Pillow
+    bit_depth, colour_type, interlaced = data[24], data[25], data[28]
+    bits = bit_depth * _PNG_CHANNELS.get(colour_type, 0)
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            expected += rows * (1 + -(-columns * bits // 8))
+    inflater, inflated, offset = zlib.decompressobj(), 0, 8
+    while offset + 8 <= len(data) and inflated < expected:
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind == b"IDAT":
+            chunk = data[offset + 8 : offset + 8 + length]
+            try:
+                inflated += len(inflater.decompress(chunk, expected - inflated))
+                while inflater.unconsumed_tail and inflated < expected:
+                    inflated += len(inflater.decompress(inflater.unconsumed_tail, expected - inflated))
+            except zlib.error as error:
+                raise UnsupportedImageError(f"the PNG's image data is damaged: {error}") from None
+        elif kind == b"IEND":
+            break
+        offset += 12 + length
+    if inflated < expected:
+        rows = inflated * height // max(expected, 1)
+        raise UnsupportedImageError(
+            f"the PNG is damaged: its image data holds about {rows} of the {height} rows its header names"
         )
 
 

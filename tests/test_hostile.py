@@ -199,6 +199,83 @@ def test_multi_frame_images_are_refused(tiny_zoo, tmp_path, fmt):
         dqcodec.compress(path, model=tiny_zoo)
 
 
+def _raise_png_height(data: bytes, height: int) -> bytes:
+    """The PNG with its IHDR height replaced and the chunk's CRC fixed, as a fuzzer's edit would leave it."""
+    import zlib
+
+    edited = bytearray(data)
+    struct.pack_into(">I", edited, 20, height)
+    struct.pack_into(">I", edited, 29, zlib.crc32(bytes(edited[12:29])))
+    return bytes(edited)
+
+
+def test_a_png_whose_height_was_raised_is_refused_not_padded(tiny_zoo, tmp_path):
+    path = tmp_path / "raised.png"
+    buffer = __import__("io").BytesIO()
+    Image.fromarray(photo_like(24, 20)).save(buffer, format="PNG")
+    path.write_bytes(_raise_png_height(buffer.getvalue(), 60))
+    with Image.open(path) as padded:  # what Pillow alone makes of it
+        assert padded.size == (20, 60) and not np.asarray(padded)[24:].any()
+    with pytest.raises(dqcodec.UnsupportedImageError, match="holds about 24 of the 60 rows"):
+        dqcodec.compress(path, model=tiny_zoo)
+
+
+def test_a_tiff_whose_height_was_raised_is_refused_not_padded(tiny_zoo, tmp_path):
+    buffer = __import__("io").BytesIO()
+    Image.fromarray(photo_like(24, 20)).save(buffer, format="TIFF")
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * entry
+        tag, kind = struct.unpack_from("<HH", data, at)
+        if tag == 257:  # ImageLength
+            struct.pack_into("<H" if kind == 3 else "<I", data, at + 8, 60)
+    path = tmp_path / "raised.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(dqcodec.UnsupportedImageError, match="covers 480 of the 20x60 pixels"):
+        dqcodec.compress(path, model=tiny_zoo)
+
+
+def _adam7_png(array: np.ndarray) -> bytes:
+    """An interlaced 8-bit RGB PNG (Pillow writes none): each Adam7 pass's rows, filter byte 0."""
+    import zlib
+
+    from dqcodec.images import _ADAM7
+
+    h, w, _ = array.shape
+    raw = b"".join(
+        b"\x00" + array[y, x0::dx].tobytes() for x0, y0, dx, dy in _ADAM7 if x0 < w for y in range(y0, h, dy)
+    )
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "mode, size", [("RGB", (13, 7)), ("L", (5, 3)), ("1", (11, 9)), ("P", (9, 10)), ("Adam7", (13, 7))]
+)
+def test_sound_pngs_of_every_layout_pass_the_row_check(mode, size):
+    """The expected size of a PNG's inflated data (filter bytes, bit depths, Adam7 passes) is exact."""
+    import io
+
+    from dqcodec import images
+
+    array = photo_like(size[1], size[0])
+    if mode == "Adam7":
+        data = _adam7_png(array)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), array)  # a sound file
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(array).convert(mode).save(buffer, format="PNG")
+        data = buffer.getvalue()
+    images._check_png_rows(data, *size)  # no error
+    with pytest.raises(dqcodec.UnsupportedImageError, match="damaged"):
+        images._check_png_rows(_raise_png_height(data, size[1] + 1), size[0], size[1] + 1)
+
+
 def _png16(path, array):
     import zlib
 
