@@ -37,12 +37,15 @@ import struct
 import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from . import entropy
 from .errors import ArgumentError, CorruptStreamError, ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 MAGIC = b"DQW\x00"
 VERSION = 1
@@ -67,7 +70,7 @@ def canonical_meta(meta: dict) -> bytes:
     return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def digest(meta: dict, state_dict: Mapping[str, torch.Tensor]) -> bytes:
+def digest(meta: dict, state_dict: Mapping[str, torch.Tensor | np.ndarray]) -> bytes:
     """SHA-256 of the canonical serialization of a checkpoint's metadata and weights."""
     h = hashlib.sha256(b"dqcodec weights\x00")
     _update(h, canonical_meta(meta))
@@ -85,8 +88,11 @@ def _update(h, data: bytes) -> None:
     h.update(data)
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    array = tensor.detach().cpu().contiguous().numpy()
+def _array(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(tensor, np.ndarray):
+        array = tensor if tensor.flags.c_contiguous else tensor.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
+    else:
+        array = tensor.detach().cpu().contiguous().numpy()
     if str(array.dtype) not in DTYPES:
         raise ArgumentError(f"tensors of dtype {array.dtype} cannot be stored")
     return array
@@ -119,6 +125,8 @@ def quantized(state_dict: Mapping[str, torch.Tensor], steps: Mapping[str, float 
 
 
 def _decoded_value(tensor: torch.Tensor, step: float | None) -> torch.Tensor:
+    import torch
+
     if step is None or not tensor.is_floating_point():
         return tensor.detach().cpu().clone()
     return torch.from_numpy(dequantize(quantize(tensor, step), step))
@@ -147,7 +155,7 @@ def _tensor_record(name: str, tensor: torch.Tensor, step: float | None) -> bytes
     encoded = name.encode()
     if len(encoded) >= 1 << 16 or array.ndim > MAX_NDIM:
         raise ArgumentError(f"tensor {name!r}: name or rank too large to store")
-    quantizing = step is not None and tensor.is_floating_point()
+    quantizing = step is not None and array.dtype.kind == "f"
     dtype = "float32" if quantizing else str(array.dtype)
     head = (
         struct.pack("<H", len(encoded))
@@ -227,6 +235,14 @@ class _Reader:
 
 def read(data: bytes) -> tuple[dict, dict[str, torch.Tensor], bytes]:
     """(metadata, state dict, digest) of a model file, its digest checked against its weights."""
+    import torch
+
+    meta, arrays, expected = read_arrays(data)
+    return meta, {name: torch.from_numpy(array) for name, array in arrays.items()}, expected
+
+
+def read_arrays(data: bytes) -> tuple[dict, dict[str, np.ndarray], bytes]:
+    """``read`` without torch: every tensor as a numpy array (the same dtype, shape and values)."""
     meta, records, expected = _records(data)
     with ThreadPoolExecutor(
         max(1, min(DECODE_THREADS, os.cpu_count() or 1))
@@ -247,7 +263,7 @@ def stored_steps(data: bytes) -> dict[str, float | None]:
     return {name: step for name, (step, _) in _records(data)[1].items()}
 
 
-def _records(data: bytes) -> tuple[dict, dict[str, tuple[float | None, Callable[[], torch.Tensor]]], bytes]:
+def _records(data: bytes) -> tuple[dict, dict[str, tuple[float | None, Callable[[], np.ndarray]]], bytes]:
     """(metadata, every tensor's (step, how to decode it), the digest the file gives), all but the streams checked."""
     reader = _Reader(_checked_body(data))
     meta, expected, count = _header(reader)
@@ -271,7 +287,7 @@ def _header(reader: _Reader) -> tuple[dict, bytes, int]:
     return meta, expected, count
 
 
-def _tensors(reader: _Reader, count: int) -> dict[str, tuple[float | None, Callable[[], torch.Tensor]]]:
+def _tensors(reader: _Reader, count: int) -> dict[str, tuple[float | None, Callable[[], np.ndarray]]]:
     """Each of ``count`` tensors' (step, how to decode it) by name, within MAX_ELEMENTS values in all."""
     records, budget = {}, MAX_ELEMENTS
     for _ in range(count):
@@ -311,7 +327,7 @@ def _meta(data: bytes) -> dict:
     return meta
 
 
-def _read_tensor(reader: _Reader, budget: int) -> tuple[str, int, float | None, Callable[[], torch.Tensor]]:
+def _read_tensor(reader: _Reader, budget: int) -> tuple[str, int, float | None, Callable[[], np.ndarray]]:
     """A tensor's name, size, step (None if it has none) and how to decode it, everything but its stream checked."""
     (name_length,) = reader.unpack("<H")
     try:
@@ -330,7 +346,7 @@ def _read_tensor(reader: _Reader, budget: int) -> tuple[str, int, float | None, 
     step, values = (
         (None, _read_raw(reader, dtype, size)) if kind == RAW else _read_coded(reader, kind, dtype, size, name)
     )
-    return name, size, step, lambda: torch.from_numpy(values().reshape(shape))
+    return name, size, step, lambda: values().reshape(shape)
 
 
 def _read_raw(reader: _Reader, dtype: np.dtype, size: int) -> Callable[[], np.ndarray]:

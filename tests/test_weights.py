@@ -94,6 +94,33 @@ def test_decoding_is_deterministic_here_and_on_other_kernels(tmp_path):
     assert done.stdout.strip() == weights.stored_digest(data).hex()
 
 
+def test_a_model_file_reads_without_torch_to_the_same_arrays(tmp_path):
+    """The runtime's first piece (issue 30): with torch unimportable, ``read_arrays`` decodes a model file
+    and checks its digest; the arrays are the tensors ``read`` gives."""
+    data = weights.compress_state_dict(small_state_dict(), STEPS, {"arch": "test"})
+    path = tmp_path / "w.dqw"
+    path.write_bytes(data)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from dqcodec import weights\n"
+        "meta, arrays, digest = weights.read_arrays(open(sys.argv[1], 'rb').read())\n"
+        "np.savez(sys.argv[2], **arrays)\n"
+        "print(digest.hex(), 'torch' in sys.modules and sys.modules['torch'] is not None)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "arrays.npz")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [weights.stored_digest(data).hex(), "False"]
+    arrays = np.load(tmp_path / "arrays.npz")
+    for name, tensor in weights.read(data)[1].items():
+        assert arrays[name].dtype == tensor.numpy().dtype and np.array_equal(arrays[name], tensor.numpy())
+
+
 def _with_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
