@@ -56,7 +56,12 @@ class ModelFile:
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("DQCODEC_MODELS", Path(__file__).resolve().parent.parent / "models"))
+    """$DQCODEC_MODELS if set; else the models a wheel installs inside the package (dqcodec/models), or, in a
+    source checkout or an editable install, the repository's models/ beside the package."""
+    if "DQCODEC_MODELS" in os.environ:
+        return Path(os.environ["DQCODEC_MODELS"])
+    packaged = Path(__file__).resolve().parent / "models"
+    return packaged if packaged.is_dir() else packaged.parent.parent / "models"
 
 
 SUMS = "SHA256SUMS"
