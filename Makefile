@@ -106,6 +106,18 @@ dq2: $(VENV)/.installed
 		$${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt --name dq-2 --force --base dq-2 $(DQ2_LADDER)
 
+# dq-3 (issue 29; models/dq-3.md): dq-2's tensors as shipped (no training), with residual qualities over quality 2's
+# codes at 14 steps, their blocks' edges deblocked and their coefficients rounded for rate and distortion, and the
+# near-lossless quality of tolerance 4. The steps were chosen by benchmarks/residual_proxies.py (docs/design.md).
+DQ3_LADDER := --qualities 1,2 --rate-weights 0.3,0.3 --default-quality 6 --lossless-quality 2 \
+	--residual-steps 2:116,2:88,2:72,2:61,2:52,2:44,2:37,2:31,2:26,2:21,2:17,2:14,2:11,2:8 \
+	--residual-deblocking --residual-rate-weight 0.12 --tolerances 4
+.PHONY: dq3
+dq3: $(VENV)/.installed
+	$(PY) -c "import sys, torch; from dqcodec import zoo; torch.save(zoo.checkpoint_of(zoo.load('dq-2')[0]), sys.argv[1])" \
+		$${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt
+	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt --name dq-3 --force --base dq-2 $(DQ3_LADDER)
+
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
 baselines: $(VENV)/.installed-train
 	DQ=$(VENV)/bin/dqcodec scripts/train_baselines.sh

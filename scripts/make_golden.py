@@ -9,7 +9,7 @@ which another platform may reproduce to within one level (docs/bitstream.md).
 
 Usage: python scripts/make_golden.py   (it writes the cases golden.json does not have yet, and never
 rewrites one it has: the first five were written with dq-hier for format version 3, the residual ones with
-dq-2 49448f56 when residual qualities came, the dq-3 ones with dq-3 af867419)
+dq-2 49448f56 when residual qualities came, the dq-3 ones with dq-3 87879186)
 """
 
 from __future__ import annotations
