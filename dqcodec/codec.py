@@ -62,7 +62,7 @@ def compress(
     progress: Progress | None = None,
 ) -> bytes:
     """Encode an image into the bytes of a .dq file; quality defaults to the model's, and the model
-    to ``defaults.default_model(lossless)`` (dq-2).
+    to ``defaults.default_model(lossless)`` (dq-3).
 
     The qualities of a model (``dqcodec models``, ``point.Ladder``) are its lossy ones, then its residual
     ones (a lossy quality's codes and then what their image misses as quantized DCTs), then its

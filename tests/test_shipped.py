@@ -42,6 +42,8 @@ def test_every_lossy_and_residual_quality_round_trips_and_rates_rise_with_qualit
 
 
 def test_qualities_after_the_lossy_ones_rise_in_rate_and_psnr_and_near_lossless_ones_stay_within_their_bound(photo):
+    """Residual qualities rise in rate and PSNR; a near-lossless quality costs more than all of them and holds
+    its bound on every sample (its PSNR may be below the finest residual quality's: dq-3's is)."""
     model, _ = zoo.load()
     crop = photo.crop((320, 192, 448, 288))
     original = np.asarray(crop).astype(int)
@@ -51,9 +53,10 @@ def test_qualities_after_the_lossy_ones_rise_in_rate_and_psnr_and_near_lossless_
         decoded = dqcodec.decompress(data)
         if point.tolerance:
             assert np.abs(np.asarray(decoded).astype(int) - original).max() <= point.bound
+        else:
+            psnrs.append(metrics(crop, decoded)[0])
         sizes.append(len(data))
-        psnrs.append(metrics(crop, decoded)[0])
-    assert len(sizes) >= 2 and sizes == sorted(sizes) and psnrs == sorted(psnrs), (sizes, psnrs)
+    assert len(psnrs) >= 2 and sizes == sorted(sizes) and psnrs == sorted(psnrs), (sizes, psnrs)
 
 
 @pytest.mark.parametrize("quality", [1, 4, 7])
@@ -78,19 +81,19 @@ def test_encoder_effort_lowers_distortion_plus_rate(photo):
         mse = np.mean((decoded - np.asarray(crop, dtype=np.float64) / 255) ** 2)
         return mse + refine.RATE_LAMBDA * 8 * len(data) / (crop.width * crop.height)
 
-    plain, refined = (cost(dqcodec.compress(crop, quality=4, effort=e)) for e in (0, 1))
+    plain, refined = (cost(dqcodec.compress(crop, quality=2, effort=e)) for e in (0, 1))
     assert refined < 0.98 * plain, (plain, refined)
 
 
 def test_files_name_the_default_lossy_and_lossless_models(photo):
-    """Without a model named, lossy and lossless files are written by dq-2, and both decode; dq-hier still
+    """Without a model named, lossy and lossless files are written by dq-3, and both decode; dq-hier still
     writes lossless files when asked to."""
     from dqcodec import defaults
 
     crop = photo.crop((0, 0, 48, 32))
     lossy, lossless = dqcodec.compress(crop), dqcodec.compress(crop, lossless=True)
-    assert (dqcodec.inspect(lossy).header.model, dqcodec.inspect(lossless).header.model) == ("dq-2", "dq-2")
-    assert (defaults.default_model(), defaults.default_model(lossless=True)) == ("dq-2", "dq-2")
+    assert (dqcodec.inspect(lossy).header.model, dqcodec.inspect(lossless).header.model) == ("dq-3", "dq-3")
+    assert (defaults.default_model(), defaults.default_model(lossless=True)) == ("dq-3", "dq-3")
     assert np.array_equal(np.asarray(dqcodec.decompress(lossless)), np.asarray(crop))
     assert metrics(crop, dqcodec.decompress(lossy))[0] > 20
     exact = dqcodec.compress(crop, model="dq-hier", lossless=True)
