@@ -81,7 +81,8 @@ def test_encoder_effort_lowers_distortion_plus_rate(photo):
         mse = np.mean((decoded - np.asarray(crop, dtype=np.float64) / 255) ** 2)
         return mse + refine.RATE_LAMBDA * 8 * len(data) / (crop.width * crop.height)
 
-    plain, refined = (cost(dqcodec.compress(crop, quality=2, effort=e)) for e in (0, 1))
+    # dq-2's quality 4 (6 stride-8 groups): dq-3's lossy qualities have 1 or 2, where refinement gains under 1%
+    plain, refined = (cost(dqcodec.compress(crop, model="dq-2", quality=4, effort=e)) for e in (0, 1))
     assert refined < 0.98 * plain, (plain, refined)
 
 
