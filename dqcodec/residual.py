@@ -87,11 +87,10 @@ def blocks_shape(height: int, width: int) -> tuple[int, int]:
 # ---- encoding ----------------------------------------------------------------------------
 
 
-def encode(
-    original: np.ndarray, base: np.ndarray, step: int, stream: StreamEncoder, rate_weight: float = RATE_WEIGHT
-) -> None:
+def encode(original: np.ndarray, base: np.ndarray, step: int, stream: StreamEncoder, rate_weight: float = 0.0) -> None:
     """Code original - base, two (h, w, 3) uint8 images, at a quantizer step, into the stream; the
-    coefficients are rounded for rate and distortion with that weight (0: plain dead-zone rounding)."""
+    coefficients are rounded for rate and distortion with that weight (0: plain dead-zone rounding; a
+    model's is its ``residual_rate_weight``)."""
     difference = original.astype(np.int64) - base
     quantized = quantize(difference, step)
     if rate_weight:
