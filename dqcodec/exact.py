@@ -35,13 +35,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fixed
 from .errors import FixedPointError  # re-exported
-
-FRAC = 12  # activations: integer counts of 2^-12
-WEIGHT_FRAC = 14  # weights: integer counts of 2^-14
-LIMIT = 1 << 20  # activations are clamped to ±LIMIT counts (±256.0)
-EXACT = 1 << 53  # float64 holds every integer below this exactly
-SCALE = float(1 << FRAC)
+from .fixed import EXACT, FRAC, LIMIT, SCALE, WEIGHT_FRAC
 
 TABLES_PATH = Path(__file__).with_name("fixed_tables.npz")
 # SHA-256 of the table file's arrays; a different file would write files no other dqcodec reads
@@ -288,15 +284,8 @@ def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def frequencies(weights: torch.Tensor, bits: int, out: torch.Tensor | None = None) -> np.ndarray:
-    """Non-negative whole-number weights (N, K), integer or float64, each below 2^(52 - bits) and every row's
-    sum positive and below 2^52 -> frequencies floor(w * 2^bits / sum) + 1 as float64, for constriction.
-
-    Computed in float64, which is exact: for whole numbers a, b > 0 with a + b < 2^53 the rounded quotient
-    a / b never reaches the next integer above a / b (its distance to it, at least 1 / b, exceeds half a
-    unit in the last place), so its floor is the integer quotient. ``out``: a float64 tensor to write them to."""
-    weights = weights.double()
-    total = weights.sum(-1, keepdim=True)
-    return torch.mul(weights, float(1 << bits), out=out).div_(total).floor_().add_(1).numpy()
+    """``fixed.frequencies`` of a tensor's weights (``out``: a float64 tensor to write them to)."""
+    return fixed.frequencies(weights.double().numpy(), bits, None if out is None else out.numpy())
 
 
 def logits_to_frequencies(logits: torch.Tensor, bits: int) -> np.ndarray:

@@ -26,10 +26,9 @@ the stream decodes the same either way, as nothing in it depends on the base.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .entropy import PIXEL_PROBABILITY_BITS, StreamDecoder, StreamEncoder
-from .exact import frequencies
+from .fixed import frequencies
 from .point import MAX_STEP  # noqa: F401  (re-exported: the largest step the residual stream holds)
 from .recorder import Recorder
 
@@ -357,7 +356,7 @@ def table(largest: int, zero: int, decay: int) -> np.ndarray:
             break
     side = (geometric * ((ZERO_LEVELS - zero) << 23)) // geometric.sum()  # each product below 2^61
     weights = np.concatenate([side[::-1], [zero << 24], side])[None]  # each below 2^32
-    return frequencies(torch.from_numpy(weights), PIXEL_PROBABILITY_BITS)
+    return frequencies(weights, PIXEL_PROBABILITY_BITS)
 
 
 class ResidualCodec:

@@ -131,6 +131,42 @@ def test_a_residual_codec_rounds_for_rate_with_its_points_weight_and_plainly_wit
     assert coded[residual.RATE_WEIGHT] != coded[0.0]
 
 
+def test_the_residual_layer_codes_without_torch(tmp_path):
+    """The residual layer needs numpy and constriction only (issue 30): with torch unimportable, a tile codes
+    and decodes to the bytes and pixels this process gets."""
+    import subprocess
+    import sys
+
+    original = photo_like(40, 48)
+    base = np.clip(original.astype(int) + np.random.default_rng(5).integers(-30, 31, original.shape), 0, 255)
+    base = base.astype(np.uint8)
+    np.savez(tmp_path / "tile.npz", original=original, base=base)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from dqcodec import residual\n"
+        "from dqcodec.entropy import StreamDecoder, StreamEncoder\n"
+        "from dqcodec.recorder import Recorder\n"
+        "tile = np.load(sys.argv[1])\n"
+        "codec = residual.ResidualCodec(20, deblocking=True, rate_weight=residual.RATE_WEIGHT)\n"
+        "stream = StreamEncoder()\n"
+        "codec.compress(tile['original'], tile['base'], stream)\n"
+        "data = stream.to_bytes()\n"
+        "np.savez(sys.argv[2], data=np.frombuffer(data, np.uint8), decoded=codec.decompress(tile['base'], StreamDecoder(data), Recorder()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, tmp_path / "tile.npz", tmp_path / "out.npz"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    codec = residual.ResidualCodec(20, deblocking=True, rate_weight=residual.RATE_WEIGHT)
+    stream = StreamEncoder()
+    codec.compress(original, base, stream)
+    data = stream.to_bytes()
+    out = np.load(tmp_path / "out.npz")
+    assert out["data"].tobytes() == data
+    assert np.array_equal(out["decoded"], codec.decompress(base, StreamDecoder(data), dqcodec.recorder.Recorder()))
+
+
 def test_the_integer_inverse_is_within_a_level_of_the_float_one():
     rng = np.random.default_rng(1)
     quantized = rng.integers(-40, 41, (3, 4, 5, 64)) * (rng.random((3, 4, 5, 64)) < 0.3)
