@@ -90,13 +90,13 @@ def training_pairs(
     return pairs
 
 
-def train(pairs, width: int, steps: int, crop: int, batch: int, seed: int) -> PostFilter:
+def train(pairs, width: int, steps: int, crop: int, batch: int, seed: int, lr: float) -> PostFilter:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = PostFilter(width)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    started, recent = time.perf_counter(), []
+    started, recent, unfiltered = time.perf_counter(), [], []
     for number in range(1, steps + 1):
         inputs, targets, steps = [], [], []
         for _ in range(batch):
@@ -107,15 +107,18 @@ def train(pairs, width: int, steps: int, crop: int, batch: int, seed: int) -> Po
             targets.append(to_tensor(original[window]))
             steps.append(step)
         optimizer.zero_grad()
-        loss = ((model(torch.cat(inputs), torch.tensor(steps)) - torch.cat(targets)) ** 2).mean()
+        decoded, original = torch.cat(inputs), torch.cat(targets)
+        loss = ((model(decoded, torch.tensor(steps)) - original) ** 2).mean()
         loss.backward()
+        unfiltered.append(((decoded - original) ** 2).mean().item())
         optimizer.step()
         schedule.step()
         recent.append(loss.item())
         if number % 200 == 0:
-            mse = np.mean(recent[-200:])
+            mse, before = np.mean(recent[-200:]), np.mean(unfiltered[-200:])
             click.echo(
-                f"step {number}: {10 * np.log10(1 / mse):.2f} dB on crops, {time.perf_counter() - started:.0f} s"
+                f"step {number}: {10 * np.log10(1 / mse):.2f} dB on crops, {10 * np.log10(1 / before):.2f} unfiltered, "
+                f"{time.perf_counter() - started:.0f} s"
             )
     return model
 
@@ -158,15 +161,16 @@ def evaluate_set(folder: str, model: PostFilter, cache: Path, every: int) -> dic
 @click.option("--crop", default=64, show_default=True)
 @click.option("--batch", default=8, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
 @click.option("--cache", default=str(Path.home() / "dqcodec-runs" / "residual-cache"), show_default=True)
-def main(sets, train_folder, train_every, every, width, steps, crop, batch, seed, cache):
+def main(sets, train_folder, train_every, every, width, steps, crop, batch, seed, lr, cache):
     torch.set_num_threads(2)
     cache_dir = Path(cache)
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = sorted(Path(train_folder).glob("*.png"))[::train_every]
     pairs = training_pairs(paths, cache_dir, np.random.default_rng(seed))
     started = time.perf_counter()
-    model = train(pairs, width, steps, crop, batch, seed)
+    model = train(pairs, width, steps, crop, batch, seed, lr)
     click.echo(f"trained {steps} steps in {time.perf_counter() - started:.0f} s on {len(pairs)} pairs")
     for folder in sets:
         report = evaluate_set(folder, model, cache_dir, every)

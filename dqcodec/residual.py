@@ -136,16 +136,17 @@ def rate_distortion_round(
         groups = np.broadcast_to(BAND_GROUP, quantized.shape)
         channels = np.broadcast_to(np.arange(3)[:, None, None, None], quantized.shape)
         limit = largest[channels, groups, contexts]
-        best_cost, best = None, None
-        for candidate in (np.zeros_like(floor), floor, floor + 1):
-            candidate = np.minimum(candidate, limit)
+
+        def cost(candidate: np.ndarray) -> np.ndarray:
             rate = bits[channels, groups, contexts, bits.shape[-1] // 2 + sign * candidate]
-            cost = (magnitude - candidate) ** 2 + weight * rate
-            if best is None:
-                best_cost, best = cost, candidate
-            else:
-                better = cost < best_cost
-                best_cost, best = np.where(better, cost, best_cost), np.where(better, candidate, best)
+            return (magnitude - candidate) ** 2 + weight * rate
+
+        best = np.zeros_like(floor)
+        best_cost = cost(best)
+        for candidate in (np.minimum(floor, limit), np.minimum(floor + 1, limit)):
+            candidate_cost = cost(candidate)
+            better = candidate_cost < best_cost
+            best_cost, best = np.where(better, candidate_cost, best_cost), np.where(better, candidate, best)
         quantized = sign * best
     return quantized
 
@@ -374,5 +375,6 @@ class ResidualCodec:
 
     def decompress(self, base: np.ndarray, stream: StreamDecoder, recorder: Recorder) -> np.ndarray:
         """A tile's decoded (h, w, 3) uint8 pixels given its base image."""
-        difference = decode(*base.shape[:2], self.step, stream, recorder)
+        height, width = base.shape[:2]
+        difference = decode(height, width, self.step, stream, recorder)
         return add(base, deblock(difference, self.step) if self.deblocking else difference)
