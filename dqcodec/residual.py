@@ -128,27 +128,37 @@ def rate_distortion_round(
     (``quantized``, at first) would send, in its contexts. An encoder's choice: the decoder is the same."""
     magnitude = np.abs(coefficients)
     sign = np.where(coefficients < 0, -1, 1)
-    floor = np.floor(magnitude).astype(np.int64)
     for _ in range(passes):
-        contexts = all_contexts(np.abs(quantized))
-        tables = Tables(_fit(quantized, [[contexts[c, ..., b] for b in range(BLOCK * BLOCK)] for c in range(3)]))
-        bits, largest = tables.bits()
-        groups = np.broadcast_to(BAND_GROUP, quantized.shape)
-        channels = np.broadcast_to(np.arange(3)[:, None, None, None], quantized.shape)
-        limit = largest[channels, groups, contexts]
-
-        def cost(candidate: np.ndarray) -> np.ndarray:
-            rate = bits[channels, groups, contexts, bits.shape[-1] // 2 + sign * candidate]
-            return (magnitude - candidate) ** 2 + weight * rate
-
-        best = np.zeros_like(floor)
-        best_cost = cost(best)
-        for candidate in (np.minimum(floor, limit), np.minimum(floor + 1, limit)):
-            candidate_cost = cost(candidate)
-            better = candidate_cost < best_cost
-            best_cost, best = np.where(better, candidate_cost, best_cost), np.where(better, candidate, best)
-        quantized = sign * best
+        quantized = sign * _cheapest_magnitudes(magnitude, sign, quantized, weight)
     return quantized
+
+
+def _cheapest_magnitudes(magnitude: np.ndarray, sign: np.ndarray, quantized: np.ndarray, weight: float) -> np.ndarray:
+    """One pass of ``rate_distortion_round``: each magnitude's cheapest of 0, its floor and its ceiling (within
+    its table's largest value), under the tables and contexts of ``quantized``."""
+    contexts = all_contexts(np.abs(quantized))
+    bits, largest = Tables(
+        _fit(quantized, [[contexts[c, ..., b] for b in range(BLOCK * BLOCK)] for c in range(3)])
+    ).bits()
+    table = (
+        np.broadcast_to(np.arange(3)[:, None, None, None], quantized.shape),
+        np.broadcast_to(BAND_GROUP, quantized.shape),
+        contexts,
+    )
+    limit = largest[table]
+
+    def cost(candidate: np.ndarray) -> np.ndarray:
+        rate = bits[table + (bits.shape[-1] // 2 + sign * candidate,)]
+        return (magnitude - candidate) ** 2 + weight * rate
+
+    floor = np.floor(magnitude).astype(np.int64)
+    best = np.zeros_like(floor)
+    best_cost = cost(best)
+    for candidate in (np.minimum(floor, limit), np.minimum(floor + 1, limit)):
+        candidate_cost = cost(candidate)
+        better = candidate_cost < best_cost
+        best_cost, best = np.where(better, candidate_cost, best_cost), np.where(better, candidate, best)
+    return best
 
 
 def forward(difference: np.ndarray) -> np.ndarray:
