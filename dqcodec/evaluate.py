@@ -235,7 +235,11 @@ def _mean(values: list[float]) -> float | None:
 def bd_rate(anchor: tuple[list, list], test: tuple[list, list]) -> float | None:
     """Bjøntegaard delta rate (%) of test against anchor, each (bpp list, PSNR list):
     the mean rate difference over the PSNR range both cover; negative means test saves bits.
-    None when the curves do not overlap, have fewer than two points or cannot be fitted."""
+    None when the curves do not overlap, have fewer than two points or cannot be fitted.
+    Each curve is its points that no other point of it dominates (as many bits or more for as much quality
+    or less): a fit through a point off the curve, such as a near-lossless quality that costs more than a
+    residual one for less PSNR, would bend it."""
+    anchor, test = undominated(*anchor), undominated(*test)
     if min(len(anchor[0]), len(test[0])) < 2:
         return None
     integrals = []
@@ -252,6 +256,13 @@ def bd_rate(anchor: tuple[list, list], test: tuple[list, list]) -> float | None:
     if not abs(mean_log_ratio) < 700:  # the fits do not describe the curves (math.exp would overflow)
         return None
     return float((math.exp(mean_log_ratio) - 1) * 100)
+
+
+def undominated(rates: list, psnrs: list) -> tuple[list, list]:
+    """The (bpp, PSNR) points of a curve that no other point of it dominates, in their order."""
+    points = list(zip(rates, psnrs))
+    kept = [(r, p) for r, p in points if not any(r2 <= r and p2 >= p and (r2, p2) != (r, p) for r2, p2 in points)]
+    return [r for r, _ in kept], [p for _, p in kept]
 
 
 def interpolate_psnr(curve: list[tuple[float, float]], bpp: float) -> float | None:

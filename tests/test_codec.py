@@ -243,6 +243,18 @@ def test_plain_vq_configuration_codes_too():
     assert model.decompress(out["strings"], out["shape"], 2)["x_hat"].shape == x.shape
 
 
+def test_bd_rate_leaves_out_a_point_the_curve_dominates():
+    """A point with more bits and less PSNR than another (dq-3's near-lossless quality against its finest
+    residual one) is off the rate-distortion curve, and does not bend the fit."""
+    from dqcodec.evaluate import bd_rate, undominated
+
+    rates, psnrs = [0.2, 0.4, 0.8, 1.6], [30.0, 33.0, 36.0, 39.0]
+    cheaper = ([r * 0.9 for r in rates], psnrs)
+    assert undominated(rates + [2.0], psnrs + [37.0]) == (rates, psnrs)
+    assert bd_rate((rates, psnrs), (cheaper[0] + [2.0], cheaper[1] + [37.0])) == bd_rate((rates, psnrs), cheaper)
+    assert abs(bd_rate((rates, psnrs), cheaper) + 10) < 1e-6
+
+
 def test_bd_rate_of_a_curve_against_itself_and_a_cheaper_copy():
     from dqcodec.evaluate import bd_rate
 
