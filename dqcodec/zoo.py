@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import os
 import re
 from dataclasses import dataclass
@@ -227,12 +226,15 @@ def _checkpoint(path: Path, data: bytes) -> tuple[dict, bytes]:
 def _legacy_checkpoint(path: Path, data: bytes) -> tuple[dict, bytes]:
     import torch
 
+    from . import legacy
+
     try:
-        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as error:  # a file that matches its digest but is no checkpoint
+        checkpoint = legacy.read(data)  # numpy arrays, without running the pickle's code or importing torch
+        state_dict = checkpoint["state_dict"]
+    except (ModelError, KeyError, TypeError) as error:  # a file that matches its digest but is no checkpoint
         raise ModelError(f"{path} is not a model checkpoint: {error}") from None
     checkpoint["state_dict"] = {
-        k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()
+        k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in state_dict.items()
     }
     return checkpoint, file_digest(data)
 
