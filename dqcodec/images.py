@@ -101,13 +101,14 @@ def _check_tiles_cover(image: Image.Image) -> None:
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_INFLATE_STEP = 1 << 20  # bytes inflated at a time, and so held at once
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
 def _check_png_rows(data: bytes, width: int, height: int) -> None:
     """Refuse a PNG whose compressed data holds fewer rows than its header names (one whose height was
     raised, its CRC fixed: Pillow would decode the missing rows as zeros). Only the expected number of bytes
-    is inflated, so a forged stream cannot make this allocate more."""
+    is inflated, a megabyte at a time and none of it kept, so a forged stream cannot make this allocate more."""
     if len(data) < 29 or data[12:16] != b"IHDR":
         return  # Pillow opened it, so leave the finer points of the format to Pillow
     bit_depth, colour_type, interlaced = data[24], data[25], data[28]
@@ -124,9 +125,10 @@ def _check_png_rows(data: bytes, width: int, height: int) -> None:
         if kind == b"IDAT":
             chunk = data[offset + 8 : offset + 8 + length]
             try:
-                inflated += len(inflater.decompress(chunk, expected - inflated))
+                inflated += len(inflater.decompress(chunk, min(expected - inflated, _INFLATE_STEP)))
                 while inflater.unconsumed_tail and inflated < expected:
-                    inflated += len(inflater.decompress(inflater.unconsumed_tail, expected - inflated))
+                    tail = inflater.unconsumed_tail
+                    inflated += len(inflater.decompress(tail, min(expected - inflated, _INFLATE_STEP)))
             except zlib.error as error:
                 raise UnsupportedImageError(f"the PNG's image data is damaged: {error}") from None
         elif kind == b"IEND":
