@@ -512,7 +512,7 @@ def bpd(folder, codecs, json_path, model, quality):
 )
 @click.option(
     "--residual-rate-weight",
-    type=click.FloatRange(0, 10),
+    type=float,
     help="the residual encoder's weight of bits against squared error (dqcodec/residual.py's rate_distortion_round; dq-3: 0.12, 0: plain rounding); default: as the checkpoint's config",
 )
 @click.option(
