@@ -7,6 +7,7 @@ import numpy as np
 
 from dqcodec import residual
 from dqcodec.entropy import StreamDecoder, StreamEncoder
+from dqcodec.recorder import Recorder
 
 
 def v1(original: np.ndarray, base: np.ndarray, step: int) -> tuple[bytes, np.ndarray]:
@@ -154,3 +155,15 @@ def library_deblock(original, base, step):
 
 
 VARIANTS["rdoq+deblock"] = library_deblock
+
+
+def shipped_dq3(original, base, step):
+    """dq-3's residual coder as the library runs it: rate-distortion rounding, the difference deblocked."""
+    codec = residual.ResidualCodec(step, deblocking=True, rate_weight=residual.RATE_WEIGHT)
+    stream = StreamEncoder()
+    codec.compress(original, base, stream)
+    data = stream.to_bytes()
+    return data, codec.decompress(base, StreamDecoder(data), Recorder())
+
+
+VARIANTS["dq3"] = shipped_dq3
