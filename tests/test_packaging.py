@@ -2,6 +2,7 @@
 carries every model the golden files name and decodes them all (issue 30)."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -30,7 +31,18 @@ print(zoo.models_dir())
 """
 
 
+def _source_copy(target: Path) -> Path:
+    """The checkout without what building, testing or data left in it (a stale build/ would go into the wheel)."""
+    left_out = shutil.ignore_patterns(".git", ".venv", "build", "data", "runs", "*.egg-info", "__pycache__", ".*_cache")
+    return Path(shutil.copytree(ROOT, target, ignore=left_out))
+
+
+def _registered(folder: Path) -> set[str]:
+    return {line.split()[1] for line in (folder / "SHA256SUMS").read_text().splitlines() if line.strip()}
+
+
 def test_a_built_wheel_carries_the_models_and_decodes_every_golden_file(tmp_path):
+    source = _source_copy(tmp_path / "source")
     built = subprocess.run(
         [
             sys.executable,
@@ -42,7 +54,7 @@ def test_a_built_wheel_carries_the_models_and_decodes_every_golden_file(tmp_path
             "-q",
             "-w",
             tmp_path / "dist",
-            ROOT,
+            source,
         ],
         capture_output=True,
         text=True,
@@ -54,6 +66,11 @@ def test_a_built_wheel_carries_the_models_and_decodes_every_golden_file(tmp_path
         names = archive.namelist()
         archive.extractall(site)
     assert "dqcodec/models/SHA256SUMS" in names and not any("snapshots" in name for name in names)
+    models = ROOT / "models"
+    shipped = {
+        name.split("/", 2)[2] for name in names if name.startswith("dqcodec/models/") and name.endswith((".dqw", ".pt"))
+    }
+    assert shipped == _registered(models) | {f"previous/{name}" for name in _registered(models / "previous")}
     env = {k: v for k, v in os.environ.items() if k != "DQCODEC_MODELS"}
     done = subprocess.run(
         [sys.executable, "-c", DECODE_FROM_THE_WHEEL, site, GOLDEN, tmp_path / "decoded.npz"],
