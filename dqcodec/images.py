@@ -89,11 +89,10 @@ def _check_tiles_cover(image: Image.Image) -> None:
     raised has strips for the old rows only, and Pillow would fill the rest with zeros). A GIF's frame may
     be smaller than its screen, which the format fills with its background, so GIFs are not checked."""
     tiles = getattr(image, "tile", None) or []
-    if image.format == "GIF" or not tiles:
-        return
-    covered = sum(
-        max(0, min(x1, image.width) - x0) * max(0, min(y1, image.height) - y0) for _, (x0, y0, x1, y1), *_ in tiles
-    )
+    extents = [tile[1] for tile in tiles if len(tile) > 1 and isinstance(tile[1], tuple) and len(tile[1]) == 4]
+    if image.format == "GIF" or not extents or len(extents) != len(tiles):
+        return  # a GIF, a loaded image, or tiles this check does not know how to read
+    covered = sum(max(0, min(x1, image.width) - x0) * max(0, min(y1, image.height) - y0) for x0, y0, x1, y1 in extents)
     if covered < image.width * image.height:
         raise UnsupportedImageError(
             f"the file is damaged: its data covers {covered} of the {image.width}x{image.height} pixels its header names"
