@@ -82,7 +82,7 @@ def compress(
             "effort applies to lossy files; a lossless file codes every pixel whatever its codes"
         )
     rgb, mode = rgb_and_mode(load_image(image, max_pixels))
-    net, digest = load_dq_model(model, f"model {model!r}")
+    net, digest = load_dq_model(model)
     point = net.ladder.resolve(quality, lossless)
     if effort and point.kind not in (Kind.LOSSY, Kind.RESIDUAL):
         raise errors.ArgumentError(
@@ -99,17 +99,10 @@ def compress(
     return container.pack(header, strings)
 
 
-def load_dq_model(name: str, what: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
-    """An installed dq model and the SHA-256 of its weights; ModelError, saying ``what`` names it, for a baseline
-    (found from the model file's metadata, before its weights are decoded)."""
-    family = zoo.family(name, weights_hash)
-    if family not in (None, registry.DQ):
-        raise errors.ModelError(f"{what} is a {family} baseline, not a dq model: it writes no .dq files")
-    net, digest = zoo.load(name, weights_hash)
-    if not registry.is_dq(net):
-        raise errors.ModelError(
-            f"{what} is a {registry.family_of(net)} baseline, not a dq model: it writes no .dq files"
-        )
+def load_dq_model(name: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
+    """An installed dq model and the SHA-256 of its weights; ModelError for a baseline (``zoo.load`` finds its
+    family from the model file's metadata, before its weights are decoded)."""
+    net, digest = zoo.load(name, weights_hash, family=registry.DQ)
     return cast(DQCodec, net), digest
 
 
@@ -155,7 +148,7 @@ def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Opene
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise errors.ArgumentError(f"expected the bytes of a .dq file, got {type(data).__name__}")
     header, streams = container.unpack(bytes(data), max_pixels)  # sizes checked before anything is allocated
-    net, digest = load_dq_model(header.model, f"file names model {header.model!r}, which", header.weights_hash)
+    net, digest = load_dq_model(header.model, header.weights_hash)
     if digest[:8] != header.weights_hash:
         raise errors.ModelError(
             f"file was written with other weights of model {header.model!r} "

@@ -45,7 +45,7 @@ def compress_to(
     loaded, mode = rgb_and_mode(load_image(image, max_pixels))
     source = loaded if mode == "RGB" else loaded.convert("L")
     model = default_model() if model is None else model
-    ladder = codec.load_dq_model(model, f"model {model!r}")[0].ladder
+    ladder = codec.load_dq_model(model)[0].ladder
     qualities = [p.quality for p in rising(ladder) if not effort or p.kind in (Kind.LOSSY, Kind.RESIDUAL)]
     tried: dict[int, Coded] = {}
 

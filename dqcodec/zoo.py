@@ -173,22 +173,31 @@ def weights_digest(data: bytes) -> bytes:
     return weights.stored_digest(data) if data.startswith(weights.MAGIC) else file_digest(data)
 
 
-def family(name: str, weights_hash: bytes | None = None) -> str | None:
-    """The family (``registry``) of an installed model, from its metadata alone, without decoding its weights;
-    None for a legacy .pt model, whose metadata only torch can read."""
-    from . import registry, weights
-
-    path = find(name, weights_hash).path
-    if path.suffix == LEGACY_SUFFIX:
-        return None
-    return registry.family_of_checkpoint(weights.read_meta(path.read_bytes()))
-
-
-def load(name: str = DEFAULT_MODEL, weights_hash: bytes | None = None) -> tuple[nn.Module, bytes]:
+def load(
+    name: str = DEFAULT_MODEL, weights_hash: bytes | None = None, family: str | None = None
+) -> tuple[nn.Module, bytes]:
     """The named model in eval mode and the SHA-256 of its weights: its current version, or the
-    version whose hash starts with ``weights_hash`` (see ``find``)."""
+    version whose hash starts with ``weights_hash`` (see ``find``). ``family`` (``registry``): a model of
+    another family is refused from its file's metadata, before its weights are decoded."""
     path = find(name, weights_hash).path
+    if family is not None:
+        _require_family(path, name, family)
     return _load_file(path)
+
+
+def _require_family(path: Path, name: str, family: str) -> None:
+    found = _stored_family(path)
+    if found != family:  # the other families are CompressAI's baselines
+        raise ModelError(f"model {name!r} is a {found} baseline, not a {family} model: it writes no .dq files")
+
+
+@functools.lru_cache(maxsize=8)
+def _stored_family(path: Path) -> str:
+    """The family a model file's metadata names (as ``_load_file``, read once per file)."""
+    from . import legacy, registry, weights
+
+    data = path.read_bytes()
+    return registry.family_of_checkpoint(weights.read_meta(data) if path.suffix == SUFFIX else legacy.read(data))
 
 
 def load_file(path: Path) -> tuple[nn.Module, bytes]:
