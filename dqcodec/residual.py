@@ -100,14 +100,14 @@ def encode(original: np.ndarray, base: np.ndarray, step: int, stream: StreamEnco
 def encode_quantized(quantized: np.ndarray, step: int, stream: StreamEncoder) -> None:
     """Code quantized coefficients (3, bh, bw, 64) of one tile, whatever rounding chose them."""
     magnitudes = np.abs(quantized)
-    contexts = [[band_contexts(magnitudes, channel, band) for band in range(BLOCK * BLOCK)] for channel in range(3)]
+    contexts = all_contexts(magnitudes)
     parameters = _fit(quantized, contexts)
     _encode_parameters(parameters, step, stream)
     tables = Tables(parameters)
     for channel in range(3):
         for band in range(BLOCK * BLOCK):
             for context in range(CONTEXTS):
-                symbols = quantized[channel, :, :, band][contexts[channel][band] == context]
+                symbols = quantized[channel, :, :, band][contexts[channel, :, :, band] == context]
                 if len(symbols) and tables.largest(channel, band, context):
                     stream.encode_iid(
                         symbols + tables.largest(channel, band, context), tables.get(channel, band, context)
@@ -137,9 +137,7 @@ def _cheapest_magnitudes(magnitude: np.ndarray, sign: np.ndarray, quantized: np.
     """One pass of ``rate_distortion_round``: each magnitude's cheapest of 0, its floor and its ceiling (within
     its table's largest value), under the tables and contexts of ``quantized``."""
     contexts = all_contexts(np.abs(quantized))
-    bits, largest = Tables(
-        _fit(quantized, [[contexts[c, ..., b] for b in range(BLOCK * BLOCK)] for c in range(3)])
-    ).bits()
+    bits, largest = Tables(_fit(quantized, contexts)).bits()
     table = (
         np.broadcast_to(np.arange(3)[:, None, None, None], quantized.shape),
         np.broadcast_to(BAND_GROUP, quantized.shape),
@@ -171,14 +169,16 @@ def forward(difference: np.ndarray) -> np.ndarray:
     return (DCT @ tiles @ DCT.T).reshape(3, bh, bw, BLOCK * BLOCK)[..., ZIGZAG]
 
 
-def _fit(quantized: np.ndarray, contexts) -> np.ndarray:
+def _fit(quantized: np.ndarray, contexts: np.ndarray) -> np.ndarray:
     """Each (channel, band group, context)'s (largest magnitude, zero's mass, decay), fitted to the symbols."""
     parameters = np.zeros((3, BAND_GROUPS, CONTEXTS, 3), dtype=np.int64)
     for channel in range(3):
         for group in range(BAND_GROUPS):
             bands = np.flatnonzero(group == BAND_GROUP)
             for context in range(CONTEXTS):
-                symbols = np.concatenate([quantized[channel, :, :, b][contexts[channel][b] == context] for b in bands])
+                symbols = np.concatenate(
+                    [quantized[channel, :, :, b][contexts[channel, :, :, b] == context] for b in bands]
+                )
                 parameters[channel, group, context] = _fit_symbols(np.abs(symbols))
     return parameters
 
