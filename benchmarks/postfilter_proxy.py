@@ -26,11 +26,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import residual_proxies
+import residual_variants
 
-from dqcodec import evaluate, residual
-from dqcodec.entropy import StreamDecoder, StreamEncoder
+from dqcodec import evaluate
 from dqcodec.images import psnr
-from dqcodec.recorder import Recorder
 
 DQ3_STEPS = (116, 88, 72, 61, 52, 44, 37, 31, 26, 21, 17, 14, 11, 8)
 BASE_QUALITY = 2
@@ -38,11 +37,8 @@ BASE_QUALITY = 2
 
 def dq3_rung(original: np.ndarray, base: np.ndarray, step: int) -> tuple[int, np.ndarray]:
     """The residual stream's bytes and decoded image of one dq-3 rung, as the library codes it."""
-    codec = residual.ResidualCodec(step, deblocking=True, rate_weight=residual.RATE_WEIGHT)
-    stream = StreamEncoder()
-    codec.compress(original, base, stream)
-    data = stream.to_bytes()
-    return len(data), codec.decompress(base, StreamDecoder(data), Recorder())
+    data, decoded = residual_variants.shipped_dq3(original, base, step)
+    return len(data), decoded
 
 
 class PostFilter(nn.Module):

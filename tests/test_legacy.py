@@ -5,8 +5,6 @@ import collections
 import io
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 
 from dqcodec import legacy, zoo
 from dqcodec.errors import ModelError
+from dqcodec.testing import kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,15 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_dq_hiers_legacy_weights_read_without_torch_to_what_torch_loads(tmp_path):
     path = zoo.models_dir() / "dq-hier-eb371a5f.pt"
     code = (
-        "import sys; sys.modules['torch'] = None\n"
+        "import sys\n"
         "import numpy as np\n"
         "from dqcodec import legacy\n"
         "checkpoint = legacy.read(open(sys.argv[1], 'rb').read())\n"
         "np.savez(sys.argv[2], **checkpoint['state_dict'])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, path, tmp_path / "arrays.npz"], cwd=ROOT, capture_output=True, text=True
-    )
+    done = kernels.without_torch(code, path, tmp_path / "arrays.npz")
     assert done.returncode == 0, done.stderr[-2000:]
     arrays = np.load(tmp_path / "arrays.npz")
     expected = torch.load(path, map_location="cpu", weights_only=True)

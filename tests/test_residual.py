@@ -134,15 +134,14 @@ def test_a_residual_codec_rounds_for_rate_with_its_points_weight_and_plainly_wit
 def test_the_residual_layer_codes_without_torch(tmp_path):
     """The residual layer needs numpy and constriction only (issue 30): with torch unimportable, a tile codes
     and decodes to the bytes and pixels this process gets."""
-    import subprocess
-    import sys
+    from dqcodec.testing import kernels
 
     original = photo_like(40, 48)
     base = np.clip(original.astype(int) + np.random.default_rng(5).integers(-30, 31, original.shape), 0, 255)
     base = base.astype(np.uint8)
     np.savez(tmp_path / "tile.npz", original=original, base=base)
     code = (
-        "import sys; sys.modules['torch'] = None\n"
+        "import sys\n"
         "import numpy as np\n"
         "from dqcodec import residual\n"
         "from dqcodec.entropy import StreamDecoder, StreamEncoder\n"
@@ -154,9 +153,7 @@ def test_the_residual_layer_codes_without_torch(tmp_path):
         "data = stream.to_bytes()\n"
         "np.savez(sys.argv[2], data=np.frombuffer(data, np.uint8), decoded=codec.decompress(tile['base'], StreamDecoder(data), Recorder()))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, tmp_path / "tile.npz", tmp_path / "out.npz"], capture_output=True, text=True
-    )
+    done = kernels.without_torch(code, tmp_path / "tile.npz", tmp_path / "out.npz")
     assert done.returncode == 0, done.stderr[-2000:]
     codec = residual.ResidualCodec(20, deblocking=True, rate_weight=residual.RATE_WEIGHT)
     stream = StreamEncoder()

@@ -17,6 +17,7 @@ from PIL import Image
 
 import dqcodec
 from dqcodec import container, surgery, weights, zoo
+from dqcodec.testing import kernels
 
 from .conftest import photo_like, tiny_model
 
@@ -101,19 +102,13 @@ def test_a_model_file_reads_without_torch_to_the_same_arrays(tmp_path):
     path = tmp_path / "w.dqw"
     path.write_bytes(data)
     code = (
-        "import sys; sys.modules['torch'] = None\n"
         "import numpy as np\n"
         "from dqcodec import weights\n"
         "meta, arrays, digest = weights.read_arrays(open(sys.argv[1], 'rb').read())\n"
         "np.savez(sys.argv[2], **arrays)\n"
         "print(digest.hex(), 'torch' in sys.modules and sys.modules['torch'] is not None)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(tmp_path / "arrays.npz")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = kernels.without_torch(code, path, tmp_path / "arrays.npz")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [weights.stored_digest(data).hex(), "False"]
     arrays = np.load(tmp_path / "arrays.npz")

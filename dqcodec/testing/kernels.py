@@ -54,6 +54,15 @@ def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerp
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
+def without_torch(code: str, *args) -> subprocess.CompletedProcess:
+    """Python ``code`` run in a fresh process where ``import torch`` fails (what the torch-free runtime must
+    survive), with ``args`` as sys.argv[1:]; its output captured as text."""
+    guarded = "import sys; sys.modules['torch'] = None\n" + code
+    return subprocess.run(
+        [sys.executable, "-c", guarded, *map(str, args)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
 def _apply(setting: str) -> None:
     import torch
 
