@@ -12,23 +12,28 @@ codes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from PIL import Image
 
-from . import container, errors, registry, zoo
+from . import container, errors, families, zoo
+from .config import DQConfig
 from .container import check_pixels
 from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS, default_model  # the first two re-exported
 from .entropy import ideal_bits
 from .errors import UnsupportedImageError  # re-exported
 from .images import IMAGE_SUFFIXES, ImageLike, image_files, load_image, pad, rgb_and_mode, to_image, to_tensor
-from .model import DQCodec
-from .point import Kind, OperatingPoint
+from .point import Kind, Ladder, OperatingPoint
 from .recorder import Progress, Recorder
 from .stack import LayerStack
+
+if TYPE_CHECKING:
+    from .model import DQCodec
+    from .runtime.model import RuntimeModel
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -102,8 +107,24 @@ def compress(
 def load_dq_model(name: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
     """An installed dq model and the SHA-256 of its weights; ModelError for a baseline (``zoo.load`` finds its
     family from the model file's metadata, before its weights are decoded)."""
-    net, digest = zoo.load(name, weights_hash, family=registry.DQ)
-    return cast(DQCodec, net), digest
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise errors.MissingExtraError(
+            "encoding, and decoding lossless and near-lossless files, need torch, which is not installed here "
+            "(lossy and residual files decode without it)"
+        ) from None
+    net, digest = zoo.load(name, weights_hash, family=families.DQ)
+    return cast("DQCodec", net), digest
+
+
+@functools.lru_cache(maxsize=4)
+def load_runtime_model(name: str, weights_hash: bytes | None = None) -> tuple[RuntimeModel, bytes]:
+    """``load_dq_model`` for the torch-free runtime (``runtime.model``), which decodes lossy and residual files."""
+    from .runtime.model import RuntimeModel
+
+    checkpoint, digest = zoo.read_checkpoint(name, weights_hash, family=families.DQ)
+    return RuntimeModel(DQConfig.from_dict(checkpoint["config"]), checkpoint["state_dict"]), digest
 
 
 def _check_type(name: str, value, kind: type) -> None:
@@ -127,20 +148,32 @@ def _check_int(name: str, value, low: int, high: int) -> None:
 
 @dataclass(frozen=True)
 class OpenedFile:
-    """A .dq file's header, streams, model and operating point, each checked before anything is decoded."""
+    """A .dq file's header, streams, model config and operating point, each checked before anything is decoded."""
 
     header: container.Header
     streams: list[bytes]
-    net: DQCodec
+    config: DQConfig
     point: OperatingPoint
 
     @property
     def size(self) -> tuple[int, int]:
         return self.header.height, self.header.width
 
+    @property
+    def runtime_decodes(self) -> bool:
+        """Whether the torch-free runtime decodes this file (lossy and residual points; pixel layers need torch)."""
+        return not self.point.codes_pixels
+
     @cached_property
     def stack(self) -> LayerStack:
-        return LayerStack(self.net, self.point)
+        """The layers that decode the file: the runtime's where it decodes the file, torch's elsewhere."""
+        return LayerStack(self.runtime_model() if self.runtime_decodes else self.torch_model(), self.point)
+
+    def torch_model(self) -> DQCodec:
+        return load_dq_model(self.header.model, self.header.weights_hash)[0]
+
+    def runtime_model(self) -> RuntimeModel:
+        return load_runtime_model(self.header.model, self.header.weights_hash)[0]
 
 
 def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> OpenedFile:
@@ -148,28 +181,30 @@ def open_file(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Opene
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise errors.ArgumentError(f"expected the bytes of a .dq file, got {type(data).__name__}")
     header, streams = container.unpack(bytes(data), max_pixels)  # sizes checked before anything is allocated
-    net, digest = load_dq_model(header.model, header.weights_hash)
+    checkpoint, digest = zoo.read_checkpoint(header.model, header.weights_hash, family=families.DQ)
     if digest[:8] != header.weights_hash:
         raise errors.ModelError(
             f"file was written with other weights of model {header.model!r} "
             f"({header.weights_hash.hex()}, installed {digest[:8].hex()})"
         )
-    point = _file_point(header, len(streams), net)
-    _check_streams(point, streams, net, header.model)
-    return OpenedFile(header, streams, net, point)
+    config = DQConfig.from_dict(checkpoint["config"])
+    point = _file_point(header, len(streams), config)
+    _check_streams(point, streams, config, header.model)
+    return OpenedFile(header, streams, config, point)
 
 
-def _file_point(header: container.Header, streams: int, net: DQCodec) -> OperatingPoint:
+def _file_point(header: container.Header, streams: int, config: DQConfig) -> OperatingPoint:
+    ladder = Ladder.from_config(config)
     if header.kind is None or header.codes_quality is None:  # versions 2 and 3
-        return net.ladder.from_legacy_header(header.quality, streams, net.num_levels)
-    return net.ladder.from_header(header.kind, header.quality, header.codes_quality)
+        return ladder.from_legacy_header(header.quality, streams, len(config.levels))
+    return ladder.from_header(header.kind, header.quality, header.codes_quality)
 
 
-def _check_streams(point: OperatingPoint, streams: list[bytes], net: DQCodec, model: str) -> None:
-    names = point.stream_names(net.chain.stream_names)
+def _check_streams(point: OperatingPoint, streams: list[bytes], config: DQConfig, model: str) -> None:
+    names = point.stream_names(config.stream_names)
     if len(streams) == len(names):
         return
-    if len(streams) == net.num_levels and point.enhancement:
+    if len(streams) == len(config.levels) and point.enhancement:
         raise errors.ContainerError(
             f"header names {point.describe()} (quality {point.quality}), but the file has no {point.enhancement} stream"
         )

@@ -94,6 +94,11 @@ class DQConfig:
                     f"a residual quality is [base quality 1 to {len(self.qualities)}, step 1 to {MAX_STEP}], got {pair}"
                 )
 
+    @property
+    def stream_names(self) -> list[str]:
+        """The names of the levels' streams, first level first: its stride ("stride16", "stride8")."""
+        return [f"stride{STRIDE >> i}" for i in range(len(self.levels))]
+
     @classmethod
     def from_dict(cls, config: dict) -> DQConfig:
         """A config from ``asdict``, or from a dq-hier checkpoint of dqcodec 0.2 (two named levels)."""

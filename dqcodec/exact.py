@@ -26,9 +26,7 @@ saturate intermediate sums and give wrong results; float64 has no such path.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,13 +34,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import fixed
-from .errors import FixedPointError  # re-exported
-from .fixed import EXACT, FRAC, LIMIT, SCALE, WEIGHT_FRAC
-
-TABLES_PATH = Path(__file__).with_name("fixed_tables.npz")
-# SHA-256 of the table file's arrays; a different file would write files no other dqcodec reads
-TABLES_SHA256 = "d53a5c78571e70fa91df53a9a24634f549894310d806deda9fd1cfe73eecc888"
-
+from .errors import FixedPointError  # noqa: F401  (re-exported)
+from .fixed import (  # re-exported
+    FRAC,
+    LIMIT,
+    SCALE,
+    SOFTMAX_RANGE,
+    WEIGHT_FRAC,
+)
 
 # ---- values ------------------------------------------------------------------------------
 
@@ -106,26 +105,8 @@ class Table:
 
 @functools.lru_cache(maxsize=1)
 def tables() -> dict[str, Table]:
-    """The shipped tables, checked against their hash."""
-    with np.load(TABLES_PATH) as data:
-        arrays = {name: data[name] for name in sorted(data.files)}
-    digest = tables_digest(arrays)
-    if digest != TABLES_SHA256:
-        raise FixedPointError(f"{TABLES_PATH} is damaged (SHA-256 {digest})")
-    made = {}
-    for name, array in arrays.items():
-        if name.endswith("_range"):
-            continue
-        made[name] = Table(array, *(int(v) for v in arrays[name + "_range"]))
-    return made
-
-
-def tables_digest(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(arrays[name], dtype="<i8").tobytes())
-    return h.hexdigest()
+    """The shipped tables (``fixed.table_arrays``, checked against their hash) on torch tensors."""
+    return {name: Table(entries, *bounds) for name, (entries, bounds) in fixed.table_arrays().items()}
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
@@ -216,11 +197,8 @@ def tap_products_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 def check_exact_range(weight: torch.Tensor, bias: torch.Tensor, transposed: bool = False) -> None:
-    """Every output's largest possible partial sum, with inputs within ±LIMIT, is below 2^53."""
-    per_output = weight.abs().sum((0, 2, 3) if transposed else (1, 2, 3))
-    worst = float((per_output * LIMIT + bias.abs()).max()) if len(bias) else 0.0
-    if worst >= EXACT:
-        raise FixedPointError(f"a layer's sums can reach {worst:.3g}, past float64's exact integers")
+    """Every output's largest possible partial sum, with inputs within ±LIMIT, is below 2^53 (``fixed``'s check)."""
+    fixed.check_exact_range(weight.numpy(), bias.numpy(), transposed)
 
 
 class ResNetBlock(nn.Module):
@@ -269,8 +247,6 @@ def run_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # ---- probabilities -----------------------------------------------------------------------
-
-SOFTMAX_RANGE = 32  # logits more than 32 below the row's largest get the floor frequency
 
 
 def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:

@@ -10,11 +10,9 @@ import math
 import struct
 import zlib
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from . import errors
@@ -22,6 +20,9 @@ from .config import STRIDE
 from .container import check_pixels
 from .defaults import DEFAULT_MAX_PIXELS
 from .errors import UnsupportedImageError
+
+if TYPE_CHECKING:  # loading, checking and measuring images needs no torch; only its tensors do
+    import torch
 
 ImageLike = Union[Image.Image, str, Path, np.ndarray]  # noqa: UP007  (a runtime alias: `|` needs Python 3.10's types)
 
@@ -162,12 +163,16 @@ def rgb_and_mode(image: Image.Image) -> tuple[Image.Image, str]:
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
+    import torch
+
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
 def pad(x: torch.Tensor) -> torch.Tensor:
     """Replicate-pad (1, 3, H, W) to multiples of the model stride."""
+    import torch.nn.functional as F
+
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
 

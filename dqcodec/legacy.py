@@ -57,6 +57,30 @@ def read(data: bytes) -> dict:
     return checkpoint
 
 
+# dq-hier's checkpoints of dqcodec 0.2 named its two levels' modules; the chain numbers them
+_OLD_NAMES = {
+    "encoder_bottom.": "analysis.0.",
+    "encoder_top.": "analysis.1.",
+    "top.": "levels.0.",
+    "bottom.": "levels.1.",
+    "top_decoder.": "contexts.0.",
+    "bottom_input.": "mixers.0.",
+    "decoder.": "synthesis.",
+}
+
+
+def renamed(state_dict: dict) -> dict:
+    """A state dict with dqcodec 0.2's module names given today's (other names unchanged)."""
+
+    def rename(key: str) -> str:
+        for old, new in _OLD_NAMES.items():
+            if key.startswith(old):
+                return new + key[len(old) :]
+        return key
+
+    return {rename(k): v for k, v in state_dict.items()}
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
         super().__init__(file)

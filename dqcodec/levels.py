@@ -17,7 +17,6 @@ decoder compute the same tables on any CPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import exact
+from .codes import DecodedCodes, last_coded  # re-exported
 from .config import LevelConfig
 from .entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
 from .point import OperatingPoint
@@ -188,16 +188,6 @@ class LevelCodec(nn.Module):
         return indices
 
 
-@dataclass
-class DecodedCodes:
-    """A region's codes as encoder and decoder both hold them after the level chain."""
-
-    indices: list[torch.Tensor]  # (1, M, H, W) of each level, groups past ``groups`` zero
-    groups: tuple[int, ...]  # groups coded of each level
-    last: int  # the last level coding any group
-    context: torch.Tensor | None  # that level's fixed-point context (None for the first level)
-
-
 class LevelChain:
     """A model's levels as one latent codec: a region's codes into one stream per level, and back.
 
@@ -242,6 +232,7 @@ class LevelChain:
                 context = net.next_context(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
         return DecodedCodes(indices, groups, last, context)
 
+    @torch.no_grad()
     def decompress(
         self, streams: list[StreamDecoder], shape: tuple[int, int], point: OperatingPoint, recorder: Recorder
     ) -> DecodedCodes:
@@ -256,8 +247,3 @@ class LevelChain:
             if i < last:
                 context = net.next_context(i, level.fixed_codes(indices[i], groups[i]), context, exact.run_module)
         return DecodedCodes(indices, groups, last, context)
-
-
-def last_coded(groups: tuple[int, ...] | list[int]) -> int:
-    """The last level a quality codes any group of (qualities code a prefix of the levels)."""
-    return max(i for i, g in enumerate(groups) if g)

@@ -20,12 +20,13 @@ from dataclasses import asdict
 import torch
 import torch.nn as nn
 
-from . import exact
+from . import exact, legacy
 from .config import STRIDE, DQConfig
+from .graph import context_channels, networks
 from .levels import DecodedCodes, LevelChain, LevelCodec, last_coded
 from .pixel_model import PixelModel
 from .point import Kind, Ladder
-from .transforms import analysis_stages, context_decoder, conv, synthesis
+from .transforms import build
 
 __all__ = ["STRIDE", "DQCodec", "DQConfig"]
 
@@ -42,12 +43,13 @@ class DQCodec(nn.Module):
         super().__init__()
         self.config = c = config or DQConfig()
         n, count = c.channels, len(c.levels)
-        self.analysis = nn.ModuleList(analysis_stages(n, count))
+        named = networks(c)  # every network but the priors, from their one definition (graph.py)
+        self.analysis = nn.ModuleList(build(named[f"analysis.{i}"]) for i in range(count))
         self.levels = nn.ModuleList(
             LevelCodec(
-                f"stride{STRIDE >> i}",
+                c.stream_names[i],
                 n if i == 0 else 2 * n,
-                0 if i == 0 else n,
+                context_channels(c, i),
                 level,
                 level.hidden or c.prior_hidden,
                 c.depthwise,
@@ -55,10 +57,10 @@ class DQCodec(nn.Module):
             )
             for i, level in enumerate(c.levels)
         )
-        self.contexts = nn.ModuleList(context_decoder(n, self.levels[i].out_channels, i == 0) for i in range(count - 1))
+        self.contexts = nn.ModuleList(build(named[f"contexts.{i}"]) for i in range(count - 1))
         # mix a level's features with its context, so every group sees both
-        self.mixers = nn.ModuleList(conv(2 * n, 2 * n, 3, 1) for _ in range(count - 1))
-        self.synthesis = synthesis(n, self.levels[-1].out_channels, STRIDE >> (count - 1), c.residual_blocks)
+        self.mixers = nn.ModuleList(build(named[f"mixers.{i}"]) for i in range(count - 1))
+        self.synthesis = build(named["synthesis"])
         self.pixels = PixelModel(n, c.pixel_mixtures, c.pixel_hidden) if c.pixel_mixtures else None
 
     @property
@@ -142,13 +144,13 @@ class DQCodec(nn.Module):
         return x
 
     @torch.no_grad()
-    def reconstruct(self, indices: list[torch.Tensor], groups: tuple[int, ...] | list[int]) -> torch.Tensor:
-        """The image (1, 3, H, W) in [0, 1] from every level's indices, in float32: the contexts
+    def reconstruct(self, indices: list, groups: tuple[int, ...] | list[int]) -> torch.Tensor:
+        """The image (1, 3, H, W) in [0, 1] from every level's indices (tensors or arrays), in float32: the contexts
         are recomputed in float, so a window of a larger image decodes like the whole image."""
         last = last_coded(groups)
         context = None
         for i in range(last + 1):
-            codes = self.levels[i].codes(indices[i], groups[i])
+            codes = self.levels[i].codes(torch.as_tensor(indices[i]), groups[i])
             if i < last:
                 context = self.next_context(i, codes, context)
         x = self.synthesis_input(last, codes, context)
@@ -218,29 +220,7 @@ class DQCodec(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> DQCodec:
-        state_dict = _renamed(checkpoint["state_dict"])
+        state_dict = legacy.renamed(checkpoint["state_dict"])
         model = cls(DQConfig.from_dict(checkpoint["config"]))
         model.load_state_dict(state_dict)
         return model.eval()
-
-
-# dq-hier's checkpoints of dqcodec 0.2 named its two levels' modules; the chain numbers them
-_LEGACY_NAMES = {
-    "encoder_bottom.": "analysis.0.",
-    "encoder_top.": "analysis.1.",
-    "top.": "levels.0.",
-    "bottom.": "levels.1.",
-    "top_decoder.": "contexts.0.",
-    "bottom_input.": "mixers.0.",
-    "decoder.": "synthesis.",
-}
-
-
-def _renamed(state_dict: dict) -> dict:
-    def rename(key):
-        for old, new in _LEGACY_NAMES.items():
-            if key.startswith(old):
-                return new + key[len(old) :]
-        return key
-
-    return {rename(k): v for k, v in state_dict.items()}

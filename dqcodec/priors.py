@@ -16,24 +16,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import exact
+from . import exact, graph
 
 
 class _GroupMaskedConv(nn.Conv2d):
-    """Conv whose output group j sees `free_in` context channels plus input groups
-    up to j (``inclusive``) or up to j-1 (strict)."""
+    """Conv whose output group j sees `free_in` context channels plus input groups up to
+    j (``inclusive``) or up to j-1 (strict): ``graph.MaskedConv``."""
 
-    def __init__(self, free_in, group_in, group_out, groups, kernel_size, inclusive):
-        super().__init__(free_in + groups * group_in, groups * group_out, kernel_size, padding=kernel_size // 2)
-        self.free_in, self.group_in, self.group_out = free_in, group_in, group_out
-        self.inclusive = inclusive
-        mask = torch.zeros(groups * group_out, free_in + groups * group_in, 1, 1)
-        for j in range(groups):
-            mask[j * group_out : (j + 1) * group_out, : self.visible_inputs(j)] = 1
-        self.register_buffer("mask", mask, persistent=False)
+    def __init__(self, spec: graph.MaskedConv):
+        super().__init__(spec.cin, spec.cout, spec.kernel, padding=spec.padding)
+        self.spec = spec
+        self.free_in, self.group_in, self.group_out = spec.free_in, spec.group_in, spec.group_out
+        self.register_buffer("mask", torch.from_numpy(spec.mask()), persistent=False)
 
     def visible_inputs(self, j: int) -> int:
-        return self.free_in + (j + 1 if self.inclusive else j) * self.group_in
+        return self.spec.visible_inputs(j)
 
     def forward(self, x, groups: int | None = None):
         """Every output group, or only the first ``groups`` from the inputs they may see."""
@@ -54,11 +51,7 @@ class GroupCausalPrior(nn.Module):
         self.codebook_size = codebook_size
         g, h = num_groups, hidden_per_group
         self.layers = nn.ModuleList(
-            [
-                _GroupMaskedConv(context_channels, code_dim, h, g, 3, inclusive=False),
-                _GroupMaskedConv(0, h, h, g, 1, inclusive=True),
-                _GroupMaskedConv(0, h, codebook_size, g, 1, inclusive=True),
-            ]
+            _GroupMaskedConv(spec) for spec in graph.prior(context_channels, g, code_dim, codebook_size, h)
         )
 
     def forward(self, context: torch.Tensor | None, codes: torch.Tensor, groups: int | None = None) -> torch.Tensor:

@@ -20,11 +20,10 @@ import torch.nn as nn
 
 from . import baselines
 from .errors import ModelError
+from .families import DQ, family_of_checkpoint  # re-exported
 from .levels import LevelConfig
 from .model import DQCodec, DQConfig
 from .steps import StepPolicy
-
-DQ = "dq"
 
 # The relative steps of a dq model's weights file (see dqcodec.steps). The pixel likelihood's steps
 # 0-4 code 1, 1, 2, 4 and 8 of 16 pixels.
@@ -165,11 +164,6 @@ def checkpoint_of(model: nn.Module) -> dict:
 def step_policy(model: nn.Module) -> StepPolicy:
     """The steps the weights file of a model stores its tensors with (``dqcodec.steps``)."""
     return family(model).step_policy
-
-
-def family_of_checkpoint(state: dict) -> str:
-    """The family a checkpoint (or a shipped model file's content) belongs to."""
-    return state.get("arch", DQ)
 
 
 def from_checkpoint(state: dict) -> nn.Module:

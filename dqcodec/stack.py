@@ -15,31 +15,35 @@ and progress, goes to one ``Recorder`` the caller passes in.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from . import tiling
+from .codes import DecodedCodes
 from .entropy import StreamDecoder, StreamEncoder
 from .errors import CorruptStreamError
-from .levels import DecodedCodes
-from .model import DQCodec
-from .pixel_codec import PixelCodec
-from .pixel_model import BLOCK
 from .point import OperatingPoint
 from .recorder import Recorder
 from .residual import ResidualCodec
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import DQCodec
 
 
 class PixelLayer:
     """The pixel layer, coding a tile's pixels from the exact synthesis of its codes."""
 
-    units_per_tile = BLOCK**2  # the pixel positions of its blocks
-
     def __init__(self, net: DQCodec, tolerance: int):
+        from .pixel_codec import PixelCodec
+        from .pixel_model import BLOCK
+
         if net.pixels is None:
             raise ValueError("a pixel layer needs a model with a pixel likelihood")
         self.net, self.codec = net, PixelCodec(net.pixels, tolerance)
+        self.units_per_tile = BLOCK**2  # the pixel positions of its blocks
 
     def compress(
         self,
@@ -64,9 +68,12 @@ class PixelLayer:
 
 
 class LayerStack:
-    """The level chain of one operating point, and its pixel or residual layer if it has one."""
+    """The level chain of one operating point, and its pixel or residual layer if it has one.
 
-    def __init__(self, net: DQCodec, point: OperatingPoint):
+    ``net`` is a torch ``DQCodec``, or for decoding lossy and residual points a ``runtime.model.RuntimeModel``:
+    both offer the chain, ``reconstruct`` and the config this class reads."""
+
+    def __init__(self, net: DQCodec | Any, point: OperatingPoint):
         self.net, self.point = net, point
         self.chain = net.chain
         self.pixels = PixelLayer(net, point.tolerance) if point.codes_pixels else None
@@ -82,7 +89,6 @@ class LayerStack:
 
     # ---- encoding ------------------------------------------------------------------------
 
-    @torch.no_grad()
     def compress(
         self,
         x: torch.Tensor,
@@ -92,13 +98,26 @@ class LayerStack:
         rate_weight: float | None = None,
         refine_steps: int = 0,
     ) -> list[bytes]:
-        """Every stream of a padded image x (1, 3, H, W) in [0, 1] whose true size is ``size``."""
-        recorder = recorder or Recorder()
+        """Every stream of a padded image x (1, 3, H, W) in [0, 1] whose true size is ``size`` (torch models)."""
+        import torch
+
+        with torch.no_grad():
+            return self._compress(x, size, tile, recorder or Recorder(), rate_weight, refine_steps)
+
+    def _compress(
+        self,
+        x: torch.Tensor,
+        size: tuple[int, int],
+        tile: int,
+        recorder: Recorder,
+        rate_weight: float | None,
+        refine_steps: int,
+    ) -> list[bytes]:
         cuts = tiling.cut(size, tile)
         streams = [StreamEncoder() for _ in self.stream_names]
         levels = streams[: self.net.num_levels]
         recorder.expect(len(cuts) * (1 + self._enhancement_units()))
-        maps = tiling.IndexMaps(self.net, x.shape[-2], x.shape[-1]) if self.residual else None
+        maps = tiling.IndexMaps(self.net.config, x.shape[-2], x.shape[-1]) if self.residual else None
         for cut, features in tiling.analysed_tiles(self.net, x, cuts):
             region = x[(...,) + cut.region]
             decoded = self.chain.compress(features, region, self.point, levels, rate_weight, refine_steps)
@@ -112,7 +131,9 @@ class LayerStack:
         return [s.to_bytes() for s in streams]
 
     def _enhancement_units(self) -> int:
-        return self.pixels.units_per_tile if self.pixels else ResidualCodec.units_per_tile if self.residual else 0
+        if self.pixels:
+            return self.pixels.units_per_tile
+        return ResidualCodec.units_per_tile if self.residual else 0
 
     def _compress_residual(
         self,
@@ -134,7 +155,6 @@ class LayerStack:
 
     # ---- decoding ------------------------------------------------------------------------
 
-    @torch.no_grad()
     def decompress(
         self,
         strings: list[bytes],
@@ -155,7 +175,7 @@ class LayerStack:
         cuts = tiling.cut(size, tile)
         streams = [StreamDecoder(s) for s in strings[: len(self.stream_names)]]
         recorder.expect(len(cuts) * (2 + (ResidualCodec.units_per_tile if residual else 0)))
-        maps = tiling.IndexMaps(self.net, *tiling.padded_size(*size))
+        maps = tiling.IndexMaps(self.net.config, *tiling.padded_size(*size))
         for cut, decoded in self._decoded_tiles(streams, cuts, recorder):
             maps.put(cut.box, decoded.indices)
         _finish(streams[: self.net.num_levels])

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .config import STRIDE
+from .config import STRIDE, DQConfig
 
 if TYPE_CHECKING:
+    import torch
+
     from .model import DQCodec
 
 HALO = 128  # pixels of margin around a window; a multiple of STRIDE
@@ -130,24 +131,25 @@ def analysed_tiles(net: DQCodec, x: torch.Tensor, cuts: list[Tile]) -> Iterator[
 
 
 class IndexMaps:
-    """Every level's indices of the whole image, at one byte each where the codebook allows."""
+    """Every level's indices of the whole image, at one byte each where the codebook allows (numpy arrays)."""
 
-    def __init__(self, net: DQCodec, height: int, width: int):
-        self.strides = level_strides(net.num_levels)
+    def __init__(self, config: DQConfig, height: int, width: int):
+        self.strides = level_strides(len(config.levels))
         self.maps = []
-        for level, stride in zip(net.levels, self.strides):
-            dtype = torch.uint8 if level.quantizer.codebook_size <= 256 else torch.int16
-            self.maps.append(torch.zeros(1, level.num_groups, height // stride, width // stride, dtype=dtype))
+        for level, stride in zip(config.levels, self.strides):
+            dtype = np.uint8 if level.codebook <= 256 else np.int16
+            self.maps.append(np.zeros((1, level.groups, height // stride, width // stride), dtype=dtype))
 
-    def put(self, box: Box, indices: list[torch.Tensor]) -> None:
-        """A tile's indices into the whole image's maps."""
+    def put(self, box: Box, indices: list) -> None:
+        """A tile's indices (torch tensors or numpy arrays) into the whole image's maps."""
         for index_map, tile_indices, stride in zip(self.maps, indices, self.strides):
-            index_map[(...,) + box.positions(stride)] = tile_indices.to(index_map.dtype)
+            index_map[(...,) + box.positions(stride)] = np.asarray(tile_indices)
 
-    def around(self, box: Box) -> list[torch.Tensor]:
+    def around(self, box: Box) -> list[np.ndarray]:
         return [m[(...,) + box.positions(s)] for m, s in zip(self.maps, self.strides)]
 
 
-def to_hwc(x: torch.Tensor, inside: tuple[int, int]) -> np.ndarray:
-    """(1, 3, h, w) values in 0..255 -> the top-left ``inside`` as (h, w, 3) uint8."""
-    return x[0, :, : inside[0], : inside[1]].float().round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+def to_hwc(x, inside: tuple[int, int]) -> np.ndarray:
+    """(1, 3, h, w) values in 0..255 (a torch tensor or numpy array) -> the top-left ``inside`` as (h, w, 3) uint8."""
+    values = np.asarray(x[0, :, : inside[0], : inside[1]], dtype=np.float32)
+    return np.clip(np.round(values), 0, 255).astype(np.uint8).transpose(1, 2, 0)

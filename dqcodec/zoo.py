@@ -194,10 +194,10 @@ def _require_family(path: Path, name: str, family: str) -> None:
 @functools.lru_cache(maxsize=8)
 def _stored_family(path: Path) -> str:
     """The family a model file's metadata names (as ``_load_file``, read once per file)."""
-    from . import legacy, registry, weights
+    from . import families, legacy, weights
 
     data = path.read_bytes()
-    return registry.family_of_checkpoint(weights.read_meta(data) if path.suffix == SUFFIX else legacy.read(data))
+    return families.family_of_checkpoint(weights.read_meta(data) if path.suffix == SUFFIX else legacy.read(data))
 
 
 def load_file(path: Path) -> tuple[nn.Module, bytes]:
@@ -206,8 +206,35 @@ def load_file(path: Path) -> tuple[nn.Module, bytes]:
     return _load_file(Path(path).resolve())
 
 
+def clear_caches() -> None:
+    """Forget every model file read so far (for a test or benchmark that changes or times them)."""
+    for cached in (_load_file, _read_checkpoint, _stored_family):
+        cached.cache_clear()
+
+
+def read_checkpoint(
+    name: str = DEFAULT_MODEL, weights_hash: bytes | None = None, family: str | None = None
+) -> tuple[dict, bytes]:
+    """``load`` without torch: the named model's checkpoint, its state dict numpy arrays (float32 for floats,
+    legacy key names renamed), and the SHA-256 of its weights."""
+    path = find(name, weights_hash).path
+    if family is not None:
+        _require_family(path, name, family)
+    return _read_checkpoint(path)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_file(path: Path) -> tuple[nn.Module, bytes]:
+    import torch
+
+    checkpoint, digest = _read_checkpoint(path)
+    state_dict = {k: torch.from_numpy(v) for k, v in checkpoint["state_dict"].items()}
+    return from_checkpoint({**checkpoint, "state_dict": state_dict}), digest
+
+
+@functools.lru_cache(maxsize=4)
+def _read_checkpoint(path: Path) -> tuple[dict, bytes]:
+    """A model file's checkpoint with numpy arrays, checked against its folder's SHA256SUMS and its name."""
     data = path.read_bytes()
     expected = registered_digests(path.parent).get(path.name)
     if expected is None:
@@ -219,32 +246,30 @@ def _load_file(path: Path) -> tuple[nn.Module, bytes]:
     checkpoint, digest = _legacy_checkpoint(path, data) if path.suffix == LEGACY_SUFFIX else _checkpoint(path, data)
     if digest.hex()[:8] != path.stem.rsplit("-", 1)[1]:
         raise ModelError(f"{path.name} holds weights {digest.hex()[:8]}, not those its name gives")
-    return from_checkpoint(checkpoint), digest
+    return checkpoint, digest
 
 
 def _checkpoint(path: Path, data: bytes) -> tuple[dict, bytes]:
     from . import weights
 
     try:
-        meta, state_dict, digest = weights.read(data)
+        meta, state_dict, digest = weights.read_arrays(data)
     except ModelError as error:
         raise ModelError(f"{path}: {error}") from None
     return {**meta, "state_dict": state_dict}, digest
 
 
 def _legacy_checkpoint(path: Path, data: bytes) -> tuple[dict, bytes]:
-    import torch
-
     from . import legacy
 
     try:
         checkpoint = legacy.read(data)  # numpy arrays, without running the pickle's code or importing torch
         state_dict = checkpoint["state_dict"]
-    except (ModelError, KeyError, TypeError) as error:  # a file that matches its digest but is no checkpoint
+        checkpoint["state_dict"] = legacy.renamed(
+            {k: v.astype("float32") if v.dtype.kind == "f" else v for k, v in state_dict.items()}
+        )
+    except (ModelError, KeyError, TypeError, AttributeError) as error:  # matches its digest but is no checkpoint
         raise ModelError(f"{path} is not a model checkpoint: {error}") from None
-    checkpoint["state_dict"] = {
-        k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v) for k, v in state_dict.items()
-    }
     return checkpoint, file_digest(data)
 
 

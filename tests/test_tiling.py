@@ -86,7 +86,7 @@ def test_a_tiled_lossy_image_has_no_seams():
     strings = _encode(model, x, 3, 64)
     tiled = _decode(model, strings, (200, 136), 3, 64)
     height, width = x.shape[-2:]
-    maps = tiling.IndexMaps(model, height, width)
+    maps = tiling.IndexMaps(model.config, height, width)
     streams = [dqcodec.entropy.StreamDecoder(s) for s in strings]
     quality = model.ladder.resolve(3)
     for box in tiling.tiles(height, width, 64):

@@ -1,0 +1,214 @@
+"""A DQ model for decoding without torch: its level chain in exact fixed point and its synthesis in float32.
+
+``RuntimeModel`` is built from a weights file's config and arrays and offers what ``stack.LayerStack``
+decodes with: ``chain.decompress`` (every level's indices of a region, from its streams) and
+``reconstruct`` (the codes' image). The tables are those of the torch path (``levels.LevelChain``)
+integer for integer; the image is the float synthesis, within a level of torch's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .. import fixed, graph
+from ..codes import DecodedCodes, last_coded
+from ..config import DQConfig
+from ..entropy import PROBABILITY_BITS, StreamDecoder
+from ..point import Ladder, OperatingPoint
+from ..recorder import Recorder
+from . import kernels, network
+
+
+class Prior:
+    """A level's group-causal prior (``priors.GroupCausalPrior``) in exact fixed point, group by group, as
+    ``priors.SequentialPrior`` runs it: the same integer weights, sums, rounding and GELU."""
+
+    def __init__(self, specs: tuple[graph.MaskedConv, ...], arrays: Mapping[str, np.ndarray], prefix: str):
+        self.specs = specs
+        self.weights, self.biases = [], []
+        for i, spec in enumerate(specs):
+            weight = fixed.fixed_weight(arrays[f"{prefix}{i}.weight"] * spec.mask())
+            bias = fixed.fixed_bias(arrays[f"{prefix}{i}.bias"])
+            fixed.check_exact_range(weight, bias)
+            self.weights.append(weight)
+            self.biases.append(bias)
+
+    def sequence(self, context: np.ndarray | None, shape: tuple[int, int], groups: int) -> PriorSequence:
+        return PriorSequence(self, context, shape, groups)
+
+
+class PriorSequence:
+    """Logits of one group at a time, fed the codes of the groups decoded so far (``priors.SequentialPrior``)."""
+
+    def __init__(self, prior: Prior, context: np.ndarray | None, shape: tuple[int, int], groups: int):
+        self.prior, self.groups, self.shape = prior, groups, shape
+        first = prior.specs[0]
+        self.context_sums = None
+        if context is not None:
+            rows = groups * first.group_out
+            weight = kernels.conv_weight(prior.weights[0][:rows, : first.free_in])
+            self.context_sums = kernels.conv2d(context, weight, prior.biases[0][:rows], first.kernel, 1, first.padding)
+        h, w = shape
+        self.codes = np.zeros((h, w, groups * first.group_in))
+        self.hidden = [np.zeros((h, w, groups * spec.group_out)) for spec in prior.specs[:-1]]
+        self.pushed = 0
+
+    def logits(self, j: int) -> np.ndarray:
+        """Fixed-point logits (H, W, K) of group j; needs the codes of groups < j to have been pushed."""
+        if self.pushed != j or j >= self.groups:
+            raise RuntimeError(f"group {j} asked for after {self.pushed} pushed groups, of {self.groups}")
+        x = self.codes
+        for i, hidden in enumerate(self.hidden):
+            width = self.prior.specs[i].group_out
+            hidden[..., j * width : (j + 1) * width] = fixed.gelu(self._layer(i, x, j))
+            x = hidden
+        return self._layer(len(self.hidden), x, j)
+
+    def push(self, codes_j: np.ndarray) -> None:
+        """Fixed-point codes (H, W, D) of the group just coded."""
+        d = codes_j.shape[-1]
+        self.codes[..., self.pushed * d : (self.pushed + 1) * d] = codes_j
+        self.pushed += 1
+
+    def _layer(self, i: int, x: np.ndarray, j: int) -> np.ndarray:
+        """Layer i's outputs of group j from x, the group inputs (without the context) it may see and maybe more."""
+        spec, weight, bias = self.prior.specs[i], self.prior.weights[i], self.prior.biases[i]
+        rows = slice(j * spec.group_out, (j + 1) * spec.group_out)
+        first, last = spec.free_in, spec.visible_inputs(j)
+        if i == 0 and self.context_sums is not None:
+            sums = self.context_sums[..., rows]
+        else:
+            sums = np.broadcast_to(bias[rows], (*self.shape, spec.group_out))
+        if last > first:
+            taps = kernels.conv_weight(weight[rows, first:last])
+            sums = sums + kernels.conv2d(x[..., : last - first], taps, None, spec.kernel, 1, spec.padding)
+        return fixed.rescale(sums)
+
+
+class Level:
+    """A level's codebooks and prior: its indices decoded from its stream (``levels.LevelCodec.decompress``)."""
+
+    def __init__(self, config: DQConfig, i: int, arrays: Mapping[str, np.ndarray]):
+        level = config.levels[i]
+        self.num_groups, self.code_dim, self.codebook_size = level.groups, level.dim, level.codebook
+        embed = arrays[f"levels.{i}.quantizer.embed"].astype(np.float32)  # (books, K, D)
+        self.books = embed if config.depthwise else np.repeat(embed[:1], level.groups, 0)
+        specs = graph.prior(
+            graph.context_channels(config, i),
+            level.groups,
+            level.dim,
+            level.codebook,
+            level.hidden or config.prior_hidden,
+        )
+        self.prior = Prior(specs, arrays, f"levels.{i}.prior.layers.")
+
+    def decompress(
+        self, stream: StreamDecoder, context: np.ndarray | None, shape: tuple[int, int], groups: int, recorder: Recorder
+    ) -> np.ndarray:
+        """The indices (M, H, W) of the first ``groups`` groups (the rest 0); every group's table goes to the recorder."""
+        indices = np.zeros((self.num_groups, *shape), dtype=np.int64)
+        if not groups:
+            return indices
+        sequence = self.prior.sequence(context, shape, groups)
+        for j in range(groups):
+            frequencies = fixed.logits_to_frequencies(sequence.logits(j), PROBABILITY_BITS)
+            symbols = stream.decode(frequencies)
+            recorder.record(frequencies, symbols)
+            indices[j] = symbols.reshape(shape)
+            sequence.push(fixed.to_fixed(self.books[j][indices[j]]))
+        return indices
+
+    def codes(self, indices: np.ndarray, groups: int) -> np.ndarray:
+        """The float32 codes (H, W, M * D) of indices (M, H, W), groups past ``groups`` zero."""
+        m, h, w = indices.shape
+        codes = np.zeros((h, w, m, self.code_dim), dtype=np.float32)
+        for j in range(groups):
+            codes[:, :, j] = self.books[j][indices[j]]
+        return codes.reshape(h, w, m * self.code_dim)
+
+
+class Chain:
+    """The levels as one latent codec (``levels.LevelChain``), decoding only."""
+
+    def __init__(self, net: RuntimeModel):
+        self.net = net
+
+    @property
+    def stream_names(self) -> list[str]:
+        return self.net.config.stream_names
+
+    def decompress(
+        self, streams: list[StreamDecoder], shape: tuple[int, int], point: OperatingPoint, recorder: Recorder
+    ) -> DecodedCodes:
+        """Decode every level's indices of a region of ``shape`` first-level positions."""
+        net, groups = self.net, point.groups
+        last = last_coded(groups)
+        context, indices = None, []
+        for i, level in enumerate(net.levels):
+            size = (shape[0] << i, shape[1] << i)
+            indices.append(level.decompress(streams[i], context, size, groups[i], recorder)[None])
+            if i < last:
+                codes = fixed.to_fixed(level.codes(indices[i][0], groups[i]))
+                context = net.next_context(i, codes, context, net.exact_contexts)
+        return DecodedCodes(indices, groups, last, context)
+
+
+class RuntimeModel:
+    """A DQ model from its config and weights, for decoding lossy and residual files without torch."""
+
+    def __init__(self, config: DQConfig, arrays: Mapping[str, np.ndarray]):
+        self.config = config
+        count = len(config.levels)
+        self.levels = [Level(config, i, arrays) for i in range(count)]
+        named = graph.networks(config)
+        self.exact_contexts = [
+            network.exact_layers(named[f"contexts.{i}"], arrays, f"contexts.{i}.") for i in range(count - 1)
+        ]
+        self.float_contexts = [
+            network.float_layers(named[f"contexts.{i}"], arrays, f"contexts.{i}.") for i in range(count - 1)
+        ]
+        self.synthesis = network.float_layers(named["synthesis"], arrays, "synthesis.")
+        self.has_pixel_model = bool(config.pixel_mixtures)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def ladder(self) -> Ladder:
+        return Ladder.from_config(self.config)
+
+    @property
+    def chain(self) -> Chain:
+        return Chain(self)
+
+    def next_context(
+        self, i: int, codes: np.ndarray, context: np.ndarray | None, contexts: list[list[network.Function]]
+    ) -> np.ndarray:
+        """What level i's codes (H, W, C) and context decode to: the next level's context or, after the last
+        level, the synthesis input (``DQCodec.next_context``), with the exact or the float context decoders."""
+        x = codes if context is None else np.concatenate([codes, context], -1)
+        return x if i == self.num_levels - 1 else network.run(contexts[i], x)
+
+    def reconstruct(self, indices: list[np.ndarray], groups: tuple[int, ...]) -> np.ndarray:
+        """The image (1, 3, H, W) in [0, 1] from every level's indices (1, M, H, W), in float32, the contexts
+        recomputed in float (``DQCodec.reconstruct``)."""
+        last = last_coded(groups)
+        context = None
+        for i in range(last + 1):
+            codes = self.levels[i].codes(np.asarray(indices[i])[0], groups[i])
+            if i < last:
+                context = self.next_context(i, codes, context, self.float_contexts)
+        x = self.next_context(last, codes, context, self.float_contexts)
+        for k in range(last + 1, self.num_levels):
+            empty = np.zeros((*x.shape[:2], self.levels[k].num_groups * self.levels[k].code_dim), dtype=np.float32)
+            x = self.next_context(k, empty, x, self.float_contexts)
+        image = network.run(self.synthesis, x)
+        return np.clip(image, 0, 1).transpose(2, 0, 1)[None]
+
+
+def load(config: dict, arrays: Mapping[str, np.ndarray]) -> RuntimeModel:
+    """A runtime model from a weights file's metadata config and arrays."""
+    return RuntimeModel(DQConfig.from_dict(config), arrays)

@@ -1,0 +1,177 @@
+"""The torch-free runtime (dqcodec.runtime) against the torch path: the same tables integer for integer, images
+within a level, and decoding with torch unimportable."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import dqcodec
+from dqcodec import codec, exact, fixed, graph, point, tiling
+from dqcodec.recorder import Recorder
+from dqcodec.runtime import kernels, network
+from dqcodec.runtime.model import RuntimeModel
+from dqcodec.stack import LayerStack
+from dqcodec.testing import kernels as kernel_settings
+
+from .conftest import TINY_3, photo_like, tiny_model
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x[0].permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+@pytest.mark.parametrize("channels", [(6, 4), (4, 9)])  # fewer outputs than inputs, and more
+def test_a_convolution_of_whole_numbers_is_torchs_exactly(stride, kernel, channels):
+    cin, cout = channels
+    g = torch.Generator().manual_seed(kernel * 10 + stride)
+    x = torch.randint(-fixed.LIMIT, fixed.LIMIT + 1, (1, cin, 13, 11), generator=g).double()
+    w = torch.randint(-3000, 3001, (cout, cin, kernel, kernel), generator=g).double()
+    b = torch.randint(-(10**9), 10**9, (cout,), generator=g).double()
+    expected = F.conv2d(x, w, b, stride=stride, padding=kernel // 2)
+    got = kernels.conv2d(_hwc(x), kernels.conv_weight(w.numpy()), b.numpy(), kernel, stride, kernel // 2)
+    assert np.array_equal(got, _hwc(expected))
+
+
+def test_a_transposed_convolution_and_a_shuffle_are_torchs():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(-1000, 1001, (1, 5, 6, 7), generator=g).double()
+    w = torch.randint(-3000, 3001, (5, 8, 5, 5), generator=g).double()
+    b = torch.randint(-1000, 1001, (8,), generator=g).double()
+    expected = F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=1)
+    flat = kernels.conv_weight(kernels.transposed_weight(w.numpy()))
+    assert np.array_equal(kernels.conv_transpose2d(_hwc(x), flat, b.numpy(), 5, 2, 2, 1), _hwc(expected))
+    y = torch.randn(1, 12, 4, 5, generator=g)
+    assert np.array_equal(kernels.pixel_shuffle(_hwc(y), 2), _hwc(F.pixel_shuffle(y, 2)))
+
+
+def test_gelu_is_torchs_to_float32s_precision():
+    x = torch.linspace(-12, 12, 200_001)
+    assert np.abs(kernels.gelu(x.numpy()) - F.gelu(x).numpy()).max() < 1e-5
+    big = torch.randn(3, 70_001) * 4  # more than one chunk, so both threads work
+    assert np.abs(kernels.gelu(big.numpy()) - F.gelu(big).numpy()).max() < 1e-5
+
+
+def test_the_exact_tables_are_the_torch_ones():
+    x = torch.arange(-fixed.LIMIT, fixed.LIMIT + 1, 37, dtype=torch.float64)
+    assert np.array_equal(fixed.gelu(x.numpy()), exact.gelu(x).numpy())
+    logits = torch.randint(-(40 << fixed.FRAC), 40 << fixed.FRAC, (500, 64), generator=torch.Generator().manual_seed(1))
+    from_torch = exact.logits_to_frequencies(logits.double().T.reshape(1, 64, 500, 1), 16)
+    assert np.array_equal(fixed.logits_to_frequencies(logits.double().numpy()[:, None], 16), from_torch)
+
+
+def test_the_networks_run_as_torchs(tmp_path):
+    net = tiny_model(config=TINY_3)
+    arrays = {k: v.numpy() for k, v in net.state_dict().items()}
+    named = graph.networks(net.config)
+    g = torch.Generator().manual_seed(0)
+    context = exact.to_fixed(torch.randn(1, net.levels[0].out_channels, 5, 6, generator=g))
+    expected = exact.run_module(net.contexts[0], context)
+    got = network.run(network.exact_layers(named["contexts.0"], arrays, "contexts.0."), _hwc(context))
+    assert np.array_equal(got, _hwc(expected))  # exact: integer for integer
+    x = torch.randn(1, net.synthesis[0].in_channels, 5, 6, generator=g)
+    image = torch.rand(1, 3, 32, 48, generator=g)
+    with torch.no_grad():
+        expected = net.synthesis(x)
+        analysed = net.analysis[0](image)
+    got = network.run(network.float_layers(named["synthesis"], arrays, "synthesis."), _hwc(x))
+    assert np.abs(got - _hwc(expected)).max() < 1e-4
+    got = network.run(network.float_layers(named["analysis.0"], arrays, "analysis.0."), _hwc(image))
+    assert np.abs(got - _hwc(analysed)).max() < 1e-4  # GDN and strided convolutions (the encoder's)
+
+
+def _decoded(net, opened, recorder):
+    """A file's image decoded by ``net`` (torch's or the runtime's), its tables in the recorder."""
+    return LayerStack(net, opened.point).decompress(opened.streams, opened.size, opened.header.tile, recorder)
+
+
+@pytest.mark.parametrize(
+    "size, settings",
+    [
+        ((45, 71), {"quality": 1}),
+        ((45, 71), {"quality": 3}),
+        ((45, 71), {"quality": 4}),  # the residual quality
+        ((150, 170), {"quality": 4}),  # tiled: several tiles with a residual
+    ],
+)
+def test_the_runtime_decodes_what_torch_decodes(tiny_zoo, size, settings, monkeypatch):
+    """Every table integer for integer, the image within a level: the float synthesis differs in its last bits."""
+    monkeypatch.setattr(point, "LOSSY_TILE", 64)  # the larger image is coded in 3 x 3 tiles
+    data = dqcodec.compress(Image.fromarray(photo_like(*size)), model=tiny_zoo, **settings)
+    opened = codec.open_file(data)
+    arrays = {k: v.numpy() for k, v in opened.torch_model().state_dict().items()}
+    runtime = RuntimeModel(opened.config, arrays)
+    with_torch, with_runtime = Recorder(keep_tables=True), Recorder(keep_tables=True)
+    a = _decoded(opened.torch_model(), opened, with_torch)
+    b = _decoded(runtime, opened, with_runtime)
+    assert len(with_torch.tables) == len(with_runtime.tables) > 0
+    for (fa, sa), (fb, sb) in zip(with_torch.tables, with_runtime.tables):
+        assert np.array_equal(fa, fb) and np.array_equal(sa, sb)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert opened.header.tile == 64 and len(tiling.cut(opened.size, 64)) == (9 if size[0] > 64 else 2)
+
+
+@pytest.mark.slow
+def test_the_golden_lossy_and_residual_files_decode_without_torch(tmp_path):
+    """Each golden file's tables hash to what golden.json pins, and its image is the pinned one within a level,
+    in a process where ``import torch`` fails."""
+    golden = json.loads((GOLDEN / "golden.json").read_text())
+    names = [name for name in sorted(golden) if (GOLDEN / name).with_suffix(".png").exists()]
+    assert len(names) >= 9
+    code = (
+        "import hashlib, json, sys\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "import dqcodec\n"
+        "from dqcodec import codec\n"
+        "from dqcodec.recorder import Recorder\n"
+        "out = {}\n"
+        "for path in map(Path, sys.argv[2:]):\n"
+        "    data = path.read_bytes()\n"
+        "    opened = codec.open_file(data)\n"
+        "    recorder = Recorder(keep_tables=True)\n"
+        "    if opened.point.residual_step:\n"
+        "        opened.stack.decompress(opened.streams, opened.size, opened.header.tile, recorder)\n"
+        "    else:\n"
+        "        opened.stack.decode_codes(opened.streams, opened.size, opened.header.tile, recorder)\n"
+        "    digest = hashlib.sha256()\n"
+        "    for frequencies, symbols in recorder.tables:\n"
+        "        digest.update(frequencies.tobytes())\n"
+        "        digest.update(symbols.astype('<i8').tobytes())\n"
+        "    np.save(f'{sys.argv[1]}/{path.stem}.npy', np.asarray(dqcodec.decompress(data)))\n"
+        "    out[path.name] = digest.hexdigest()\n"
+        "print(json.dumps(out))\n"
+    )
+    done = kernel_settings.without_torch(code, tmp_path, *(GOLDEN / name for name in names))
+    assert done.returncode == 0, done.stderr[-3000:]
+    tables = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in names:
+        assert tables[name] == golden[name]["tables_sha256"], name
+        reference = np.asarray(Image.open((GOLDEN / name).with_suffix(".png")))
+        decoded = np.load(tmp_path / f"{Path(name).stem}.npy")
+        assert np.abs(decoded.astype(int) - reference).max() <= 1, name
+
+
+def test_a_lossless_file_names_torch_when_it_is_missing(tiny_zoo, tmp_path):
+    """A file the runtime does not decode yet (a pixel layer) fails with one clear error without torch."""
+    data = dqcodec.compress(Image.fromarray(photo_like(20, 24)), model=tiny_zoo, lossless=True)
+    (tmp_path / "x.dq").write_bytes(data)
+    code = (
+        "import sys\n"
+        "import dqcodec\n"
+        "try:\n"
+        "    dqcodec.decompress(open(sys.argv[1], 'rb').read())\n"
+        "except dqcodec.DQCodecError as error:\n"
+        "    print('refused:', error)\n"
+    )
+    done = kernel_settings.without_torch(code, tmp_path / "x.dq")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused:" in done.stdout and "torch" in done.stdout
