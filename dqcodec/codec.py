@@ -12,7 +12,6 @@ codes.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, cast
@@ -26,7 +25,18 @@ from .container import check_pixels
 from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS, default_model  # the first two re-exported
 from .entropy import ideal_bits
 from .errors import UnsupportedImageError  # re-exported
-from .images import IMAGE_SUFFIXES, ImageLike, image_files, load_image, pad, rgb_and_mode, to_image, to_tensor
+from .images import (
+    IMAGE_SUFFIXES,
+    ImageLike,
+    image_files,
+    load_image,
+    pad,
+    pad_array,
+    rgb_and_mode,
+    to_array,
+    to_image,
+    to_tensor,
+)
 from .point import Kind, Ladder, OperatingPoint
 from .recorder import Progress, Recorder
 from .stack import LayerStack
@@ -87,21 +97,39 @@ def compress(
             "effort applies to lossy files; a lossless file codes every pixel whatever its codes"
         )
     rgb, mode = rgb_and_mode(load_image(image, max_pixels))
-    net, digest = load_dq_model(model)
-    point = net.ladder.resolve(quality, lossless)
+    checkpoint, digest = zoo.read_checkpoint(model, family=families.DQ)
+    ladder = Ladder.from_config(DQConfig.from_dict(checkpoint["config"]))
+    point = ladder.resolve(quality, lossless)
     if effort and point.kind not in (Kind.LOSSY, Kind.RESIDUAL):
         raise errors.ArgumentError(
-            f"effort applies to lossy and residual qualities (1 to {net.ladder.lossy_count + len(net.ladder.residual_steps)}); "
+            f"effort applies to lossy and residual qualities (1 to {ladder.lossy_count + len(ladder.residual_steps)}); "
             f"quality {point.quality} is {point.describe()}"
         )
     size = (rgb.height, rgb.width)
-    strings = LayerStack(net, point).compress(
-        pad(to_tensor(rgb)), size, point.tile, Recorder(progress), refine_steps=EFFORT_STEPS[effort]
-    )
+    strings = _encoder(model, point, effort).compress(rgb, size, Recorder(progress), refine_steps=EFFORT_STEPS[effort])
     header = container.Header(
         model, digest[:8], point.quality, mode, *size, point.tile, int(point.kind), point.codes_quality
     )
     return container.pack(header, strings)
+
+
+class _Encoder:
+    """A model's layers for one point, fed the image in the layout its backend takes."""
+
+    def __init__(self, net: DQCodec | RuntimeModel, point: OperatingPoint, as_input):
+        self.stack, self.as_input = LayerStack(net, point), as_input
+
+    def compress(self, rgb: Image.Image, size: tuple[int, int], recorder: Recorder, refine_steps: int) -> list[bytes]:
+        point = self.stack.point
+        return self.stack.compress(self.as_input(rgb), size, point.tile, recorder, refine_steps=refine_steps)
+
+
+def _encoder(model: str, point: OperatingPoint, effort: int) -> _Encoder:
+    """The torch-free runtime for lossy and residual points at effort 0 (the same level streams as torch's
+    encoder); torch for encoder effort's gradient steps and for the pixel layer."""
+    if effort or point.codes_pixels:
+        return _Encoder(load_dq_model(model)[0], point, lambda rgb: pad(to_tensor(rgb)))
+    return _Encoder(load_runtime_model(model)[0], point, lambda rgb: pad_array(to_array(rgb)))
 
 
 def load_dq_model(name: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
@@ -118,13 +146,23 @@ def load_dq_model(name: str, weights_hash: bytes | None = None) -> tuple[DQCodec
     return cast("DQCodec", net), digest
 
 
-@functools.lru_cache(maxsize=4)
 def load_runtime_model(name: str, weights_hash: bytes | None = None) -> tuple[RuntimeModel, bytes]:
-    """``load_dq_model`` for the torch-free runtime (``runtime.model``), which decodes lossy and residual files."""
+    """``load_dq_model`` for the torch-free runtime (``runtime.model``), which codes lossy and residual files."""
+    checkpoint, digest = zoo.read_checkpoint(name, weights_hash, family=families.DQ)
+    return _runtime_model(digest, checkpoint), digest
+
+
+_RUNTIME_MODELS: dict[bytes, RuntimeModel] = {}  # by the SHA-256 of their weights
+
+
+def _runtime_model(digest: bytes, checkpoint: dict) -> RuntimeModel:
     from .runtime.model import RuntimeModel
 
-    checkpoint, digest = zoo.read_checkpoint(name, weights_hash, family=families.DQ)
-    return RuntimeModel(DQConfig.from_dict(checkpoint["config"]), checkpoint["state_dict"]), digest
+    if digest not in _RUNTIME_MODELS:
+        while len(_RUNTIME_MODELS) >= 4:
+            del _RUNTIME_MODELS[next(iter(_RUNTIME_MODELS))]
+        _RUNTIME_MODELS[digest] = RuntimeModel(DQConfig.from_dict(checkpoint["config"]), checkpoint["state_dict"])
+    return _RUNTIME_MODELS[digest]
 
 
 def _check_type(name: str, value, kind: type) -> None:

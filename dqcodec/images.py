@@ -169,12 +169,23 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
+def to_array(image: Image.Image) -> np.ndarray:
+    """``to_tensor`` as a numpy array (1, 3, H, W), float32 in [0, 1], for the torch-free runtime."""
+    return (np.asarray(image.convert("RGB"), dtype=np.float32) / 255).transpose(2, 0, 1)[None]
+
+
 def pad(x: torch.Tensor) -> torch.Tensor:
     """Replicate-pad (1, 3, H, W) to multiples of the model stride."""
     import torch.nn.functional as F
 
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
+
+
+def pad_array(x: np.ndarray) -> np.ndarray:
+    """``pad`` of a numpy array."""
+    h, w = x.shape[-2:]
+    return np.pad(x, ((0, 0), (0, 0), (0, -h % STRIDE), (0, -w % STRIDE)), mode="edge")
 
 
 def psnr(reference: Image.Image, decoded: Image.Image) -> float:

@@ -72,6 +72,10 @@ class DQCodec(nn.Module):
     def num_levels(self) -> int:
         return len(self.levels)
 
+    def inference(self) -> torch.no_grad:
+        """What coding runs under: no autograd (``stack.LayerStack``)."""
+        return torch.no_grad()
+
     @property
     def ladder(self) -> Ladder:
         """The model's qualities: what each codes (``point.Ladder``)."""

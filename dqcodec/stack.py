@@ -98,10 +98,9 @@ class LayerStack:
         rate_weight: float | None = None,
         refine_steps: int = 0,
     ) -> list[bytes]:
-        """Every stream of a padded image x (1, 3, H, W) in [0, 1] whose true size is ``size`` (torch models)."""
-        import torch
-
-        with torch.no_grad():
+        """Every stream of a padded image x (1, 3, H, W) in [0, 1] whose true size is ``size`` (a torch tensor for
+        a torch model, a numpy array for the runtime's)."""
+        with self.net.inference():
             return self._compress(x, size, tile, recorder or Recorder(), rate_weight, refine_steps)
 
     def _compress(

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import dqcodec
-from dqcodec import codec, exact, fixed, graph, point, tiling
+from dqcodec import codec, exact, fixed, graph, images, point, tiling
 from dqcodec.recorder import Recorder
 from dqcodec.runtime import kernels, network
 from dqcodec.runtime.model import RuntimeModel
@@ -175,3 +175,51 @@ def test_a_lossless_file_names_torch_when_it_is_missing(tiny_zoo, tmp_path):
     done = kernel_settings.without_torch(code, tmp_path / "x.dq")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "refused:" in done.stdout and "torch" in done.stdout
+
+
+@pytest.mark.parametrize("quality", [1, 3, 4])
+def test_the_runtime_encodes_what_torch_encodes(tiny_zoo, quality):
+    """The same level streams byte for byte (lossy files are identical); a residual stream codes the original
+    minus the base image, the float synthesis, so the two encoders' residual streams may differ where their base
+    images differ by a level, and each decodes to within a level of the other."""
+    image = Image.fromarray(photo_like(70, 90, seed=2))
+    opened = codec.open_file(dqcodec.compress(image, model=tiny_zoo, quality=quality))
+    size = (image.height, image.width)
+    torch_streams = LayerStack(opened.torch_model(), opened.point).compress(
+        images.pad(images.to_tensor(image)), size, opened.point.tile
+    )
+    runtime_streams = LayerStack(opened.runtime_model(), opened.point).compress(
+        images.pad_array(images.to_array(image)), size, opened.point.tile
+    )
+    levels = opened.config.stream_names
+    assert torch_streams[: len(levels)] == runtime_streams[: len(levels)] == opened.streams[: len(levels)]
+    if not opened.point.residual_step:
+        assert torch_streams == runtime_streams
+    decoded = [
+        LayerStack(opened.runtime_model(), opened.point).decompress(streams, size, opened.point.tile)
+        for streams in (torch_streams, runtime_streams)
+    ]
+    assert np.abs(decoded[0].astype(int) - decoded[1].astype(int)).max() <= 1
+
+
+def test_the_command_line_encodes_and_decodes_without_torch(tiny_zoo, tmp_path):
+    Image.fromarray(photo_like(40, 56)).save(tmp_path / "a.png")
+    code = (
+        "import sys\n"
+        "from dqcodec_cli.main import cli\n"
+        "folder = sys.argv[1]\n"
+        "for quality in ('1', '4'):\n"
+        "    for args in (['encode', f'{folder}/a.png', '-q', quality, '--model', 'tiny', '-o', f'{folder}/a{quality}.dq'],\n"
+        "                 ['decode', f'{folder}/a{quality}.dq', '-o', f'{folder}/a{quality}.png']):\n"
+        "        try:\n"
+        "            cli(args)\n"
+        "        except SystemExit as done:\n"
+        "            assert done.code == 0, done.code\n"
+        "print('torch' in sys.modules and sys.modules['torch'] is not None)\n"
+    )
+    done = kernel_settings.without_torch(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for quality in (1, 4):
+        expected = dqcodec.decompress((tmp_path / f"a{quality}.dq").read_bytes())
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"a{quality}.png")), np.asarray(expected))
+    assert dqcodec.inspect((tmp_path / "a4.dq").read_bytes()).point.residual_step  # quality 4 is the residual one

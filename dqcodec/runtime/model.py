@@ -8,14 +8,16 @@ integer for integer; the image is the float synthesis, within a level of torch's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from .. import fixed, graph
 from ..codes import DecodedCodes, last_coded
 from ..config import DQConfig
-from ..entropy import PROBABILITY_BITS, StreamDecoder
+from ..entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
+from ..errors import MissingExtraError
 from ..point import Ladder, OperatingPoint
 from ..recorder import Recorder
 from . import kernels, network
@@ -93,8 +95,15 @@ class Level:
     def __init__(self, config: DQConfig, i: int, arrays: Mapping[str, np.ndarray]):
         level = config.levels[i]
         self.num_groups, self.code_dim, self.codebook_size = level.groups, level.dim, level.codebook
-        embed = arrays[f"levels.{i}.quantizer.embed"].astype(np.float32)  # (books, K, D)
+        quantizer = f"levels.{i}.quantizer."
+        embed = arrays[quantizer + "embed"].astype(np.float32)  # (books, K, D)
         self.books = embed if config.depthwise else np.repeat(embed[:1], level.groups, 0)
+        weight, bias = (
+            arrays[quantizer + "proj_weight"],
+            arrays[quantizer + "proj_bias"],
+        )  # (books, D, C / M), (books, D)
+        self.projections = np.broadcast_to(weight, (level.groups, *weight.shape[1:])).astype(np.float32)
+        self.projection_biases = np.broadcast_to(bias, (level.groups, *bias.shape[1:])).astype(np.float32)
         specs = graph.prior(
             graph.context_channels(config, i),
             level.groups,
@@ -104,19 +113,66 @@ class Level:
         )
         self.prior = Prior(specs, arrays, f"levels.{i}.prior.layers.")
 
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """Features (H, W, C) -> the groups' projected vectors (M, H * W, D) (``DepthwiseQuantizer.project``)."""
+        h, w, c = features.shape
+        groups = features.reshape(h * w, self.num_groups, c // self.num_groups).transpose(1, 0, 2)
+        return np.matmul(groups, self.projections.transpose(0, 2, 1)) + self.projection_biases[:, None, :]
+
+    def compress(
+        self,
+        z: np.ndarray,
+        context: np.ndarray | None,
+        shape: tuple[int, int],
+        groups: int,
+        rate_weight: float,
+        stream: StreamEncoder,
+    ) -> np.ndarray:
+        """Choose and encode the indices (M, H, W) of the first ``groups`` groups from projected vectors z (M, N, D)
+        (``levels.LevelCodec.compress``): each minimises |z - e_k|^2 + rate_weight * (-log2 p_k) under the table
+        the decoder will use."""
+
+        def encode_group(j: int, frequencies: np.ndarray) -> np.ndarray:
+            book = self.books[j]
+            cost = (
+                np.square(z[j]).sum(-1, keepdims=True) - 2 * (z[j] @ book.T) + np.square(book).sum(-1)[None, :]
+            ).astype(np.float64)
+            if rate_weight:
+                cost += rate_weight * -np.log2(frequencies / frequencies.sum(-1, keepdims=True))
+            symbols = cost.argmin(-1)
+            stream.encode(symbols, frequencies)
+            return symbols
+
+        return self._code_groups(context, shape, groups, encode_group)
+
     def decompress(
         self, stream: StreamDecoder, context: np.ndarray | None, shape: tuple[int, int], groups: int, recorder: Recorder
     ) -> np.ndarray:
         """The indices (M, H, W) of the first ``groups`` groups (the rest 0); every group's table goes to the recorder."""
+
+        def decode_group(j: int, frequencies: np.ndarray) -> np.ndarray:
+            symbols = stream.decode(frequencies)
+            recorder.record(frequencies, symbols)
+            return symbols
+
+        return self._code_groups(context, shape, groups, decode_group)
+
+    def _code_groups(
+        self,
+        context: np.ndarray | None,
+        shape: tuple[int, int],
+        groups: int,
+        code_group: Callable[[int, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """Walk the level group by group: ``code_group(j, frequencies)`` encodes or decodes group j and returns
+        its indices. Both directions see the same tables."""
         indices = np.zeros((self.num_groups, *shape), dtype=np.int64)
         if not groups:
             return indices
         sequence = self.prior.sequence(context, shape, groups)
         for j in range(groups):
             frequencies = fixed.logits_to_frequencies(sequence.logits(j), PROBABILITY_BITS)
-            symbols = stream.decode(frequencies)
-            recorder.record(frequencies, symbols)
-            indices[j] = symbols.reshape(shape)
+            indices[j] = code_group(j, frequencies).reshape(shape)
             sequence.push(fixed.to_fixed(self.books[j][indices[j]]))
         return indices
 
@@ -139,6 +195,37 @@ class Chain:
     def stream_names(self) -> list[str]:
         return self.net.config.stream_names
 
+    def compress(
+        self,
+        features: list[np.ndarray],
+        x: np.ndarray,
+        point: OperatingPoint,
+        streams: list[StreamEncoder],
+        rate_weight: float | None = None,
+        refine_steps: int = 0,
+    ) -> DecodedCodes:
+        """Choose and encode every level's indices of a region from its features (``RuntimeModel.analyse``, each
+        (1, C, H, W)), as ``levels.LevelChain.compress`` does; the rate weight defaults to the point's."""
+        if refine_steps:
+            raise MissingExtraError("encoder effort takes gradient steps, which need torch")
+        net, groups = self.net, point.groups
+        rate_weight = point.rate_weight if rate_weight is None else rate_weight
+        last = last_coded(groups)
+        context, indices = None, []
+        for i, level in enumerate(net.levels):
+            own = np.ascontiguousarray(features[i][0].transpose(1, 2, 0))
+            shape = (own.shape[0], own.shape[1])
+            if i > last:  # a level this point codes nothing of
+                indices.append(np.zeros((1, level.num_groups, *shape), dtype=np.int64))
+                continue
+            level_input = own if context is None else net.mix(i, own, fixed.to_float(context))
+            coded = level.compress(level.project(level_input), context, shape, groups[i], rate_weight, streams[i])
+            indices.append(coded[None])
+            if i < last:
+                codes = fixed.to_fixed(level.codes(coded, groups[i]))
+                context = net.next_context(i, codes, context, net.exact_contexts)
+        return DecodedCodes(indices, groups, last, context)
+
     def decompress(
         self, streams: list[StreamDecoder], shape: tuple[int, int], point: OperatingPoint, recorder: Recorder
     ) -> DecodedCodes:
@@ -156,7 +243,7 @@ class Chain:
 
 
 class RuntimeModel:
-    """A DQ model from its config and weights, for decoding lossy and residual files without torch."""
+    """A DQ model from its config and weights, for coding lossy and residual files without torch."""
 
     def __init__(self, config: DQConfig, arrays: Mapping[str, np.ndarray]):
         self.config = config
@@ -170,11 +257,17 @@ class RuntimeModel:
             network.float_layers(named[f"contexts.{i}"], arrays, f"contexts.{i}.") for i in range(count - 1)
         ]
         self.synthesis = network.float_layers(named["synthesis"], arrays, "synthesis.")
+        self.analysis = [network.float_layers(named[f"analysis.{i}"], arrays, f"analysis.{i}.") for i in range(count)]
+        self.mixers = [network.float_layers(named[f"mixers.{i}"], arrays, f"mixers.{i}.") for i in range(count - 1)]
         self.has_pixel_model = bool(config.pixel_mixtures)
 
     @property
     def num_levels(self) -> int:
         return len(self.levels)
+
+    def inference(self) -> contextlib.AbstractContextManager:
+        """What coding runs under (``DQCodec.inference``: no autograd); nothing here."""
+        return contextlib.nullcontext()
 
     @property
     def ladder(self) -> Ladder:
@@ -183,6 +276,20 @@ class RuntimeModel:
     @property
     def chain(self) -> Chain:
         return Chain(self)
+
+    def analyse(self, x: np.ndarray) -> list[np.ndarray]:
+        """Each level's features (1, C, h, w), first level first, of an image x (1, 3, H, W) in [0, 1]
+        (``DQCodec.analyse``; the layout of torch's tensors, so ``tiling`` cuts both alike)."""
+        y = np.ascontiguousarray(np.asarray(x, dtype=np.float32)[0].transpose(1, 2, 0))
+        features = []
+        for stage in self.analysis:
+            y = network.run(stage, y)
+            features.append(y.transpose(2, 0, 1)[None])
+        return features[::-1]
+
+    def mix(self, i: int, features: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Level i's input (H, W, C): its features mixed with its float context (``DQCodec.level_input``)."""
+        return network.run(self.mixers[i - 1], np.concatenate([features, context], -1))
 
     def next_context(
         self, i: int, codes: np.ndarray, context: np.ndarray | None, contexts: list[list[network.Function]]
