@@ -30,7 +30,9 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("kernel", [1, 3, 5])
 @pytest.mark.parametrize("channels", [(6, 4), (4, 9)])  # fewer outputs than inputs, and more
-def test_a_convolution_of_whole_numbers_is_torchs_exactly(stride, kernel, channels):
+@pytest.mark.parametrize("block_bytes", [kernels.BLOCK_BYTES, 1])  # one block, or one output row per block
+def test_a_convolution_of_whole_numbers_is_torchs_exactly(stride, kernel, channels, block_bytes, monkeypatch):
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", block_bytes)
     cin, cout = channels
     g = torch.Generator().manual_seed(kernel * 10 + stride)
     x = torch.randint(-fixed.LIMIT, fixed.LIMIT + 1, (1, cin, 13, 11), generator=g).double()
@@ -47,7 +49,7 @@ def test_a_transposed_convolution_and_a_shuffle_are_torchs():
     w = torch.randint(-3000, 3001, (5, 8, 5, 5), generator=g).double()
     b = torch.randint(-1000, 1001, (8,), generator=g).double()
     expected = F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=1)
-    flat = kernels.conv_weight(kernels.transposed_weight(w.numpy()))
+    flat = kernels.transposed_taps(w.numpy())
     assert np.array_equal(kernels.conv_transpose2d(_hwc(x), flat, b.numpy(), 5, 2, 2, 1), _hwc(expected))
     y = torch.randn(1, 12, 4, 5, generator=g)
     assert np.array_equal(kernels.pixel_shuffle(_hwc(y), 2), _hwc(F.pixel_shuffle(y, 2)))

@@ -63,10 +63,9 @@ def _common(layer: graph.Layer, arrays: Arrays, prefix: str, compile_layers, gel
 
 def _conv(layer: graph.Conv, weight: np.ndarray, bias: np.ndarray) -> Function:
     if layer.transposed:
-        flat = kernels.conv_weight(kernels.transposed_weight(weight))
         return partial(
             kernels.conv_transpose2d,
-            weight=flat,
+            weight=kernels.transposed_taps(weight),
             bias=bias,
             kernel=layer.kernel,
             stride=layer.stride,
