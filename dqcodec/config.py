@@ -21,6 +21,9 @@ class LevelConfig:
     codebook: int
     dim: int
     hidden: int | None = None  # the prior's hidden channels per group (None: the model's prior_hidden)
+    # the first ``anchors`` groups are coded in two passes over a checkerboard: its anchors (y + x even) under the
+    # group-causal prior, then the other half given the anchors' codes as well (graph.AnchorContext)
+    anchors: int = 0
 
 
 def _default_levels() -> list[LevelConfig]:
@@ -32,6 +35,7 @@ class DQConfig:
     channels: int = 96
     levels: list[LevelConfig] = field(default_factory=_default_levels)  # coarse to fine
     prior_hidden: int = 32
+    anchor_hidden: int = 64  # the hidden channels of a level's anchor contexts (LevelConfig.anchors)
     depthwise: bool = True
     codebook_learning: str = "ema"  # or "soft-to-hard" (see quantize.py)
     # ResNet blocks in the synthesis, at the last level's stride (the name is stored in checkpoints and model files)
@@ -73,6 +77,10 @@ class DQConfig:
         self._check_enhancements()
         if not 1 <= self.default_quality <= len(self.qualities) + len(self.residual_steps):
             raise ArgumentError("default_quality is not one of the lossy or residual qualities")
+
+        for level in self.levels:
+            if not 0 <= level.anchors <= level.groups:
+                raise ArgumentError(f"a level's anchor groups are 0 to its {level.groups} groups, got {level.anchors}")
 
     def _check_quality(self, quality: list[int]) -> None:
         levels = self.levels

@@ -107,6 +107,40 @@ class MaskedConv:
         return mask
 
 
+@dataclass(frozen=True)
+class AnchorContext:
+    """Extra logits for the non-anchor half of a group's positions (a checkerboard: anchors at y + x even, coded
+    first): ``codes`` (a ``window`` x ``window`` convolution over the anchors' codes of the group, zero elsewhere,
+    and the anchor mask) plus ``logits`` (1x1 over the group-causal prior's logits), GELU, ``mix`` (1x1), GELU,
+    ``out`` (1x1), added to the prior's logits. Parameters under "codes.", "logits.", "mix.", "out."."""
+
+    code_dim: int
+    codebook: int
+    hidden: int
+    window: int = 5
+
+    @property
+    def codes(self) -> Conv:
+        return Conv(self.code_dim + 1, self.hidden, self.window)
+
+    @property
+    def logits(self) -> Conv:
+        return Conv(self.codebook, self.hidden, 1)
+
+    @property
+    def mix(self) -> Conv:
+        return Conv(self.hidden, self.hidden, 1)
+
+    @property
+    def out(self) -> Conv:
+        return Conv(self.hidden, self.codebook, 1)
+
+
+def anchor_mask(height: int, width: int) -> np.ndarray:
+    """(H, W) booleans, True at a checkerboard's anchors (y + x even), which a level codes first."""
+    return (np.add.outer(np.arange(height), np.arange(width)) % 2) == 0
+
+
 Layer = Conv | Gelu | Shuffle | Gdn | Chain | Block | MaskedConv
 
 
@@ -168,6 +202,12 @@ def prior(context_channels: int, groups: int, code_dim: int, codebook: int, hidd
         MaskedConv(0, hidden, hidden, groups, 1, inclusive=True),
         MaskedConv(0, hidden, codebook, groups, 1, inclusive=True),
     )
+
+
+def anchor_contexts(config: DQConfig, i: int) -> list[AnchorContext]:
+    """Level i's anchor contexts, one for each of its first ``anchors`` groups (under "levels.i.anchors.j")."""
+    level = config.levels[i]
+    return [AnchorContext(level.dim, level.codebook, config.anchor_hidden) for _ in range(level.anchors)]
 
 
 def level_channels(config: DQConfig) -> list[int]:

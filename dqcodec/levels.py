@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import exact
+from . import exact, graph
 from .codes import DecodedCodes, last_coded  # re-exported
 from .config import LevelConfig
 from .entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
@@ -48,13 +48,14 @@ class LevelCodec(nn.Module):
         hidden: int,
         depthwise: bool,
         learning: str = "ema",
+        anchors: list[graph.AnchorContext] | tuple = (),
     ):
         super().__init__()
         self.name = name  # the name of its stream
         self.quantizer = DepthwiseQuantizer(
             in_channels, config.groups, config.codebook, config.dim, depthwise=depthwise, learning=learning
         )
-        self.prior = GroupCausalPrior(context_channels, config.groups, config.dim, config.codebook, hidden)
+        self.prior = GroupCausalPrior(context_channels, config.groups, config.dim, config.codebook, hidden, anchors)
         # > 0: training chooses indices as the encoder does, |z - e_k|^2 + weight * bits (entropy-constrained
         # VQ), under the prior's tables given the nearest codewords; a training option, not saved
         self.training_rate_weight = 0.0
@@ -134,8 +135,8 @@ class LevelCodec(nn.Module):
         The choice is entropy-constrained VQ: each index minimises |z - e_k|^2 + rate_weight *
         (-log2 p_k) under the table the decoder will use (rate_weight 0: the nearest codeword)."""
 
-        def encode_group(j, frequencies):
-            cost = self.quantizer.group_distances(z[j], j).double()
+        def encode_group(j, frequencies, positions):
+            cost = self.quantizer.group_distances(z[j] if positions is None else z[j][positions], j).double()
             if rate_weight:
                 bits = -np.log2(frequencies / frequencies.sum(-1, keepdims=True))
                 cost = cost + rate_weight * torch.from_numpy(bits)
@@ -156,7 +157,7 @@ class LevelCodec(nn.Module):
         """The indices (B, M, H, W) of the first ``groups`` groups from the level's stream (the
         rest are 0); every group's (integer tables, decoded symbols) pair goes to the recorder."""
 
-        def decode_group(j, frequencies):
+        def decode_group(j, frequencies, positions):
             symbols = stream.decode(frequencies)
             recorder.record(frequencies, symbols)
             return symbols
@@ -174,18 +175,37 @@ class LevelCodec(nn.Module):
         return exact.to_fixed(self.codes(indices, groups))
 
     def _code_groups(self, context, shape, groups: int, code_group) -> torch.Tensor:
-        """Walk the level group by group: ``code_group(j, frequencies)`` encodes or decodes
-        group j and returns its indices. Both directions see the same tables."""
+        """Walk the level group by group: ``code_group(j, frequencies, positions)`` encodes or decodes the indices
+        of group j at ``positions`` (rows of (B, H, W), None for all) and returns them. An anchored group codes its
+        checkerboard's anchors, then the other positions given them. Both directions see the same tables."""
         b, h, w = shape
         indices = torch.zeros(b, self.num_groups, h, w, dtype=torch.long)
         if groups == 0:
             return indices
         sequence = self.prior.sequential(context, shape, groups)
         for j in range(groups):
-            frequencies = exact.logits_to_frequencies(sequence.logits(j), PROBABILITY_BITS)
-            indices[:, j] = torch.from_numpy(code_group(j, frequencies)).view(b, h, w)
+            logits = sequence.logits(j)
+            if j < sequence.anchored:
+                symbols = self._code_anchored(sequence, j, logits, code_group)
+            else:
+                symbols = code_group(j, exact.logits_to_frequencies(logits, PROBABILITY_BITS), None)
+            indices[:, j] = torch.from_numpy(symbols).view(b, h, w)
             sequence.push(exact.to_fixed(self.quantizer.decode_group(indices[:, j], j)))
         return indices
+
+    def _code_anchored(self, sequence, j: int, logits: torch.Tensor, code_group) -> np.ndarray:
+        """Group j's indices (B * H * W,): its anchors under the group-causal logits, then the rest under the
+        logits its anchor context gives them."""
+        b, _, h, w = logits.shape
+        anchors = np.broadcast_to(graph.anchor_mask(h, w), (b, h, w)).reshape(-1)
+        first, second = np.flatnonzero(anchors), np.flatnonzero(~anchors)
+        symbols = np.zeros(b * h * w, dtype=np.int64)
+        symbols[first] = code_group(j, exact.logits_to_frequencies(logits, PROBABILITY_BITS)[first], first)
+        codes = self.quantizer.decode_group(torch.from_numpy(symbols).view(b, h, w), j)
+        anchor_codes = exact.to_fixed(codes) * torch.from_numpy(anchors.reshape(b, 1, h, w).astype(np.float64))
+        given = sequence.anchor_logits(j, logits, anchor_codes)
+        symbols[second] = code_group(j, exact.logits_to_frequencies(given, PROBABILITY_BITS)[second], second)
+        return symbols
 
 
 class LevelChain:

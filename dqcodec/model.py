@@ -20,7 +20,7 @@ from dataclasses import asdict
 import torch
 import torch.nn as nn
 
-from . import exact, legacy
+from . import exact, graph, legacy
 from .config import STRIDE, DQConfig
 from .graph import context_channels, networks
 from .levels import DecodedCodes, LevelChain, LevelCodec, last_coded
@@ -54,6 +54,7 @@ class DQCodec(nn.Module):
                 level.hidden or c.prior_hidden,
                 c.depthwise,
                 c.codebook_learning,
+                graph.anchor_contexts(c, i),
             )
             for i, level in enumerate(c.levels)
         )

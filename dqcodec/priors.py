@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import exact, graph
+from . import exact, fixed, graph
+from .transforms import build as build_graph
 
 
 class _GroupMaskedConv(nn.Conv2d):
@@ -43,8 +44,29 @@ class _GroupMaskedConv(nn.Conv2d):
         return F.conv2d(x, weight, bias, padding=self.padding)
 
 
+class AnchorNet(nn.Module):
+    """A group's anchor context (``graph.AnchorContext``): the logits of its non-anchor positions given its
+    anchors' codes as well as the group-causal prior's logits."""
+
+    def __init__(self, spec: graph.AnchorContext):
+        super().__init__()
+        self.spec = spec
+        self.codes, self.logits, self.mix, self.out = (
+            build_graph(conv) for conv in (spec.codes, spec.logits, spec.mix, spec.out)
+        )
+        nn.init.zeros_(self.out.weight)  # untrained, it leaves the prior's logits as they are
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, codes: torch.Tensor, logits: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K, H, W) of the non-anchor positions from the group's codes (B, D, H, W), of which it sees
+        the anchors' (``anchors``: (1, 1, H, W) ones there), and the prior's logits (B, K, H, W)."""
+        seen = torch.cat([codes * anchors, anchors.expand(codes.shape[0], 1, -1, -1)], 1)
+        h = F.gelu(self.codes(seen) + self.logits(logits))
+        return logits + self.out(F.gelu(self.mix(h)))
+
+
 class GroupCausalPrior(nn.Module):
-    def __init__(self, context_channels, num_groups, code_dim, codebook_size, hidden_per_group=32):
+    def __init__(self, context_channels, num_groups, code_dim, codebook_size, hidden_per_group=32, anchors=()):
         super().__init__()
         self.num_groups = num_groups
         self.code_dim = code_dim
@@ -53,6 +75,8 @@ class GroupCausalPrior(nn.Module):
         self.layers = nn.ModuleList(
             _GroupMaskedConv(spec) for spec in graph.prior(context_channels, g, code_dim, codebook_size, h)
         )
+        # the first len(anchors) groups' checkerboard contexts (graph.AnchorContext), under "anchors.j"
+        self.anchors = nn.ModuleList(AnchorNet(spec) for spec in anchors)
 
     def forward(self, context: torch.Tensor | None, codes: torch.Tensor, groups: int | None = None) -> torch.Tensor:
         """Logits (B, M, K, H, W) for every group at once (training and rate estimates), or
@@ -63,7 +87,17 @@ class GroupCausalPrior(nn.Module):
             if i < len(self.layers) - 1:
                 x = F.gelu(x)
         b, _, hh, ww = x.shape
-        return x.view(b, -1, self.codebook_size, hh, ww)
+        logits = x.view(b, -1, self.codebook_size, hh, ww)
+        return self._with_anchor_contexts(logits, codes) if len(self.anchors) else logits
+
+    def _with_anchor_contexts(self, logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The logits with each anchored group's non-anchor positions given that group's anchors' codes."""
+        anchors = torch.from_numpy(graph.anchor_mask(*logits.shape[-2:])).to(logits)[None, None]
+        d, groups = self.code_dim, [logits[:, j] for j in range(logits.shape[1])]
+        for j, net in enumerate(self.anchors[: len(groups)]):
+            given = net(codes[:, j * d : (j + 1) * d], groups[j], anchors)
+            groups[j] = torch.where(anchors[0] > 0, groups[j], given)
+        return torch.stack(groups, 1)
 
     def sequential(
         self, context: torch.Tensor | None, shape: tuple[int, int, int], groups: int | None = None
@@ -91,6 +125,7 @@ class SequentialPrior:
     ):
         self.layers = [_ExactGroupConv(layer) for layer in prior.layers]
         self.groups = groups or prior.num_groups
+        self.anchor_nets = [_ExactAnchorNet(net, shape[1:]) for net in prior.anchors[: self.groups]]
         if context is not None:
             self.layers[0].add_context(context, self.groups)
         self.shape = shape
@@ -112,6 +147,16 @@ class SequentialPrior:
             hidden[:, j * width : (j + 1) * width] = exact.gelu(layer(x, j, self.shape))
             x = hidden
         return self.layers[-1](x, j, self.shape)
+
+    @property
+    def anchored(self) -> int:
+        """How many of the first groups are coded over a checkerboard (anchors first)."""
+        return len(self.anchor_nets)
+
+    def anchor_logits(self, j: int, logits: torch.Tensor, anchor_codes: torch.Tensor) -> torch.Tensor:
+        """Fixed-point logits (B, K, H, W) of group j's non-anchor positions, from its logits (``logits(j)``) and
+        its anchors' fixed-point codes (B, D, H, W), zero at the other positions."""
+        return self.anchor_nets[j](anchor_codes, logits)
 
     def push(self, codes_j: torch.Tensor) -> None:
         """Fixed-point codes (B, D, H, W) of the group just coded."""
@@ -148,3 +193,24 @@ class _ExactGroupConv:
         if last > first:
             sums = sums + exact.conv2d(x[:, : last - first], self.weight[rows, first:last], None, layer.padding)
         return exact.rescale(sums)
+
+
+class _ExactAnchorNet:
+    """An anchor context in exact fixed point: the two input convolutions' integer sums added before rescaling."""
+
+    def __init__(self, net: AnchorNet, size: tuple[int, int]):
+        self.convs = {name: exact.ExactConv.of(getattr(net, name)) for name in ("codes", "logits", "mix", "out")}
+        first = (self.convs["codes"], self.convs["logits"])
+        worst = sum(float(c.weight.abs().sum((1, 2, 3)).max()) for c in first) * fixed.LIMIT
+        if worst + sum(float(c.bias.abs().max()) for c in first) >= fixed.EXACT:
+            raise exact.FixedPointError("an anchor context's sums can pass float64's exact integers")
+        self.anchors = torch.from_numpy(graph.anchor_mask(*size)).double()[None, None]
+
+    def __call__(self, anchor_codes: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        codes, given = self.convs["codes"], self.convs["logits"]
+        seen = torch.cat([anchor_codes, self.anchors.expand(anchor_codes.shape[0], 1, -1, -1) * exact.SCALE], 1)
+        sums = exact.conv2d(seen, codes.weight, codes.bias, codes.padding) + exact.conv2d(
+            logits, given.weight, given.bias, 0
+        )
+        h = exact.gelu(self.convs["mix"](exact.gelu(exact.rescale(sums))))
+        return (logits + self.convs["out"](h)).clamp_(-exact.LIMIT, exact.LIMIT)

@@ -12,13 +12,15 @@ from PIL import Image
 
 import dqcodec
 from dqcodec import codec, exact, fixed, graph, images, point, tiling
+from dqcodec.config import DQConfig, LevelConfig
+from dqcodec.model import DQCodec
 from dqcodec.recorder import Recorder
 from dqcodec.runtime import kernels, network
 from dqcodec.runtime.model import RuntimeModel
 from dqcodec.stack import LayerStack
 from dqcodec.testing import kernels as kernel_settings
 
-from .conftest import TINY_3, photo_like, tiny_model
+from .conftest import TINY, TINY_3, photo_like, tiny_model
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -225,3 +227,67 @@ def test_the_command_line_encodes_and_decodes_without_torch(tiny_zoo, tmp_path):
         expected = dqcodec.decompress((tmp_path / f"a{quality}.dq").read_bytes())
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"a{quality}.png")), np.asarray(expected))
     assert dqcodec.inspect((tmp_path / "a4.dq").read_bytes()).point.residual_step  # quality 4 is the residual one
+
+
+def _anchored_model() -> DQCodec:
+    """A tiny model whose levels code their first groups over a checkerboard, its anchor contexts random."""
+    config = DQConfig(
+        **{
+            **TINY.__dict__,
+            "levels": [LevelConfig(2, 8, 2, anchors=2), LevelConfig(4, 8, 2, anchors=1)],
+            "anchor_hidden": 8,
+            "residual_steps": [[2, 16]],
+        }
+    )
+    torch.manual_seed(0)
+    net = DQCodec(config)
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(2, 3, 64, 64))
+        for level in net.levels:
+            for anchor in level.prior.anchors:
+                anchor.out.weight.normal_(0, 0.5)
+                anchor.out.bias.normal_(0, 0.5)
+    return net.eval()
+
+
+@pytest.mark.parametrize("quality", [1, 2, 4])
+def test_anchored_levels_code_alike_in_both(quality):
+    """Checkerboard contexts: the torch encoder's streams decode in the runtime with the same tables, and the
+    runtime's encoder writes the same level streams."""
+    net = _anchored_model()
+    runtime = RuntimeModel(net.config, {k: v.numpy() for k, v in net.state_dict().items()})
+    point = net.ladder.resolve(quality, False)
+    image = Image.fromarray(photo_like(50, 70, seed=4))
+    size = (image.height, image.width)
+    from_torch = LayerStack(net, point).compress(images.pad(images.to_tensor(image)), size, point.tile)
+    from_runtime = LayerStack(runtime, point).compress(images.pad_array(images.to_array(image)), size, point.tile)
+    levels = len(net.config.levels)
+    assert from_torch[:levels] == from_runtime[:levels]
+    with_torch, with_runtime = Recorder(keep_tables=True), Recorder(keep_tables=True)
+    a = LayerStack(net, point).decompress(from_torch, size, point.tile, with_torch)
+    b = LayerStack(runtime, point).decompress(from_torch, size, point.tile, with_runtime)
+    assert len(with_torch.tables) == len(with_runtime.tables) > 0
+    for (fa, sa), (fb, sb) in zip(with_torch.tables, with_runtime.tables):
+        assert np.array_equal(fa, fb) and np.array_equal(sa, sb)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_an_anchor_context_changes_the_tables_of_the_other_half_only():
+    """Anchors keep the group-causal tables; the other positions get their anchor context's, which the float
+    prior (training's) also gives, to within the fixed point's rounding."""
+    net = _anchored_model()
+    level = net.levels[1]
+    g = torch.Generator().manual_seed(1)
+    context = exact.to_fixed(torch.randn(1, net.config.channels, 6, 8, generator=g))
+    indices = torch.randint(0, 8, (1, level.num_groups, 6, 8), generator=g)
+    codes = level.codes(indices, level.num_groups)
+    with torch.no_grad():
+        float_logits = level.prior(exact.to_float(context), codes)
+    sequence = level.prior.sequential(context, (1, 6, 8))
+    logits = sequence.logits(0)
+    anchors = torch.from_numpy(graph.anchor_mask(6, 8))
+    given = sequence.anchor_logits(0, logits, exact.to_fixed(codes[:, :2]) * anchors)
+    assert not torch.equal(given[..., ~anchors], logits[..., ~anchors])  # the context does change them
+    assert (exact.to_float(given)[0][:, ~anchors] - float_logits[0, 0][:, ~anchors]).abs().max() < 0.05
+    assert (exact.to_float(logits)[0][:, anchors] - float_logits[0, 0][:, anchors]).abs().max() < 0.05

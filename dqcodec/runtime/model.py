@@ -17,18 +17,58 @@ from .. import fixed, graph
 from ..codes import DecodedCodes, last_coded
 from ..config import DQConfig
 from ..entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
-from ..errors import MissingExtraError
+from ..errors import FixedPointError, MissingExtraError
 from ..point import Ladder, OperatingPoint
 from ..recorder import Recorder
 from . import kernels, network
+
+
+class AnchorNet:
+    """A group's anchor context (``graph.AnchorContext``, ``priors.AnchorNet``) in exact fixed point."""
+
+    def __init__(self, spec: graph.AnchorContext, arrays: Mapping[str, np.ndarray], prefix: str):
+        self.spec = spec
+        self.weights, self.biases = {}, {}
+        for name in ("codes", "logits", "mix", "out"):
+            self.weights[name] = fixed.fixed_weight(arrays[f"{prefix}{name}.weight"])
+            self.biases[name] = fixed.fixed_bias(arrays[f"{prefix}{name}.bias"])
+            fixed.check_exact_range(self.weights[name], self.biases[name])
+        first = ("codes", "logits")
+        worst = sum(float(np.abs(self.weights[n]).sum((1, 2, 3)).max()) for n in first) * fixed.LIMIT
+        if worst + sum(float(np.abs(self.biases[n]).max()) for n in first) >= fixed.EXACT:
+            raise FixedPointError("an anchor context's sums can pass float64's exact integers")
+        self.flat = {name: kernels.conv_weight(weight) for name, weight in self.weights.items()}
+
+    def __call__(self, anchor_codes: np.ndarray, logits: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+        """Fixed-point logits (H, W, K) of the non-anchor positions from the anchors' codes (H, W, D), zero
+        elsewhere, and the group-causal logits (H, W, K)."""
+        spec, flat, biases = self.spec, self.flat, self.biases
+        seen = np.concatenate([anchor_codes, anchors[..., None] * fixed.SCALE], -1)
+        sums = kernels.conv2d(seen, flat["codes"], biases["codes"], spec.window, 1, spec.window // 2)
+        sums += kernels.conv2d(logits, flat["logits"], biases["logits"], 1)
+        h = fixed.gelu(fixed.rescale(sums))
+        h = fixed.gelu(fixed.rescale(kernels.conv2d(h, flat["mix"], biases["mix"], 1)))
+        return np.clip(
+            logits + fixed.rescale(kernels.conv2d(h, flat["out"], biases["out"], 1)), -fixed.LIMIT, fixed.LIMIT
+        )
+
+
+CodeGroup = Callable[[int, np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
 class Prior:
     """A level's group-causal prior (``priors.GroupCausalPrior``) in exact fixed point, group by group, as
     ``priors.SequentialPrior`` runs it: the same integer weights, sums, rounding and GELU."""
 
-    def __init__(self, specs: tuple[graph.MaskedConv, ...], arrays: Mapping[str, np.ndarray], prefix: str):
+    def __init__(
+        self,
+        specs: tuple[graph.MaskedConv, ...],
+        arrays: Mapping[str, np.ndarray],
+        prefix: str,
+        anchors: list[AnchorNet] | None = None,
+    ):
         self.specs = specs
+        self.anchors = anchors or []
         self.weights, self.biases = [], []
         for i, spec in enumerate(specs):
             weight = fixed.fixed_weight(arrays[f"{prefix}{i}.weight"] * spec.mask())
@@ -111,7 +151,11 @@ class Level:
             level.codebook,
             level.hidden or config.prior_hidden,
         )
-        self.prior = Prior(specs, arrays, f"levels.{i}.prior.layers.")
+        anchor_nets = [
+            AnchorNet(spec, arrays, f"levels.{i}.prior.anchors.{j}.")
+            for j, spec in enumerate(graph.anchor_contexts(config, i))
+        ]
+        self.prior = Prior(specs, arrays, f"levels.{i}.prior.layers.", anchor_nets)
 
     def project(self, features: np.ndarray) -> np.ndarray:
         """Features (H, W, C) -> the groups' projected vectors (M, H * W, D) (``DepthwiseQuantizer.project``)."""
@@ -132,10 +176,10 @@ class Level:
         (``levels.LevelCodec.compress``): each minimises |z - e_k|^2 + rate_weight * (-log2 p_k) under the table
         the decoder will use."""
 
-        def encode_group(j: int, frequencies: np.ndarray) -> np.ndarray:
-            book = self.books[j]
+        def encode_group(j: int, frequencies: np.ndarray, positions: np.ndarray | None) -> np.ndarray:
+            book, vectors = self.books[j], z[j] if positions is None else z[j][positions]
             cost = (
-                np.square(z[j]).sum(-1, keepdims=True) - 2 * (z[j] @ book.T) + np.square(book).sum(-1)[None, :]
+                np.square(vectors).sum(-1, keepdims=True) - 2 * (vectors @ book.T) + np.square(book).sum(-1)[None, :]
             ).astype(np.float64)
             if rate_weight:
                 cost += rate_weight * -np.log2(frequencies / frequencies.sum(-1, keepdims=True))
@@ -150,7 +194,7 @@ class Level:
     ) -> np.ndarray:
         """The indices (M, H, W) of the first ``groups`` groups (the rest 0); every group's table goes to the recorder."""
 
-        def decode_group(j: int, frequencies: np.ndarray) -> np.ndarray:
+        def decode_group(j: int, frequencies: np.ndarray, positions: np.ndarray | None) -> np.ndarray:
             symbols = stream.decode(frequencies)
             recorder.record(frequencies, symbols)
             return symbols
@@ -162,19 +206,36 @@ class Level:
         context: np.ndarray | None,
         shape: tuple[int, int],
         groups: int,
-        code_group: Callable[[int, np.ndarray], np.ndarray],
+        code_group: CodeGroup,
     ) -> np.ndarray:
-        """Walk the level group by group: ``code_group(j, frequencies)`` encodes or decodes group j and returns
-        its indices. Both directions see the same tables."""
+        """Walk the level group by group: ``code_group(j, frequencies, positions)`` encodes or decodes group j's
+        indices at ``positions`` (rows of (H, W), None for all) and returns them; an anchored group codes its
+        checkerboard's anchors first (``levels.LevelCodec._code_groups``). Both directions see the same tables."""
         indices = np.zeros((self.num_groups, *shape), dtype=np.int64)
         if not groups:
             return indices
         sequence = self.prior.sequence(context, shape, groups)
         for j in range(groups):
-            frequencies = fixed.logits_to_frequencies(sequence.logits(j), PROBABILITY_BITS)
-            indices[j] = code_group(j, frequencies).reshape(shape)
+            logits = sequence.logits(j)
+            if j < len(self.prior.anchors):
+                symbols = self._code_anchored(j, logits, code_group)
+            else:
+                symbols = code_group(j, fixed.logits_to_frequencies(logits, PROBABILITY_BITS), None)
+            indices[j] = symbols.reshape(shape)
             sequence.push(fixed.to_fixed(self.books[j][indices[j]]))
         return indices
+
+    def _code_anchored(self, j: int, logits: np.ndarray, code_group: CodeGroup) -> np.ndarray:
+        h, w, _ = logits.shape
+        anchors = graph.anchor_mask(h, w)
+        flat = anchors.reshape(-1)
+        first, second = np.flatnonzero(flat), np.flatnonzero(~flat)
+        symbols = np.zeros(h * w, dtype=np.int64)
+        symbols[first] = code_group(j, fixed.logits_to_frequencies(logits, PROBABILITY_BITS)[first], first)
+        anchor_codes = fixed.to_fixed(self.books[j][symbols.reshape(h, w)]) * anchors[..., None]
+        given = self.prior.anchors[j](anchor_codes, logits, anchors)
+        symbols[second] = code_group(j, fixed.logits_to_frequencies(given, PROBABILITY_BITS)[second], second)
+        return symbols
 
     def codes(self, indices: np.ndarray, groups: int) -> np.ndarray:
         """The float32 codes (H, W, M * D) of indices (M, H, W), groups past ``groups`` zero."""
