@@ -118,6 +118,14 @@ dq3: $(VENV)/.installed
 		$${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt --name dq-3 --force --base dq-2 $(DQ3_LADDER)
 
+# dq-3's anchor contexts (checkerboard contexts over its indices), trained on the frozen codes of dq-3 as `make dq3`
+# exports it (weights 87879186), then exported over it as the current dq-3. Resumable: re-run to continue.
+.PHONY: dq3-anchors
+dq3-anchors: $(VENV)/.installed
+	$(PY) scripts/train_anchor_contexts.py --base dq-3 --base-weights 87879186 --anchors 4,2 --data data/train \
+		--run $${RUNS:-$$HOME/dqcodec-runs}/anchors
+	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/anchors/checkpoint.pt --name dq-3 --force --base dq-3 $(DQ3_LADDER)
+
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
 baselines: $(VENV)/.installed-train
 	DQ=$(VENV)/bin/dqcodec scripts/train_baselines.sh

@@ -12,6 +12,8 @@ codes.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, cast
@@ -124,12 +126,28 @@ class _Encoder:
         return self.stack.compress(self.as_input(rgb), size, point.tile, recorder, refine_steps=refine_steps)
 
 
-def _encoder(model: str, point: OperatingPoint, effort: int) -> _Encoder:
-    """The torch-free runtime for lossy and residual points at effort 0 (the same level streams as torch's
-    encoder); torch for encoder effort's gradient steps and for the pixel layer."""
+BACKENDS = ("auto", "torch", "runtime")
+
+
+def uses_runtime(point: OperatingPoint, effort: int = 0) -> bool:
+    """Whether the torch-free runtime codes a point: it codes lossy and residual points at effort 0 (torch is needed
+    for encoder effort's gradient steps and for the pixel layer). Which one does when both can is the
+    DQCODEC_BACKEND environment variable's choice: "runtime", "torch", or "auto" (the default): torch if this
+    process has imported it already (it is faster in process; importing it takes seconds), else the runtime.
+    Both give the same tables and level streams; a lossy image may differ by one level (docs/bitstream.md)."""
     if effort or point.codes_pixels:
-        return _Encoder(load_dq_model(model)[0], point, lambda rgb: pad(to_tensor(rgb)))
-    return _Encoder(load_runtime_model(model)[0], point, lambda rgb: pad_array(to_array(rgb)))
+        return False
+    backend = os.environ.get("DQCODEC_BACKEND", "auto")
+    if backend not in BACKENDS:
+        raise errors.ArgumentError(f"DQCODEC_BACKEND is one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend == "runtime" or (backend == "auto" and sys.modules.get("torch") is None)
+
+
+def _encoder(model: str, point: OperatingPoint, effort: int) -> _Encoder:
+    """The model's layers for a point, in the backend ``uses_runtime`` chooses."""
+    if uses_runtime(point, effort):
+        return _Encoder(load_runtime_model(model)[0], point, lambda rgb: pad_array(to_array(rgb)))
+    return _Encoder(load_dq_model(model)[0], point, lambda rgb: pad(to_tensor(rgb)))
 
 
 def load_dq_model(name: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
@@ -197,15 +215,10 @@ class OpenedFile:
     def size(self) -> tuple[int, int]:
         return self.header.height, self.header.width
 
-    @property
-    def runtime_decodes(self) -> bool:
-        """Whether the torch-free runtime decodes this file (lossy and residual points; pixel layers need torch)."""
-        return not self.point.codes_pixels
-
     @cached_property
     def stack(self) -> LayerStack:
-        """The layers that decode the file: the runtime's where it decodes the file, torch's elsewhere."""
-        return LayerStack(self.runtime_model() if self.runtime_decodes else self.torch_model(), self.point)
+        """The layers that decode the file, in the backend ``uses_runtime`` chooses."""
+        return LayerStack(self.runtime_model() if uses_runtime(self.point) else self.torch_model(), self.point)
 
     def torch_model(self) -> DQCodec:
         return load_dq_model(self.header.model, self.header.weights_hash)[0]

@@ -36,6 +36,7 @@ def anchored(base: DQCodec, per_level: list[int], hidden: int) -> DQCodec:
 
 @click.command()
 @click.option("--base", default="dq-3", show_default=True, help="the installed model to add anchor contexts to")
+@click.option("--base-weights", help="the first hex digits of its weights' hash, for a version other than the current one")
 @click.option("--anchors", "per_level", default="4,2", show_default=True, help="anchored groups of each level")
 @click.option("--hidden", default=64, show_default=True)
 @click.option("--quality", default=2, show_default=True, help="the quality whose indices train them")
@@ -47,11 +48,12 @@ def anchored(base: DQCodec, per_level: list[int], hidden: int) -> DQCodec:
 @click.option("--steps", default=4000, show_default=True, help="per anchor context")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=2, show_default=True)
-def main(base, per_level, hidden, quality, data, run, eval_dirs, crop, per_image, steps, seed, threads):
+def main(base, base_weights, per_level, hidden, quality, data, run, eval_dirs, crop, per_image, steps, seed, threads):
     torch.set_num_threads(threads)
     run.mkdir(parents=True, exist_ok=True)
     started, cpu_started = time.time(), time.process_time()
-    net = anchored(zoo.load(base)[0], [int(n) for n in per_level.split(",")], hidden)
+    weights_hash = bytes.fromhex(base_weights) if base_weights else None
+    net = anchored(zoo.load(base, weights_hash)[0], [int(n) for n in per_level.split(",")], hidden)
     state_path = run / "state.pt"
     state = torch.load(state_path, weights_only=False) if state_path.exists() else {"done": {}, "cpu_seconds": 0.0}
     cpu_before = state["cpu_seconds"]  # of the runs before this one

@@ -114,6 +114,7 @@ def _traced_peak(action) -> int:
 
 
 def test_a_huge_header_is_refused_before_anything_is_allocated(tiny_zoo, monkeypatch):
+    monkeypatch.setenv("DQCODEC_BACKEND", "runtime")
     data = dqcodec.compress(photo_like(16, 16), model=tiny_zoo, quality=1)
     loads = _counted(monkeypatch, zoo, "read_checkpoint")
     layers = _counted(monkeypatch, network, "run")  # the runtime's layers: a lossy file decodes there

@@ -291,3 +291,18 @@ def test_an_anchor_context_changes_the_tables_of_the_other_half_only():
     assert not torch.equal(given[..., ~anchors], logits[..., ~anchors])  # the context does change them
     assert (exact.to_float(given)[0][:, ~anchors] - float_logits[0, 0][:, ~anchors]).abs().max() < 0.05
     assert (exact.to_float(logits)[0][:, anchors] - float_logits[0, 0][:, anchors]).abs().max() < 0.05
+
+
+def test_the_backend_is_the_environments_choice(tiny_zoo, monkeypatch):
+    data = dqcodec.compress(Image.fromarray(photo_like(20, 24)), model=tiny_zoo, quality=1)
+    lossless = dqcodec.compress(Image.fromarray(photo_like(20, 24)), model=tiny_zoo, lossless=True)
+    monkeypatch.setenv("DQCODEC_BACKEND", "runtime")
+    assert isinstance(codec.open_file(data).stack.net, RuntimeModel)
+    assert isinstance(codec.open_file(lossless).stack.net, DQCodec)  # the pixel layer is torch's
+    monkeypatch.setenv("DQCODEC_BACKEND", "torch")
+    assert isinstance(codec.open_file(data).stack.net, DQCodec)
+    monkeypatch.setenv("DQCODEC_BACKEND", "auto")  # torch is imported in this process, and faster in it
+    assert isinstance(codec.open_file(data).stack.net, DQCodec)
+    monkeypatch.setenv("DQCODEC_BACKEND", "numpy")
+    with pytest.raises(dqcodec.ArgumentError, match="DQCODEC_BACKEND"):
+        dqcodec.decompress(data)
