@@ -2,15 +2,18 @@
 
     python benchmarks/cli_startup.py [IMAGE] [--runs 5]
 
-Times `dqcodec --help`, `dqcodec models` and `dqcodec decode` of IMAGE (default examples/photo.png, 768x512)
-encoded at the default quality, as a user runs them (the installed `dqcodec` script), and prints the
-median wall time of each with the time the decode itself reports; then the slowest imports of a decode
-(`python -X importtime`). Run it on an idle machine. Targets (issue 15): --help and models at most 0.5 s,
-the decode at most 4 s.
+Times `dqcodec --help`, `dqcodec models`, `dqcodec encode -q 4` of IMAGE (default examples/photo.png, 768x512) and
+`dqcodec decode` of it encoded at the default quality, as a user runs them (the installed `dqcodec` script), and
+prints the median wall time of each with the time the command itself reports; then the slowest imports of a
+decode (`python -X importtime`). The coding commands run twice: with the torch-free runtime (DQCODEC_BACKEND=runtime,
+what `auto` picks there) and with torch (DQCODEC_BACKEND=torch, the path before issue 30). Run it on an idle
+machine. Targets: --help and models at most 0.5 s (issue 15); decode at most 1.0 s, aim 0.5 s, and encode at
+quality 4 aim 1.0 s (issue 30).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
@@ -25,9 +28,10 @@ import click
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wall(args: list[str]) -> tuple[float, str]:
+def wall(args: list[str], backend: str | None = None) -> tuple[float, str]:
+    env = {**os.environ, "DQCODEC_BACKEND": backend} if backend else None
     started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, check=True)
+    done = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
     return time.perf_counter() - started, done.stdout + done.stderr
 
 
@@ -47,16 +51,28 @@ def main(image, runs):
         encoded, decoded = Path(tmp) / "a.dq", Path(tmp) / "a.png"
         subprocess.run([dq, "encode", image, "-o", str(encoded)], check=True, capture_output=True)
         commands = {
-            "--help": [dq, "--help"],
-            "models": [dq, "models"],
-            "decode": [dq, "decode", str(encoded), "-o", str(decoded), "--force"],
+            ("--help", None): [dq, "--help"],
+            ("models", None): [dq, "models"],
         }
-        for name, args in commands.items():
-            times, outputs = zip(*(wall(args) for _ in range(runs)))
+        for backend in ("runtime", "torch"):
+            commands[("encode -q 4", backend)] = [
+                dq,
+                "encode",
+                image,
+                "-q",
+                "4",
+                "-o",
+                str(Path(tmp) / "b.dq"),
+                "--force",
+            ]
+            commands[("decode", backend)] = [dq, "decode", str(encoded), "-o", str(decoded), "--force"]
+        for (name, backend), args in commands.items():
+            times, outputs = zip(*(wall(args, backend) for _ in range(runs)))
             reported = [float(m[1]) for out in outputs for m in [re.search(r", ([0-9.]+) s$", out.strip())] if m]
             extra = f" (the command reports {statistics.median(reported):.2f} s)" if reported else ""
+            label = f"{name} [{backend}]" if backend else name
             click.echo(
-                f"{name:8} median {statistics.median(times):.2f} s over {runs} runs, min {min(times):.2f}{extra}"
+                f"{label:22} median {statistics.median(times):.2f} s over {runs} runs, min {min(times):.2f}{extra}"
             )
         click.echo("slowest top-level imports of the decode:")
         for seconds, module in slowest_imports(

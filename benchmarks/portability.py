@@ -3,15 +3,18 @@
     python benchmarks/portability.py [IMAGE ...]      (default: examples/photo.png)
 
 Encodes each image with the shipped model here (lossy q1, q4, q6, lossless, and grayscale lossy q4
-and lossless), then decodes every file in fresh processes under each setting of dqcodec/testing/kernels.py
-(ATen without SIMD, ATen at AVX2, oneDNN off, ATen and oneDNN at AVX2, 1 and 2 threads). A cell
+and lossless), by torch's encoder and, for the lossy and residual qualities, by the torch-free runtime's
+(DQCODEC_BACKEND), then decodes every file in fresh processes under each setting of dqcodec/testing/kernels.py
+(ATen without SIMD, ATen at AVX2, oneDNN off, ATen and oneDNN at AVX2, 1 and 2 threads; the runtime, with
+numpy's OpenBLAS on this machine's kernel and forced to its SSE3 (Prescott) and AVX2 (Haswell) ones). A cell
 says whether the decoder built the encoder's tables ("tables ok"), and for lossless files whether
 the pixels are the original ones, for lossy files the largest difference from this process's decode
-and how many pixels differ.
+(torch's) and how many pixels differ.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +36,12 @@ KINDS = {
     "grayscale q4": ("L", {"quality": 4}),
     "grayscale lossless": ("L", {"lossless": True}),
 }
-SETTINGS = ["native", "default", "avx2", "onednn-off", "avx2-machine", "1-thread", "2-threads"]
+SETTINGS = {
+    name: (name, None) for name in ["native", "default", "avx2", "onednn-off", "avx2-machine", "1-thread", "2-threads"]
+}
+SETTINGS["runtime"] = ("runtime", None)
+SETTINGS["runtime, SSE3 BLAS"] = ("runtime", {"OPENBLAS_CORETYPE": "Prescott"})
+SETTINGS["runtime, AVX2 BLAS"] = ("runtime", {"OPENBLAS_CORETYPE": "Haswell"})
 
 
 def main(paths: list[str]) -> None:
@@ -43,10 +51,22 @@ def main(paths: list[str]) -> None:
     for i, path in enumerate(paths):
         for kind, (mode, options) in KINDS.items():
             image = Image.open(path).convert(mode)
-            file = folder / f"{i}-{kind.replace(' ', '-')}.dq"
-            file.write_bytes(dqcodec.compress(image, **options))
-            files[file] = (Path(path).name, kind, np.asarray(image), kernels.describe(file, "here"))
-    results = {setting: {Path(r["file"]): r for r in kernels.run(setting, list(files))} for setting in SETTINGS}
+            for writer in ("torch", "runtime") if "lossless" not in kind else ("torch",):
+                file = folder / f"{i}-{kind.replace(' ', '-')}-{writer}.dq"
+                os.environ["DQCODEC_BACKEND"] = writer
+                file.write_bytes(dqcodec.compress(image, **options))
+                os.environ["DQCODEC_BACKEND"] = "torch"  # "here" is torch's decode
+                files[file] = (
+                    Path(path).name,
+                    f"{kind}, {writer}-encoded",
+                    np.asarray(image),
+                    kernels.describe(file, "here"),
+                )
+    results = {}
+    for label, (setting, extra) in SETTINGS.items():
+        for r in kernels.run(setting, list(files), extra=extra):
+            results.setdefault(label, {})[Path(r["file"])] = r
+            Path(f"{r['file']}.{setting}.npy").rename(f"{r['file']}.{label}.npy")
     print("| image | file | bytes | " + " | ".join(SETTINGS) + " |")
     print("|---|---|---|" + "---|" * len(SETTINGS))
     for file, (name, kind, original, here) in files.items():

@@ -2,7 +2,8 @@
 
 Each file is encoded in this process and decoded in fresh processes that run other kernels
 (dqcodec/testing/kernels.py): ATen without SIMD, ATen with AVX2 only, oneDNN switched off, ATen and
-oneDNN both limited to AVX2, 1 and 2 threads. Lossless and near-lossless files must come back as the
+oneDNN both limited to AVX2, 1 and 2 threads, and the torch-free runtime (DQCODEC_BACKEND=runtime, which decodes
+the lossy and residual files; this process decodes with torch). Lossless and near-lossless files must come back as the
 same pixels (exact, or within the bound, here), and every file's probability tables bit-identical;
 lossy pixels may differ by one level (the synthesis is float, docs/bitstream.md). The committed
 golden files pin what today's format decodes to.
@@ -23,7 +24,7 @@ from dqcodec.testing import kernels
 from .conftest import photo_like
 
 GOLDEN = Path(__file__).parent / "golden"
-OTHER_KERNELS = ["default", "avx2", "onednn-off", "avx2-machine", "1-thread", "2-threads"]
+OTHER_KERNELS = ["default", "avx2", "onednn-off", "avx2-machine", "1-thread", "2-threads", "runtime"]
 
 
 def _cases(tiny: str):

@@ -32,15 +32,25 @@ SETTINGS = {
     "avx2-machine": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "1-thread": {"DQCODEC_KERNELS_THREADS": "1"},
     "2-threads": {"DQCODEC_KERNELS_THREADS": "2"},
+    # the torch-free runtime where it decodes (lossy and residual files), numpy's BLAS as this machine picks it
+    "runtime": {"DQCODEC_BACKEND": "runtime"},
 }
 EMULATION_VARIABLES = {name for variables in SETTINGS.values() for name in variables}  # none inherited from the caller
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the dqcodec package
 
 
-def run(setting: str, files: list[Path], models_dir: Path | None = None, fingerprint: bool = False) -> list[dict]:
-    """Decode ``files`` in a subprocess under ``setting``; one dict per file (or the fingerprint)."""
+def run(
+    setting: str,
+    files: list[Path],
+    models_dir: Path | None = None,
+    fingerprint: bool = False,
+    extra: dict[str, str] | None = None,
+) -> list[dict]:
+    """Decode ``files`` in a subprocess under ``setting`` (and the ``extra`` environment variables, for a
+    benchmark's settings); one dict per file (or the fingerprint)."""
     env = {k: v for k, v in os.environ.items() if k not in EMULATION_VARIABLES}
     env.update(SETTINGS[setting])
+    env.update(extra or {})
     if models_dir is not None:
         env["DQCODEC_MODELS"] = str(models_dir)
     args = (
