@@ -210,6 +210,45 @@ def anchor_contexts(config: DQConfig, i: int) -> list[AnchorContext]:
     return [AnchorContext(level.dim, level.codebook, config.anchor_hidden) for _ in range(level.anchors)]
 
 
+# ---- the pixel likelihood (``pixel_model``) -----------------------------------------------------------------
+
+BLOCK = 4  # pixels are coded in steps over 4x4 blocks
+STEPS = (
+    ((0, 0),),
+    ((2, 2),),
+    ((0, 2), (2, 0)),
+    ((1, 1), (1, 3), (3, 1), (3, 3)),
+    ((0, 1), (0, 3), (2, 1), (2, 3), (1, 0), (1, 2), (3, 0), (3, 2)),
+)
+PARAMS_PER_COMPONENT = 10  # weight logit, and per channel a mean, a log-scale and a coupling coefficient
+NEIGHBOUR_FEATURES = 8
+
+
+def known_before(step: int) -> np.ndarray:
+    """(4, 4) float32 mask of the block positions coded in the steps before ``step``."""
+    known = np.zeros((BLOCK, BLOCK), dtype=np.float32)
+    for di, dj in (p for earlier in STEPS[:step] for p in earlier):
+        known[di, dj] = 1
+    return known
+
+
+def pixel_likelihood(feature_channels: int, mixtures: int, hidden: int) -> dict[str, Layer]:
+    """The pixel likelihood's networks under "pixels.": the shared context from the codes ("inputs"), the 5x5
+    convolution over the known pixels ("neighbours") and one net per coarse-to-fine step ("steps.s")."""
+    folded = 3 * BLOCK * BLOCK
+    step_inputs = hidden + folded + NEIGHBOUR_FEATURES * BLOCK * BLOCK
+    named: dict[str, Layer] = {
+        "inputs": Conv(4 * feature_channels + folded, hidden, 1),
+        "neighbours": Conv(4, NEIGHBOUR_FEATURES, 5),
+    }
+    for s, step in enumerate(STEPS):
+        outputs = len(step) * PARAMS_PER_COMPONENT * mixtures
+        named[f"steps.{s}"] = Chain(
+            (Conv(step_inputs, hidden, 3), Gelu(), Conv(hidden, hidden, 3), Gelu(), Conv(hidden, outputs, 1))
+        )
+    return named
+
+
 def level_channels(config: DQConfig) -> list[int]:
     """Each level's code channels (groups x dim)."""
     return [level.groups * level.dim for level in config.levels]

@@ -29,17 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BLOCK = 4
-STEPS = (
-    ((0, 0),),
-    ((2, 2),),
-    ((0, 2), (2, 0)),
-    ((1, 1), (1, 3), (3, 1), (3, 3)),
-    ((0, 1), (0, 3), (2, 1), (2, 3), (1, 0), (1, 2), (3, 0), (3, 2)),
-)
+from . import graph
+from .graph import BLOCK, NEIGHBOUR_FEATURES, PARAMS_PER_COMPONENT, STEPS  # noqa: F401  (re-exported)
+from .transforms import build
+
 MEAN_SCALE = 32.0  # raw mean outputs are in units of 32 grey levels around x_hat
-PARAMS_PER_COMPONENT = 10  # weight logit, and per channel a mean, a log-scale and a coupling coefficient
-NEIGHBOUR_FEATURES = 8
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -48,40 +42,15 @@ def fold(x: torch.Tensor) -> torch.Tensor:
     return F.pixel_unshuffle(x, BLOCK).view(b, c, BLOCK * BLOCK, h // BLOCK, w // BLOCK)
 
 
-def _known_before(step: int) -> torch.Tensor:
-    """(4, 4) mask of the block positions coded in earlier steps."""
-    known = torch.zeros(BLOCK, BLOCK)
-    for di, dj in (p for earlier in STEPS[:step] for p in earlier):
-        known[di, dj] = 1
-    return known
-
-
-def _step_net(cin: int, hidden: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, hidden, 3, padding=1),
-        nn.GELU(),
-        nn.Conv2d(hidden, hidden, 3, padding=1),
-        nn.GELU(),
-        nn.Conv2d(hidden, cout, 1),
-    )
-
-
 class PixelModel(nn.Module):
     def __init__(self, feature_channels: int, mixtures: int, hidden: int):
         super().__init__()
-        folded = 3 * BLOCK * BLOCK
-        self.inputs = nn.Conv2d(4 * feature_channels + folded, hidden, 1)
-        self.neighbours = nn.Conv2d(4, NEIGHBOUR_FEATURES, 5, padding=2)
-        self.steps = nn.ModuleList(
-            _step_net(
-                hidden + folded + NEIGHBOUR_FEATURES * BLOCK * BLOCK,
-                hidden,
-                len(step) * PARAMS_PER_COMPONENT * mixtures,
-            )
-            for step in STEPS
-        )
+        named = graph.pixel_likelihood(feature_channels, mixtures, hidden)  # their one definition
+        self.inputs = build(named["inputs"])
+        self.neighbours = build(named["neighbours"])
+        self.steps = nn.ModuleList(build(named[f"steps.{s}"]) for s in range(len(STEPS)))
         for i in range(len(STEPS)):
-            self.register_buffer(f"known_{i}", _known_before(i), persistent=False)
+            self.register_buffer(f"known_{i}", torch.from_numpy(graph.known_before(i)), persistent=False)
 
     def context(self, features: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """Decoder features (B, F, H/2, W/2) and x_hat (B, 3, H, W) -> the step nets' shared input."""

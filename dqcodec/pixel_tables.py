@@ -19,7 +19,6 @@ of d and buys mean squared error.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from . import exact
 from .entropy import PIXEL_PROBABILITY_BITS
 from .pixel_model import BLOCK, MEAN_SCALE, PARAMS_PER_COMPONENT, STEPS, PixelModel
+from .runtime import pixels
 
 WINDOW = 64  # values per table computed exactly
 
@@ -132,20 +132,10 @@ class ExactPixelModel:
 
 
 def folded_neighbours(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weights of a 3x3 convolution over 4x4-folded inputs (``F.pixel_unshuffle``) that
-    computes the folded output of ``conv``, a 5x5 convolution at full resolution: the same
-    products, a sixteenth of the positions, and one dense matrix product instead of a thin one."""
-    out_channels, in_channels, k, _ = conv.weight.shape
-    reach = k // 2
-    folded = conv.weight.new_zeros(out_channels, BLOCK * BLOCK, in_channels, BLOCK * BLOCK, 3, 3)
-    for pi, pj, qi, qj, by, bx in itertools.product(
-        range(BLOCK), range(BLOCK), range(BLOCK), range(BLOCK), (-1, 0, 1), (-1, 0, 1)
-    ):
-        dy, dx = BLOCK * by + qi - pi, BLOCK * bx + qj - pj
-        if abs(dy) <= reach and abs(dx) <= reach:
-            folded[:, pi * BLOCK + pj, :, qi * BLOCK + qj, by + 1, bx + 1] = conv.weight[:, :, dy + reach, dx + reach]
-    weight = folded.reshape(out_channels * BLOCK * BLOCK, in_channels * BLOCK * BLOCK, 3, 3)
-    return weight, conv.bias.repeat_interleave(BLOCK * BLOCK)
+    """``runtime.pixels.folded_neighbours`` of a torch convolution: the 3x3 convolution over 4x4-folded inputs
+    that computes its folded output."""
+    weight, bias = pixels.folded_neighbours(conv.weight.detach().numpy(), conv.bias.detach().numpy())
+    return torch.from_numpy(weight), torch.from_numpy(bias)
 
 
 ONE = 1 << exact.FRAC  # one grey level, in fixed point

@@ -306,3 +306,28 @@ def test_the_backend_is_the_environments_choice(tiny_zoo, monkeypatch):
     monkeypatch.setenv("DQCODEC_BACKEND", "numpy")
     with pytest.raises(dqcodec.ArgumentError, match="DQCODEC_BACKEND"):
         dqcodec.decompress(data)
+
+
+def test_the_pixel_likelihoods_networks_give_torchs_integers():
+    """The runtime's exact pixel likelihood (its context and every step's raw parameters) is the torch path's,
+    integer for integer: the first piece of lossless decoding without torch."""
+    from dqcodec.pixel_tables import ExactPixelModel
+    from dqcodec.runtime.pixels import ExactPixelModel as RuntimePixelModel
+
+    net = tiny_model()
+    config = net.config
+    arrays = {k: v.numpy() for k, v in net.state_dict().items()}
+    ours = RuntimePixelModel(arrays, config.channels, config.pixel_mixtures, config.pixel_hidden)
+    theirs = ExactPixelModel(net.pixels)
+    g = torch.Generator().manual_seed(2)
+    features = exact.to_fixed(torch.randn(1, config.channels, 8, 12, generator=g))
+    x_hat = exact.to_fixed(torch.rand(1, 3, 16, 24, generator=g))
+    context = theirs.context(features, x_hat)
+    assert np.array_equal(ours.context(_hwc(features), _hwc(x_hat)), _hwc(context))
+    residual = exact.to_fixed(torch.randn(1, 3, 16, 24, generator=g))
+    inside = torch.ones(1, 1, 16, 24)
+    inside[..., 13:, :] = 0
+    for step in range(5):
+        expected = theirs.params(context, step, residual, inside)  # (1, positions, 10K, h, w)
+        got = ours.params(_hwc(context), step, _hwc(residual), inside[0, 0].numpy())
+        assert np.array_equal(got, expected[0].permute(2, 3, 0, 1).numpy()), step
