@@ -130,12 +130,13 @@ BACKENDS = ("auto", "torch", "runtime")
 
 
 def uses_runtime(point: OperatingPoint, effort: int = 0) -> bool:
-    """Whether the torch-free runtime codes a point: it codes lossy and residual points at effort 0 (torch is needed
-    for encoder effort's gradient steps and for the pixel layer). Which one does when both can is the
+    """Whether the torch-free runtime codes a point: it codes every point at effort 0 (torch is needed for encoder
+    effort's gradient steps). Which one does when both can is the
     DQCODEC_BACKEND environment variable's choice: "runtime", "torch", or "auto" (the default): torch if this
     process has imported it already (it is faster in process; importing it takes seconds), else the runtime.
-    Both give the same tables and level streams; a lossy image may differ by one level (docs/bitstream.md)."""
-    if effort or point.codes_pixels:
+    Both give the same tables, the same level and pixel streams; a lossy image may differ by one level
+    (docs/bitstream.md)."""
+    if effort:
         return False
     backend = os.environ.get("DQCODEC_BACKEND", "auto")
     if backend not in BACKENDS:

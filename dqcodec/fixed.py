@@ -122,6 +122,10 @@ class Table:
     def __call__(self, x: np.ndarray, in_frac: int) -> np.ndarray:
         """x: integer counts of 2^-in_frac (in_frac >= step_bits) -> int64 counts of 2^-out_frac."""
         u = np.clip(np.asarray(x, dtype=np.int64), self.low << in_frac, self.high << in_frac) - (self.low << in_frac)
+        return self.above_low(u, in_frac)
+
+    def above_low(self, u: np.ndarray, in_frac: int) -> np.ndarray:
+        """f(low + u) for int64 u from 0 to (high - low) in counts of 2^-in_frac."""
         shift = in_frac - self.step_bits
         i = u >> shift
         if not shift:
@@ -132,6 +136,11 @@ class Table:
 @functools.lru_cache(maxsize=1)
 def tables() -> dict[str, Table]:
     return {name: Table(entries, *bounds) for name, (entries, bounds) in table_arrays().items()}
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """tanh of fixed-point values, as int64 fixed-point values."""
+    return tables()["tanh"](x, FRAC)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:

@@ -73,6 +73,12 @@ class DQCodec(nn.Module):
     def num_levels(self) -> int:
         return len(self.levels)
 
+    def pixel_layer(self, tolerance: int):
+        """The pixel layer (``stack.PixelLayer``) of lossless (0) or near-lossless points of that tolerance."""
+        from .stack import PixelLayer
+
+        return PixelLayer(self, tolerance)
+
     def inference(self) -> torch.no_grad:
         """What coding runs under: no autograd (``stack.LayerStack``)."""
         return torch.no_grad()

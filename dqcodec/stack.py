@@ -76,7 +76,7 @@ class LayerStack:
     def __init__(self, net: DQCodec | Any, point: OperatingPoint):
         self.net, self.point = net, point
         self.chain = net.chain
-        self.pixels = PixelLayer(net, point.tolerance) if point.codes_pixels else None
+        self.pixels = net.pixel_layer(point.tolerance) if point.codes_pixels else None
         self.residual = (
             ResidualCodec(point.residual_step, point.deblocking, point.residual_rate_weight)
             if point.residual_step

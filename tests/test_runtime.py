@@ -1,6 +1,7 @@
 """The torch-free runtime (dqcodec.runtime) against the torch path: the same tables integer for integer, images
 within a level, and decoding with torch unimportable."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -124,12 +125,12 @@ def test_the_runtime_decodes_what_torch_decodes(tiny_zoo, size, settings, monkey
 
 
 @pytest.mark.slow
-def test_the_golden_lossy_and_residual_files_decode_without_torch(tmp_path):
-    """Each golden file's tables hash to what golden.json pins, and its image is the pinned one within a level,
-    in a process where ``import torch`` fails."""
+def test_every_golden_file_decodes_without_torch(tmp_path):
+    """Each golden file's tables hash to what golden.json pins, and its image is the pinned one (exactly for the
+    files that code their pixels, within a level for the others), in a process where ``import torch`` fails."""
     golden = json.loads((GOLDEN / "golden.json").read_text())
-    names = [name for name in sorted(golden) if (GOLDEN / name).with_suffix(".png").exists()]
-    assert len(names) >= 9
+    names = sorted(golden)
+    assert len(names) >= 15
     code = (
         "import hashlib, json, sys\n"
         "from pathlib import Path\n"
@@ -158,27 +159,38 @@ def test_the_golden_lossy_and_residual_files_decode_without_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     tables = json.loads(done.stdout.strip().splitlines()[-1])
     for name in names:
-        assert tables[name] == golden[name]["tables_sha256"], name
-        reference = np.asarray(Image.open((GOLDEN / name).with_suffix(".png")))
         decoded = np.load(tmp_path / f"{Path(name).stem}.npy")
+        assert tables[name] == golden[name]["tables_sha256"], name
+        if golden[name]["pixels_pinned"]:  # lossless and near-lossless: the pixels themselves
+            assert hashlib.sha256(decoded.tobytes()).hexdigest() == golden[name]["pixels_sha256"], name
+            continue
+        reference = np.asarray(Image.open((GOLDEN / name).with_suffix(".png")))
         assert np.abs(decoded.astype(int) - reference).max() <= 1, name
 
 
-def test_a_lossless_file_names_torch_when_it_is_missing(tiny_zoo, tmp_path):
-    """A file the runtime does not decode yet (a pixel layer) fails with one clear error without torch."""
-    data = dqcodec.compress(Image.fromarray(photo_like(20, 24)), model=tiny_zoo, lossless=True)
-    (tmp_path / "x.dq").write_bytes(data)
+@pytest.mark.parametrize("settings", [{"lossless": True}, {"quality": 6}])  # lossless; near-lossless (within 6)
+def test_lossless_and_near_lossless_files_code_without_torch_to_torchs_bytes(tiny_zoo, tmp_path, settings):
+    """The runtime's pixel layer writes the bytes torch's does, and its files decode to the pixels torch's decoder
+    gives (the original ones, for a lossless file), in a process where ``import torch`` fails."""
+    image = Image.fromarray(photo_like(37, 29, seed=3))
+    image.save(tmp_path / "a.png")
     code = (
         "import sys\n"
+        "import json\n"
+        "import numpy as np\n"
         "import dqcodec\n"
-        "try:\n"
-        "    dqcodec.decompress(open(sys.argv[1], 'rb').read())\n"
-        "except dqcodec.DQCodecError as error:\n"
-        "    print('refused:', error)\n"
+        "data = dqcodec.compress(sys.argv[1], model='tiny', **json.loads(sys.argv[3]))\n"
+        "open(sys.argv[2], 'wb').write(data)\n"
+        "np.save(sys.argv[2] + '.npy', np.asarray(dqcodec.decompress(data)))\n"
     )
-    done = kernel_settings.without_torch(code, tmp_path / "x.dq")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "refused:" in done.stdout and "torch" in done.stdout
+    done = kernel_settings.without_torch(code, tmp_path / "a.png", tmp_path / "a.dq", json.dumps(settings))
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = (tmp_path / "a.dq").read_bytes()
+    assert written == dqcodec.compress(image, model=tiny_zoo, **settings)  # this process: torch's encoder
+    decoded = np.load(tmp_path / "a.dq.npy")
+    assert np.array_equal(decoded, np.asarray(dqcodec.decompress(written)))  # torch's decoder
+    bound = dqcodec.inspect(written).near_lossless_bound
+    assert np.abs(decoded.astype(int) - np.asarray(image)).max() <= bound
 
 
 @pytest.mark.parametrize("quality", [1, 3, 4])
@@ -298,7 +310,7 @@ def test_the_backend_is_the_environments_choice(tiny_zoo, monkeypatch):
     lossless = dqcodec.compress(Image.fromarray(photo_like(20, 24)), model=tiny_zoo, lossless=True)
     monkeypatch.setenv("DQCODEC_BACKEND", "runtime")
     assert isinstance(codec.open_file(data).stack.net, RuntimeModel)
-    assert isinstance(codec.open_file(lossless).stack.net, DQCodec)  # the pixel layer is torch's
+    assert isinstance(codec.open_file(lossless).stack.net, RuntimeModel)
     monkeypatch.setenv("DQCODEC_BACKEND", "torch")
     assert isinstance(codec.open_file(data).stack.net, DQCodec)
     monkeypatch.setenv("DQCODEC_BACKEND", "auto")  # torch is imported in this process, and faster in it

@@ -190,6 +190,11 @@ def _gelu_piece(x: np.ndarray, out: np.ndarray) -> None:
     out += argument  # x / 2 + x / 2 tanh(p(x / sqrt 2))
 
 
+def map_in_threads(function, items) -> list:
+    """``map`` over ``threads()`` threads (numpy lets go of the GIL in its loops), in order."""
+    return list(_pool().map(function, items))
+
+
 def threads() -> int:
     """The threads the runtime's elementwise work uses: the CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

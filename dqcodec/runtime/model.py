@@ -9,6 +9,7 @@ integer for integer; the image is the float synthesis, within a level of torch's
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..entropy import PROBABILITY_BITS, StreamDecoder, StreamEncoder
 from ..errors import FixedPointError, MissingExtraError
 from ..point import Ladder, OperatingPoint
 from ..recorder import Recorder
-from . import kernels, network
+from . import kernels, network, pixels
 
 
 class AnchorNet:
@@ -318,6 +319,7 @@ class RuntimeModel:
             network.float_layers(named[f"contexts.{i}"], arrays, f"contexts.{i}.") for i in range(count - 1)
         ]
         self.synthesis = network.float_layers(named["synthesis"], arrays, "synthesis.")
+        self.arrays = arrays
         self.analysis = [network.float_layers(named[f"analysis.{i}"], arrays, f"analysis.{i}.") for i in range(count)]
         self.mixers = [network.float_layers(named[f"mixers.{i}"], arrays, f"mixers.{i}.") for i in range(count - 1)]
         self.has_pixel_model = bool(config.pixel_mixtures)
@@ -337,6 +339,36 @@ class RuntimeModel:
     @property
     def chain(self) -> Chain:
         return Chain(self)
+
+    def pixel_layer(self, tolerance: int) -> PixelLayer:
+        """The pixel layer of lossless (0) or near-lossless points of that tolerance (``stack.PixelLayer``'s)."""
+        return PixelLayer(self, tolerance)
+
+    @functools.cached_property
+    def exact_synthesis_layers(self) -> tuple[list[network.Function], list[network.Function]]:
+        """The synthesis in exact fixed point, up to its last features and its last layer (built on first use)."""
+        chain = graph.networks(self.config)["synthesis"]
+        assert isinstance(chain, graph.Chain)
+        last = len(chain.layers) - 1
+        features = [
+            f
+            for i, layer in enumerate(chain.layers[:last])
+            for f in network.exact_layers(layer, self.arrays, f"synthesis.{i}.")
+        ]
+        return features, network.exact_layers(chain.layers[last], self.arrays, f"synthesis.{last}.")
+
+    def exact_synthesis(self, decoded: DecodedCodes) -> tuple[np.ndarray, np.ndarray]:
+        """The synthesis' last features (H / 2, W / 2, F) and image (H, W, 3), unclamped, in fixed point, from decoded
+        codes (``DQCodec.exact_synthesis``): what the pixel likelihood reads."""
+        i = decoded.last
+        x = fixed.to_fixed(self.levels[i].codes(np.asarray(decoded.indices[i])[0], decoded.groups[i]))
+        x = self.next_context(i, x, decoded.context, self.exact_contexts)
+        for k in range(i + 1, self.num_levels):
+            empty = np.zeros((*x.shape[:2], self.levels[k].num_groups * self.levels[k].code_dim))
+            x = self.next_context(k, empty, x, self.exact_contexts)
+        to_features, to_image = self.exact_synthesis_layers
+        features = network.run(to_features, x)
+        return features, network.run(to_image, features)
 
     def analyse(self, x: np.ndarray) -> list[np.ndarray]:
         """Each level's features (1, C, h, w), first level first, of an image x (1, 3, H, W) in [0, 1]
@@ -380,3 +412,39 @@ class RuntimeModel:
 def load(config: dict, arrays: Mapping[str, np.ndarray]) -> RuntimeModel:
     """A runtime model from a weights file's metadata config and arrays."""
     return RuntimeModel(DQConfig.from_dict(config), arrays)
+
+
+class PixelLayer:
+    """The pixel layer (``stack.PixelLayer``) in the runtime: a tile's pixels from the exact synthesis of its codes."""
+
+    units_per_tile = graph.BLOCK**2  # the pixel positions of its blocks
+
+    def __init__(self, net: RuntimeModel, tolerance: int):
+        config = net.config
+        if not config.pixel_mixtures:
+            raise ValueError("a pixel layer needs a model with a pixel likelihood")
+        model = pixels.ExactPixelModel(net.arrays, config.channels, config.pixel_mixtures, config.pixel_hidden)
+        self.net, self.codec = net, pixels.PixelCodec(model, tolerance)
+
+    def compress(
+        self,
+        decoded: DecodedCodes,
+        region: np.ndarray,
+        inside: tuple[int, int],
+        stream: StreamEncoder,
+        recorder: Recorder,
+    ) -> None:
+        """Encode a tile's pixels; ``region`` (1, 3, H, W) in [0, 1], as ``LayerStack.compress`` hands it."""
+        features, x_hat = self.net.exact_synthesis(decoded)
+        values = np.round(np.asarray(region, dtype=np.float64)[0].transpose(1, 2, 0) * 255)
+        self.codec.compress(features, x_hat, values, inside, stream, recorder)
+
+    def decompress(
+        self, decoded: DecodedCodes, inside: tuple[int, int], stream: StreamDecoder, recorder: Recorder
+    ) -> np.ndarray:
+        features, x_hat = self.net.exact_synthesis(decoded)
+        image = self.codec.decompress(features, x_hat, inside, stream, recorder)
+        return image[: inside[0], : inside[1]].astype(np.uint8)
+
+    def bits(self, decoded: DecodedCodes, region: np.ndarray, inside: tuple[int, int]) -> float:
+        raise MissingExtraError("the model's own estimate of a file's pixel bits (its float mixture) needs torch")
