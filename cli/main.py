@@ -560,6 +560,12 @@ def export_model(
     see dqcodec/weights.py), optionally with its own table of rate points."""
     import dataclasses
 
+    from dqcodec import extras
+
+    try:
+        extras.require("torch", "dqcodec export")
+    except dqcodec.DQCodecError as error:
+        raise click.ClickException(str(error)) from None
     import torch
 
     from dqcodec import registry
@@ -642,6 +648,12 @@ def parse_qualities(text: str, model) -> list[list[int]]:
 @click.pass_context
 def train(ctx):
     """Train a dq model or a CompressAI baseline (`dqcodec train --help` for its options)."""
+    from dqcodec import extras
+
+    try:
+        extras.require("torch", "dqcodec train")
+    except dqcodec.DQCodecError as error:
+        raise click.ClickException(str(error)) from None
     from dqcodec.training.cli import main  # torch, compressai: only when training
 
     main.main(args=ctx.args, prog_name=ctx.command_path, standalone_mode=False)

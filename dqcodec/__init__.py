@@ -1,7 +1,8 @@
 """dqcodec: a learned image codec built on depthwise quantization.
 
-``compress``, ``decompress`` and ``inspect`` are imported on first use (PEP 562), so importing
-dqcodec, its errors or its light modules (``defaults``, ``container``, ``zoo``) does not load torch.
+``compress``, ``decompress``, ``inspect`` and ``ladder`` are imported on first use (PEP 562), so importing
+dqcodec, its errors or its light modules (``defaults``, ``container``, ``zoo``) loads no model code; none of
+them needs torch (``dqcodec.runtime`` codes every file at effort 0).
 """
 
 from .errors import (
@@ -16,7 +17,7 @@ from .errors import (
     UnsupportedImageError,
 )
 
-_FROM_CODEC = ("compress", "decompress", "inspect")
+_FROM_CODEC = ("compress", "decompress", "inspect", "ladder")
 
 __all__ = [
     "ArgumentError",

@@ -12,6 +12,7 @@ codes.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from PIL import Image
 
-from . import container, errors, families, zoo
+from . import container, errors, extras, families, zoo
 from .config import DQConfig
 from .container import check_pixels
 from .defaults import DEFAULT_MAX_PIXELS, EFFORT_STEPS, default_model  # the first two re-exported
@@ -61,6 +62,7 @@ __all__ = [
     "decompress",
     "image_files",
     "inspect",
+    "ladder",
     "load_image",
     "open_file",
     "pad",
@@ -126,6 +128,14 @@ class _Encoder:
         return self.stack.compress(self.as_input(rgb), size, point.tile, recorder, refine_steps=refine_steps)
 
 
+def ladder(model: str | None = None, lossless: bool = False) -> Ladder:
+    """The qualities of an installed dq model (``point.Ladder``; the default one for lossy or lossless files),
+    read from its model file without torch."""
+    name = default_model(lossless) if model is None else model
+    checkpoint, _ = zoo.read_checkpoint(name, family=families.DQ)
+    return Ladder.from_config(DQConfig.from_dict(checkpoint["config"]))
+
+
 BACKENDS = ("auto", "torch", "runtime")
 
 
@@ -133,7 +143,8 @@ def uses_runtime(point: OperatingPoint, effort: int = 0) -> bool:
     """Whether the torch-free runtime codes a point: it codes every point at effort 0 (torch is needed for encoder
     effort's gradient steps). Which one does when both can is the
     DQCODEC_BACKEND environment variable's choice: "runtime", "torch", or "auto" (the default): torch if this
-    process has imported it already (it is faster in process; importing it takes seconds), else the runtime.
+    process has imported it already (it is faster in process; importing it takes seconds), or for a lossless or
+    near-lossless point if it is installed; else the runtime.
     Both give the same tables, the same level and pixel streams; a lossy image may differ by one level
     (docs/bitstream.md)."""
     if effort:
@@ -141,7 +152,13 @@ def uses_runtime(point: OperatingPoint, effort: int = 0) -> bool:
     backend = os.environ.get("DQCODEC_BACKEND", "auto")
     if backend not in BACKENDS:
         raise errors.ArgumentError(f"DQCODEC_BACKEND is one of {', '.join(BACKENDS)}, got {backend!r}")
-    return backend == "runtime" or (backend == "auto" and sys.modules.get("torch") is None)
+    if backend != "auto":
+        return backend == "runtime"
+    if sys.modules.get("torch") is not None:
+        return False
+    # the runtime's pixel layer is several times slower than torch's, and importing torch takes less than a
+    # lossless file's coding: where torch is installed, it codes the pixels
+    return not (point.codes_pixels and importlib.util.find_spec("torch") is not None)
 
 
 def _encoder(model: str, point: OperatingPoint, effort: int) -> _Encoder:
@@ -154,13 +171,7 @@ def _encoder(model: str, point: OperatingPoint, effort: int) -> _Encoder:
 def load_dq_model(name: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
     """An installed dq model and the SHA-256 of its weights; ModelError for a baseline (``zoo.load`` finds its
     family from the model file's metadata, before its weights are decoded)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise errors.MissingExtraError(
-            "encoding, and decoding lossless and near-lossless files, need torch, which is not installed here "
-            "(lossy and residual files decode without it)"
-        ) from None
+    extras.require("torch", "encoder effort (and the model's own estimates)")
     net, digest = zoo.load(name, weights_hash, family=families.DQ)
     return cast("DQCodec", net), digest
 
@@ -371,7 +382,8 @@ def estimate_lossless_bits(data: bytes, image: ImageLike) -> float:
         raise errors.ArgumentError("not a lossless .dq file")
     rgb, _ = rgb_and_mode(load_image(image))
     recorder = Recorder(keep_tables=True)
-    pixel_bits = opened.stack.estimate_pixel_bits(
+    stack = LayerStack(opened.torch_model(), opened.point)  # the float mixture's estimate: torch's
+    pixel_bits = stack.estimate_pixel_bits(
         opened.streams, pad(to_tensor(rgb)), opened.size, opened.header.tile, recorder
     )
     return pixel_bits + sum(ideal_bits(symbols, frequencies) for frequencies, symbols in recorder.tables or [])

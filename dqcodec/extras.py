@@ -1,4 +1,4 @@
-"""The optional extras a command may need beyond the core (numpy, torch, constriction, Pillow, click), and a
+"""The optional extras a command may need beyond the core (numpy, constriction, Pillow, click), and a
 one-line error that names the extra to install when one of its packages is missing."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from .errors import MissingExtraError
 
 # the packages each extra adds that a command imports (pyproject.toml lists them with their versions)
 EXTRAS = {
+    "torch": ("torch",),  # training and exporting dq models, encoder effort, the model's own bit estimates
     "eval": ("compressai", "pytorch_msssim", "matplotlib"),  # the baselines, MS-SSIM, the plot
-    "train": ("compressai",),  # CompressAI's rate-distortion loss, for its baselines
+    "train": ("torch", "compressai"),  # torch; CompressAI's rate-distortion loss, for its baselines
 }
 
 
