@@ -66,7 +66,7 @@ def main(paths: list[str]) -> None:
     for label, (setting, extra) in SETTINGS.items():
         for r in kernels.run(setting, list(files), extra=extra):
             results.setdefault(label, {})[Path(r["file"])] = r
-            Path(f"{r['file']}.{setting}.npy").rename(f"{r['file']}.{label}.npy")
+            Path(f"{r['file']}.{setting}.npy").rename(_decoded(r["file"], label))
     print("| image | file | bytes | " + " | ".join(SETTINGS) + " |")
     print("|---|---|---|" + "---|" * len(SETTINGS))
     for file, (name, kind, original, here) in files.items():
@@ -76,11 +76,16 @@ def main(paths: list[str]) -> None:
 
 def _cell(file, kind, original, here, there, setting) -> str:
     tables = "tables ok" if there["tables_sha256"] == here["tables_sha256"] else "TABLES DIFFER"
-    pixels = np.load(f"{file}.{setting}.npy").astype(int)
+    pixels = np.load(_decoded(file, setting)).astype(int)
     if "lossless" in kind:
         return f"{tables}, {'exact' if np.array_equal(pixels, original) else 'NOT EXACT'}"
     difference = np.abs(pixels - np.load(f"{file}.here.npy"))
     return f"{tables}, max diff {difference.max()} ({int((difference > 0).sum())} values)"
+
+
+def _decoded(file, label: str) -> str:
+    """Where the pixels a setting decoded are kept (a label per setting; the runtime's share one setting)."""
+    return f"{file}.as-{label.replace(', ', '-').replace(' ', '-')}.npy"
 
 
 if __name__ == "__main__":
