@@ -19,7 +19,6 @@ saving; the file bytes of that quality are printed beside them so the saving can
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from PIL import Image
 from dqcodec import codec, exact
 from dqcodec.entropy import StreamEncoder
 from dqcodec.images import image_files, pad, to_tensor
+from dqcodec.training.anchors import crops
 
 WINDOW = 5
 
@@ -110,19 +110,6 @@ def split_bits(model: AnchorContext | None, record: dict) -> tuple[float, float]
         new = bits(model(codes, logits, anchors), indices)
     mixed = torch.where(anchors[:, 0] > 0, today, new)
     return float(today.sum()), float(mixed.sum())
-
-
-def crops(folder: Path, size: int, per_image: int, seed: int) -> list[torch.Tensor]:
-    rng = random.Random(seed)
-    out = []
-    for path in image_files(folder):
-        image = Image.open(path).convert("RGB")
-        if image.width < size or image.height < size:
-            continue
-        for _ in range(per_image):
-            left, top = rng.randrange(image.width - size + 1), rng.randrange(image.height - size + 1)
-            out.append(to_tensor(image.crop((left, top, left + size, top + size))))
-    return out
 
 
 def train(records: list[dict], code_dim: int, codebook: int, steps: int, seed: int) -> AnchorContext:
