@@ -171,13 +171,13 @@ def _encoder(model: str, point: OperatingPoint, effort: int) -> _Encoder:
 def load_dq_model(name: str, weights_hash: bytes | None = None) -> tuple[DQCodec, bytes]:
     """An installed dq model and the SHA-256 of its weights; ModelError for a baseline (``zoo.load`` finds its
     family from the model file's metadata, before its weights are decoded)."""
-    extras.require("torch", "encoder effort (and the model's own estimates)")
+    extras.require("torch", "encoder effort, DQCODEC_BACKEND=torch or the model's own estimates")
     net, digest = zoo.load(name, weights_hash, family=families.DQ)
     return cast("DQCodec", net), digest
 
 
 def load_runtime_model(name: str, weights_hash: bytes | None = None) -> tuple[RuntimeModel, bytes]:
-    """``load_dq_model`` for the torch-free runtime (``runtime.model``), which codes lossy and residual files."""
+    """``load_dq_model`` for the torch-free runtime (``runtime.model``), which codes every file at effort 0."""
     checkpoint, digest = zoo.read_checkpoint(name, weights_hash, family=families.DQ)
     return _runtime_model(digest, checkpoint), digest
 
