@@ -70,8 +70,8 @@ class PixelLayer:
 class LayerStack:
     """The level chain of one operating point, and its pixel or residual layer if it has one.
 
-    ``net`` is a torch ``DQCodec``, or for decoding lossy and residual points a ``runtime.model.RuntimeModel``:
-    both offer the chain, ``reconstruct`` and the config this class reads."""
+    ``net`` is a torch ``DQCodec`` or a ``runtime.model.RuntimeModel``: both offer the chain, ``analyse``,
+    ``reconstruct``, their own pixel layer (``pixel_layer``), ``inference()`` and the config this class reads."""
 
     def __init__(self, net: DQCodec | Any, point: OperatingPoint):
         self.net, self.point = net, point
