@@ -36,7 +36,9 @@ def anchored(base: DQCodec, per_level: list[int], hidden: int) -> DQCodec:
 
 @click.command()
 @click.option("--base", default="dq-3", show_default=True, help="the installed model to add anchor contexts to")
-@click.option("--base-weights", help="the first hex digits of its weights' hash, for a version other than the current one")
+@click.option(
+    "--base-weights", help="the first hex digits of its weights' hash, for a version other than the current one"
+)
 @click.option("--anchors", "per_level", default="4,2", show_default=True, help="anchored groups of each level")
 @click.option("--hidden", default=64, show_default=True)
 @click.option("--quality", default=2, show_default=True, help="the quality whose indices train them")
