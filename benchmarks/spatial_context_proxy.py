@@ -23,56 +23,16 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from dqcodec import codec, exact
-from dqcodec.entropy import StreamEncoder
+from dqcodec import codec, graph
 from dqcodec.images import image_files, pad, to_tensor
-from dqcodec.training.anchors import crops
+from dqcodec.training.anchors import bits, crops, records
 
 WINDOW = 5
-
-
-def anchor_mask(h: int, w: int) -> torch.Tensor:
-    """1 at the checkerboard's anchors (coded first), 0 at the rest."""
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    return ((yy + xx) % 2 == 0).float()
-
-
-@torch.no_grad()
-def level_records(net, x: torch.Tensor, quality: int) -> list[dict]:
-    """Per coded (level, group): the indices, the group's codes and today's float logits, for one padded image."""
-    point = net.ladder.resolve(quality, False)
-    features = net.analyse(x)
-    streams = [StreamEncoder() for _ in net.levels]
-    decoded = net.chain.compress(features, x, point, streams)
-    if net.num_levels != 2:
-        raise click.UsageError("the proxy knows two-level models")
-    records = []
-    for i, level in enumerate(net.levels):
-        groups = point.groups[i]
-        if not groups:
-            break
-        # the level's context as its prior sees it: none at the top, the decoded top level's below it
-        context = None if i == 0 else exact.to_float(decoded.context)
-        codes = level.codes(decoded.indices[i], groups)
-        logits = level.prior(context, codes)  # (1, M, K, H, W), group j sees groups < j only
-        d = level.quantizer.code_dim
-        for j in range(groups):
-            records.append(
-                {
-                    "level": i,
-                    "group": j,
-                    "indices": decoded.indices[i][0, j].clone(),
-                    "codes": codes[0, j * d : (j + 1) * d].clone(),
-                    "logits": logits[0, j].clone(),
-                }
-            )
-    return records
 
 
 class AnchorContext(nn.Module):
@@ -94,15 +54,10 @@ class AnchorContext(nn.Module):
         return logits + self.out(h)
 
 
-def bits(logits: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """-log2 p of each index under (B, K, H, W) logits."""
-    return -F.log_softmax(logits, 1).gather(1, indices[:, None]).squeeze(1) / np.log(2)
-
-
 def split_bits(model: AnchorContext | None, record: dict) -> tuple[float, float]:
     """(today's bits, bits with the context) of one record."""
     codes, logits, indices = record["codes"][None], record["logits"][None], record["indices"][None]
-    anchors = anchor_mask(*indices.shape[-2:])[None, None]
+    anchors = torch.from_numpy(graph.anchor_mask(*indices.shape[-2:])).float()[None, None]
     today = bits(logits, indices)
     if model is None:
         return float(today.sum()), float(today.sum())
@@ -119,7 +74,7 @@ def train(records: list[dict], code_dim: int, codebook: int, steps: int, seed: i
     codes = torch.stack([r["codes"] for r in records])
     logits = torch.stack([r["logits"] for r in records])
     indices = torch.stack([r["indices"] for r in records])
-    anchors = anchor_mask(*indices.shape[-2:])[None, None]
+    anchors = torch.from_numpy(graph.anchor_mask(*indices.shape[-2:])).float()[None, None]
     generator = torch.Generator().manual_seed(seed)
     for step in range(steps):
         batch = torch.randint(len(records), (32,), generator=generator)
@@ -154,7 +109,7 @@ def main(train_dir, eval_dirs, out, model_name, qualities, crop, per_image, step
     net, _ = codec.load_dq_model(model_name)
     top = max(qualities)  # the groups of the highest quality include the lower ones' (nested)
     started = time.time()
-    training = [r for x in crops(train_dir, crop, per_image, seed) for r in level_records(net, x, top)]
+    training = [r for x in crops(train_dir, crop, per_image, seed) for r in records(net, x, top)]
     print(f"{len(training)} training records from {train_dir} in {time.time() - started:.0f} s", flush=True)
     models = {}
     for key in sorted({(r["level"], r["group"]) for r in training}):
@@ -169,7 +124,7 @@ def main(train_dir, eval_dirs, out, model_name, qualities, crop, per_image, step
             for path in image_files(folder):
                 image = Image.open(path).convert("RGB")
                 x = pad(to_tensor(image))
-                for record in level_records(net, x, quality):
+                for record in records(net, x, quality):
                     t, m = split_bits(models.get((record["level"], record["group"])), record)
                     today, mixed = today + t, mixed + m
                 pixels += image.width * image.height
