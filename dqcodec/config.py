@@ -48,6 +48,9 @@ class DQConfig:
     # the per-pixel likelihood for lossless files: mixture components (0 = none) and width
     pixel_mixtures: int = 0
     pixel_hidden: int = 64
+    # empty: the pixel likelihood runs in fixed point (lossless format 1); else it is low-bit (lossless format 2,
+    # ``lowbit.Plan``): its activations' grids, fractions f of 2^-f
+    pixel_grids: list[int] = field(default_factory=list)
     lossless_quality: int = 1  # the quality whose codes a lossless file carries
     # residual qualities after the lossy ones, each [base quality, step]: the base's codes, then the image
     # minus the base's image as 8x8 DCTs quantized with that step (see residual.py)
@@ -65,6 +68,7 @@ class DQConfig:
         self.levels = [LevelConfig(**level) if isinstance(level, dict) else level for level in self.levels]
         self.qualities = [list(q) for q in self.qualities]
         self.tolerances = list(self.tolerances)
+        self.pixel_grids = list(self.pixel_grids)
         self.residual_steps = [list(pair) for pair in self.residual_steps]
         if not 2 <= len(self.levels) <= 4:
             raise ArgumentError("a DQ model has 2 to 4 levels")

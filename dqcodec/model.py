@@ -20,11 +20,10 @@ from dataclasses import asdict
 import torch
 import torch.nn as nn
 
-from . import exact, graph, legacy
+from . import exact, graph, legacy, pixel_model
 from .config import STRIDE, DQConfig
 from .graph import context_channels, networks
 from .levels import DecodedCodes, LevelChain, LevelCodec, last_coded
-from .pixel_model import PixelModel
 from .point import Kind, Ladder
 from .transforms import build
 
@@ -62,7 +61,11 @@ class DQCodec(nn.Module):
         # mix a level's features with its context, so every group sees both
         self.mixers = nn.ModuleList(build(named[f"mixers.{i}"]) for i in range(count - 1))
         self.synthesis = build(named["synthesis"])
-        self.pixels = PixelModel(n, c.pixel_mixtures, c.pixel_hidden) if c.pixel_mixtures else None
+        self.pixels = (
+            pixel_model.pixel_likelihood(n, c.pixel_mixtures, c.pixel_hidden, c.pixel_grids)
+            if c.pixel_mixtures
+            else None
+        )
 
     @property
     def has_pixel_model(self) -> bool:
@@ -74,7 +77,12 @@ class DQCodec(nn.Module):
         return len(self.levels)
 
     def pixel_layer(self, tolerance: int):
-        """The pixel layer (``stack.PixelLayer``) of lossless (0) or near-lossless points of that tolerance."""
+        """The pixel layer (``stack.PixelLayer``) of lossless (0) or near-lossless points of that tolerance. A low-bit
+        likelihood (lossless format 2) runs on numpy with either backend: the runtime's layer, over this model."""
+        if self.config.pixel_grids:
+            from .runtime.model import PixelLayer as NumpyPixelLayer
+
+            return NumpyPixelLayer(NumpySynthesis(self), tolerance)
         from .stack import PixelLayer
 
         return PixelLayer(self, tolerance)
@@ -235,3 +243,22 @@ class DQCodec(nn.Module):
         model = cls(DQConfig.from_dict(checkpoint["config"]))
         model.load_state_dict(state_dict)
         return model.eval()
+
+
+class NumpySynthesis:
+    """What the runtime's pixel layer reads of a model, from the torch one: its config, its arrays, the exact
+    synthesis channels last, and the float likelihood's estimate of a region's pixel bits."""
+
+    def __init__(self, net: DQCodec):
+        self.net, self.config = net, net.config
+        self.arrays = {name: tensor.detach().numpy() for name, tensor in net.state_dict().items()}
+
+    def exact_synthesis(self, decoded: DecodedCodes):
+        features, x_hat = self.net.exact_synthesis(decoded)
+        return features[0].permute(1, 2, 0).numpy(), x_hat[0].permute(1, 2, 0).numpy()
+
+    def float_pixel_bits(self, decoded: DecodedCodes, region, inside: tuple[int, int]) -> float:
+        from .pixel_codec import PixelCodec
+
+        features, x_hat = self.net.float_synthesis(decoded)
+        return PixelCodec(self.net.pixels).bits(features, x_hat, torch.as_tensor(region), inside)

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import graph
+from . import graph, lowbit
 from .graph import BLOCK, NEIGHBOUR_FEATURES, PARAMS_PER_COMPONENT, STEPS  # noqa: F401  (re-exported)
 from .transforms import build
 
@@ -86,6 +86,13 @@ class PixelModel(nn.Module):
                 log_prob = mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
                 out.append(log_prob * folded_inside[:, 0, p])
         return torch.stack(out, 1)
+
+
+def pixel_likelihood(feature_channels: int, mixtures: int, hidden: int, grids: list[int]) -> PixelModel:
+    """The pixel likelihood a config names: low-bit where it gives grids (``LowbitPixelModel``), else fixed point."""
+    if grids:
+        return LowbitPixelModel(feature_channels, mixtures, hidden, grids)
+    return PixelModel(feature_channels, mixtures, hidden)
 
 
 def widen(narrow: PixelModel, wide: PixelModel) -> PixelModel:
@@ -163,3 +170,137 @@ def mixture_log_prob(raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> 
         mean = coupled_means(means, coeffs, base, residual, c)
         per_component = per_component + bin_log_prob(x[:, c].unsqueeze(1), mean, log_scales[:, c])
     return torch.logsumexp(per_component, 1)
+
+
+# ---- the low-bit likelihood of lossless format 2 (``lowbit``), trained with its quantization in the loop ----
+
+LOG_SCALE_FRAC = 4  # log-scales index the bank of distributions in steps of 1/16
+COEFF_FRAC = 8  # coupling coefficients in steps of 1/256
+MEAN_FRAC = 4  # means in steps of 1/16 grey level
+
+
+def on_grid(x: torch.Tensor, frac: int, limit: int) -> torch.Tensor:
+    """x rounded half up to counts of 2^-frac within ±limit, as ``lowbit.requantize``; the gradient passed straight
+    through inside the range."""
+    step = 2.0**-frac
+    clamped = x.clamp(-limit * step, limit * step)
+    return clamped + (torch.floor(clamped / step + 0.5) * step - clamped).detach()
+
+
+def lowbit_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights on their output channels' power-of-two grids (``lowbit.integer_weights``), straight through, and the
+    exponents (cout,)."""
+    exponents = torch.from_numpy(lowbit.weight_exponents(weight.detach().cpu().numpy())).to(weight.device)
+    scale = torch.ldexp(torch.ones_like(exponents, dtype=weight.dtype), exponents).view(-1, 1, 1, 1)
+    rounded = torch.round(weight * scale).clamp(-lowbit.WEIGHT_LIMIT, lowbit.WEIGHT_LIMIT) / scale
+    return weight + (rounded - weight).detach(), exponents
+
+
+def lowbit_conv(conv: nn.Conv2d, x: torch.Tensor, input_frac: int) -> torch.Tensor:
+    """A convolution of activations on the grid 2^-input_frac with its weights and bias as the coder rounds them."""
+    weight, exponents = lowbit_weight(conv.weight)
+    unit = torch.ldexp(torch.ones_like(exponents, dtype=x.dtype), exponents + input_frac)
+    bias = conv.bias + (torch.round(conv.bias * unit) / unit - conv.bias).detach()
+    return F.conv2d(x, weight, bias, padding=conv.padding)
+
+
+def lowbit_gelu(pre: torch.Tensor, output_frac: int) -> torch.Tensor:
+    """GELU of pre-activations on the grid 2^-8 within ±8, read from the coder's table (``lowbit.gelu_table``) on
+    the grid 2^-output_frac; the gradient is GELU's."""
+    pre = on_grid(pre, lowbit.PRE_ACTIVATION_FRAC, lowbit.PRE_ACTIVATION_LIMIT)
+    table = torch.from_numpy(lowbit.gelu_table(output_frac)).to(pre.device, pre.dtype) * 2.0**-output_frac
+    index = torch.round(pre.detach() * (1 << lowbit.PRE_ACTIVATION_FRAC)).long() + lowbit.PRE_ACTIVATION_LIMIT
+    value = F.gelu(pre)
+    return value + (table[index] - value).detach()
+
+
+class LowbitPixelModel(PixelModel):
+    """The pixel likelihood computed as the low-bit coder does (``lowbit``, ``runtime.lowbit_pixels``): every
+    activation on its grid, every weight on its channel's, mixture means, log-scales and coefficients on the
+    bank's grids; the gradient passes straight through the roundings. The same weights as ``PixelModel``."""
+
+    def __init__(self, feature_channels: int, mixtures: int, hidden: int, grids: list[int]):
+        super().__init__(feature_channels, mixtures, hidden)
+        self.plan = lowbit.Plan(grids, len(STEPS))
+
+    def context(self, features: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        inputs = torch.cat([F.pixel_unshuffle(features, 2), F.pixel_unshuffle(x_hat, BLOCK)], 1)
+        inputs = on_grid(inputs, self.plan.inputs_frac, lowbit.ACTIVATION_LIMIT)
+        out = lowbit_conv(self.inputs, inputs, self.plan.inputs_frac)
+        return on_grid(out, lowbit.STEP_INPUT_FRAC, lowbit.ACTIVATION_LIMIT)
+
+    def params(self, context: torch.Tensor, step: int, residual: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        h, w = residual.shape[-2:]
+        known = getattr(self, f"known_{step}").repeat(h // BLOCK, w // BLOCK) * inside
+        residual = residual * known  # multiples of 1/32 within ±8: exact on the step inputs' grid
+        frac = lowbit.STEP_INPUT_FRAC
+        local = lowbit_conv(self.neighbours, torch.cat([residual, known.expand(residual.shape[0], 1, h, w)], 1), frac)
+        local = on_grid(local, frac, lowbit.ACTIVATION_LIMIT)
+        x = torch.cat([context, F.pixel_unshuffle(residual, BLOCK), F.pixel_unshuffle(local, BLOCK)], 1)
+        net = self.steps[step]
+        first, second = self.plan.hidden_fracs[step]
+        x = lowbit_gelu(lowbit_conv(net[0], x, frac), first)
+        x = lowbit_gelu(lowbit_conv(net[2], x, first), second)
+        raw = on_grid(lowbit_conv(net[4], x, second), lowbit.OUTPUT_FRAC, lowbit.OUTPUT_LIMIT)
+        return raw.view(raw.shape[0], len(STEPS[step]), -1, *raw.shape[-2:])
+
+    def log_prob(self, context, x_hat, x, inside=None) -> torch.Tensor:
+        base = torch.round(255 * x_hat.clamp(0, 1))  # whole grey levels, as the coder's
+        inside = torch.ones_like(x[:1, :1]) if inside is None else inside
+        residual = (x - base) / MEAN_SCALE * inside
+        folded_x, folded_base, folded_inside = fold(x), fold(base), fold(inside)
+        out = []
+        for s, step in enumerate(STEPS):
+            raw = self.params(context, s, residual, inside)
+            for i, (di, dj) in enumerate(step):
+                p = di * BLOCK + dj
+                log_prob = lowbit_mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
+                out.append(log_prob * folded_inside[:, 0, p])
+        return torch.stack(out, 1)
+
+
+def lowbit_mixture_log_prob(raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``mixture_log_prob`` with the means, log-scales and coefficients on the grids the bank reads."""
+    mixtures = raw.shape[1] // PARAMS_PER_COMPONENT
+    logits, means, log_scales, coeffs = split_params(raw, mixtures)
+    log_scales = on_grid(log_scales, LOG_SCALE_FRAC, 6 << LOG_SCALE_FRAC)
+    coeffs = on_grid(coeffs, COEFF_FRAC, 1 << COEFF_FRAC)
+    residual = x - base
+    per_component = F.log_softmax(logits, 1)
+    for c in range(3):
+        mean = on_grid(coupled_means(means, coeffs, base, residual, c), MEAN_FRAC, 1 << 14)
+        per_component = per_component + bin_log_prob(x[:, c].unsqueeze(1), mean, log_scales[:, c])
+    return torch.logsumexp(per_component, 1)
+
+
+def calibrate_grids(model: PixelModel, batches, quantile: float = 1.0) -> list[int]:
+    """The low-bit grids for a float pixel likelihood: each the finest holding the given quantile of the
+    magnitudes its activations reach on ``batches`` (an iterable of (features, x_hat, x) as ``log_prob`` takes
+    them); larger ones are clipped."""
+    largest: dict[str, float] = {}
+
+    def track(name: str):
+        def hook(module, inputs):
+            magnitudes = inputs[0].detach().abs().flatten()
+            if quantile < 1:
+                sample = magnitudes[torch.randperm(len(magnitudes))[: 1 << 20]]
+                reached = float(torch.quantile(sample, quantile))
+            else:
+                reached = float(magnitudes.max())
+            largest[name] = max(largest.get(name, 0.0), reached)
+
+        return hook
+
+    watched = {"inputs": model.inputs}
+    for s, net in enumerate(model.steps):
+        watched[f"{s}.1"], watched[f"{s}.2"] = net[2], net[4]
+    handles = [module.register_forward_pre_hook(track(name)) for name, module in watched.items()]
+    try:
+        with torch.no_grad():
+            for features, x_hat, x in batches:
+                model.log_prob(model.context(features, x_hat), x_hat, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    hidden = [(lowbit.grid_for(largest[f"{s}.1"]), lowbit.grid_for(largest[f"{s}.2"])) for s in range(len(STEPS))]
+    return lowbit.Plan.grids(lowbit.grid_for(largest["inputs"]), hidden)

@@ -43,6 +43,17 @@ def _cases(tiny: str):
         Image.fromarray(photo_like(37, 29, seed=3)),
         {"quality": 6, "model": tiny},
     )  # tolerance 3
+    # lossless format 2: a low-bit pixel likelihood, its products in float32 (numpy's BLAS whatever the backend)
+    yield (
+        "tiny-lowbit-lossless",
+        Image.fromarray(photo_like(41, 27, seed=5)),
+        {"lossless": True, "model": "tiny-lowbit"},
+    )
+    yield (
+        "tiny-lowbit-near-lossless",
+        Image.fromarray(photo_like(30, 35, seed=6)),
+        {"quality": 6, "model": "tiny-lowbit"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +107,7 @@ def test_files_decode_alike_under_other_kernels(coded, setting):
 @pytest.mark.shipped
 def test_lossless_files_are_exact_here_and_near_lossless_ones_within_their_bound(coded):
     _, files, _ = coded
-    assert sorted(bound for _, _, bound in files.values() if bound is not None) == [0, 0, 0, 0, 6]
+    assert sorted(bound for _, _, bound in files.values() if bound is not None) == [0, 0, 0, 0, 0, 6, 6]
     for path, (_, image, bound) in files.items():
         if bound is not None:
             error = np.abs(np.load(f"{path}.here.npy").astype(int) - np.asarray(image))

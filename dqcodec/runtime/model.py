@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from ..errors import FixedPointError, MissingExtraError
 from ..point import Ladder, OperatingPoint
 from ..recorder import Recorder
 from . import kernels, network, pixels
+from .lowbit_pixels import LowbitPixelModel
 
 
 class AnchorNet:
@@ -419,12 +421,8 @@ class PixelLayer:
 
     units_per_tile = graph.BLOCK**2  # the pixel positions of its blocks
 
-    def __init__(self, net: RuntimeModel, tolerance: int):
-        config = net.config
-        if not config.pixel_mixtures:
-            raise ValueError("a pixel layer needs a model with a pixel likelihood")
-        model = pixels.ExactPixelModel(net.arrays, config.channels, config.pixel_mixtures, config.pixel_hidden)
-        self.net, self.codec = net, pixels.PixelCodec(model, tolerance)
+    def __init__(self, net: RuntimeModel | Any, tolerance: int):
+        self.net, self.codec = net, pixels.PixelCodec(pixel_likelihood(net.arrays, net.config), tolerance)
 
     def compress(
         self,
@@ -447,4 +445,16 @@ class PixelLayer:
         return image[: inside[0], : inside[1]].astype(np.uint8)
 
     def bits(self, decoded: DecodedCodes, region: np.ndarray, inside: tuple[int, int]) -> float:
-        raise MissingExtraError("the model's own estimate of a file's pixel bits (its float mixture) needs torch")
+        if not hasattr(self.net, "float_pixel_bits"):
+            raise MissingExtraError("the model's own estimate of a file's pixel bits (its float mixture) needs torch")
+        return self.net.float_pixel_bits(decoded, region, inside)
+
+
+def pixel_likelihood(arrays: Mapping[str, np.ndarray], config) -> pixels.ExactPixelModel | LowbitPixelModel:
+    """A model's pixel likelihood: low-bit (lossless format 2) where its config gives grids, else fixed point."""
+    if not config.pixel_mixtures:
+        raise ValueError("a pixel layer needs a model with a pixel likelihood")
+    shape = (arrays, config.channels, config.pixel_mixtures, config.pixel_hidden)
+    if config.pixel_grids:
+        return LowbitPixelModel(*shape, config.pixel_grids)
+    return pixels.ExactPixelModel(*shape)

@@ -8,6 +8,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,18 @@ class ExactPixelModel:
         local = network.run(self.neighbours, np.concatenate([residual, known], -1))  # already folded
         raw = network.run(self.steps[step], np.concatenate([context, residual, local], -1))
         return raw.reshape(*raw.shape[:2], len(STEPS[step]), -1)
+
+    def base(self, x_hat: np.ndarray) -> np.ndarray:
+        """The image the residuals are taken from: 255 x_hat in fixed point."""
+        return 255 * np.clip(x_hat, 0, ONE)
+
+    def residual(self, image: np.ndarray, base: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """What ``params`` reads of the pixels coded so far (int64 8-bit values, zero where not yet coded)."""
+        return np.floor((image * ONE - base) / MEAN_SCALE_INT + 0.5) * inside[..., None]
+
+    def distribution(self, raw: np.ndarray, base: np.ndarray, tolerance: int) -> ChunkDistribution:
+        """The mixture of N pixels from their raw parameters (N, 10K) and bases (N, 3)."""
+        return ChunkDistribution(raw, base, tolerance)
 
 
 # ---- the integer tables (``pixel_tables``' on numpy) ---------------------------------------------------------
@@ -275,7 +288,7 @@ def fold(x: np.ndarray) -> np.ndarray:
 
 
 def code_pixels(
-    model: ExactPixelModel,
+    model: ExactPixelModel | Any,
     context: np.ndarray,
     x_hat: np.ndarray,
     size: tuple[int, int],
@@ -286,7 +299,7 @@ def code_pixels(
     """``pixel_codec.code_pixels``: walk steps, block positions, channels and chunks of pixels in the order both
     directions share; ``code_channel(table, position, channel, pixels)`` encodes or decodes one channel of a chunk
     and returns its decoded values. Returns the image (H, W, 3) of 8-bit values as int64, zero outside ``size``."""
-    base = 255 * np.clip(x_hat, 0, ONE)
+    base = model.base(x_hat)
     height, width = base.shape[:2]
     inside = np.zeros((height, width))
     inside[: size[0], : size[1]] = 1
@@ -294,14 +307,13 @@ def code_pixels(
     folded_inside = fold(inside[..., None])[..., 0] > 0
     image = np.zeros((height, width, 3), dtype=np.int64)
     for s, step in enumerate(STEPS):
-        residual = np.floor((image * ONE - base) / MEAN_SCALE_INT + 0.5) * inside[..., None]
-        raw = model.params(context, s, residual, inside)
+        raw = model.params(context, s, model.residual(image, base, inside), inside)
         for i, (di, dj) in enumerate(step):
             p = di * BLOCK + dj
             step_raw = raw[:, :, i].reshape(-1, raw.shape[-1])
             positions = np.flatnonzero(folded_inside[p])
             pieces = [positions[k : k + CHUNK] for k in range(0, len(positions), CHUNK)]
-            chunks = [ChunkDistribution(step_raw[px], folded_base[p][px], tolerance) for px in pieces]
+            chunks = [model.distribution(step_raw[px], folded_base[p][px], tolerance) for px in pieces]
             coded = np.zeros((len(step_raw), 3), dtype=np.int64)
             for c in range(3):
                 for px, chunk in zip(pieces, chunks):
@@ -315,9 +327,10 @@ def code_pixels(
 
 class PixelCodec:
     """``pixel_codec.PixelCodec`` on numpy arrays: a tile's 8-bit pixels given the exact synthesis' last features
-    (H / 2, W / 2, F) and image (H, W, 3), exactly or within 2 * tolerance."""
+    (H / 2, W / 2, F) and image (H, W, 3), exactly or within 2 * tolerance. ``model``: an ``ExactPixelModel``, or
+    a ``lowbit_pixels.LowbitPixelModel`` (lossless format 2), which offer the same methods."""
 
-    def __init__(self, model: ExactPixelModel, tolerance: int = 0):
+    def __init__(self, model: ExactPixelModel | Any, tolerance: int = 0):
         window_bins(tolerance)
         self.model, self.tolerance = model, tolerance
 

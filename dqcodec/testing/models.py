@@ -27,12 +27,22 @@ TINY_3 = DQConfig(
 )
 
 
-def tiny_model(seed: int = 0, depthwise: bool = True, config: DQConfig = TINY) -> DQCodec:
+LOWBIT_GRIDS = [7] + [6, 6] * 5  # a low-bit pixel likelihood's grids (lossless format 2) for the tiny models
+
+
+def tiny_model(seed: int = 0, depthwise: bool = True, config: DQConfig = TINY, pixel_grids=()) -> DQCodec:
     """A random-weight model with trained-looking codebooks (initialized from data) and
     a random per-pixel likelihood, so it codes lossless files too; after its lossy qualities, one
-    residual quality (quality 2's codes and DCTs of step 16), then near-lossless ones (tolerances 1 and 3)."""
+    residual quality (quality 2's codes and DCTs of step 16), then near-lossless ones (tolerances 1 and 3).
+    ``pixel_grids``: a low-bit pixel likelihood (``LOWBIT_GRIDS``) instead of a fixed-point one."""
     torch.manual_seed(seed)
-    extra = {"pixel_mixtures": 2, "pixel_hidden": 8, "residual_steps": [[2, 16]], "tolerances": [1, 3]}
+    extra = {
+        "pixel_mixtures": 2,
+        "pixel_hidden": 8,
+        "residual_steps": [[2, 16]],
+        "tolerances": [1, 3],
+        "pixel_grids": list(pixel_grids),
+    }
     config = DQConfig(**{**config.__dict__, "depthwise": depthwise, **extra})
     model = DQCodec(config)
     model.train()
