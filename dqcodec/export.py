@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import registry, weights
+from . import lowbit, registry, weights
 from .gptq import hessian_rounded
 
 
@@ -32,10 +32,28 @@ def compress_model(
     state_dict = effective_state_dict(model)
     steps = dict(shipped_steps(model, state_dict) if steps is None else steps)
     kept = kept_from(base, state_dict) if base else {}
+    kept.update(snap_lowbit_weights(model, state_dict))
     steps.update(kept)
     if calibration:
         state_dict = hessian_rounded(model, state_dict, steps, calibration, frozen=set(kept))
     return weights.compress_state_dict(state_dict, steps, meta)
+
+
+def snap_lowbit_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, float | None]:
+    """A low-bit pixel likelihood's convolution weights (lossless format 2) set in ``state_dict`` to the integers
+    its coder uses (``lowbit.integer_weights``) times their channels' powers of two, and the steps that store
+    them exactly: the finest of those powers. Nothing for other models."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "pixel_grids", None):
+        return {}
+    steps: dict[str, float | None] = {}
+    for name, tensor in state_dict.items():
+        if name.startswith("pixels.") and name.endswith(".weight") and tensor.dim() == 4:
+            integers, exponents = lowbit.integer_weights(tensor.numpy())
+            snapped = np.ldexp(integers, -exponents.reshape(-1, 1, 1, 1))
+            state_dict[name] = torch.from_numpy(snapped.astype(np.float32))
+            steps[name] = float(np.ldexp(1.0, -int(exponents.max())))
+    return steps
 
 
 def shipped_steps(

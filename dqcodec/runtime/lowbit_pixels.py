@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .. import fixed, graph, lowbit
 from ..entropy import PIXEL_PROBABILITY_BITS
@@ -23,7 +24,8 @@ LOG_SCALE_FRAC = 4  # pixel_model.LOG_SCALE_FRAC: log-scales in steps of 1/16 ov
 LOG_SCALES = 10 << LOG_SCALE_FRAC  # log-scale -4 is row 0, 6 is row 160
 MEAN_FRAC = 4  # pixel_model.MEAN_FRAC: means in sixteenths of a grey level
 COEFF_FRAC = 8  # pixel_model.COEFF_FRAC
-REACH = 320  # the bank holds each distribution's CDF from 320 grey levels below its mean to 320 above
+REACH = 320  # a window may start up to 320 grey levels either side of a component's mean (beyond, it is moved in)
+SPAN = 128  # and reaches at most this far past its start (64 values, or fewer bins of up to 31 values)
 CDF_BITS = 20  # the bank's CDFs are counts of 2^-20
 WEIGHT_BITS = 16  # mixture weights sum to about 2^16
 MIXED_BITS = 31  # mixed CDFs are counts of 2^-31, so a bin's mass stays below 2^(52 - PIXEL_PROBABILITY_BITS)
@@ -167,7 +169,7 @@ class LowbitPixelModel:
 
 @functools.lru_cache(maxsize=1)
 def bank() -> np.ndarray:
-    """CDFs of the discretized logistic, counts of 2^-20 (int64), flat: entry ((scale * 16 + phase) * COLUMNS + d)
+    """CDFs of the discretized logistic, counts of 2^-20 (int32), flat: entry ((scale * 16 + phase) * COLUMNS + d)
     is P(value < m + d - REACH) for a logistic of log-scale (scale / 16 - 4) and mean m + phase / 16. Integer
     arithmetic on the shipped tables alone (the inverse scale and the sigmoid, as format 1's), so every machine
     builds the same bank."""
@@ -175,7 +177,7 @@ def bank() -> np.ndarray:
     log_scales = (np.arange(LOG_SCALES + 1, dtype=np.int64) - (4 << LOG_SCALE_FRAC)) << (fixed.FRAC - LOG_SCALE_FRAC)
     inv_scale = tables["inv_scale"](log_scales, fixed.FRAC)  # counts of 2^-20
     phase = np.arange(1 << MEAN_FRAC, dtype=np.int64)
-    offset = np.arange(-REACH, REACH + 1, dtype=np.int64)
+    offset = np.arange(-REACH, REACH + SPAN + 1, dtype=np.int64)
     # the edge below value m + d lies d - 1/2 - phase / 16 from the mean: in sixteenths, 16 d - 8 - phase
     distance = (offset[None, :] << MEAN_FRAC) - (1 << (MEAN_FRAC - 1)) - phase[:, None]  # (16, COLUMNS)
     argument = (distance[None] * inv_scale[:, None, None]) >> (MEAN_FRAC + 20 - T_FRAC)  # counts of 2^-16
@@ -185,7 +187,7 @@ def bank() -> np.ndarray:
 
 
 T_FRAC = 16  # the sigmoid's argument in counts of 2^-16
-COLUMNS = 2 * REACH + 1
+COLUMNS = 2 * REACH + SPAN + 1
 
 
 class BankDistribution:
@@ -231,8 +233,7 @@ class BankDistribution:
         span = self.bins * self.width
         low = np.clip(centre - (self.bins // 2) * self.width - self.tolerance, 0, 256 - span)
         self._low = low
-        edges = low[:, None] + np.arange(self.bins + 1) * self.width  # the window's edges: value where a bin starts
-        cdf = self.mixed_cdf(edges)
+        cdf = self.mixed_cdf(self.window_cdf(low, self.bins + 1, self.width))  # at the window's bins' edges
         ends = np.zeros((len(low), 1), dtype=np.int64), np.full((len(low), 1), 1 << MIXED_BITS, dtype=np.int64)
         masses = np.diff(np.concatenate([ends[0], cdf, ends[1]], 1), axis=1)
         frequencies = fixed.frequencies(masses, PIXEL_PROBABILITY_BITS)
@@ -241,26 +242,38 @@ class BankDistribution:
             value_masses = functools.partial(self._value_masses, low)
         return WindowTable(low, frequencies, self.width, value_masses)
 
-    def component_cdf(self, values: np.ndarray) -> np.ndarray:
-        """P_k(value < v) (N, K, E), counts of 2^-20, for values (N, E): 0 at 0 and below, 1 at 256 and above."""
+    def window_cdf(self, start: np.ndarray, count: int, stride: int) -> np.ndarray:
+        """P_k(value < v) (N, K, count), counts of 2^-20, at the values v = start + i * stride (start (N,)): each
+        component's run of bank entries, read as one slice of its row (a window more than REACH from a component's
+        mean reads the bank as if it were REACH away). 0 at 0 and 1 at 256, the image's ends."""
         assert self._rows is not None
         rows, whole = self._rows
-        entries = rows[:, :, None] + np.clip(values[:, None, :] - whole[:, :, None], -REACH, REACH)
-        cdf = bank()[entries].astype(np.int64)
+        first = rows + np.clip(start[:, None] - whole, -REACH, REACH)  # (N, K)
+        flat = bank()
+        runs = as_strided(flat, (len(flat) - (count - 1) * stride, count), (flat.strides[0], flat.strides[0] * stride))
+        cdf = runs[first]
+        cdf[start <= 0, :, 0] = 0
+        cdf[start + (count - 1) * stride >= 256, :, -1] = 1 << CDF_BITS
+        return cdf
+
+    def component_cdf(self, values: np.ndarray) -> np.ndarray:
+        """P_k(value < v) (N, K, E), counts of 2^-20, for any values (N, E) (as ``window_cdf`` reads them)."""
+        assert self._rows is not None
+        rows, whole = self._rows
+        entries = rows[:, :, None] + np.clip(values[:, None, :] - whole[:, :, None], -REACH, REACH + SPAN)
+        cdf = bank()[entries]
         cdf = np.where(values[:, None, :] <= 0, 0, cdf)
         return np.where(values[:, None, :] >= 256, 1 << CDF_BITS, cdf)
 
-    def mixed_cdf(self, values: np.ndarray) -> np.ndarray:
-        """The mixture's P(value < v) (N, E), counts of 2^-31."""
-        cdf = self.component_cdf(values)
+    def mixed_cdf(self, cdf: np.ndarray) -> np.ndarray:
+        """The mixture's P(value < v) (N, E), counts of 2^-31, from its components' (N, K, E)."""
         mixed = cdf[:, 0] * self.weights[:, :1]
         for k in range(1, cdf.shape[1]):
             mixed += cdf[:, k] * self.weights[:, k : k + 1]
         return mixed >> MIXED_SHIFT
 
     def _value_masses(self, low: np.ndarray, bins: np.ndarray) -> np.ndarray:
-        edges = low[:, None] + bins[:, None] * self.width + np.arange(self.width + 1)
-        return np.diff(self.mixed_cdf(edges), axis=1)
+        return np.diff(self.mixed_cdf(self.window_cdf(low + bins * self.width, self.width + 1, 1)), axis=1)
 
     def push(self, c: int, values: np.ndarray) -> None:
         """Re-weight the components by the coded values' bins (or tails) of channel c."""
