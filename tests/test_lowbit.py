@@ -134,3 +134,15 @@ def test_a_lowbit_likelihood_is_built_from_its_config():
     assert isinstance(tiny_model(pixel_grids=LOWBIT_GRIDS).pixels, pixel_model.LowbitPixelModel)
     with pytest.raises(FixedPointError):
         lowbit.Plan([6] * 3, 5)
+
+
+def test_a_model_file_keeps_a_lowbit_likelihoods_integers(tmp_path):
+    from dqcodec import zoo
+
+    model = tiny_model(pixel_grids=LOWBIT_GRIDS)
+    stored = zoo.load_file(zoo.export(model, "lb", tmp_path))[0].state_dict()
+    for name, tensor in model.state_dict().items():
+        if name.startswith("pixels.") and name.endswith(".weight"):
+            ours, exponents = lowbit.integer_weights(tensor.numpy())
+            theirs, stored_exponents = lowbit.integer_weights(stored[name].numpy())
+            assert np.array_equal(ours, theirs) and np.array_equal(exponents, stored_exponents), name
