@@ -126,6 +126,19 @@ dq3-anchors: $(VENV)/.installed
 		--run $${RUNS:-$$HOME/dqcodec-runs}/anchors
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/anchors/checkpoint.pt --name dq-3 --force --base dq-3 $(DQ3_LADDER)
 
+# Lossless format 2 (issue 31): dq-3's pixel likelihood lowered to 8-bit weights and 10-bit activations, whose sums
+# float32 holds exactly (docs/bitstream.md), its grids chosen on training crops, then trained with that quantization in
+# the loop on dq-3's quality-2 codes, the lossy model frozen. Resumable: re-run to continue.
+LOSSLESS2_RUN = $${RUNS:-$$HOME/dqcodec-runs}/lowbit-pixels
+LOSSLESS2_SCHEDULE := 64x16:1500,128x8:4500
+.PHONY: dq3-lossless-2
+dq3-lossless-2: $(VENV)/.installed
+	test -f $(LOSSLESS2_RUN)/init.pt || $(PY) scripts/lowbit_pixels.py --base dq-3 --data data/train \
+		--out $(LOSSLESS2_RUN)/init.pt --batches 8 --batch 8 --quantile 0.999
+	$(VENV)/bin/dqcodec train data/train data/train-native --init $(LOSSLESS2_RUN)/init.pt --lossless -q 2 \
+		--schedule $(LOSSLESS2_SCHEDULE) --lr 2e-4 --out $(LOSSLESS2_RUN) --checkpoint-minutes 5
+	$(VENV)/bin/dqcodec export $(LOSSLESS2_RUN)/checkpoint.pt --name dq-3 --force --base dq-3 $(DQ3_LADDER)
+
 # CompressAI's bmshj2018 baselines, three rates each, in dq-hier's CPU time per architecture (see the script).
 baselines: $(VENV)/.installed-train
 	DQ=$(VENV)/bin/dqcodec scripts/train_baselines.sh

@@ -18,7 +18,7 @@ from .. import fixed, graph, lowbit
 from ..entropy import PIXEL_PROBABILITY_BITS
 from ..graph import STEPS
 from . import kernels
-from .pixels import ONE, WindowTable, folded_neighbours, pixel_unshuffle, window_bins
+from .pixels import ONE, WindowTable, pixel_unshuffle, window_bins
 
 LOG_SCALE_FRAC = 4  # pixel_model.LOG_SCALE_FRAC: log-scales in steps of 1/16 over [-4, 6]
 LOG_SCALES = 10 << LOG_SCALE_FRAC  # log-scale -4 is row 0, 6 is row 160
@@ -104,18 +104,10 @@ class LowbitPixelModel:
         inputs = named["inputs"]
         assert isinstance(inputs, graph.Conv)
         self.inputs = conv("inputs", input_frac=plan.inputs_frac, input_limits=_limits(inputs.cin), output_frac=frac)
-        # the 5x5 convolution at full resolution as a 3x3 one over the folded blocks: the same integers
-        integers, exponents = lowbit.integer_weights(arrays["pixels.neighbours.weight"])
-        folded, _ = folded_neighbours(integers, np.zeros(len(exponents)))
-        residual_limit, known = 2 * 255, 1 << frac  # residuals (x - base) / 32 and the 0-or-1 mask, on 2^-6
-        limits = np.repeat([residual_limit] * 3 + [known], graph.BLOCK * graph.BLOCK).astype(np.float64)
-        self.neighbours = LowbitConv(
-            folded,
-            np.repeat(exponents, graph.BLOCK * graph.BLOCK),
-            np.repeat(arrays["pixels.neighbours.bias"], graph.BLOCK * graph.BLOCK),
-            frac,
-            limits,
-            output_frac=frac,
+        # the 5x5 convolution over the residuals (x - base) / 32 and the 0-or-1 mask, on 2^-6, at full resolution
+        residual_limit, known = 2 * 255, 1 << frac
+        self.neighbours = conv(
+            "neighbours", input_frac=frac, input_limits=np.array([residual_limit] * 3 + [known]), output_frac=frac
         )
         step_inputs = hidden + 3 * graph.BLOCK**2 + graph.NEIGHBOUR_FEATURES * graph.BLOCK**2
         self.steps = []
@@ -153,11 +145,11 @@ class LowbitPixelModel:
         """Raw mixture parameters (H / 4, W / 4, len(step), 10K), counts of 2^-9, of a step's positions."""
         h, w = inside.shape
         known = (np.tile(graph.known_before(step), (h // graph.BLOCK, w // graph.BLOCK)) * inside).astype(np.float32)
-        residual = pixel_unshuffle(residual * known[..., None], graph.BLOCK)
-        mask = pixel_unshuffle((known * (1 << lowbit.STEP_INPUT_FRAC))[..., None], graph.BLOCK)
-        local = self.neighbours(np.concatenate([residual, mask], -1))
+        residual = residual * known[..., None]
+        local = self.neighbours(np.concatenate([residual, (known * (1 << lowbit.STEP_INPUT_FRAC))[..., None]], -1))
+        folded = [pixel_unshuffle(residual, graph.BLOCK), pixel_unshuffle(local, graph.BLOCK)]
         first, second, last = self.steps[step]
-        raw = last(second(first(np.concatenate([context, residual, local], -1))))
+        raw = last(second(first(np.concatenate([context, *folded], -1))))
         return raw.reshape(*raw.shape[:2], len(STEPS[step]), -1)
 
     def distribution(self, raw: np.ndarray, base: np.ndarray, tolerance: int) -> BankDistribution:
