@@ -9,7 +9,7 @@ which another platform may reproduce to within one level (docs/bitstream.md).
 
 Usage: python scripts/make_golden.py   (it writes the cases golden.json does not have yet, and never
 rewrites one it has: the first five were written with dq-hier for format version 3, the residual ones with
-dq-2 49448f56 when residual qualities came, the dq-3 ones with dq-3 87879186)
+dq-2 49448f56 when residual qualities came, the dq-3 ones with dq-3 87879186, the dq3a ones with dq-3 0843ddc3)
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ CASES = {
     "v4-dq3-residual-q4-rgb-57x43": ((330, 120, 387, 163), "RGB", 4, "dq-3"),  # step 88
     "v4-dq3-residual-q6-rgb-48x40": ((420, 380, 468, 420), "RGB", 6, "dq-3"),  # step 61, the default
     "v4-dq3-residual-q12-gray-41x35": ((50, 200, 91, 235), "L", 12, "dq-3"),  # step 21
+    # dq-3 0843ddc3: its levels' first groups coded over a checkerboard (anchor contexts)
+    "v4-dq3a-q2-rgb-59x45": ((120, 40, 179, 85), "RGB", 2, "dq-3"),
+    "v4-dq3a-residual-q6-gray-44x37": ((610, 300, 654, 337), "L", 6, "dq-3"),
+    "v4-dq3a-lossless-rgb-23x21": ((360, 460, 383, 481), "RGB", "lossless", "dq-3"),
 }
 
 
