@@ -74,7 +74,7 @@ class PixelModel(nn.Module):
         """ln p(x | codes) per pixel, (B, 16, H/4, W/4) in coding order; x holds integers 0..255
         as floats. ``inside`` (1, 1, H, W) marks the image within its padding, as coding sees
         it; pixels outside get 0."""
-        base = 255 * x_hat.clamp(0, 1)
+        base = self.base(x_hat)
         inside = torch.ones_like(x[:1, :1]) if inside is None else inside
         residual = (x - base) / MEAN_SCALE * inside
         folded_x, folded_base, folded_inside = fold(x), fold(base), fold(inside)
@@ -86,6 +86,13 @@ class PixelModel(nn.Module):
                 log_prob = mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
                 out.append(log_prob * folded_inside[:, 0, p])
         return torch.stack(out, 1)
+
+    def base(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """The image the residuals are taken from, in grey levels."""
+        return 255 * x_hat.clamp(0, 1)
+
+    def mixture_log_prob(self, raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return mixture_log_prob(raw, base, x)
 
 
 def pixel_likelihood(feature_channels: int, mixtures: int, hidden: int, grids: list[int]) -> PixelModel:
@@ -244,19 +251,11 @@ class LowbitPixelModel(PixelModel):
         raw = on_grid(lowbit_conv(net[4], x, second), lowbit.OUTPUT_FRAC, lowbit.OUTPUT_LIMIT)
         return raw.view(raw.shape[0], len(STEPS[step]), -1, *raw.shape[-2:])
 
-    def log_prob(self, context, x_hat, x, inside=None) -> torch.Tensor:
-        base = torch.round(255 * x_hat.clamp(0, 1))  # whole grey levels, as the coder's
-        inside = torch.ones_like(x[:1, :1]) if inside is None else inside
-        residual = (x - base) / MEAN_SCALE * inside
-        folded_x, folded_base, folded_inside = fold(x), fold(base), fold(inside)
-        out = []
-        for s, step in enumerate(STEPS):
-            raw = self.params(context, s, residual, inside)
-            for i, (di, dj) in enumerate(step):
-                p = di * BLOCK + dj
-                log_prob = lowbit_mixture_log_prob(raw[:, i], folded_base[:, :, p], folded_x[:, :, p])
-                out.append(log_prob * folded_inside[:, 0, p])
-        return torch.stack(out, 1)
+    def base(self, x_hat: torch.Tensor) -> torch.Tensor:
+        return torch.round(255 * x_hat.clamp(0, 1))  # whole grey levels, as the coder's
+
+    def mixture_log_prob(self, raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return lowbit_mixture_log_prob(raw, base, x)
 
 
 def lowbit_mixture_log_prob(raw: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
