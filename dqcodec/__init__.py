@@ -1,6 +1,6 @@
 """dqcodec: a learned image codec built on depthwise quantization.
 
-``compress``, ``decompress``, ``inspect`` and ``ladder`` are imported on first use (PEP 562), so importing
+``compress``, ``decompress``, ``inspect``, ``ladder`` and the pair functions (``compress_pair``, ...) are imported on first use (PEP 562), so importing
 dqcodec, its errors or its light modules (``defaults``, ``container``, ``zoo``) loads no model code; none of
 them needs torch (``dqcodec.runtime`` codes every file at effort 0).
 """
@@ -18,6 +18,7 @@ from .errors import (
 )
 
 _FROM_CODEC = ("compress", "decompress", "inspect", "ladder")
+_FROM_PAIRS = ("compress_pair", "decompress_pair", "inspect_pair")
 
 __all__ = [
     "ArgumentError",
@@ -30,6 +31,7 @@ __all__ = [
     "ModelError",
     "UnsupportedImageError",
     *_FROM_CODEC,
+    *_FROM_PAIRS,
 ]
 
 
@@ -38,6 +40,10 @@ def __getattr__(name: str):
         from . import codec
 
         return getattr(codec, name)
+    if name in _FROM_PAIRS:
+        from . import pairs
+
+        return getattr(pairs, name)
     raise AttributeError(f"module 'dqcodec' has no attribute {name!r}")
 
 

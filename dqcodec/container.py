@@ -18,6 +18,7 @@ from .errors import (  # ContainerError is re-exported
 )
 
 MAGIC = b"DQC\x00"
+PAIR_MAGIC = b"DQP\x00"  # a pair file (dqcodec.pairs): two views, read with decompress_pair
 VERSION = 4
 # Version 3 is version 4 without the kind and codes-quality fields: a decoder infers the kind from the stream
 # count and the quality (``point.Ladder.from_legacy_header``). Version 2 (dqcodec 0.2) is version 3 without the
@@ -90,6 +91,8 @@ MAX_HEADER_BYTES = _FIXED.size + 255 + max(fields.size for fields in _FIELDS_OF.
 
 def _version(data: bytes | memoryview) -> tuple[int, int]:
     """The format version and model-name length, once the magic and version are known to be readable."""
+    if bytes(data[:4]) == PAIR_MAGIC:
+        raise ContainerError("a pair file of two views: decode it with dqcodec.decompress_pair (or `dqcodec decode`)")
     if len(data) < _FIXED.size or data[:4] != MAGIC:
         raise ContainerError("not a .dq file (bad magic bytes)")
     _, version, name_length = _FIXED.unpack_from(data)

@@ -179,11 +179,11 @@ def _fit(quantized: np.ndarray, contexts: np.ndarray) -> np.ndarray:
                 symbols = np.concatenate(
                     [quantized[channel, :, :, b][contexts[channel, :, :, b] == context] for b in bands]
                 )
-                parameters[channel, group, context] = _fit_symbols(np.abs(symbols))
+                parameters[channel, group, context] = fit_symbols(np.abs(symbols))
     return parameters
 
 
-def _fit_symbols(magnitudes: np.ndarray) -> tuple[int, int, int]:
+def fit_symbols(magnitudes: np.ndarray) -> tuple[int, int, int]:
     largest = int(magnitudes.max(initial=0))
     if not largest:
         return 0, 0, 0

@@ -1,0 +1,173 @@
+"""Block disparity between two views: a vector field that predicts one view from the decoded other.
+
+Each ``BLOCK``×``BLOCK`` block of the predicted view gets one integer vector (dy, dx): its pixels are
+copied from the reference view ``dy`` rows and ``dx`` columns away, coordinates clamped to the
+reference's edges (so any vector is safe, and views may differ in size). Prediction copies
+integers, so encoder and decoder compute the same prediction from the same reference.
+
+The encoder finds the vectors (``estimate``): a global shift first, then each block's best match of
+luma, coarse to fine. Only the vectors are coded (``encode_vectors``): each one's difference from
+the block to its left (the first column's from the block above), each component with a table of
+three numbers the stream sends first, as the residual layer's tables are (``residual.table``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import residual
+from .entropy import StreamDecoder, StreamEncoder
+from .errors import CorruptStreamError
+
+BLOCK = 16
+MAX_VECTOR = 1 << 13  # |dy|, |dx| below this: more than any image side the container allows needs
+_LARGEST = 2 * MAX_VECTOR  # the largest difference of neighbouring vectors a stream may send
+COARSE = 4  # the coarse search runs on images downscaled by this
+GLOBAL = 8  # and the global shift's on images downscaled by this
+_REFINE = 3  # the fine search's reach around each block's coarse vector, in pixels
+
+
+def blocks(height: int, width: int) -> tuple[int, int]:
+    """The vector field's shape for a view of this size."""
+    return -(-height // BLOCK), -(-width // BLOCK)
+
+
+# ---- prediction (encoder and decoder) -------------------------------------------------------
+
+
+def predict(reference: np.ndarray, vectors: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The (height, width, C) prediction of a view from the reference (h, w, C) and its vectors (bh, bw, 2)."""
+    rows, cols = _coordinates(vectors, height, width, reference.shape[:2])
+    return reference[rows, cols]
+
+
+def _coordinates(vectors: np.ndarray, height: int, width: int, limits: tuple[int, int]):
+    per_pixel = np.repeat(np.repeat(vectors, BLOCK, 0), BLOCK, 1)[:height, :width]
+    rows = np.clip(np.arange(height)[:, None] + per_pixel[..., 0], 0, limits[0] - 1)
+    cols = np.clip(np.arange(width)[None, :] + per_pixel[..., 1], 0, limits[1] - 1)
+    return rows, cols
+
+
+# ---- the encoder's search ---------------------------------------------------------------------
+
+
+def estimate(reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Integer vectors (bh, bw, 2) predicting target (H, W, C) from reference (h, w, C) with small
+    absolute luma error: a global shift at 1/8 scale, each block's vector at 1/4 scale around it,
+    then refined at full scale."""
+    ref, tgt = _luma(reference), _luma(target)
+    height, width = tgt.shape
+    shape = blocks(height, width)
+    shift = _global_shift(_downscale(ref, GLOBAL), _downscale(tgt, GLOBAL)) * GLOBAL
+    reach = np.array([max(2, height // 16), max(8, width // 8)]) // COARSE
+    coarse = _block_search(
+        _downscale(ref, COARSE), _downscale(tgt, COARSE), shape, BLOCK // COARSE, shift // COARSE, reach
+    )
+    return _refine(ref, tgt, coarse * COARSE, shape)
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
+
+
+def _downscale(image: np.ndarray, factor: int) -> np.ndarray:
+    h, w = max(1, image.shape[0] // factor), max(1, image.shape[1] // factor)
+    padded = np.pad(image, ((0, max(0, h * factor - image.shape[0])), (0, max(0, w * factor - image.shape[1]))), "edge")
+    return padded[: h * factor, : w * factor].reshape(h, factor, w, factor).mean((1, 3))
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int, shape: tuple[int, int]) -> np.ndarray:
+    rows = np.clip(np.arange(shape[0]) + dy, 0, image.shape[0] - 1)
+    cols = np.clip(np.arange(shape[1]) + dx, 0, image.shape[1] - 1)
+    return image[rows][:, cols]
+
+
+def _global_shift(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """The (dy, dx) at this scale whose overlap of the two images differs least on average."""
+    h, w = tgt.shape
+    best, shift = np.inf, np.zeros(2, dtype=np.int64)
+    for dy in range(-(h // 8), h // 8 + 1):
+        for dx in range(-(w // 3), w // 3 + 1):
+            top, bottom = max(0, -dy), min(h, ref.shape[0] - dy)
+            left, right = max(0, -dx), min(w, ref.shape[1] - dx)
+            if (bottom - top) * (right - left) < tgt.size // 3:
+                continue
+            error = np.abs(tgt[top:bottom, left:right] - ref[top + dy : bottom + dy, left + dx : right + dx]).mean()
+            if error < best:
+                best, shift = error, np.array([dy, dx])
+    return shift
+
+
+def _block_sums(values: np.ndarray, size: int, shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape[0] * size, shape[1] * size
+    padded = np.pad(values, ((0, max(0, h - values.shape[0])), (0, max(0, w - values.shape[1]))), "edge")[:h, :w]
+    return padded.reshape(shape[0], size, shape[1], size).sum((1, 3))
+
+
+def _block_search(ref, tgt, shape, size: int, centre: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Each block's (dy, dx) within ``reach`` of ``centre`` matching best, on whole shifted images."""
+    best = np.full(shape, np.inf)
+    vectors = np.zeros(shape + (2,), dtype=np.int64)
+    for dy in range(centre[0] - reach[0], centre[0] + reach[0] + 1):
+        for dx in range(centre[1] - reach[1], centre[1] + reach[1] + 1):
+            # a small cost for leaving the global shift keeps flat blocks on it (cheaper vectors)
+            error = _block_sums(np.abs(tgt - _shifted(ref, dy, dx, tgt.shape)), size, shape)
+            error += 0.5 * size * (abs(dy - centre[0]) + abs(dx - centre[1]))
+            better = error < best
+            best[better], vectors[better] = error[better], (dy, dx)
+    return vectors
+
+
+def _refine(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    best = np.full(shape, np.inf)
+    refined = vectors.copy()
+    for ey in range(-_REFINE, _REFINE + 1):
+        for ex in range(-_REFINE, _REFINE + 1):
+            candidate = vectors + np.array([ey, ex])
+            rows, cols = _coordinates(candidate, *tgt.shape, ref.shape)
+            error = _block_sums(np.abs(tgt - ref[rows, cols]), BLOCK, shape)
+            better = error < best
+            best[better], refined[better] = error[better], candidate[better]
+    return np.clip(refined, 1 - MAX_VECTOR, MAX_VECTOR - 1)
+
+
+# ---- coding the vectors -----------------------------------------------------------------------
+
+
+def differences(vectors: np.ndarray) -> np.ndarray:
+    """Each vector minus its left neighbour's (the first column's: minus the one above; the first: itself)."""
+    out = vectors.copy()
+    out[:, 1:] -= vectors[:, :-1]
+    out[1:, 0] -= vectors[:-1, 0]
+    return out
+
+
+def undifferenced(diffs: np.ndarray) -> np.ndarray:
+    first_column = np.cumsum(diffs[:, 0], axis=0)
+    return np.cumsum(np.concatenate([first_column[:, None], diffs[:, 1:]], 1), axis=1)
+
+
+def encode_vectors(vectors: np.ndarray, stream: StreamEncoder) -> None:
+    diffs = differences(vectors)
+    for component in range(2):
+        symbols = diffs[..., component].reshape(-1)
+        largest, zero, decay = residual.fit_symbols(np.abs(symbols))
+        stream.encode_uniform(np.array([largest, max(zero, 1) - 1, decay]), _PARAMETER_SIZES)
+        if largest:
+            stream.encode_iid(symbols + largest, residual.table(largest, zero, decay))
+
+
+_PARAMETER_SIZES = np.array([_LARGEST + 1, residual.ZERO_LEVELS - 1, 1 << residual.DECAY_BITS])
+
+
+def decode_vectors(shape: tuple[int, int], stream: StreamDecoder) -> np.ndarray:
+    diffs = np.zeros(shape + (2,), dtype=np.int64)
+    for component in range(2):
+        largest, zero, decay = (int(v) for v in stream.decode_uniform(_PARAMETER_SIZES))
+        if largest:
+            symbols = stream.decode_iid(residual.table(largest, zero + 1, decay), shape[0] * shape[1])
+            diffs[..., component] = (symbols - largest).reshape(shape)
+    vectors = undifferenced(diffs)
+    if np.abs(vectors).max(initial=0) >= MAX_VECTOR:
+        raise CorruptStreamError(f"a disparity vector reaches {MAX_VECTOR} pixels or more")
+    return vectors

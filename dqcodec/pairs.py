@@ -1,0 +1,341 @@
+"""Pair files: two views of one scene (stereo, a burst, two exposures) in one file (issue 32).
+
+A pair file holds a common stream and one local stream per view (docs/bitstream.md, "Pair files"):
+
+- the **common stream** is a whole single-image .dq file of view 0, the reference view: the part
+  of the scene both views are decoded from;
+- **view 0's local stream** is empty: view 0 is the common stream's image;
+- **view 1's local stream** codes view 1 either *predicted* from the common stream's decoded image
+  (``disparity``: one vector per 16x16 block, then the residual layer, ``residual.ResidualCodec``, coding
+  view 1 minus that prediction at the quality's step), or as its *own* .dq file when prediction does
+  not pay (an unrelated pair, or a lossless quality). The encoder codes both and keeps the one of lower
+  squared error + lambda * bits, lambda the residual encoder's own weight of bits (``RATE_WEIGHT * step^2``).
+
+Decoding view 0 reads the common stream alone; decoding view 1 reads the common stream and its own local
+stream (its own file alone, when it was coded on its own). Nothing in a local stream's tables depends on
+pixels, so a reference image that differs by a grey level between machines (the lossy synthesis runs in
+float) changes view 1 by as much and never desynchronizes its stream, as for single residual files.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from PIL import Image
+
+from . import container, disparity, residual, tiling
+from .defaults import DEFAULT_MAX_PIXELS
+from .entropy import StreamDecoder, StreamEncoder
+from .errors import ArgumentError, ContainerError
+from .images import ImageLike, load_image, rgb_and_mode
+from .point import MAX_STEP, Kind, Ladder, OperatingPoint
+from .recorder import Recorder
+
+MAGIC = container.PAIR_MAGIC
+VERSION = 1
+VIEWS = 2
+_FIXED = struct.Struct("<4sBB3I")  # magic, version, view 1's coding, lengths of common, local 0, local 1
+_PREDICTED = struct.Struct("<BIIBHI")  # view 1 predicted: mode, height, width, residual step, tile / 16, codes bytes
+_CRC = struct.Struct("<I")
+
+
+class ViewCoding(IntEnum):
+    OWN = 0  # view 1's local stream is a .dq file of its own
+    PREDICTED = 1  # disparity vectors, then the residual of view 1 against its prediction from view 0
+    MIXED = 2  # view 1's own codes (a lossy .dq file), then per block whether the codes' image or the
+    # prediction is the base, the vectors, and the residual against that base
+
+
+@dataclass(frozen=True)
+class PredictedHeader:
+    mode: str
+    height: int
+    width: int
+    step: int
+    tile: int
+    codes_bytes: int = 0  # MIXED: the length of the codes' .dq file that follows the header
+
+
+@dataclass(frozen=True)
+class PairFile:
+    """A pair file's streams, checked: the common stream (view 0's .dq file) and view 1's local stream."""
+
+    coding: ViewCoding
+    common: bytes
+    local: tuple[bytes, bytes]
+
+    @property
+    def stream_bytes(self) -> dict[str, int]:
+        return {"common": len(self.common), "local 0": len(self.local[0]), "local 1": len(self.local[1])}
+
+
+def is_pair(data: bytes | memoryview) -> bool:
+    return bytes(data[:4]) == MAGIC
+
+
+# ---- the container ------------------------------------------------------------------------------
+
+
+def pack(coding: ViewCoding, common: bytes, local: tuple[bytes, bytes]) -> bytes:
+    body = _FIXED.pack(MAGIC, VERSION, int(coding), len(common), *map(len, local)) + common + b"".join(local)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def unpack(data: bytes) -> PairFile:
+    if len(data) < _FIXED.size + _CRC.size or not is_pair(data):
+        raise ContainerError("not a dq pair file (bad magic bytes or too short)")
+    magic, version, coding, *lengths = _FIXED.unpack_from(data)
+    if version != VERSION:
+        raise ContainerError(f"dq pair format version {version} is not supported (this dqcodec reads {VERSION})")
+    if zlib.crc32(data[: -_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
+        raise ContainerError("checksum mismatch: the file is truncated or corrupted")
+    if coding not in iter(ViewCoding):
+        raise ContainerError(f"unknown coding {coding} of view 1")
+    if _FIXED.size + sum(lengths) + _CRC.size != len(data):
+        raise ContainerError("stream lengths do not match the file size")
+    if lengths[1]:
+        raise ContainerError("view 0's local stream must be empty in pair format 1")
+    streams, offset = [], _FIXED.size
+    for length in lengths:
+        streams.append(bytes(data[offset : offset + length]))
+        offset += length
+    return PairFile(ViewCoding(coding), streams[0], (streams[1], streams[2]))
+
+
+def _pack_predicted(header: PredictedHeader, codes: bytes, stream: bytes) -> bytes:
+    mode = container.MODES.index(header.mode)
+    fields = _PREDICTED.pack(mode, header.height, header.width, header.step, header.tile // 16, len(codes))
+    return fields + codes + stream
+
+
+def _unpack_predicted(local: bytes, max_pixels: int | None) -> tuple[PredictedHeader, bytes, bytes]:
+    """View 1's header, its codes' .dq file (MIXED; empty for PREDICTED) and its stream."""
+    if len(local) < _PREDICTED.size:
+        raise ContainerError("view 1's local stream is truncated inside its header")
+    mode, height, width, step, tile, codes_bytes = _PREDICTED.unpack_from(local)
+    if mode >= len(container.MODES) or not 1 <= step <= MAX_STEP:
+        raise ContainerError("malformed header of view 1: bad mode or residual step")
+    if _PREDICTED.size + codes_bytes > len(local):
+        raise ContainerError("view 1's codes are longer than its local stream")
+    container.check_pixels(height, width, max_pixels)
+    container.check_tile(16 * tile, height, width)
+    header = PredictedHeader(container.MODES[mode], height, width, step, 16 * tile, codes_bytes)
+    end = _PREDICTED.size + codes_bytes
+    return header, local[_PREDICTED.size : end], local[end:]
+
+
+# ---- encoding -----------------------------------------------------------------------------------
+
+
+def compress_pair(
+    first: ImageLike,
+    second: ImageLike,
+    quality: int | None = None,
+    model: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    coding: ViewCoding | None = None,
+) -> bytes:
+    """The bytes of a pair file of two views (paths, PIL images or arrays, as ``dqcodec.compress`` takes),
+    both at one quality of one model. ``coding`` forces how view 1 is coded (None: the encoder codes it every
+    way the quality allows and keeps the one of least squared error + lambda * bits)."""
+    from . import codec
+
+    views = [rgb_and_mode(load_image(image, max_pixels)) for image in (first, second)]
+    common = codec.compress(_as_mode(*views[0]), quality=quality, model=model, max_pixels=max_pixels)
+    opened = codec.open_file(common, max_pixels)
+    step = prediction_step(opened.point, opened.config)
+    if coding not in (None, ViewCoding.OWN) and not step:
+        raise ArgumentError(f"quality {opened.header.quality} codes no residual, so view 1 cannot be predicted")
+    tried = [coding] if coding is not None else list(ViewCoding) if step else [ViewCoding.OWN]
+    candidates = {c: _encode_second(c, views[1], opened, step) for c in tried}
+    chosen = min(candidates, key=lambda c: _cost(candidates[c], c, common, views[1][0], step))
+    return pack(chosen, common, (b"", candidates[chosen]))
+
+
+def _encode_second(coding: ViewCoding, view: tuple[Image.Image, str], opened, step: int) -> bytes:
+    from . import codec
+
+    rgb, mode = view
+    model, quality = opened.header.model, opened.header.quality
+    if coding == ViewCoding.OWN:
+        return codec.compress(_as_mode(rgb, mode), quality=quality, model=model, max_pixels=None)
+    target = np.asarray(rgb)
+    height, width = target.shape[:2]
+    reference = _rgb_array(codec.decode_file(opened))
+    vectors = disparity.estimate(reference, target)
+    base = disparity.predict(reference, vectors, height, width)
+    stream, codes = StreamEncoder(), b""
+    if coding == ViewCoding.MIXED:
+        codes = codec.compress(_as_mode(rgb, mode), quality=opened.point.codes_quality, model=model, max_pixels=None)
+        own = _rgb_array(codec.decompress(codes, max_pixels=None))
+        predicted = _closer_blocks(base, own, target)
+        vectors = _fill_unused(vectors, predicted)
+        _encode_flags(predicted, stream)
+        base = _mixed_base(predicted, base, own)
+    disparity.encode_vectors(vectors, stream)
+    layer = _residual_layer(step, opened.config)
+    tile = container.MAX_TILE
+    for cut in tiling.cut((height, width), tile):
+        layer.compress(target[cut.rows, cut.cols], base[cut.rows, cut.cols], stream)
+    header = PredictedHeader(mode, height, width, step, tile)
+    return _pack_predicted(header, codes, stream.to_bytes())
+
+
+def _as_mode(rgb: Image.Image, mode: str) -> Image.Image:
+    return rgb.convert("L") if mode == "L" else rgb
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+def prediction_step(point: OperatingPoint, config) -> int:
+    """The residual step view 1 is predicted at for a file's point: a residual quality's own, a lossy
+    quality's continued from the first two residual steps' ratio; 0 (no prediction) for the pixel layers'
+    qualities and for models without residual qualities."""
+    ladder = Ladder.from_config(config)
+    if point.kind == Kind.RESIDUAL:
+        return point.residual_step
+    if point.kind != Kind.LOSSY or len(ladder.residual_steps) < 2:
+        return 0
+    first, second = ladder.residual_steps[0][1], ladder.residual_steps[1][1]
+    below = ladder.lossy_count + 1 - point.quality  # qualities below the first residual one
+    return int(min(MAX_STEP, round(first * (first / second) ** below)))
+
+
+def _block_errors(image: np.ndarray, target: np.ndarray) -> np.ndarray:
+    h, w = target.shape[:2]
+    bh, bw = disparity.blocks(h, w)
+    error = ((image.astype(np.int64) - target) ** 2).sum(-1)
+    padded = np.pad(error, ((0, bh * disparity.BLOCK - h), (0, bw * disparity.BLOCK - w)))
+    return padded.reshape(bh, disparity.BLOCK, bw, disparity.BLOCK).sum((1, 3))
+
+
+def _closer_blocks(prediction: np.ndarray, own: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(bh, bw) True where the prediction is closer to the target than the codes' own image."""
+    return _block_errors(prediction, target) < _block_errors(own, target)
+
+
+def _fill_unused(vectors: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """The vectors with each unused one replaced by its left neighbour's, so it costs nearly nothing."""
+    filled = vectors.copy()
+    for x in range(1, vectors.shape[1]):
+        filled[~used[:, x], x] = filled[~used[:, x], x - 1]
+    return filled
+
+
+def _mixed_base(predicted: np.ndarray, prediction: np.ndarray, own: np.ndarray) -> np.ndarray:
+    h, w = own.shape[:2]
+    per_pixel = np.repeat(np.repeat(predicted, disparity.BLOCK, 0), disparity.BLOCK, 1)[:h, :w, None]
+    return np.where(per_pixel, prediction, own)
+
+
+def _encode_flags(flags: np.ndarray, stream: StreamEncoder) -> None:
+    ones = int(flags.sum())
+    stream.encode_uniform(np.array([ones]), np.array([flags.size + 1]))
+    stream.encode_iid(flags.reshape(-1).astype(np.int64), _flag_table(ones, flags.size))
+
+
+def _decode_flags(shape: tuple[int, int], stream: StreamDecoder) -> np.ndarray:
+    count = shape[0] * shape[1]
+    ones = int(stream.decode_uniform(np.array([count + 1]))[0])
+    return stream.decode_iid(_flag_table(ones, count), count).reshape(shape).astype(bool)
+
+
+def _flag_table(ones: int, count: int) -> np.ndarray:
+    return np.array([[count - ones + 1, ones + 1]], dtype=np.float64)
+
+
+def _residual_layer(step: int, config) -> residual.ResidualCodec:
+    return residual.ResidualCodec(step, bool(config.residual_deblocking), float(config.residual_rate_weight))
+
+
+def _cost(local: bytes, coding: ViewCoding, common: bytes, original: Image.Image, step: int) -> float:
+    """Squared error + RATE_WEIGHT * step^2 * bits of view 1 as this local stream decodes it."""
+    decoded = _rgb_array(_decode_second(coding, common, local, None, None))
+    error = float(np.sum((decoded.astype(np.float64) - np.asarray(original, dtype=np.float64)) ** 2))
+    return error + residual.RATE_WEIGHT * max(step, 1) ** 2 * 8 * len(local)
+
+
+# ---- decoding -----------------------------------------------------------------------------------
+
+
+def decompress_pair(
+    data: bytes, views: tuple[int, ...] = (0, 1), max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> list[Image.Image]:
+    """The views (0, 1 or both) of a pair file, each in its original size and mode. View 0 reads the common
+    stream alone; view 1 the common stream and its local stream (its local stream alone if coded on its own)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArgumentError(f"expected the bytes of a dq pair file, got {type(data).__name__}")
+    if not isinstance(views, (tuple, list)) or not views or any(v not in range(VIEWS) for v in views):
+        raise ArgumentError(f"views are 0 and 1, got {views!r}")
+    pair = unpack(bytes(data))
+    from . import codec
+
+    decoded: dict[int, Image.Image] = {}
+    if 0 in views or (1 in views and pair.coding != ViewCoding.OWN):
+        decoded[0] = codec.decompress(pair.common, max_pixels=max_pixels)
+    if 1 in views:
+        decoded[1] = _decode_second(pair.coding, pair.common, pair.local[1], decoded.get(0), max_pixels)
+    return [decoded[v] for v in views]
+
+
+def _decode_second(
+    coding: ViewCoding, common: bytes, local: bytes, reference: Image.Image | None, max_pixels: int | None
+) -> Image.Image:
+    from . import codec
+
+    if coding == ViewCoding.OWN:
+        return codec.decompress(local, max_pixels=max_pixels)
+    header, codes, stream_bytes = _unpack_predicted(local, max_pixels)
+    if (coding == ViewCoding.MIXED) != bool(codes):
+        raise ContainerError(f"view 1 is coded {coding.name.lower()} but {'has no' if not codes else 'has'} codes")
+    opened = codec.open_file(common, max_pixels)
+    if prediction_step(opened.point, opened.config) != header.step:
+        raise ContainerError(f"view 1's residual step {header.step} is not the step of quality {opened.header.quality}")
+    if reference is None:
+        reference = codec.decode_file(opened)
+    stream = StreamDecoder(stream_bytes)
+    shape = disparity.blocks(header.height, header.width)
+    flags = _decode_flags(shape, stream) if codes else None
+    vectors = disparity.decode_vectors(shape, stream)
+    image = disparity.predict(_rgb_array(reference), vectors, header.height, header.width)
+    if flags is not None:
+        own = _rgb_array(codec.decompress(codes, max_pixels=max_pixels))
+        if own.shape != image.shape:
+            raise ContainerError(
+                f"view 1's codes are of {own.shape[1]}x{own.shape[0]} pixels, its header names {header.width}x{header.height}"
+            )
+        image = _mixed_base(flags, image, own)
+    layer = _residual_layer(header.step, opened.config)
+    for cut in tiling.cut((header.height, header.width), header.tile):
+        image[cut.rows, cut.cols] = layer.decompress(image[cut.rows, cut.cols], stream, Recorder())
+    stream.finish()
+    decoded = Image.fromarray(image, "RGB")
+    return decoded.convert("L") if header.mode == "L" else decoded
+
+
+# ---- inspecting ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairInfo:
+    coding: ViewCoding
+    stream_bytes: dict[str, int]
+    common: container.Header  # view 0's
+    second: container.Header | PredictedHeader  # view 1's
+    file_bytes: int
+
+
+def inspect_pair(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> PairInfo:
+    pair = unpack(bytes(data))
+    common = container.unpack(pair.common, max_pixels)[0]
+    if pair.coding == ViewCoding.OWN:
+        second: container.Header | PredictedHeader = container.unpack(pair.local[1], max_pixels)[0]
+    else:
+        second = _unpack_predicted(pair.local[1], max_pixels)[0]
+    return PairInfo(pair.coding, pair.stream_bytes, common, second, len(data))
