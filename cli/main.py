@@ -195,10 +195,18 @@ def cli():
     type=click.FloatRange(min=0, min_open=True),
     help="instead of -q: the smallest quality whose decoded image reaches this PSNR in dB (as cwebp -psnr)",
 )
+@click.option(
+    "--pair",
+    is_flag=True,
+    help="two views of one scene (stereo, burst) into one file: a common stream and a local stream per view",
+)
 @max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
-def encode(inputs, output, quality, lossless, effort, model, bpp, psnr, max_pixels, force):
+def encode(inputs, output, quality, lossless, effort, model, bpp, psnr, pair, max_pixels, force):
     """Encode images (PNG, JPEG, ...) into .dq files."""
+    if pair:
+        _encode_pair(inputs, output, quality, lossless, effort, model, bpp, psnr, max_pixels, force)
+        return
     if lossless and effort:
         raise click.UsageError("--effort applies to lossy files only")
     if (bpp is not None or psnr is not None) and (
@@ -234,6 +242,42 @@ def encode(inputs, output, quality, lossless, effort, model, bpp, psnr, max_pixe
     run_batch(pairs, "encoding", work)
 
 
+def _encode_pair(inputs, output, quality, lossless, effort, model, bpp, psnr, max_pixels, force) -> None:
+    if len(inputs) != 2:
+        raise click.UsageError(f"--pair takes two images (the views), got {len(inputs)}")
+    if lossless or effort or bpp is not None or psnr is not None:
+        raise click.UsageError("--pair takes -q and --model; lossless pairs are -q of a lossless quality")
+    if output is not None and output.is_dir():
+        raise click.UsageError(f"-o {output} is a folder; a pair is one file")
+    dst = output or inputs[0].with_suffix(".dq")
+    if os.path.lexists(dst) and not force:
+        raise click.ClickException(f"{dst} exists; use --force to overwrite")
+    from dqcodec import pairs
+
+    started = time.perf_counter()
+    try:
+        data = pairs.compress_pair(*inputs, quality=quality, model=model, max_pixels=max_pixels or None)
+    except USER_ERRORS as error:
+        raise click.ClickException(f"{inputs[0]}, {inputs[1]}: {error}") from None
+    write_atomic(dst, data)
+    streams = ", ".join(f"{name} {n}" for name, n in pairs.unpack(data).stream_bytes.items())
+    click.echo(
+        f"{inputs[0]} + {inputs[1]} -> {dst}: {len(data)} bytes ({streams}), {time.perf_counter() - started:.2f} s"
+    )
+
+
+def view_path(dst: Path, view: int) -> Path:
+    """Where view N of a pair file decoded to ``dst`` goes: NAME.N.SUFFIX."""
+    return dst.with_name(f"{dst.stem}.{view}{dst.suffix}")
+
+
+def _encoded_image(image, dst: Path) -> bytes:
+    encoded = io.BytesIO()
+    image_format, options = DECODED_FORMATS[dst.suffix.lower()]
+    image.save(encoded, format=image_format, **options)
+    return encoded.getvalue()
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output PNG, or a folder for several inputs")
@@ -242,10 +286,17 @@ def encode(inputs, output, quality, lossless, effort, model, bpp, psnr, max_pixe
     is_flag=True,
     help="for lossless files: the lossy image from the codes alone, without decoding the pixels",
 )
+@click.option(
+    "--view",
+    type=click.IntRange(0, 1),
+    help="pair files: decode this view alone (0 reads the common stream, 1 also its local stream)",
+)
 @max_pixels_option
 @click.option("--force", is_flag=True, help="overwrite existing outputs")
-def decode(inputs, output, preview, max_pixels, force):
-    """Decode .dq files into PNG images (or the lossless format -o names: .png, .bmp, .ppm, .tif, .webp)."""
+def decode(inputs, output, preview, view, max_pixels, force):
+    """Decode .dq files into PNG images (or the lossless format -o names: .png, .bmp, .ppm, .tif, .webp).
+
+    A pair file writes NAME.0.png and NAME.1.png (its two views), or with --view N that view as NAME.png."""
     pairs = plan_outputs(inputs, output, ".png", force)
     for _, dst in pairs:
         if dst.suffix.lower() not in DECODED_FORMATS:
@@ -253,25 +304,69 @@ def decode(inputs, output, preview, max_pixels, force):
                 f"{dst}: cannot write {dst.suffix or 'a file without a suffix'}; decode writes {', '.join(sorted(DECODED_FORMATS))} (lossless formats)"
             )
 
+    from dqcodec.pairs import is_pair
+
     def work(src, dst, progress=None):
         started = time.perf_counter()
-        image = dqcodec.decompress(src.read_bytes(), preview=preview, max_pixels=max_pixels or None, progress=progress)
-        encoded = io.BytesIO()
-        image_format, options = DECODED_FORMATS[dst.suffix.lower()]
-        image.save(encoded, format=image_format, **options)
-        write_atomic(dst, encoded.getvalue())
+        data = src.read_bytes()
+        if is_pair(data):
+            return decode_pair(data, src, dst, view, max_pixels, force, started)
+        if view is not None:
+            raise dqcodec.ArgumentError("--view applies to pair files; this is a single-image .dq file")
+        image = dqcodec.decompress(data, preview=preview, max_pixels=max_pixels or None, progress=progress)
+        write_atomic(dst, _encoded_image(image, dst))
         return f"{src} -> {dst}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s"
 
     run_batch(pairs, "decoding", work)
+
+
+def decode_pair(data: bytes, src: Path, dst: Path, view, max_pixels, force: bool, started: float) -> str:
+    """Decode a pair file's views (or one of them) next to ``dst``; existing outputs need --force."""
+    from dqcodec import pairs
+
+    views = (0, 1) if view is None else (view,)
+    targets = [view_path(dst, v) for v in views] if view is None else [dst]
+    existing = [t for t in targets if os.path.lexists(t) and t != dst]  # dst itself was checked by plan_outputs
+    if existing and not force:
+        raise click.ClickException(f"{existing[0]} exists; use --force to overwrite")
+    images = pairs.decompress_pair(data, views, max_pixels=max_pixels or None)
+    for image, target in zip(images, targets, strict=True):
+        write_atomic(target, _encoded_image(image, target))
+    written = ", ".join(f"{t} ({i.width}x{i.height} {i.mode})" for t, i in zip(targets, images, strict=True))
+    return f"{src} -> {written}, {time.perf_counter() - started:.2f} s"
+
+
+def _pair_info(file: Path, data: bytes, max_pixels) -> None:
+    from dqcodec import pairs
+
+    details = pairs.inspect_pair(data, max_pixels=max_pixels or None)
+    common, second = details.common, details.second
+    click.echo(f"file            {file}")
+    click.echo(f"pair            two views; view 1 coded {details.coding.name.lower()}")
+    click.echo(f"model           {common.model} (weights {common.weights_hash.hex()}), quality {common.quality}")
+    click.echo(f"view 0          {common.width}x{common.height} {common.mode}")
+    click.echo(f"view 1          {second.width}x{second.height} {second.mode}")
+    pixels = common.width * common.height + second.width * second.height
+    click.echo(f"size            {details.file_bytes} bytes, {8 * details.file_bytes / pixels:.4f} bpp over both views")
+    click.echo(f"streams         {', '.join(f'{name} {n} bytes' for name, n in details.stream_bytes.items())}")
 
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @max_pixels_option
 def info(file, max_pixels):
-    """Show a .dq file's header, its bits per pixel and its payload against the ideal."""
+    """Show a .dq file's header, its bits per pixel and its payload against the ideal (a pair file: its streams)."""
+    from dqcodec import pairs
+
+    data = file.read_bytes()
+    if pairs.is_pair(data):
+        try:
+            _pair_info(file, data, max_pixels)
+        except USER_ERRORS as error:
+            raise click.ClickException(f"{file}: {error}") from None
+        return
     try:
-        details = dqcodec.inspect(file.read_bytes(), max_pixels=max_pixels or None)
+        details = dqcodec.inspect(data, max_pixels=max_pixels or None)
     except USER_ERRORS as error:
         raise click.ClickException(f"{file}: {error}") from None
     h = details.header
@@ -314,6 +409,39 @@ def models():
                 click.echo(f"  lossless: {details['lossless']['heldout']['dq']:.3f} bits/dim (held-out photos)")
 
 
+def _eval_pairs(folder: Path, codecs, output: Path, metric: str, model: str, force: bool) -> None:
+    from dqcodec import evaluate, evaluate_pairs
+
+    if metric != "psnr":
+        raise click.UsageError("--pairs measures PSNR (the mean of the two views')")
+    earlier = evaluate_pairs.previous_results(output)
+    if earlier and not force:
+        raise click.ClickException(
+            f"{output} holds the results of an earlier run ({earlier[0].name}, ...); use --force"
+        )
+    if not evaluate_pairs.find_pairs(folder):
+        raise click.ClickException(f"no pairs in {folder}: a pair is a folder holding exactly two images")
+    chosen = tuple(c for c in codecs if c in ("dq", *evaluate_pairs.BASELINES))
+    if codecs == evaluate.DEFAULT_CODECS:
+        chosen = ("dq", *evaluate_pairs.BASELINES)
+
+    def bar(jobs):
+        with click.progressbar(jobs, label="evaluating pairs", file=sys.stderr) as items:
+            yield from items
+
+    try:
+        points, skipped = evaluate_pairs.run(folder, model, chosen, bar)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from None
+    summary = evaluate_pairs.summarize(points)
+    evaluate_pairs.write(output, points, summary)
+    click.echo(f"{len({p.pair for p in points})} pairs; results in {output}/")
+    for line in evaluate_pairs.table(summary):
+        click.echo(line)
+    for item in skipped:
+        click.echo(f"skipped: {item}", err=True)
+
+
 @cli.command("eval")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -340,7 +468,13 @@ def models():
     is_flag=True,
     help="replace the results of an earlier run in OUTPUT (all of them, so the folder holds one run)",
 )
-def eval_command(folder, codecs, output, metric, model, force):
+@click.option(
+    "--pairs",
+    is_flag=True,
+    help="FOLDER holds pairs (a folder of two images each, or kind folders of them): pair files against two "
+    "files per pair (dq, and JPEG, WebP, AVIF, JPEG XL of each view)",
+)
+def eval_command(folder, codecs, output, metric, model, force, pairs):
     """Rate–distortion of every codec at a sweep of rates on the images in FOLDER."""
     from dqcodec import codec, evaluate, extras
 
@@ -348,6 +482,9 @@ def eval_command(folder, codecs, output, metric, model, force):
         extras.require("eval", "dqcodec eval")
     except dqcodec.DQCodecError as error:
         raise click.ClickException(str(error)) from None
+    if pairs:
+        _eval_pairs(folder, codecs, output, metric, model, force)
+        return
 
     earlier = evaluate.previous_results(output)
     if earlier and not force:
