@@ -151,12 +151,15 @@ def compress_pair(
     if coding not in (None, ViewCoding.OWN) and not step:
         raise ArgumentError(f"quality {opened.header.quality} codes no residual, so view 1 cannot be predicted")
     tried = [coding] if coding is not None else list(ViewCoding) if step else [ViewCoding.OWN]
-    candidates = {c: _encode_second(c, views[1], opened, step) for c in tried}
-    chosen = min(candidates, key=lambda c: _cost(candidates[c], c, common, views[1][0], step))
+    reference = codec.decode_file(opened) if tried != [ViewCoding.OWN] else None
+    candidates = {c: _encode_second(c, views[1], opened, step, reference) for c in tried}
+    chosen = min(candidates, key=lambda c: _cost(candidates[c], c, common, reference, views[1][0], step))
     return pack(chosen, common, (b"", candidates[chosen]))
 
 
-def _encode_second(coding: ViewCoding, view: tuple[Image.Image, str], opened, step: int) -> bytes:
+def _encode_second(
+    coding: ViewCoding, view: tuple[Image.Image, str], opened, step: int, reference: Image.Image | None
+) -> bytes:
     from . import codec
 
     rgb, mode = view
@@ -165,9 +168,10 @@ def _encode_second(coding: ViewCoding, view: tuple[Image.Image, str], opened, st
         return codec.compress(_as_mode(rgb, mode), quality=quality, model=model, max_pixels=None)
     target = np.asarray(rgb)
     height, width = target.shape[:2]
-    reference = _rgb_array(codec.decode_file(opened))
-    vectors = disparity.estimate(reference, target)
-    base = disparity.predict(reference, vectors, height, width)
+    assert reference is not None
+    reference_rgb = _rgb_array(reference)
+    vectors = disparity.estimate(reference_rgb, target)
+    base = disparity.predict(reference_rgb, vectors, height, width)
     stream, codes = StreamEncoder(), b""
     if coding == ViewCoding.MIXED:
         codes = codec.compress(_as_mode(rgb, mode), quality=opened.point.codes_quality, model=model, max_pixels=None)
@@ -254,9 +258,11 @@ def _residual_layer(step: int, config) -> residual.ResidualCodec:
     return residual.ResidualCodec(step, bool(config.residual_deblocking), float(config.residual_rate_weight))
 
 
-def _cost(local: bytes, coding: ViewCoding, common: bytes, original: Image.Image, step: int) -> float:
+def _cost(
+    local: bytes, coding: ViewCoding, common: bytes, reference: Image.Image | None, original: Image.Image, step: int
+) -> float:
     """Squared error + RATE_WEIGHT * step^2 * bits of view 1 as this local stream decodes it."""
-    decoded = _rgb_array(_decode_second(coding, common, local, None, None))
+    decoded = _rgb_array(_decode_second(coding, common, local, reference, None))
     error = float(np.sum((decoded.astype(np.float64) - np.asarray(original, dtype=np.float64)) ** 2))
     return error + residual.RATE_WEIGHT * max(step, 1) ** 2 * 8 * len(local)
 
