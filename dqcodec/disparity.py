@@ -37,7 +37,7 @@ def blocks(height: int, width: int) -> tuple[int, int]:
 
 def predict(reference: np.ndarray, vectors: np.ndarray, height: int, width: int) -> np.ndarray:
     """The (height, width, C) prediction of a view from the reference (h, w, C) and its vectors (bh, bw, 2)."""
-    rows, cols = _coordinates(vectors, height, width, reference.shape[:2])
+    rows, cols = _coordinates(vectors, height, width, (reference.shape[0], reference.shape[1]))
     return reference[rows, cols]
 
 
@@ -124,7 +124,7 @@ def _refine(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape: tuple[
     for ey in range(-_REFINE, _REFINE + 1):
         for ex in range(-_REFINE, _REFINE + 1):
             candidate = vectors + np.array([ey, ex])
-            rows, cols = _coordinates(candidate, *tgt.shape, ref.shape)
+            rows, cols = _coordinates(candidate, tgt.shape[0], tgt.shape[1], (ref.shape[0], ref.shape[1]))
             error = _block_sums(np.abs(tgt - ref[rows, cols]), BLOCK, shape)
             better = error < best
             best[better], refined[better] = error[better], candidate[better]

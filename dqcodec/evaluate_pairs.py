@@ -76,16 +76,29 @@ def _timed(work: Callable):
 
 def _point(codec: str, setting, pair: Pair, views, decoded, size: int, times: tuple, coding: str = "") -> PairPoint:
     pixels = sum(v.width * v.height for v in views)
-    values = [psnr(v.convert("RGB"), d.convert("RGB")) for v, d in zip(views, decoded, strict=True)]
+    first, second = (psnr(v.convert("RGB"), d.convert("RGB")) for v, d in zip(views, decoded, strict=True))
+    encode_seconds, decode_seconds, view_seconds = times
     return PairPoint(
-        codec, setting, pair.name, pair.kind, size, 8 * size / pixels, sum(values) / 2, *values, *times, coding
+        codec,
+        setting,
+        pair.name,
+        pair.kind,
+        size,
+        8 * size / pixels,
+        (first + second) / 2,
+        first,
+        second,
+        encode_seconds,
+        decode_seconds,
+        view_seconds,
+        coding,
     )
 
 
 def measure_pair_file(pair: Pair, views, quality: int, model: str) -> PairPoint:
     from . import pairs
 
-    data, encode_seconds = _timed(lambda: pairs.compress_pair(*views, quality=quality, model=model))
+    data, encode_seconds = _timed(lambda: pairs.compress_pair(views[0], views[1], quality=quality, model=model))
     decoded, decode_seconds = _timed(lambda: pairs.decompress_pair(data))
     _, view_seconds = _timed(lambda: pairs.decompress_pair(data, (1,)))
     coding = pairs.unpack(data).coding.name.lower()
@@ -160,11 +173,11 @@ def write(outdir: Path, points: list[PairPoint], summary: dict) -> None:
         writer.writerows(dataclasses.asdict(p) for p in points)
     (outdir / "pair_summary.json").write_text(json.dumps(summary, indent=1))
     with open(outdir / "pair_bd_rate.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["kind", "pairs", "against", "metric", "bd_rate_percent"])
+        rows = csv.writer(f)
+        rows.writerow(["kind", "pairs", "against", "metric", "bd_rate_percent"])
         for kind, entry in summary.items():
             for codec, delta in entry["bd_rate"].items():
-                writer.writerow([kind, entry["pairs"], codec, "psnr", "" if delta is None else f"{delta:.2f}"])
+                rows.writerow([kind, entry["pairs"], codec, "psnr", "" if delta is None else f"{delta:.2f}"])
 
 
 def previous_results(outdir: Path) -> list[Path]:

@@ -41,6 +41,7 @@ VIEWS = 2
 _FIXED = struct.Struct("<4sBB3I")  # magic, version, view 1's coding, lengths of common, local 0, local 1
 _PREDICTED = struct.Struct("<BIIBHI")  # view 1 predicted: mode, height, width, residual step, tile / 16, codes bytes
 _CRC = struct.Struct("<I")
+STEP_RATIO = 1.3  # between residual steps of neighbouring qualities, when a model has one (dq-3: 116 / 88)
 
 
 class ViewCoding(IntEnum):
@@ -198,17 +199,18 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
 
 
 def prediction_step(point: OperatingPoint, config) -> int:
-    """The residual step view 1 is predicted at for a file's point: a residual quality's own, a lossy
-    quality's continued from the first two residual steps' ratio; 0 (no prediction) for the pixel layers'
-    qualities and for models without residual qualities."""
+    """The residual step view 1 is predicted at for a file's point: a residual quality's own; a lossy
+    quality's continued below the first residual step by the ratio of the first two (``STEP_RATIO`` for a
+    model with one); 0 (no prediction) for the pixel layers' qualities and models without residual qualities."""
     ladder = Ladder.from_config(config)
     if point.kind == Kind.RESIDUAL:
         return point.residual_step
-    if point.kind != Kind.LOSSY or len(ladder.residual_steps) < 2:
+    if point.kind != Kind.LOSSY or not ladder.residual_steps:
         return 0
-    first, second = ladder.residual_steps[0][1], ladder.residual_steps[1][1]
+    steps = [step for _, step in ladder.residual_steps]
+    ratio = steps[0] / steps[1] if len(steps) > 1 else STEP_RATIO
     below = ladder.lossy_count + 1 - point.quality  # qualities below the first residual one
-    return int(min(MAX_STEP, round(first * (first / second) ** below)))
+    return int(min(MAX_STEP, round(steps[0] * ratio**below)))
 
 
 def _block_errors(image: np.ndarray, target: np.ndarray) -> np.ndarray:

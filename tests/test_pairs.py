@@ -1,0 +1,194 @@
+"""Pair files (issue 32): two views in one file, a common stream and a local stream per view."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import dqcodec
+from cli.main import cli
+from dqcodec import disparity, pairs
+from dqcodec.entropy import StreamDecoder, StreamEncoder
+from tests.conftest import photo_like
+
+RESIDUAL_QUALITY = 4  # the tiny model's one residual quality
+NEAR_LOSSLESS = 5  # samples within 2
+
+
+def textured(height, width, seed=0):
+    """Blocky texture a disparity search can lock on to (photo_like is periodic along a row)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 4 + 1, width // 4 + 1, 3))
+    return np.repeat(np.repeat(coarse, 4, 0), 4, 1)[:height, :width].astype(np.uint8)
+
+
+def stereo(height=64, width=96, shift=8):
+    """A view and the same scene seen ``shift`` columns to the right: view 1's pixel x is view 0's x + shift."""
+    scene = textured(height, width + shift)
+    return scene[:, :width], scene[:, shift:]
+
+
+def decoded_arrays(data, views=(0, 1)):
+    return [np.asarray(image) for image in pairs.decompress_pair(data, views)]
+
+
+@pytest.mark.parametrize("coding", list(pairs.ViewCoding))
+def test_every_coding_of_view_1_round_trips_and_view_0_is_the_common_file(tiny_zoo, coding):
+    first, second = stereo()
+    data = pairs.compress_pair(first, second, quality=RESIDUAL_QUALITY, model=tiny_zoo, coding=coding)
+    pair = pairs.unpack(data)
+    assert pair.coding == coding and pair.local[0] == b""
+    both = decoded_arrays(data)
+    assert np.array_equal(both[0], np.asarray(dqcodec.decompress(pair.common)))
+    assert np.array_equal(decoded_arrays(data, (1,))[0], both[1]) and both[1].shape == second.shape
+    assert np.abs(both[1].astype(int) - second).mean() < 40
+
+
+def test_a_predicted_view_costs_less_than_a_file_of_its_own_on_a_shifted_pair(tiny_zoo):
+    first, second = stereo()
+    predicted = pairs.compress_pair(
+        first, second, quality=RESIDUAL_QUALITY, model=tiny_zoo, coding=pairs.ViewCoding.PREDICTED
+    )
+    own = dqcodec.compress(second, quality=RESIDUAL_QUALITY, model=tiny_zoo)
+    assert len(pairs.unpack(predicted).local[1]) < 0.8 * len(own)
+    chosen = pairs.compress_pair(first, second, quality=RESIDUAL_QUALITY, model=tiny_zoo)
+    assert pairs.unpack(chosen).coding != pairs.ViewCoding.OWN
+
+
+def test_views_of_different_sizes_and_modes_come_back_as_they_were(tiny_zoo):
+    gray = Image.fromarray(photo_like(30, 70, seed=3)[..., 0])
+    for quality in (1, RESIDUAL_QUALITY):
+        first, second = pairs.decompress_pair(
+            pairs.compress_pair(photo_like(40, 50), gray, quality=quality, model=tiny_zoo)
+        )
+        assert (first.mode, first.size, second.mode, second.size) == ("RGB", (50, 40), "L", (70, 30))
+
+
+def test_a_near_lossless_pair_codes_view_1_on_its_own_within_its_bound(tiny_zoo):
+    first, second = stereo(32, 32, 4)
+    data = pairs.compress_pair(first, second, quality=NEAR_LOSSLESS, model=tiny_zoo)
+    assert pairs.unpack(data).coding == pairs.ViewCoding.OWN
+    for decoded, original in zip(decoded_arrays(data), (first, second)):
+        assert np.abs(decoded.astype(int) - original).max() <= 2
+    with pytest.raises(dqcodec.ArgumentError, match="cannot be predicted"):
+        pairs.compress_pair(first, second, quality=NEAR_LOSSLESS, model=tiny_zoo, coding=pairs.ViewCoding.PREDICTED)
+
+
+def test_info_reports_every_streams_bytes(tiny_zoo):
+    first, second = stereo()
+    data = pairs.compress_pair(first, second, quality=RESIDUAL_QUALITY, model=tiny_zoo)
+    info = pairs.inspect_pair(data)
+    assert sum(info.stream_bytes.values()) + 18 + 4 == info.file_bytes == len(data)
+    assert (info.second.width, info.second.height) == (96, 64)
+
+
+# ---- hostile bytes ------------------------------------------------------------------------------
+
+
+def repacked(data, **changes):
+    """The pair file with fields changed, its checksum made right again."""
+    pair = pairs.unpack(data)
+    coding = changes.get("coding", int(pair.coding))
+    common, local = changes.get("common", pair.common), changes.get("local", pair.local)
+    body = (
+        struct.pack("<4sBB3I", pairs.MAGIC, pairs.VERSION, coding, len(common), *map(len, local))
+        + common
+        + b"".join(local)
+    )
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.fixture
+def pair_file(tiny_zoo):
+    first, second = stereo()
+    return pairs.compress_pair(first, second, quality=RESIDUAL_QUALITY, model=tiny_zoo, coding=pairs.ViewCoding.MIXED)
+
+
+def test_damaged_pair_files_are_refused_with_a_dqcodec_error(pair_file):
+    pair = pairs.unpack(pair_file)
+    local = pair.local[1]
+    bad = [
+        pair_file[:-1],
+        pair_file[:10],
+        b"DQP\x00" + bytes(40),
+        pair_file[:30] + bytes([pair_file[30] ^ 1]) + pair_file[31:],
+        repacked(pair_file, coding=9),
+        repacked(pair_file, local=(b"x", local)),
+        repacked(pair_file, local=(b"", local[:8])),
+        repacked(pair_file, local=(b"", local[:-4])),
+        repacked(pair_file, local=(b"", local + bytes(4))),
+        repacked(pair_file, coding=int(pairs.ViewCoding.PREDICTED)),
+        repacked(pair_file, common=pair.common[:-8]),
+        repacked(pair_file, local=(b"", local[:12] + bytes(4) + local[16:])),  # no codes, in a mixed view
+        repacked(pair_file, local=(b"", local[:12] + struct.pack("<I", len(local)) + local[16:])),
+    ]
+    for data in bad:
+        with pytest.raises(dqcodec.DQCodecError):
+            pairs.decompress_pair(data)
+
+
+def test_a_pair_file_is_not_a_single_image_file_and_the_other_way_round(pair_file, tiny_zoo):
+    with pytest.raises(dqcodec.ContainerError, match="pair file"):
+        dqcodec.decompress(pair_file)
+    with pytest.raises(dqcodec.ContainerError, match="not a dq pair file"):
+        pairs.decompress_pair(dqcodec.compress(photo_like(20, 20), model=tiny_zoo))
+    with pytest.raises(dqcodec.ArgumentError):
+        pairs.decompress_pair(pair_file, views=(2,))
+
+
+# ---- disparity ----------------------------------------------------------------------------------
+
+
+def test_the_search_finds_a_shift_and_prediction_copies_it():
+    first, second = stereo(96, 128, 12)
+    vectors = disparity.estimate(first, second)
+    inner = vectors[1:-1, 1:-2]  # blocks whose match lies inside view 0
+    assert (inner == (0, 12)).all(axis=-1).mean() > 0.9
+    prediction = disparity.predict(first, vectors, *second.shape[:2])
+    assert np.array_equal(prediction[16:-16, 16:-32], second[16:-16, 16:-32])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectors_decode_to_what_was_coded(seed):
+    rng = np.random.default_rng(seed)
+    vectors = rng.integers(-300, 300, (5, 7, 2)) if seed else np.zeros((3, 4, 2), dtype=np.int64)
+    stream = StreamEncoder()
+    disparity.encode_vectors(vectors, stream)
+    decoder = StreamDecoder(stream.to_bytes())
+    assert np.array_equal(disparity.decode_vectors(vectors.shape[:2], decoder), vectors)
+    decoder.finish()
+
+
+def test_a_vector_beyond_the_limit_is_refused():
+    stream = StreamEncoder()
+    disparity.encode_vectors(np.full((2, 3, 2), disparity.MAX_VECTOR + 5), stream)  # what no encoder writes
+    with pytest.raises(dqcodec.CorruptStreamError, match="disparity vector"):
+        disparity.decode_vectors((2, 3), StreamDecoder(stream.to_bytes()))
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+
+def test_the_command_line_encodes_decodes_and_inspects_a_pair(tiny_zoo, tmp_path):
+    first, second = stereo()
+    Image.fromarray(first).save(tmp_path / "left.png")
+    Image.fromarray(second).save(tmp_path / "right.png")
+    runner = CliRunner()
+    scene = tmp_path / "scene.dq"
+    args = ["encode", "--pair", str(tmp_path / "left.png"), str(tmp_path / "right.png"), "-o", str(scene)]
+    result = runner.invoke(cli, [*args, "-q", str(RESIDUAL_QUALITY), "--model", tiny_zoo])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(cli, [*args, "--model", tiny_zoo]).exit_code == 1  # exists: no overwrite
+    assert runner.invoke(cli, ["decode", str(scene)]).exit_code == 0
+    views = [np.asarray(Image.open(tmp_path / f"scene.{v}.png")) for v in (0, 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(views, decoded_arrays(scene.read_bytes())))
+    result = runner.invoke(cli, ["decode", str(scene), "--view", "1", "-o", str(tmp_path / "one.png")])
+    assert result.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "one.png")), views[1])
+    result = runner.invoke(cli, ["info", str(scene)])
+    assert result.exit_code == 0 and "common" in result.output and "local 1" in result.output
+    scene.write_bytes(scene.read_bytes()[:-3])
+    result = runner.invoke(cli, ["decode", str(scene), "--force"])
+    assert result.exit_code == 1 and "checksum" in result.output and "Traceback" not in result.output
