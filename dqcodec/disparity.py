@@ -1,12 +1,13 @@
 """Block disparity between two views: a vector field that predicts one view from the decoded other.
 
-Each ``BLOCK``×``BLOCK`` block of the predicted view gets one integer vector (dy, dx): its pixels are
-copied from the reference view ``dy`` rows and ``dx`` columns away, coordinates clamped to the
-reference's edges (so any vector is safe, and views may differ in size). Prediction copies
-integers, so encoder and decoder compute the same prediction from the same reference.
+Each ``BLOCK``×``BLOCK`` block of the predicted view gets one vector (dy, dx) in halves of a pixel: its
+pixels are the reference view's dy / 2 rows and dx / 2 columns away, coordinates clamped to the
+reference's edges (so any vector is safe, and views may differ in size). At a half position a pixel is
+the mean of the two (or four) pixels around it, rounded half up in integers, so encoder and decoder
+compute the same prediction from the same reference.
 
 The encoder finds the vectors (``estimate``): a global shift first, then each block's best match of
-luma, coarse to fine. Only the vectors are coded (``encode_vectors``): each one's difference from
+luma, coarse to fine, to whole pixels and then to halves. Only the vectors are coded (``encode_vectors``): each one's difference from
 the block to its left (the first column's from the block above), each component with a table of
 three numbers the stream sends first, as the residual layer's tables are (``residual.table``).
 """
@@ -20,7 +21,7 @@ from .entropy import StreamDecoder, StreamEncoder
 from .errors import CorruptStreamError
 
 BLOCK = 16
-MAX_VECTOR = 1 << 13  # |dy|, |dx| below this: more than any image side the container allows needs
+MAX_VECTOR = 1 << 14  # |dy|, |dx| below this many half pixels (8192 pixels; the encoder searches less far)
 _LARGEST = 2 * MAX_VECTOR  # the largest difference of neighbouring vectors a stream may send
 COARSE = 4  # the coarse search runs on images downscaled by this
 GLOBAL = 8  # and the global shift's on images downscaled by this
@@ -36,7 +37,24 @@ def blocks(height: int, width: int) -> tuple[int, int]:
 
 
 def predict(reference: np.ndarray, vectors: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The (height, width, C) prediction of a view from the reference (h, w, C) and its vectors (bh, bw, 2)."""
+    """The (height, width, C) prediction of a view from the reference (h, w, C) and its vectors (bh, bw, 2)
+    in halves of a pixel."""
+    whole, half = np.floor_divide(vectors, 2), vectors & 1
+    if not half.any():
+        return _copy(reference, whole, height, width)
+    total = sum(_corners(reference.astype(np.int32), whole, half, height, width))
+    return ((total + 2) >> 2).astype(reference.dtype)
+
+
+def _corners(reference: np.ndarray, whole: np.ndarray, half: np.ndarray, height: int, width: int):
+    """The four whole-pixel copies around half positions (the same one four times at whole positions)."""
+    for down in (0, 1):
+        for right in (0, 1):
+            yield _copy(reference, whole + half * np.array([down, right]), height, width)
+
+
+def _copy(reference: np.ndarray, vectors: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The prediction of whole-pixel vectors: a copy."""
     rows, cols = _coordinates(vectors, height, width, (reference.shape[0], reference.shape[1]))
     return reference[rows, cols]
 
@@ -63,7 +81,8 @@ def estimate(reference: np.ndarray, target: np.ndarray) -> np.ndarray:
     coarse = _block_search(
         _downscale(ref, COARSE), _downscale(tgt, COARSE), shape, BLOCK // COARSE, shift // COARSE, reach
     )
-    return _refine(ref, tgt, coarse * COARSE, shape)
+    whole = _refine(ref, tgt, coarse * COARSE, shape)
+    return _refine_halves(ref, tgt, 2 * whole, shape)
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -128,7 +147,28 @@ def _refine(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape: tuple[
             error = _block_sums(np.abs(tgt - ref[rows, cols]), BLOCK, shape)
             better = error < best
             best[better], refined[better] = error[better], candidate[better]
-    return np.clip(refined, 1 - MAX_VECTOR, MAX_VECTOR - 1)
+    return refined
+
+
+def _refine_halves(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The vectors (in halves) moved by half a pixel in any direction where that matches better."""
+    vectors = np.clip(vectors, 2 - MAX_VECTOR, MAX_VECTOR - 2)
+    height, width = tgt.shape
+
+    def error_of(candidate: np.ndarray) -> np.ndarray:
+        mean = sum(_corners(ref, np.floor_divide(candidate, 2), candidate & 1, height, width)) / 4
+        return _block_sums(np.abs(tgt - mean), BLOCK, shape)
+
+    best = error_of(vectors)
+    refined = vectors.copy()
+    for ey in (-1, 0, 1):
+        for ex in (-1, 0, 1):
+            if ey or ex:
+                candidate = vectors + np.array([ey, ex])
+                error = error_of(candidate)
+                better = error < best
+                best[better], refined[better] = error[better], candidate[better]
+    return refined
 
 
 # ---- coding the vectors -----------------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_the_search_finds_a_shift_and_prediction_copies_it():
     first, second = stereo(96, 128, 12)
     vectors = disparity.estimate(first, second)
     inner = vectors[1:-1, 1:-2]  # blocks whose match lies inside view 0
-    assert (inner == (0, 12)).all(axis=-1).mean() > 0.9
+    assert (inner == (0, 24)).all(axis=-1).mean() > 0.9  # in halves of a pixel
     prediction = disparity.predict(first, vectors, *second.shape[:2])
     assert np.array_equal(prediction[16:-16, 16:-32], second[16:-16, 16:-32])
 
@@ -204,3 +204,10 @@ def test_a_reference_a_grey_level_off_changes_view_1_by_as_much_and_decodes_its_
     nudged = np.clip(reference.astype(int) + np.random.default_rng(1).integers(-1, 2, reference.shape), 0, 255)
     view = pairs._decode_second(coding, pair.common, pair.local[1], Image.fromarray(nudged.astype(np.uint8)), None)
     assert np.abs(np.asarray(view).astype(int) - expected).max() <= 1
+
+
+def test_a_half_pixel_vector_predicts_the_rounded_mean_of_its_neighbours():
+    reference = np.array([[0, 10, 21], [30, 40, 50]], dtype=np.uint8)[..., None]
+    prediction = disparity.predict(reference, np.array([[[1, 1]]]), 1, 2)[..., 0]
+    assert prediction.tolist() == [[20, 30]]  # (0+10+30+40+2)>>2, (10+21+40+50+2)>>2
+    assert disparity.predict(reference, np.array([[[0, -1]]]), 1, 3)[..., 0].tolist() == [[0, 5, 16]]
