@@ -47,9 +47,9 @@ def main(folder, qualities, model, repeat):
         for quality in qualities:
             data = pairs.compress_pair(views[0], views[1], quality=quality, model=model)
             single = dqcodec.compress(views[1], quality=quality, model=model)
-            view_1 = best_time(lambda: pairs.decompress_pair(data, (1,)), repeat)
-            both = best_time(lambda: pairs.decompress_pair(data), repeat)
-            alone = best_time(lambda: dqcodec.decompress(single), repeat)
+            view_1 = best_time(lambda data=data: pairs.decompress_pair(data, (1,)), repeat)
+            both = best_time(lambda data=data: pairs.decompress_pair(data), repeat)
+            alone = best_time(lambda single=single: dqcodec.decompress(single), repeat)
             ratios[quality].append(view_1 / alone)
             coding = pairs.unpack(data).coding.name.lower()
             click.echo(
