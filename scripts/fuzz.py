@@ -95,6 +95,8 @@ def _run_atheris(dq: dict, images: dict, libfuzzer_args) -> None:
     corpus = Path(tempfile.mkdtemp(prefix="dqcodec-fuzz-corpus-"))
     for i, (name, data) in enumerate({**dq, **images}.items()):
         target = fuzzing.TARGETS.index("compress") if name in images else i % 3
+        if name.startswith("pair-"):
+            target = fuzzing.TARGETS.index("pair")
         (corpus / name).write_bytes(bytes([target]) + data)
     command = [sys.executable, __file__, "--atheris-worker", str(corpus), *libfuzzer_args]
     raise SystemExit(subprocess.call(command, env=os.environ.copy()))

@@ -38,7 +38,7 @@ from .mutations import mutate_dq, mutate_image, with_crc  # noqa: F401  (with_cr
 
 OUTCOMES = ("ok", "refused", "foreign", "allocation", "timeout", "crash")
 BAD = ("foreign", "allocation", "timeout", "crash")
-TARGETS = ("decompress", "preview", "inspect", "compress")
+TARGETS = ("decompress", "preview", "inspect", "compress", "pair")  # pair: decode and inspect a pair file
 MEMORY_CAP = 6 << 30  # bytes of address space per worker (torch itself reserves about 3 GB)
 
 
@@ -99,6 +99,14 @@ def dq_seeds(model: str) -> dict[str, bytes]:
             )
     finally:
         point.LOSSY_TILE = default
+    if residual_quality:  # pair files (dqcodec.pairs), view 1 coded each way; fuzzed by the "pair" target
+        from dqcodec import pairs
+
+        second = np.roll(image, 5, axis=1)
+        for coding in pairs.ViewCoding:
+            seeds[f"pair-{coding.name.lower()}"] = pairs.compress_pair(
+                image, second, quality=residual_quality, model=model, coding=coding
+            )
     return seeds
 
 
@@ -110,8 +118,8 @@ class Case:
 
 
 def cases(dq: dict[str, bytes], images: dict[str, bytes], count: int, seed: int = 0):
-    """``count`` cases: three quarters mutated .dq files (decoded, previewed or inspected), a quarter
-    mutated images (encoded)."""
+    """``count`` cases: three quarters mutated .dq files (decoded, previewed or inspected; pair files decoded and
+    inspected as pairs), a quarter mutated images (encoded)."""
     rng = random.Random(seed)
     for i in range(count):
         if i % 4 == 3:
@@ -119,7 +127,8 @@ def cases(dq: dict[str, bytes], images: dict[str, bytes], count: int, seed: int 
             yield Case("compress", mutate_image(images[name], rng), name)
         else:
             name = rng.choice(sorted(dq))
-            yield Case(TARGETS[i % 4], mutate_dq(dq[name], rng), name)
+            target = "pair" if name.startswith("pair-") else TARGETS[i % 4]
+            yield Case(target, mutate_dq(dq[name], rng), name)
 
 
 # ---- running -----------------------------------------------------------------------------------
@@ -140,6 +149,11 @@ def run_case(target: str, data: bytes, model: str, max_pixels: int | None = None
             dqcodec.decompress(data, preview=True, max_pixels=limit)
         elif target == "inspect":
             dqcodec.inspect(data, max_pixels=limit)
+        elif target == "pair":
+            from dqcodec import pairs
+
+            pairs.inspect_pair(data, max_pixels=limit)
+            pairs.decompress_pair(data, max_pixels=limit)
         elif target == "compress":
             with tempfile.NamedTemporaryFile(suffix=".img") as f:
                 f.write(data)
