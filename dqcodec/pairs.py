@@ -145,6 +145,8 @@ def compress_pair(
     way the quality allows and keeps the one of least squared error + lambda * bits)."""
     from . import codec
 
+    if coding is not None and coding not in list(ViewCoding):
+        raise ArgumentError(f"coding is one of {', '.join(c.name for c in ViewCoding)} or None, got {coding!r}")
     views = [rgb_and_mode(load_image(image, max_pixels)) for image in (first, second)]
     common = codec.compress(_as_mode(*views[0]), quality=quality, model=model, max_pixels=max_pixels)
     opened = codec.open_file(common, max_pixels)

@@ -65,6 +65,10 @@ def test_views_of_different_sizes_and_modes_come_back_as_they_were(tiny_zoo):
             pairs.compress_pair(photo_like(40, 50), gray, quality=quality, model=tiny_zoo)
         )
         assert (first.mode, first.size, second.mode, second.size) == ("RGB", (50, 40), "L", (70, 30))
+    for small in ((1, 1), (3, 200)):
+        for coding in pairs.ViewCoding:
+            data = pairs.compress_pair(photo_like(*small), photo_like(*small[::-1]), 4, tiny_zoo, coding=coding)
+            assert [image.size for image in pairs.decompress_pair(data)] == [small[::-1], small]
 
 
 def test_a_near_lossless_pair_codes_view_1_on_its_own_within_its_bound(tiny_zoo):
