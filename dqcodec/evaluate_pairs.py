@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import evaluate
-from .images import image_files, load_image, psnr
+from .images import IMAGE_SUFFIXES, load_image, psnr
 
 PAIR_CODEC = "dq-pair"
 # dq's rate points: every lossy and residual quality would take a pair file minutes; these span them
@@ -53,16 +53,21 @@ class PairPoint:
     coding: str = ""  # a pair file's coding of view 1
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """The images directly in a folder (not in its sub-folders), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def find_pairs(root: Path) -> list[Pair]:
     """Every folder at most one level below ``root`` that holds exactly two images, in name order."""
     pairs = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = image_files(folder)
+        images = _images_in(folder)
         if len(images) == 2:
             pairs.append(Pair(folder.name, "", (images[0], images[1])))
             continue
         for inner in sorted(p for p in folder.iterdir() if p.is_dir()):
-            images = image_files(inner)
+            images = _images_in(inner)
             if len(images) == 2:
                 pairs.append(Pair(f"{folder.name}/{inner.name}", folder.name, (images[0], images[1])))
     return pairs
@@ -178,6 +183,25 @@ def write(outdir: Path, points: list[PairPoint], summary: dict) -> None:
         for kind, entry in summary.items():
             for codec, delta in entry["bd_rate"].items():
                 rows.writerow([kind, entry["pairs"], codec, "psnr", "" if delta is None else f"{delta:.2f}"])
+
+
+def read_points(path: Path) -> list[PairPoint]:
+    """The points a run wrote (``pair_points.csv``), to summarize again."""
+    numbers = {"bytes": int, "setting": lambda v: int(v) if v.isdigit() else v}
+    points = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            values = {}
+            for field in dataclasses.fields(PairPoint):
+                text = row[field.name]
+                if field.name in numbers:
+                    values[field.name] = numbers[field.name](text)
+                elif field.type == "float":
+                    values[field.name] = float(text)
+                else:
+                    values[field.name] = text
+            points.append(PairPoint(**values))
+    return points
 
 
 def previous_results(outdir: Path) -> list[Path]:
