@@ -187,7 +187,7 @@ def write(outdir: Path, points: list[PairPoint], summary: dict) -> None:
 
 def read_points(path: Path) -> list[PairPoint]:
     """The points a run wrote (``pair_points.csv``), to summarize again."""
-    numbers = {"bytes": int, "setting": lambda v: int(v) if v.isdigit() else v}
+    numbers: dict[str, Callable[[str], object]] = {"bytes": int, "setting": lambda v: int(v) if v.isdigit() else v}
     points = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
