@@ -187,20 +187,24 @@ def write(outdir: Path, points: list[PairPoint], summary: dict) -> None:
 
 def read_points(path: Path) -> list[PairPoint]:
     """The points a run wrote (``pair_points.csv``), to summarize again."""
-    numbers: dict[str, Callable[[str], object]] = {"bytes": int, "setting": lambda v: int(v) if v.isdigit() else v}
     points = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            values = {}
-            for field in dataclasses.fields(PairPoint):
-                text = row[field.name]
-                if field.name in numbers:
-                    values[field.name] = numbers[field.name](text)
-                elif field.type == "float":
-                    values[field.name] = float(text)
-                else:
-                    values[field.name] = text
-            points.append(PairPoint(**values))
+            number = {k: float(row[k]) for k in ("bpp", "psnr", "psnr_0", "psnr_1")}
+            seconds = {k: float(row[k]) for k in ("encode_seconds", "decode_seconds", "view_1_seconds")}
+            setting = int(row["setting"]) if row["setting"].isdigit() else row["setting"]
+            points.append(
+                PairPoint(
+                    codec=row["codec"],
+                    setting=setting,
+                    pair=row["pair"],
+                    kind=row["kind"],
+                    bytes=int(row["bytes"]),
+                    coding=row["coding"],
+                    **number,
+                    **seconds,
+                )
+            )
     return points
 
 

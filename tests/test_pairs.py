@@ -215,3 +215,24 @@ def test_a_half_pixel_vector_predicts_the_rounded_mean_of_its_neighbours():
     prediction = disparity.predict(reference, np.array([[[1, 1]]]), 1, 2)[..., 0]
     assert prediction.tolist() == [[20, 30]]  # (0+10+30+40+2)>>2, (10+21+40+50+2)>>2
     assert disparity.predict(reference, np.array([[[0, -1]]]), 1, 3)[..., 0].tolist() == [[0, 5, 16]]
+
+
+def test_eval_finds_pairs_and_reads_back_the_points_it_wrote(tmp_path):
+    from dqcodec import evaluate_pairs
+
+    for folder in ("stereo/a", "stereo/b", "lone", "two/deeper"):
+        (tmp_path / folder).mkdir(parents=True)
+    for name in ("stereo/a/0.png", "stereo/a/1.png", "stereo/b/x.png", "lone/0.png", "lone/1.png", "two/deeper/0.png"):
+        Image.fromarray(photo_like(8, 8)).save(tmp_path / name)
+    (tmp_path / "two/deeper/1.png").write_bytes((tmp_path / "lone/0.png").read_bytes())
+    found = [(p.kind, p.name) for p in evaluate_pairs.find_pairs(tmp_path)]
+    assert found == [("", "lone"), ("stereo", "stereo/a"), ("two", "two/deeper")]
+    points = [
+        evaluate_pairs.PairPoint(
+            codec, q, "stereo/a", "stereo", 100 * q + extra, q / 10, 30 + q, 29 + q, 31 + q, 1.0, 0.5, 0.3
+        )
+        for codec, extra in (("dq-pair", 0), ("dq", 20))
+        for q in (1, 2, 3, 4)
+    ]
+    evaluate_pairs.write(tmp_path / "out", points, evaluate_pairs.summarize(points))
+    assert evaluate_pairs.read_points(tmp_path / "out" / "pair_points.csv") == points
