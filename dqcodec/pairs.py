@@ -5,11 +5,13 @@ A pair file holds a common stream and one local stream per view (docs/bitstream.
 - the **common stream** is a whole single-image .dq file of view 0, the reference view: the part
   of the scene both views are decoded from;
 - **view 0's local stream** is empty: view 0 is the common stream's image;
-- **view 1's local stream** codes view 1 either *predicted* from the common stream's decoded image
-  (``disparity``: one vector per 16x16 block, then the residual layer, ``residual.ResidualCodec``, coding
-  view 1 minus that prediction at the quality's step), or as its *own* .dq file when prediction does
-  not pay (an unrelated pair, or a lossless quality). The encoder codes both and keeps the one of lower
-  squared error + lambda * bits, lambda the residual encoder's own weight of bits (``RATE_WEIGHT * step^2``).
+- **view 1's local stream** codes view 1 in one of three ways (``ViewCoding``): *predicted* from the
+  common stream's decoded image (``disparity``: one vector per 16x16 block, then the residual layer,
+  ``residual.ResidualCodec``, coding view 1 minus that prediction at the quality's step); *mixed*, its own
+  codes too, each block's base the closer of their image and the prediction; or its *own* .dq file when
+  prediction does not pay (an unrelated pair, a near-lossless quality). The encoder codes every way the
+  quality allows and keeps the one of least squared error + lambda * bits, lambda the residual encoder's own
+  weight of bits (``RATE_WEIGHT * step^2``).
 
 Decoding view 0 reads the common stream alone; decoding view 1 reads the common stream and its own local
 stream (its own file alone, when it was coded on its own). Nothing in a local stream's tables depends on
@@ -178,18 +180,24 @@ def _encode_second(
     stream, codes = StreamEncoder(), b""
     if coding == ViewCoding.MIXED:
         codes = codec.compress(_as_mode(rgb, mode), quality=opened.point.codes_quality, model=model, max_pixels=None)
-        own = _rgb_array(codec.decompress(codes, max_pixels=None))
-        predicted = _closer_blocks(base, own, target)
-        vectors = _fill_unused(vectors, predicted)
-        _encode_flags(predicted, stream)
-        base = _mixed_base(predicted, base, own)
+        vectors, base = _mixed_with(codes, vectors, base, target, stream)
     disparity.encode_vectors(vectors, stream)
     layer = _residual_layer(step, opened.config)
-    tile = container.MAX_TILE
-    for cut in tiling.cut((height, width), tile):
+    for cut in tiling.cut((height, width), container.MAX_TILE):
         layer.compress(target[cut.rows, cut.cols], base[cut.rows, cut.cols], stream)
-    header = PredictedHeader(mode, height, width, step, tile)
+    header = PredictedHeader(mode, height, width, step, container.MAX_TILE)
     return _pack_predicted(header, codes, stream.to_bytes())
+
+
+def _mixed_with(codes: bytes, vectors: np.ndarray, prediction: np.ndarray, target: np.ndarray, stream: StreamEncoder):
+    """A mixed view's vectors and base, given its own codes' file: each block's flag (into the stream) picks the
+    closer of the codes' image and the prediction; unused vectors repeat their left neighbour's."""
+    from . import codec
+
+    own = _rgb_array(codec.decompress(codes, max_pixels=None))
+    predicted = _closer_blocks(prediction, own, target)
+    _encode_flags(predicted, stream)
+    return _fill_unused(vectors, predicted), _mixed_base(predicted, prediction, own)
 
 
 def _as_mode(rgb: Image.Image, mode: str) -> Image.Image:
