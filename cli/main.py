@@ -310,6 +310,8 @@ def decode(inputs, output, preview, view, max_pixels, force):
         started = time.perf_counter()
         data = src.read_bytes()
         if is_pair(data):
+            if preview:
+                raise dqcodec.ArgumentError("--preview applies to lossless single-image files, not to pair files")
             return decode_pair(data, src, dst, view, max_pixels, force, started)
         if view is not None:
             raise dqcodec.ArgumentError("--view applies to pair files; this is a single-image .dq file")
@@ -328,7 +330,7 @@ def decode_pair(data: bytes, src: Path, dst: Path, view, max_pixels, force: bool
     targets = [view_path(dst, v) for v in views] if view is None else [dst]
     existing = [t for t in targets if os.path.lexists(t) and t != dst]  # dst itself was checked by plan_outputs
     if existing and not force:
-        raise click.ClickException(f"{existing[0]} exists; use --force to overwrite")
+        raise FileExistsError(f"{existing[0]} exists; use --force to overwrite")
     images = pairs.decompress_pair(data, views, max_pixels=max_pixels or None)
     for image, target in zip(images, targets, strict=True):
         write_atomic(target, _encoded_image(image, target))

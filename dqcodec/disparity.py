@@ -70,9 +70,9 @@ def _coordinates(vectors: np.ndarray, height: int, width: int, limits: tuple[int
 
 
 def estimate(reference: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Integer vectors (bh, bw, 2) predicting target (H, W, C) from reference (h, w, C) with small
-    absolute luma error: a global shift at 1/8 scale, each block's vector at 1/4 scale around it,
-    then refined at full scale."""
+    """Vectors (bh, bw, 2), in halves of a pixel, predicting target (H, W, C) from reference (h, w, C) with
+    small absolute luma error: a global shift at 1/8 scale, each block's vector at 1/4 scale around it,
+    refined at full scale to whole pixels, then to halves."""
     ref, tgt = _luma(reference), _luma(target)
     height, width = tgt.shape
     shape = blocks(height, width)

@@ -193,6 +193,9 @@ def test_the_command_line_encodes_decodes_and_inspects_a_pair(tiny_zoo, tmp_path
     assert result.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "one.png")), views[1])
     result = runner.invoke(cli, ["info", str(scene)])
     assert result.exit_code == 0 and "common" in result.output and "local 1" in result.output
+    result = runner.invoke(cli, ["decode", str(scene)])
+    assert result.exit_code == 1 and "scene.0.png exists" in result.output
+    assert runner.invoke(cli, ["decode", str(scene), "--preview", "--force"]).exit_code == 1
     scene.write_bytes(scene.read_bytes()[:-3])
     result = runner.invoke(cli, ["decode", str(scene), "--force"])
     assert result.exit_code == 1 and "checksum" in result.output and "Traceback" not in result.output
