@@ -14,6 +14,8 @@ three numbers the stream sends first, as the residual layer's tables are (``resi
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from . import residual
@@ -117,9 +119,12 @@ def _global_shift(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray:
     return shift
 
 
-def _block_sums(values: np.ndarray, size: int, shape: tuple[int, int]) -> np.ndarray:
+def block_sums(
+    values: np.ndarray, size: int, shape: tuple[int, int], padding: Literal["edge", "constant"] = "edge"
+) -> np.ndarray:
+    """The sums (shape) of ``values`` (H, W) over size x size blocks, the last ones padded (``np.pad``'s mode)."""
     h, w = shape[0] * size, shape[1] * size
-    padded = np.pad(values, ((0, max(0, h - values.shape[0])), (0, max(0, w - values.shape[1]))), "edge")[:h, :w]
+    padded = np.pad(values, ((0, max(0, h - values.shape[0])), (0, max(0, w - values.shape[1]))), padding)[:h, :w]
     return padded.reshape(shape[0], size, shape[1], size).sum((1, 3))
 
 
@@ -130,7 +135,7 @@ def _block_search(ref, tgt, shape, size: int, centre: np.ndarray, reach: np.ndar
     for dy in range(centre[0] - reach[0], centre[0] + reach[0] + 1):
         for dx in range(centre[1] - reach[1], centre[1] + reach[1] + 1):
             # a small cost for leaving the global shift keeps flat blocks on it (cheaper vectors)
-            error = _block_sums(np.abs(tgt - _shifted(ref, dy, dx, tgt.shape)), size, shape)
+            error = block_sums(np.abs(tgt - _shifted(ref, dy, dx, tgt.shape)), size, shape)
             error += 0.5 * size * (abs(dy - centre[0]) + abs(dx - centre[1]))
             better = error < best
             best[better], vectors[better] = error[better], (dy, dx)
@@ -144,7 +149,7 @@ def _refine(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape: tuple[
         for ex in range(-_REFINE, _REFINE + 1):
             candidate = vectors + np.array([ey, ex])
             rows, cols = _coordinates(candidate, tgt.shape[0], tgt.shape[1], (ref.shape[0], ref.shape[1]))
-            error = _block_sums(np.abs(tgt - ref[rows, cols]), BLOCK, shape)
+            error = block_sums(np.abs(tgt - ref[rows, cols]), BLOCK, shape)
             better = error < best
             best[better], refined[better] = error[better], candidate[better]
     return refined
@@ -157,7 +162,7 @@ def _refine_halves(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape:
 
     def error_of(candidate: np.ndarray) -> np.ndarray:
         mean = sum(_corners(ref, np.floor_divide(candidate, 2), candidate & 1, height, width)) / 4
-        return _block_sums(np.abs(tgt - mean), BLOCK, shape)
+        return block_sums(np.abs(tgt - mean), BLOCK, shape)
 
     best = error_of(vectors)
     refined = vectors.copy()

@@ -158,7 +158,7 @@ def compress_pair(
     tried = [coding] if coding is not None else list(ViewCoding) if step else [ViewCoding.OWN]
     reference = codec.decode_file(opened) if tried != [ViewCoding.OWN] else None
     candidates = {c: _encode_second(c, views[1], opened, step, reference) for c in tried}
-    chosen = min(candidates, key=lambda c: _cost(candidates[c], c, common, reference, views[1][0], step))
+    chosen = min(candidates, key=lambda c: _cost(candidates[c], c, opened, reference, views[1][0], step))
     return pack(chosen, common, (b"", candidates[chosen]))
 
 
@@ -224,11 +224,8 @@ def prediction_step(point: OperatingPoint, config) -> int:
 
 
 def _block_errors(image: np.ndarray, target: np.ndarray) -> np.ndarray:
-    h, w = target.shape[:2]
-    bh, bw = disparity.blocks(h, w)
     error = ((image.astype(np.int64) - target) ** 2).sum(-1)
-    padded = np.pad(error, ((0, bh * disparity.BLOCK - h), (0, bw * disparity.BLOCK - w)))
-    return padded.reshape(bh, disparity.BLOCK, bw, disparity.BLOCK).sum((1, 3))
+    return disparity.block_sums(error, disparity.BLOCK, disparity.blocks(*target.shape[:2]), padding="constant")
 
 
 def _closer_blocks(prediction: np.ndarray, own: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -270,11 +267,9 @@ def _residual_layer(step: int, config) -> residual.ResidualCodec:
     return residual.ResidualCodec(step, bool(config.residual_deblocking), float(config.residual_rate_weight))
 
 
-def _cost(
-    local: bytes, coding: ViewCoding, common: bytes, reference: Image.Image | None, original: Image.Image, step: int
-) -> float:
+def _cost(local: bytes, coding: ViewCoding, opened, reference: Image.Image | None, original: Image.Image, step: int):
     """Squared error + RATE_WEIGHT * step^2 * bits of view 1 as this local stream decodes it."""
-    decoded = _rgb_array(_decode_second(coding, common, local, reference, None))
+    decoded = _rgb_array(_decode_second(coding, opened, local, reference, None))
     error = float(np.sum((decoded.astype(np.float64) - np.asarray(original, dtype=np.float64)) ** 2))
     return error + residual.RATE_WEIGHT * max(step, 1) ** 2 * 8 * len(local)
 
@@ -295,16 +290,21 @@ def decompress_pair(
     from . import codec
 
     decoded: dict[int, Image.Image] = {}
-    if 0 in views or (1 in views and pair.coding != ViewCoding.OWN):
-        decoded[0] = codec.decompress(pair.common, max_pixels=max_pixels)
+    opened = None
+    if 0 in views or pair.coding != ViewCoding.OWN:  # the common stream, opened once for both views
+        opened = codec.open_file(pair.common, max_pixels)
+        if 0 in views:
+            decoded[0] = codec.decode_file(opened)
     if 1 in views:
-        decoded[1] = _decode_second(pair.coding, pair.common, pair.local[1], decoded.get(0), max_pixels)
+        decoded[1] = _decode_second(pair.coding, opened, pair.local[1], decoded.get(0), max_pixels)
     return [decoded[v] for v in views]
 
 
 def _decode_second(
-    coding: ViewCoding, common: bytes, local: bytes, reference: Image.Image | None, max_pixels: int | None
+    coding: ViewCoding, opened, local: bytes, reference: Image.Image | None, max_pixels: int | None
 ) -> Image.Image:
+    """View 1 from its local stream and, unless coded on its own, the common file (``codec.open_file``'s
+    ``OpenedFile``) and that file's image if already decoded (``reference``)."""
     from . import codec
 
     if coding == ViewCoding.OWN:
@@ -312,7 +312,6 @@ def _decode_second(
     header, codes, stream_bytes = _unpack_predicted(local, max_pixels)
     if (coding == ViewCoding.MIXED) != bool(codes):
         raise ContainerError(f"view 1 is coded {coding.name.lower()} but {'has no' if not codes else 'has'} codes")
-    opened = codec.open_file(common, max_pixels)
     if prediction_step(opened.point, opened.config) != header.step:
         raise ContainerError(f"view 1's residual step {header.step} is not the step of quality {opened.header.quality}")
     if reference is None:

@@ -10,7 +10,7 @@ from PIL import Image
 
 import dqcodec
 from cli.main import cli
-from dqcodec import disparity, pairs
+from dqcodec import codec, disparity, pairs
 from dqcodec.entropy import StreamDecoder, StreamEncoder
 from tests.conftest import photo_like
 
@@ -209,7 +209,8 @@ def test_a_reference_a_grey_level_off_changes_view_1_by_as_much_and_decodes_its_
     pair = pairs.unpack(data)
     reference, expected = (np.asarray(image) for image in pairs.decompress_pair(data))
     nudged = np.clip(reference.astype(int) + np.random.default_rng(1).integers(-1, 2, reference.shape), 0, 255)
-    view = pairs._decode_second(coding, pair.common, pair.local[1], Image.fromarray(nudged.astype(np.uint8)), None)
+    opened = codec.open_file(pair.common)
+    view = pairs._decode_second(coding, opened, pair.local[1], Image.fromarray(nudged.astype(np.uint8)), None)
     assert np.abs(np.asarray(view).astype(int) - expected).max() <= 1
 
 
