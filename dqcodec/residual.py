@@ -63,12 +63,15 @@ COLOUR = _colour_matrix()  # rows: the channels; orthonormal, so its transpose i
 DCT_BITS, COLOUR_BITS = 13, 12
 DCT_FIXED = np.round(DCT * (1 << DCT_BITS)).astype(np.int64)
 COLOUR_FIXED = np.round(COLOUR * (1 << COLOUR_BITS)).astype(np.int64)
+_DCT_FLOAT_T = DCT_FIXED.T.astype(np.float64)  # for exact products in float64 (``inverse_bands``)
+_COLOUR_FLOAT_T = COLOUR_FIXED.T.astype(np.float64)
 ZIGZAG = np.array(
     sorted(
         range(BLOCK * BLOCK),
         key=lambda i: (i // BLOCK + i % BLOCK, i // BLOCK if (i // BLOCK + i % BLOCK) % 2 else -(i // BLOCK)),
     )
 )
+_NATURAL = np.argsort(ZIGZAG)  # each natural position's zigzag index
 BAND_GROUP = np.searchsorted(BAND_GROUP_STARTS, np.arange(BLOCK * BLOCK), side="right")  # of each zigzag position
 # the largest coefficient a difference of 8-bit images can have: 8 x the largest colour sample, 255 * sqrt(3)
 MAX_COEFFICIENT = int(np.ceil(BLOCK * 255 * np.sqrt(3)))
@@ -210,23 +213,31 @@ def decode(height: int, width: int, step: int, stream: StreamDecoder, recorder: 
     (frequencies, symbols) pair goes to the recorder, if given."""
     bh, bw = blocks_shape(height, width)
     tables = Tables(_decode_parameters(step, stream, recorder))
-    quantized = np.zeros((3, bh, bw, BLOCK * BLOCK), dtype=np.int64)
-    magnitudes = np.zeros_like(quantized)
+    planes = np.zeros((3, BLOCK * BLOCK, bh, bw), dtype=np.int64)  # band by band: each band's plane contiguous
+    magnitudes = np.zeros_like(planes)
     for channel in range(3):
         for band in range(BLOCK * BLOCK):
-            contexts = band_contexts(magnitudes, channel, band)
-            values = quantized[channel, :, :, band]
-            for context in range(CONTEXTS):
-                where = contexts == context
-                count = int(where.sum())
-                largest = tables.largest(channel, band, context)
-                if count and largest:
-                    table = tables.get(channel, band, context)
-                    symbols = stream.decode_iid(table, count)
-                    values[where] = symbols - largest
-                    _record(recorder, table, symbols)
-            magnitudes[channel, :, :, band] = np.abs(values)
-    return inverse(quantized, step)[:height, :width]
+            largest = tables.largest_of_band(channel, band)
+            if largest.any():  # else every context's table is empty and the band is all zeros
+                contexts = _plane_contexts(magnitudes, channel, band)
+                _decode_band(planes[channel, band], contexts, largest, tables, (channel, band), stream, recorder)
+                np.abs(planes[channel, band], out=magnitudes[channel, band])
+    return inverse_bands(planes, step)[:height, :width]
+
+
+def _decode_band(values, contexts, largest, tables, key, stream: StreamDecoder, recorder: Recorder | None) -> None:
+    """One band's (bh, bw) values, context by context, each context's blocks in raster order (``encode``'s)."""
+    flat_contexts = contexts.reshape(-1).astype(np.uint8)
+    order = np.argsort(flat_contexts, kind="stable")  # a radix sort for 8-bit keys
+    ends = np.cumsum(np.bincount(flat_contexts, minlength=CONTEXTS))
+    flat = values.reshape(-1)
+    for context in np.flatnonzero(largest):
+        start, end = (ends[context - 1] if context else 0), ends[context]
+        if end > start:
+            table = tables.get(*key, int(context))
+            symbols = stream.decode_iid(table, int(end - start))
+            flat[order[start:end]] = symbols - largest[context]
+            _record(recorder, table, symbols)
 
 
 def _decode_parameters(step: int, stream: StreamDecoder, recorder: Recorder | None) -> np.ndarray:
@@ -248,17 +259,31 @@ def _record(recorder: Recorder | None, frequencies: np.ndarray, symbols: np.ndar
 
 
 def inverse(quantized: np.ndarray, step: int) -> np.ndarray:
-    """Quantized coefficients (3, bh, bw, 64) -> the (bh * 8, bw * 8, 3) difference, in integers: the
-    DCT's and the colour transform's matrices are rounded to fixed point, every sum is exact in int64
-    (at most about 2^42), and each stage rounds half up by a shift."""
-    _, bh, bw, _ = quantized.shape
-    values = np.empty_like(quantized)
-    values[..., ZIGZAG] = quantized * step
-    spatial = DCT_FIXED.T @ values.reshape(3, bh, bw, BLOCK, BLOCK) @ DCT_FIXED  # scale 2^26
-    spatial = (spatial + (1 << (2 * DCT_BITS - COLOUR_BITS - 1))) >> (2 * DCT_BITS - COLOUR_BITS)  # scale 2^12
-    planes = spatial.transpose(0, 1, 3, 2, 4).reshape(3, bh * BLOCK, bw * BLOCK)
-    rgb = np.einsum("cr,chw->hwr", COLOUR_FIXED, planes)  # scale 2^24
-    return (rgb + (1 << (2 * COLOUR_BITS - 1))) >> (2 * COLOUR_BITS)
+    """Quantized coefficients (3, bh, bw, 64) -> the (bh * 8, bw * 8, 3) difference (``inverse_bands``)."""
+    return inverse_bands(quantized.transpose(0, 3, 1, 2), step)
+
+
+def inverse_bands(bands: np.ndarray, step: int) -> np.ndarray:
+    """Quantized coefficients held band by band (3, 64, bh, bw), zigzag order -> the (bh * 8, bw * 8, 3)
+    difference, in integers: the DCT's and the colour transform's matrices are rounded to fixed point, and
+    each stage rounds half up by a shift. The products run as float64 matrix products, which are exact here
+    in any summation order (with or without fused multiply-adds): every operand, product and partial sum is
+    an integer below 2^53. A coefficient times the step is below 2^12 (``max_magnitude``: 3535 at most) and
+    a fixed-point matrix entry below 2^12, so the first DCT stage's eight-term sums stay below 2^27, the
+    second's below 2^42, and the colour transform's three-term sums (of 2^28 by 2^12) below 2^42."""
+    _, _, bh, bw = bands.shape
+    values = (bands[:, _NATURAL] * step).astype(np.float64).reshape(3 * BLOCK, BLOCK, bh * bw)  # (c, i), j, block
+    columns = (_DCT_FLOAT_T @ values).reshape(3, BLOCK, BLOCK, bh * bw)  # c, i, v: the sum over j
+    spatial = (_DCT_FLOAT_T @ columns.transpose(0, 2, 1, 3)).reshape(3, BLOCK, BLOCK, bh, bw)  # c, v, u: over i
+    spatial = _shift_rounding(spatial, 2 * DCT_BITS - COLOUR_BITS)  # scale 2^26 -> 2^12
+    planes = spatial.transpose(0, 3, 2, 4, 1).reshape(3, -1)  # c, (block row, u, block column, v)
+    rgb = (_COLOUR_FLOAT_T @ planes.astype(np.float64)).T  # scale 2^24
+    return _shift_rounding(rgb, 2 * COLOUR_BITS).reshape(bh * BLOCK, bw * BLOCK, 3)
+
+
+def _shift_rounding(values: np.ndarray, bits: int) -> np.ndarray:
+    """Integers held in float64, divided by 2^bits and rounded half up, as int64."""
+    return (values.astype(np.int64) + (1 << (bits - 1))) >> bits
 
 
 def add(base: np.ndarray, difference: np.ndarray) -> np.ndarray:
@@ -302,13 +327,25 @@ def band_contexts(magnitudes: np.ndarray, channel: int, band: int) -> np.ndarray
     """Every block's context class (bh, bw) for a band (zigzag position) of a channel, from the
     magnitudes (3, bh, bw, 64) of the passes before it only."""
     own = magnitudes[channel, :, :, max(0, band - _PREVIOUS_BANDS) : band].sum(-1)
+    return _classes(own, magnitudes[0, :, :, band] if channel else None)
+
+
+def _plane_contexts(magnitudes: np.ndarray, channel: int, band: int) -> np.ndarray:
+    """``band_contexts`` of magnitudes held band by band (3, 64, bh, bw), as the decoder holds them."""
+    own = magnitudes[channel, max(0, band - _PREVIOUS_BANDS) : band].sum(0)
+    return _classes(own, magnitudes[0, band] if channel else None)
+
+
+def _classes(own: np.ndarray, first_channel: np.ndarray | None) -> np.ndarray:
+    """Context classes (bh, bw) from the previous bands' magnitude sums of each block and, in a colour
+    channel, the first channel's magnitudes of the band."""
     total = 2 * own
     total[1:] += own[:-1]
     total[:-1] += own[1:]
     total[:, 1:] += own[:, :-1]
     total[:, :-1] += own[:, 1:]
-    if channel:
-        total += 4 * magnitudes[0, :, :, band]
+    if first_channel is not None:
+        total += 4 * first_channel
     return np.searchsorted(_CONTEXT_EDGES, total + 1, side="right")
 
 
@@ -349,6 +386,10 @@ class Tables:
 
     def largest(self, channel: int, band: int, context: int) -> int:
         return int(self.parameters[channel, BAND_GROUP[band], context, 0])
+
+    def largest_of_band(self, channel: int, band: int) -> np.ndarray:
+        """The largest magnitude of each context's table (CONTEXTS,) for a band of a channel."""
+        return self.parameters[channel, BAND_GROUP[band], :, 0]
 
     def get(self, channel: int, band: int, context: int) -> np.ndarray:
         return self._table((channel, int(BAND_GROUP[band]), context))

@@ -175,6 +175,29 @@ def test_the_integer_inverse_is_within_a_level_of_the_float_one():
     assert np.abs(residual.inverse(quantized, 7) - exact).max() <= 1
 
 
+def _int64_inverse(quantized: np.ndarray, step: int) -> np.ndarray:
+    """docs/bitstream.md's definition of the decoded difference, in int64 throughout."""
+    _, bh, bw, _ = quantized.shape
+    values = np.empty_like(quantized)
+    values[..., residual.ZIGZAG] = quantized * step
+    spatial = residual.DCT_FIXED.T @ values.reshape(3, bh, bw, 8, 8) @ residual.DCT_FIXED
+    spatial = (spatial + (1 << 13)) >> 14
+    planes = spatial.transpose(0, 1, 3, 2, 4).reshape(3, bh * 8, bw * 8)
+    return (np.einsum("cr,chw->hwr", residual.COLOUR_FIXED, planes) + (1 << 23)) >> 24
+
+
+@pytest.mark.parametrize("step", [1, 7, residual.MAX_STEP])
+def test_the_float64_inverse_is_the_int64_definition_even_at_the_largest_coefficients(step):
+    """The decoder's float64 products are exact: the same integers as int64, for the largest magnitudes a
+    table may hold at a step, of either sign, and random ones."""
+    rng = np.random.default_rng(step)
+    largest = residual.max_magnitude(step)
+    extremes = rng.choice([-largest, largest], (3, 2, 3, 64))
+    random = rng.integers(-largest, largest + 1, (3, 2, 3, 64))
+    for quantized in (extremes, random, np.full((3, 1, 1, 64), largest), np.full((3, 1, 1, 64), -largest)):
+        assert np.array_equal(residual.inverse(quantized, step), _int64_inverse(quantized, step))
+
+
 def test_a_fine_step_comes_close_to_the_original_and_a_coarse_one_costs_less():
     original = photo_like(40, 56)
     base = np.clip(original.astype(int) + np.random.default_rng(0).integers(-30, 31, original.shape), 0, 255).astype(
