@@ -28,6 +28,10 @@ _LARGEST = 2 * MAX_VECTOR  # the largest difference of neighbouring vectors a st
 COARSE = 4  # the coarse search runs on images downscaled by this
 GLOBAL = 8  # and the global shift's on images downscaled by this
 _REFINE = 3  # the fine search's reach around each block's coarse vector, in pixels
+# the fine searches add this many (a block's absolute luma error) per pixel a vector is from its neighbours' median:
+# smoother vectors cost fewer bits (chosen on the tuning pairs: BD-rate on their stereo pairs -22.26% without,
+# -22.46% at 16, -22.64% at 64)
+VECTOR_WEIGHT = 64
 
 
 def blocks(height: int, width: int) -> tuple[int, int]:
@@ -142,14 +146,24 @@ def _block_search(ref, tgt, shape, size: int, centre: np.ndarray, reach: np.ndar
     return vectors
 
 
+def _neighbour_median(vectors: np.ndarray) -> np.ndarray:
+    """Each vector's median with its four neighbours' (edges repeated), per component."""
+    padded = np.pad(vectors, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    around = [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:], vectors]
+    return np.median(np.stack(around), axis=0)
+
+
 def _refine(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Whole-pixel vectors within ``_REFINE`` of the coarse ones matching best, smoothness weighed in."""
     best = np.full(shape, np.inf)
     refined = vectors.copy()
+    centre = _neighbour_median(vectors)
     for ey in range(-_REFINE, _REFINE + 1):
         for ex in range(-_REFINE, _REFINE + 1):
             candidate = vectors + np.array([ey, ex])
             rows, cols = _coordinates(candidate, tgt.shape[0], tgt.shape[1], (ref.shape[0], ref.shape[1]))
             error = block_sums(np.abs(tgt - ref[rows, cols]), BLOCK, shape)
+            error += VECTOR_WEIGHT * np.abs(candidate - centre).sum(-1)
             better = error < best
             best[better], refined[better] = error[better], candidate[better]
     return refined
@@ -159,10 +173,11 @@ def _refine_halves(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape:
     """The vectors (in halves) moved by half a pixel in any direction where that matches better."""
     vectors = np.clip(vectors, 2 - MAX_VECTOR, MAX_VECTOR - 2)
     height, width = tgt.shape
+    centre = _neighbour_median(vectors)
 
     def error_of(candidate: np.ndarray) -> np.ndarray:
         mean = sum(_corners(ref, np.floor_divide(candidate, 2), candidate & 1, height, width)) / 4
-        return block_sums(np.abs(tgt - mean), BLOCK, shape)
+        return block_sums(np.abs(tgt - mean), BLOCK, shape) + VECTOR_WEIGHT / 2 * np.abs(candidate - centre).sum(-1)
 
     best = error_of(vectors)
     refined = vectors.copy()
@@ -174,6 +189,50 @@ def _refine_halves(ref: np.ndarray, tgt: np.ndarray, vectors: np.ndarray, shape:
                 better = error < best
                 best[better], refined[better] = error[better], candidate[better]
     return refined
+
+
+# ---- photometric correction (pair format 2) ----------------------------------------------------
+
+GAIN_BITS = 6  # a channel's gain is g / 2^6, g in 0..2^6: at most 1, so a reference a grey level off moves the
+# corrected prediction by at most a level too, as it moves an uncorrected one (docs/bitstream.md)
+_GAIN_SIZES = np.array([(1 << GAIN_BITS) + 1, 512])  # g, and the offset o + 256, o in -256..255
+IDENTITY_GAINS = np.array([[1 << GAIN_BITS, 0]] * 3)
+
+
+def fit_gains(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(3, 2) integer gain (at most 1) and offset per channel mapping the prediction (h, w, 3) close to the
+    target: another camera's exposure or white balance. Least squares, then again over the half of the pixels
+    it fits best (occlusions and mismatched blocks would pull a single fit's gain towards 0), clipped and
+    rounded."""
+    gains = IDENTITY_GAINS.copy()
+    for channel in range(3):
+        x = prediction[..., channel].reshape(-1).astype(np.float64)
+        y = target[..., channel].reshape(-1).astype(np.float64)
+        kept = np.ones(x.shape, dtype=bool)
+        for _ in range(2):
+            if x[kept].var() <= 0:
+                break
+            gain = np.clip(np.cov(x[kept], y[kept], bias=True)[0, 1] / x[kept].var(), 0, 1)
+            offset = y[kept].mean() - gain * x[kept].mean()
+            error = np.abs(y - gain * x - offset)
+            kept = error <= np.median(error)
+        else:
+            gains[channel] = np.round(gain * (1 << GAIN_BITS)), np.clip(np.round(offset), -256, 255)
+    return gains
+
+
+def apply_gains(prediction: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """The prediction (h, w, 3) uint8 with each channel c mapped to clip((g p + 2^6 o + 2^5) >> 6, 0, 255)."""
+    scaled = prediction.astype(np.int32) * gains[:, 0] + (gains[:, 1] << GAIN_BITS) + (1 << (GAIN_BITS - 1))
+    return np.clip(scaled >> GAIN_BITS, 0, 255).astype(np.uint8)
+
+
+def encode_gains(gains: np.ndarray, stream: StreamEncoder) -> None:
+    stream.encode_uniform((gains + [0, 256]).reshape(-1), np.tile(_GAIN_SIZES, 3))
+
+
+def decode_gains(stream: StreamDecoder) -> np.ndarray:
+    return stream.decode_uniform(np.tile(_GAIN_SIZES, 3)).reshape(3, 2).astype(np.int64) - [0, 256]
 
 
 # ---- coding the vectors -----------------------------------------------------------------------

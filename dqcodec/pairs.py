@@ -6,9 +6,10 @@ A pair file holds a common stream and one local stream per view (docs/bitstream.
   of the scene both views are decoded from;
 - **view 0's local stream** is empty: view 0 is the common stream's image;
 - **view 1's local stream** codes view 1 in one of three ways (``ViewCoding``): *predicted* from the
-  common stream's decoded image (``disparity``: one vector per 16x16 block, then the residual layer,
-  ``residual.ResidualCodec``, coding view 1 minus that prediction at the quality's step); *mixed*, its own
-  codes too, each block's base the closer of their image and the prediction; or its *own* .dq file when
+  common stream's decoded image (``disparity``: one vector per 16x16 block and a gain and offset per channel,
+  then the residual layer, ``residual.ResidualCodec``, coding view 1 minus that prediction at the quality's
+  step); *mixed*, its own codes too, each block's base the closest of their image, the prediction and the
+  mean of both (``Base``); or its *own* .dq file when
   prediction does not pay (an unrelated pair, a near-lossless quality). The encoder codes every way the
   quality allows and keeps the one of least squared error + lambda * bits, lambda the residual encoder's own
   weight of bits (``RATE_WEIGHT * step^2``).
@@ -32,18 +33,27 @@ from PIL import Image
 from . import container, disparity, residual, tiling
 from .defaults import DEFAULT_MAX_PIXELS
 from .entropy import StreamDecoder, StreamEncoder
-from .errors import ArgumentError, ContainerError
+from .errors import ArgumentError, ContainerError, CorruptStreamError
 from .images import ImageLike, load_image, rgb_and_mode
 from .point import MAX_STEP, Kind, Ladder, OperatingPoint
 from .recorder import Recorder
 
 MAGIC = container.PAIR_MAGIC
-VERSION = 1
+VERSION = 2  # version 2 adds the photometric correction and the mean of both bases to version 1's local stream
+READABLE = (1, 2)
 VIEWS = 2
 _FIXED = struct.Struct("<4sBB3I")  # magic, version, view 1's coding, lengths of common, local 0, local 1
 _PREDICTED = struct.Struct("<BIIBHI")  # view 1 predicted: mode, height, width, residual step, tile / 16, codes bytes
 _CRC = struct.Struct("<I")
 STEP_RATIO = 1.3  # between residual steps of neighbouring qualities, when a model has one (dq-3: 116 / 88)
+
+
+class Base(IntEnum):
+    """What a mixed view's block takes as its residual's base (version 1: CODES or PREDICTION only)."""
+
+    CODES = 0  # the image of view 1's own codes
+    PREDICTION = 1  # the prediction from view 0
+    MEAN = 2  # their rounded mean
 
 
 class ViewCoding(IntEnum):
@@ -70,6 +80,7 @@ class PairFile:
     coding: ViewCoding
     common: bytes
     local: tuple[bytes, bytes]
+    version: int = VERSION
 
     @property
     def stream_bytes(self) -> dict[str, int]:
@@ -92,8 +103,10 @@ def unpack(data: bytes) -> PairFile:
     if len(data) < _FIXED.size + _CRC.size or not is_pair(data):
         raise ContainerError("not a dq pair file (bad magic bytes or too short)")
     magic, version, coding, *lengths = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise ContainerError(f"dq pair format version {version} is not supported (this dqcodec reads {VERSION})")
+    if version not in READABLE:
+        raise ContainerError(
+            f"dq pair format version {version} is not supported (this dqcodec reads {READABLE[0]} to {READABLE[-1]})"
+        )
     if zlib.crc32(data[: -_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
         raise ContainerError("checksum mismatch: the file is truncated or corrupted")
     if coding not in iter(ViewCoding):
@@ -101,12 +114,12 @@ def unpack(data: bytes) -> PairFile:
     if _FIXED.size + sum(lengths) + _CRC.size != len(data):
         raise ContainerError("stream lengths do not match the file size")
     if lengths[1]:
-        raise ContainerError("view 0's local stream must be empty in pair format 1")
+        raise ContainerError(f"view 0's local stream must be empty in pair format {version}")
     streams, offset = [], _FIXED.size
     for length in lengths:
         streams.append(bytes(data[offset : offset + length]))
         offset += length
-    return PairFile(ViewCoding(coding), streams[0], (streams[1], streams[2]))
+    return PairFile(ViewCoding(coding), streams[0], (streams[1], streams[2]), version)
 
 
 def _pack_predicted(header: PredictedHeader, codes: bytes, stream: bytes) -> bytes:
@@ -157,14 +170,26 @@ def compress_pair(
         raise ArgumentError(f"quality {opened.header.quality} codes no residual, so view 1 cannot be predicted")
     tried = [coding] if coding is not None else list(ViewCoding) if step else [ViewCoding.OWN]
     reference = codec.decode_file(opened) if tried != [ViewCoding.OWN] else None
-    candidates = {c: _encode_second(c, views[1], opened, step, reference) for c in tried}
-    chosen = min(candidates, key=lambda c: _cost(candidates[c], c, opened, reference, views[1][0], step))
-    return pack(chosen, common, (b"", candidates[chosen]))
+    candidates = [
+        (c, _encode_second(c, views[1], opened, step, reference, corrected))
+        for c in tried
+        for corrected in ((False, True) if c != ViewCoding.OWN else (False,))
+    ]
+    chosen, local = min(candidates, key=lambda c: _cost(c[1], c[0], opened, reference, views[1][0], step))
+    return pack(chosen, common, (b"", local))
 
 
 def _encode_second(
-    coding: ViewCoding, view: tuple[Image.Image, str], opened, step: int, reference: Image.Image | None
+    coding: ViewCoding,
+    view: tuple[Image.Image, str],
+    opened,
+    step: int,
+    reference: Image.Image | None,
+    corrected: bool = True,
 ) -> bytes:
+    """View 1's local stream coded one way; ``corrected``: with the photometric correction fitted, else the
+    identity (the encoder tries both: on its tuning pairs of a real stereo rig, a fitted correction lost as
+    often as it won)."""
     from . import codec
 
     rgb, mode = view
@@ -176,12 +201,15 @@ def _encode_second(
     assert reference is not None
     reference_rgb = _rgb_array(reference)
     vectors = disparity.estimate(reference_rgb, target)
-    base = disparity.predict(reference_rgb, vectors, height, width)
+    prediction = disparity.predict(reference_rgb, vectors, height, width)
+    gains = disparity.fit_gains(prediction, target) if corrected else disparity.IDENTITY_GAINS
+    base = disparity.apply_gains(prediction, gains)
     stream, codes = StreamEncoder(), b""
     if coding == ViewCoding.MIXED:
         codes = codec.compress(_as_mode(rgb, mode), quality=opened.point.codes_quality, model=model, max_pixels=None)
         vectors, base = _mixed_with(codes, vectors, base, target, stream)
     disparity.encode_vectors(vectors, stream)
+    disparity.encode_gains(gains, stream)
     layer = _residual_layer(step, opened.config)
     for cut in tiling.cut((height, width), container.MAX_TILE):
         layer.compress(target[cut.rows, cut.cols], base[cut.rows, cut.cols], stream)
@@ -190,14 +218,15 @@ def _encode_second(
 
 
 def _mixed_with(codes: bytes, vectors: np.ndarray, prediction: np.ndarray, target: np.ndarray, stream: StreamEncoder):
-    """A mixed view's vectors and base, given its own codes' file: each block's flag (into the stream) picks the
-    closer of the codes' image and the prediction; unused vectors repeat their left neighbour's."""
+    """A mixed view's vectors and base, given its own codes' file: each block's ``Base`` (into the stream) is the
+    closest to the target of the codes' image, the prediction and their mean; unused vectors repeat their left
+    neighbour's."""
     from . import codec
 
     own = _rgb_array(codec.decompress(codes, max_pixels=None))
-    predicted = _closer_blocks(prediction, own, target)
-    _encode_flags(predicted, stream)
-    return _fill_unused(vectors, predicted), _mixed_base(predicted, prediction, own)
+    choices = _closest_bases(prediction, own, target)
+    _encode_choices(choices, stream)
+    return _fill_unused(vectors, choices != Base.CODES), _mixed_base(choices, prediction, own)
 
 
 def _as_mode(rgb: Image.Image, mode: str) -> Image.Image:
@@ -228,9 +257,14 @@ def _block_errors(image: np.ndarray, target: np.ndarray) -> np.ndarray:
     return disparity.block_sums(error, disparity.BLOCK, disparity.blocks(*target.shape[:2]), padding="constant")
 
 
-def _closer_blocks(prediction: np.ndarray, own: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(bh, bw) True where the prediction is closer to the target than the codes' own image."""
-    return _block_errors(prediction, target) < _block_errors(own, target)
+def _closest_bases(prediction: np.ndarray, own: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(bh, bw) the ``Base`` of each block closest to the target (the first of equals)."""
+    candidates = (own, prediction, _mean(prediction, own))
+    return np.argmin([_block_errors(candidate, target) for candidate in candidates], axis=0)
+
+
+def _mean(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return ((first.astype(np.int16) + second + 1) >> 1).astype(np.uint8)
 
 
 def _fill_unused(vectors: np.ndarray, used: np.ndarray) -> np.ndarray:
@@ -241,26 +275,35 @@ def _fill_unused(vectors: np.ndarray, used: np.ndarray) -> np.ndarray:
     return filled
 
 
-def _mixed_base(predicted: np.ndarray, prediction: np.ndarray, own: np.ndarray) -> np.ndarray:
+def _mixed_base(choices: np.ndarray, prediction: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """The base of a mixed view from each block's ``Base``."""
     h, w = own.shape[:2]
-    per_pixel = np.repeat(np.repeat(predicted, disparity.BLOCK, 0), disparity.BLOCK, 1)[:h, :w, None]
-    return np.where(per_pixel, prediction, own)
+    per_pixel = np.repeat(np.repeat(choices, disparity.BLOCK, 0), disparity.BLOCK, 1)[:h, :w, None]
+    mean = _mean(prediction, own) if (choices == Base.MEAN).any() else own
+    return np.select([per_pixel == Base.PREDICTION, per_pixel == Base.MEAN], [prediction, mean], own)
 
 
-def _encode_flags(flags: np.ndarray, stream: StreamEncoder) -> None:
-    ones = int(flags.sum())
-    stream.encode_uniform(np.array([ones]), np.array([flags.size + 1]))
-    stream.encode_iid(flags.reshape(-1).astype(np.int64), _flag_table(ones, flags.size))
+def _encode_choices(choices: np.ndarray, stream: StreamEncoder) -> None:
+    """Each block's ``Base``: the counts of the first two (uniform), then the blocks with their counts' table."""
+    counts = np.bincount(choices.reshape(-1), minlength=len(Base))
+    stream.encode_uniform(counts[:-1], np.full(len(Base) - 1, choices.size + 1))
+    stream.encode_iid(choices.reshape(-1).astype(np.int64), _choice_table(counts))
 
 
-def _decode_flags(shape: tuple[int, int], stream: StreamDecoder) -> np.ndarray:
-    count = shape[0] * shape[1]
-    ones = int(stream.decode_uniform(np.array([count + 1]))[0])
-    return stream.decode_iid(_flag_table(ones, count), count).reshape(shape).astype(bool)
+def _decode_choices(shape: tuple[int, int], stream: StreamDecoder, version: int) -> np.ndarray:
+    """``_encode_choices``'s blocks; version 1 has two choices only (CODES and PREDICTION)."""
+    count, kinds = shape[0] * shape[1], len(Base) if version >= 2 else 2
+    first = stream.decode_uniform(np.full(kinds - 1, count + 1)).astype(np.int64)
+    if first.sum() > count:
+        raise CorruptStreamError("a mixed view's counts of bases exceed its blocks")
+    counts = np.append(first, count - first.sum())
+    if version == 1:  # version 1 sent the count of predicted blocks, the second choice
+        counts = counts[::-1]
+    return stream.decode_iid(_choice_table(counts), count).reshape(shape)
 
 
-def _flag_table(ones: int, count: int) -> np.ndarray:
-    return np.array([[count - ones + 1, ones + 1]], dtype=np.float64)
+def _choice_table(counts: np.ndarray) -> np.ndarray:
+    return (counts + 1)[None].astype(np.float64)
 
 
 def _residual_layer(step: int, config) -> residual.ResidualCodec:
@@ -296,15 +339,20 @@ def decompress_pair(
         if 0 in views:
             decoded[0] = codec.decode_file(opened)
     if 1 in views:
-        decoded[1] = _decode_second(pair.coding, opened, pair.local[1], decoded.get(0), max_pixels)
+        decoded[1] = _decode_second(pair.coding, opened, pair.local[1], decoded.get(0), max_pixels, pair.version)
     return [decoded[v] for v in views]
 
 
 def _decode_second(
-    coding: ViewCoding, opened, local: bytes, reference: Image.Image | None, max_pixels: int | None
+    coding: ViewCoding,
+    opened,
+    local: bytes,
+    reference: Image.Image | None,
+    max_pixels: int | None,
+    version: int = VERSION,
 ) -> Image.Image:
-    """View 1 from its local stream and, unless coded on its own, the common file (``codec.open_file``'s
-    ``OpenedFile``) and that file's image if already decoded (``reference``)."""
+    """View 1 from its local stream (of a pair file of that version) and, unless coded on its own, the common
+    file (``codec.open_file``'s ``OpenedFile``) and that file's image if already decoded (``reference``)."""
     from . import codec
 
     if coding == ViewCoding.OWN:
@@ -318,16 +366,18 @@ def _decode_second(
         reference = codec.decode_file(opened)
     stream = StreamDecoder(stream_bytes)
     shape = disparity.blocks(header.height, header.width)
-    flags = _decode_flags(shape, stream) if codes else None
+    choices = _decode_choices(shape, stream, version) if codes else None
     vectors = disparity.decode_vectors(shape, stream)
     image = disparity.predict(_rgb_array(reference), vectors, header.height, header.width)
-    if flags is not None:
+    if version >= 2:
+        image = disparity.apply_gains(image, disparity.decode_gains(stream))
+    if choices is not None:
         own = _rgb_array(codec.decompress(codes, max_pixels=max_pixels))
         if own.shape != image.shape:
             raise ContainerError(
                 f"view 1's codes are of {own.shape[1]}x{own.shape[0]} pixels, its header names {header.width}x{header.height}"
             )
-        image = _mixed_base(flags, image, own)
+        image = _mixed_base(choices, image, own)
     layer = _residual_layer(header.step, opened.config)
     for cut in tiling.cut((header.height, header.width), header.tile):
         image[cut.rows, cut.cols] = layer.decompress(image[cut.rows, cut.cols], stream, Recorder())

@@ -2,6 +2,7 @@
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from dqcodec import codec, disparity, pairs
 from dqcodec.entropy import StreamDecoder, StreamEncoder
 from tests.conftest import photo_like
 
+GOLDEN = Path(__file__).parent / "golden"
 RESIDUAL_QUALITY = 4  # the tiny model's one residual quality
 NEAR_LOSSLESS = 5  # samples within 2
 
@@ -240,3 +242,47 @@ def test_eval_finds_pairs_and_reads_back_the_points_it_wrote(tmp_path):
     ]
     evaluate_pairs.write(tmp_path / "out", points, evaluate_pairs.summarize(points))
     assert evaluate_pairs.read_points(tmp_path / "out" / "pair_points.csv") == points
+
+
+@pytest.mark.parametrize("name", ["v1-pair-mixed-q6-rgb-80x56", "v1-pair-predicted-q2-rgb-80x56"])
+def test_pair_files_of_version_1_still_decode(name):
+    """Version 1 (session 23: two bases, no photometric correction) decodes to what its encoder decoded, within
+    the level a lossy synthesis may differ by on another machine."""
+    data = (GOLDEN / f"{name}.dq").read_bytes()
+    assert pairs.unpack(data).version == 1
+    for index, view in enumerate(pairs.decompress_pair(data)):
+        expected = np.asarray(Image.open(GOLDEN / f"{name}.{index}.png")).astype(int)
+        assert np.abs(np.asarray(view).astype(int) - expected).max() <= 1
+
+
+def test_the_photometric_correction_finds_another_cameras_gain_and_offset_and_never_amplifies():
+    prediction = textured(64, 96)
+    target = np.clip(np.round(prediction * np.array([0.8, 0.9, 1.0]) + np.array([20, -10, 0])), 0, 255)
+    gains = disparity.fit_gains(prediction, target.astype(np.uint8))
+    assert np.abs(gains[:, 0] - [51, 58, 64]).max() <= 1 and np.abs(gains[:, 1] - [20, -10, 0]).max() <= 2
+    corrected = disparity.apply_gains(prediction, gains).astype(int)
+    assert np.abs(corrected - target).mean() < 1
+    assert np.array_equal(disparity.apply_gains(prediction, disparity.IDENTITY_GAINS), prediction)
+    brighter = np.clip(prediction * 1.5, 0, 255).astype(np.uint8)
+    assert disparity.fit_gains(prediction, brighter)[:, 0].max() <= 1 << disparity.GAIN_BITS
+    nudged = np.clip(prediction + np.random.default_rng(2).integers(-1, 2, prediction.shape), 0, 255).astype(np.uint8)
+    moved = disparity.apply_gains(nudged, gains).astype(int) - corrected
+    assert np.abs(moved).max() <= 1  # a gain of at most 1 never widens a level's difference
+    stream = StreamEncoder()
+    disparity.encode_gains(gains, stream)
+    assert np.array_equal(disparity.decode_gains(StreamDecoder(stream.to_bytes())), gains)
+
+
+def test_a_mixed_block_takes_the_closest_of_the_codes_image_the_prediction_and_their_mean():
+    own = np.full((32, 48, 3), 100, dtype=np.uint8)
+    prediction = np.full((32, 48, 3), 120, dtype=np.uint8)
+    target = np.full((32, 48, 3), 110, dtype=np.uint8)  # the mean everywhere but where set below
+    target[:16, :16], target[:16, 16:32] = 100, 120
+    choices = pairs._closest_bases(prediction, own, target)
+    assert choices.tolist() == [[pairs.Base.CODES, pairs.Base.PREDICTION, pairs.Base.MEAN], [pairs.Base.MEAN] * 3]
+    assert np.array_equal(pairs._mixed_base(choices, prediction, own), target)
+    stream = StreamEncoder()
+    pairs._encode_choices(choices, stream)
+    assert np.array_equal(
+        pairs._decode_choices(choices.shape, StreamDecoder(stream.to_bytes()), pairs.VERSION), choices
+    )
