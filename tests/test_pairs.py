@@ -15,7 +15,7 @@ from dqcodec import codec, disparity, pairs
 from dqcodec.entropy import StreamDecoder, StreamEncoder
 from tests.conftest import photo_like
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent / "golden" / "pairs"  # not among the single-image golden files
 RESIDUAL_QUALITY = 4  # the tiny model's one residual quality
 NEAR_LOSSLESS = 5  # samples within 2
 
