@@ -170,13 +170,42 @@ def compress_pair(
         raise ArgumentError(f"quality {opened.header.quality} codes no residual, so view 1 cannot be predicted")
     tried = [coding] if coding is not None else list(ViewCoding) if step else [ViewCoding.OWN]
     reference = codec.decode_file(opened) if tried != [ViewCoding.OWN] else None
+    estimate = _estimate(_rgb_array(reference), np.asarray(views[1][0])) if reference is not None else None
+    codes = _codes_file(views[1], opened) if ViewCoding.MIXED in tried else b""
     candidates = [
-        (c, _encode_second(c, views[1], opened, step, reference, corrected))
+        (c, _encode_second(c, views[1], opened, step, estimate, gains, codes))
         for c in tried
-        for corrected in ((False, True) if c != ViewCoding.OWN else (False,))
+        for gains in ((disparity.IDENTITY_GAINS, estimate.gains) if c != ViewCoding.OWN and estimate else (None,))
     ]
     chosen, local = min(candidates, key=lambda c: _cost(c[1], c[0], opened, reference, views[1][0], step))
     return pack(chosen, common, (b"", local))
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    """What the encoder finds once for every way of predicting view 1: its vectors, its prediction from view 0
+    and that prediction's fitted photometric correction."""
+
+    target: np.ndarray
+    vectors: np.ndarray
+    prediction: np.ndarray
+    gains: np.ndarray
+
+
+def _estimate(reference_rgb: np.ndarray, target: np.ndarray) -> _Estimate:
+    vectors = disparity.estimate(reference_rgb, target)
+    prediction = disparity.predict(reference_rgb, vectors, *target.shape[:2])
+    return _Estimate(target, vectors, prediction, disparity.fit_gains(prediction, target))
+
+
+def _codes_file(view: tuple[Image.Image, str], opened) -> bytes:
+    """View 1's own codes (a lossy .dq file at the common file's codes quality), for the mixed coding."""
+    from . import codec
+
+    rgb, mode = view
+    return codec.compress(
+        _as_mode(rgb, mode), quality=opened.point.codes_quality, model=opened.header.model, max_pixels=None
+    )
 
 
 def _encode_second(
@@ -184,30 +213,29 @@ def _encode_second(
     view: tuple[Image.Image, str],
     opened,
     step: int,
-    reference: Image.Image | None,
-    corrected: bool = True,
+    estimate: _Estimate | None,
+    gains: np.ndarray | None,
+    codes: bytes,
 ) -> bytes:
-    """View 1's local stream coded one way; ``corrected``: with the photometric correction fitted, else the
-    identity (the encoder tries both: on its tuning pairs of a real stereo rig, a fitted correction lost as
-    often as it won)."""
+    """View 1's local stream coded one way: predicted or mixed with those photometric gains (the encoder tries
+    the identity and the fitted ones: on its tuning pairs of a real stereo rig, a fitted correction lost as
+    often as it won), mixed with its codes' file, or on its own."""
     from . import codec
 
     rgb, mode = view
-    model, quality = opened.header.model, opened.header.quality
     if coding == ViewCoding.OWN:
-        return codec.compress(_as_mode(rgb, mode), quality=quality, model=model, max_pixels=None)
-    target = np.asarray(rgb)
+        return codec.compress(
+            _as_mode(rgb, mode), quality=opened.header.quality, model=opened.header.model, max_pixels=None
+        )
+    assert estimate is not None and gains is not None
+    target, vectors = estimate.target, estimate.vectors
     height, width = target.shape[:2]
-    assert reference is not None
-    reference_rgb = _rgb_array(reference)
-    vectors = disparity.estimate(reference_rgb, target)
-    prediction = disparity.predict(reference_rgb, vectors, height, width)
-    gains = disparity.fit_gains(prediction, target) if corrected else disparity.IDENTITY_GAINS
-    base = disparity.apply_gains(prediction, gains)
-    stream, codes = StreamEncoder(), b""
+    base = disparity.apply_gains(estimate.prediction, gains)
+    stream = StreamEncoder()
     if coding == ViewCoding.MIXED:
-        codes = codec.compress(_as_mode(rgb, mode), quality=opened.point.codes_quality, model=model, max_pixels=None)
         vectors, base = _mixed_with(codes, vectors, base, target, stream)
+    else:
+        codes = b""
     disparity.encode_vectors(vectors, stream)
     disparity.encode_gains(gains, stream)
     layer = _residual_layer(step, opened.config)

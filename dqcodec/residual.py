@@ -385,7 +385,7 @@ class Tables:
         return self._built[key]
 
     def largest(self, channel: int, band: int, context: int) -> int:
-        return int(self.parameters[channel, BAND_GROUP[band], context, 0])
+        return int(self.largest_of_band(channel, band)[context])
 
     def largest_of_band(self, channel: int, band: int) -> np.ndarray:
         """The largest magnitude of each context's table (CONTEXTS,) for a band of a channel."""
