@@ -171,7 +171,7 @@ def cli():
     "-q",
     "--quality",
     type=int,
-    help="1 = smallest file; after a model's lossy qualities come residual ones (codes and quantized DCTs of what they miss), then near-lossless ones (see `dqcodec models`); default: the model's default",
+    help="1 = smallest file; a model's qualities are lossy ones and residual ones (a lossy quality's codes and quantized DCTs of what they miss), then near-lossless ones (see `dqcodec models`); default: the model's default",
 )
 @click.option("--lossless", is_flag=True, help="code every pixel exactly (-q then picks the codes the file carries)")
 @click.option(
@@ -404,7 +404,7 @@ def models():
             ladder = Ladder.from_config(details.get("config", {}))
             for row in details["heldout"]:
                 label = f"quality {row['quality']}: " if "quality" in row else ""  # a baseline has one rate
-                if 0 < row.get("quality", 0) <= len(ladder) and row["quality"] > ladder.lossy_count:
+                if 0 < row.get("quality", 0) <= len(ladder) and not ladder.is_lossy(row["quality"]):
                     label = f"quality {row['quality']} ({ladder.rung(row['quality']).describe()}): "
                 click.echo(f"  {label}{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB PSNR (held-out photos)")
             if "lossless" in details:
@@ -639,10 +639,14 @@ def bpd(folder, codecs, json_path, model, quality):
 )
 @click.option("--rate-weights", help="encoder rate weight at each quality, e.g. 0,0,0.1,0.3,1,1")
 @click.option("--default-quality", type=int)
-@click.option("--lossless-quality", type=int, help="the quality whose codes lossless files carry")
+@click.option("--lossless-quality", type=int, help="the (lossy) quality whose codes lossless files carry")
 @click.option(
     "--residual-steps",
-    help="residual qualities after the lossy ones, each BASE:STEP (quality BASE's codes, then the difference as 8x8 DCTs quantized with STEP), e.g. 2:48,2:24; 'none' for none",
+    help="residual qualities after the lossy ones, each BASE:STEP (lossy quality BASE's codes, then the difference as 8x8 DCTs quantized with STEP), e.g. 2:48,2:24; 'none' for none",
+)
+@click.option(
+    "--lossy-positions",
+    help="the quality number of each lossy quality among the lossy and residual ones, rising from 1, e.g. 1,4 (residual qualities fill the others in order); 'none': the lossy ones first",
 )
 @click.option(
     "--residual-deblocking/--no-residual-deblocking",
@@ -687,6 +691,7 @@ def export_model(
     default_quality,
     lossless_quality,
     residual_steps,
+    lossy_positions,
     residual_deblocking,
     residual_rate_weight,
     tolerances,
@@ -720,6 +725,7 @@ def export_model(
         "default_quality": default_quality,
         "lossless_quality": lossless_quality,
         "residual_steps": parse_residual_steps(residual_steps) if residual_steps else None,
+        "lossy_positions": parse_positions(lossy_positions) if lossy_positions else None,
         "residual_deblocking": residual_deblocking,
         "residual_rate_weight": residual_rate_weight,
         "tolerances": parse_tolerances(tolerances) if tolerances else None,
@@ -746,6 +752,15 @@ def export_model(
         if m.path != path and not m.legacy and not m.previous:
             zoo.retire(m.path)  # files written with it still decode
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
+
+
+def parse_positions(text: str) -> list[int]:
+    if text == "none":
+        return []
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of whole numbers", param_hint="--lossy-positions") from None
 
 
 def parse_residual_steps(text: str) -> list[list[int]]:

@@ -51,10 +51,13 @@ class DQConfig:
     # empty: the pixel likelihood runs in fixed point (lossless format 1); else it is low-bit (lossless format 2,
     # ``lowbit.Plan``): its activations' grids, fractions f of 2^-f
     pixel_grids: list[int] = field(default_factory=list)
-    lossless_quality: int = 1  # the quality whose codes a lossless file carries
-    # residual qualities after the lossy ones, each [base quality, step]: the base's codes, then the image
-    # minus the base's image as 8x8 DCTs quantized with that step (see residual.py)
+    lossless_quality: int = 1  # the (lossy) quality whose codes a lossless file carries
+    # residual qualities, each [base quality, step]: the base's codes, then the image minus the base's image as
+    # 8x8 DCTs quantized with that step (see residual.py). They follow the lossy qualities, in this order
     residual_steps: list[list[int]] = field(default_factory=list)
+    # where the lossy qualities sit among the lossy and residual ones: the quality number of each, rising from 1
+    # (empty: 1, 2, ... before every residual quality). Residual bases, lossless_quality and files name these
+    lossy_positions: list[int] = field(default_factory=list)
     # whether residual qualities decode with their blocks' edges smoothed (residual.deblock; dq-3 on)
     residual_deblocking: bool = False
     # the residual encoder's weight of bits against squared error in steps (residual.rate_distortion_round;
@@ -70,13 +73,15 @@ class DQConfig:
         self.tolerances = list(self.tolerances)
         self.pixel_grids = list(self.pixel_grids)
         self.residual_steps = [list(pair) for pair in self.residual_steps]
+        self.lossy_positions = list(self.lossy_positions)
         if not 2 <= len(self.levels) <= 4:
             raise ArgumentError("a DQ model has 2 to 4 levels")
         if len(self.rate_weights) != len(self.qualities):
             raise ArgumentError("rate_weights needs one entry per quality")
         for quality in self.qualities:
             self._check_quality(quality)
-        if not 1 <= self.lossless_quality <= len(self.qualities):
+        self._check_positions()
+        if self.lossless_quality not in self.positions:
             raise ArgumentError("lossless_quality is not one of the lossy qualities")
         self._check_enhancements()
         if not 1 <= self.default_quality <= len(self.qualities) + len(self.residual_steps):
@@ -100,11 +105,31 @@ class DQConfig:
             raise ArgumentError(f"tolerances are 1 to {MAX_TOLERANCE} grey levels")
         if not 0 <= self.residual_rate_weight <= MAX_RESIDUAL_RATE_WEIGHT:
             raise ArgumentError(f"residual_rate_weight is 0 to {MAX_RESIDUAL_RATE_WEIGHT}")
-        for pair in self.residual_steps:
-            if len(pair) != 2 or not 1 <= pair[0] <= len(self.qualities) or not 1 <= pair[1] <= MAX_STEP:
+        top = len(self.qualities) + len(self.residual_steps)
+        residual_qualities = [q for q in range(1, top + 1) if q not in self.positions]
+        for pair, quality in zip(self.residual_steps, residual_qualities):
+            if len(pair) != 2 or pair[0] not in self.positions or pair[0] > quality or not 1 <= pair[1] <= MAX_STEP:
                 raise ArgumentError(
-                    f"a residual quality is [base quality 1 to {len(self.qualities)}, step 1 to {MAX_STEP}], got {pair}"
+                    f"a residual quality is [base, step]: the base one of the lossy qualities below it "
+                    f"({', '.join(map(str, self.positions))}), the step 1 to {MAX_STEP}; quality {quality} got {pair}"
                 )
+
+    @property
+    def positions(self) -> list[int]:
+        """The quality number of each lossy quality."""
+        return self.lossy_positions or list(range(1, len(self.qualities) + 1))
+
+    def _check_positions(self) -> None:
+        if not self.lossy_positions:
+            return
+        top = len(self.qualities) + len(self.residual_steps)
+        rising = all(a < b for a, b in zip(self.lossy_positions, self.lossy_positions[1:]))
+        if len(self.lossy_positions) != len(self.qualities) or self.lossy_positions[0] != 1 or not rising:
+            raise ArgumentError(
+                f"lossy_positions gives each of the {len(self.qualities)} lossy qualities its quality, rising from 1"
+            )
+        if self.lossy_positions[-1] > top:
+            raise ArgumentError(f"lossy_positions are qualities 1 to {top} (the lossy and residual ones)")
 
     @property
     def stream_names(self) -> list[str]:

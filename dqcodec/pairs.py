@@ -267,17 +267,18 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
 
 def prediction_step(point: OperatingPoint, config) -> int:
     """The residual step view 1 is predicted at for a file's point: a residual quality's own; a lossy
-    quality's continued below the first residual step by the ratio of the first two (``STEP_RATIO`` for a
-    model with one); 0 (no prediction) for the pixel layers' qualities and models without residual qualities."""
+    quality's continued below the first residual step above it by the ratio of that step to the next one
+    (``STEP_RATIO`` where there is none), once per lossy quality from it to that step; 0 (no prediction) for the
+    pixel layers' qualities and for lossy qualities with no residual quality above them."""
     ladder = Ladder.from_config(config)
     if point.kind == Kind.RESIDUAL:
         return point.residual_step
-    if point.kind != Kind.LOSSY or not ladder.residual_steps:
+    above = [p.residual_step for p in ladder.rungs()[point.quality :] if p.kind == Kind.RESIDUAL]
+    if point.kind != Kind.LOSSY or not above:
         return 0
-    steps = [step for _, step in ladder.residual_steps]
-    ratio = steps[0] / steps[1] if len(steps) > 1 else STEP_RATIO
-    below = ladder.lossy_count + 1 - point.quality  # qualities below the first residual one
-    return int(min(MAX_STEP, round(steps[0] * ratio**below)))
+    ratio = above[0] / above[1] if len(above) > 1 else STEP_RATIO
+    below = next(q for q in range(point.quality + 1, len(ladder) + 1) if not ladder.is_lossy(q)) - point.quality
+    return int(min(MAX_STEP, round(above[0] * ratio**below)))
 
 
 def _block_errors(image: np.ndarray, target: np.ndarray) -> np.ndarray:

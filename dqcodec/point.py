@@ -1,9 +1,12 @@
 """Operating points: what one file codes, resolved once from (model, quality, lossless).
 
-A DQ model's qualities form a ladder: its lossy qualities (the codes alone), then its residual
+A DQ model's qualities form a ladder: its lossy qualities (the codes alone) and its residual
 qualities (a lossy quality's codes, then the image minus theirs as quantized DCTs), then its
 near-lossless qualities (the codes of the lossless quality, then every sample to within twice a
-tolerance). A lossless file carries the codes of a lossy quality and then every pixel exactly.
+tolerance). The lossy qualities come first unless the model places them (``lossy_positions``): dq-3
+since 2026-12 puts residual qualities over its quality 1 below its second lossy quality, so that the
+rates rise with the quality number. A lossless file carries the codes of a lossy quality and then
+every pixel exactly.
 
 ``Ladder`` reads the rungs off a model's config (a ``DQConfig`` or the dict of a model card, so
 listing models needs neither torch nor numpy) and resolves a request or a file's header into an
@@ -104,6 +107,7 @@ class Ladder:
     default_quality: int
     lossless_quality: int  # the quality whose codes lossless and near-lossless files carry
     has_pixel_model: bool
+    lossy_positions: tuple[int, ...] = ()  # the quality of each lossy one, rising (empty: 1, 2, ... first)
 
     @classmethod
     def from_config(cls, config: Any) -> Ladder:
@@ -120,7 +124,12 @@ class Ladder:
             default_quality=get("default_quality", 1),
             lossless_quality=get("lossless_quality", 1),
             has_pixel_model=bool(get("pixel_mixtures", 0)),
+            lossy_positions=tuple(get("lossy_positions", None) or range(1, len(qualities) + 1)),
         )
+
+    def is_lossy(self, quality: int) -> bool:
+        """Whether ``quality`` (a whole number) is one of the lossy qualities."""
+        return quality in self.lossy_positions
 
     @property
     def lossy_count(self) -> int:
@@ -134,20 +143,16 @@ class Ladder:
         quality). Raises ArgumentError for a quality the model does not have, ModelError for a point
         the model cannot code."""
         if lossless:
-            quality = _checked_quality(
-                "quality (of a lossless file's codes)",
-                self.lossless_quality if quality is None else quality,
-                self.lossy_count,
-            )
+            quality = self._checked_lossy(self.lossless_quality if quality is None else quality)
             self._require_pixel_model()
             return self._codes(Kind.LOSSLESS, quality, quality)
         return self.rung(_checked_quality("quality", self.default_quality if quality is None else quality, len(self)))
 
     def rung(self, quality: int) -> OperatingPoint:
         """The point of quality 1 to ``len(self)``."""
-        if quality <= self.lossy_count:
+        if self.is_lossy(quality):
             return self._codes(Kind.LOSSY, quality, quality)
-        index = quality - self.lossy_count - 1
+        index = quality - 1 - sum(position < quality for position in self.lossy_positions)  # of the others
         if index < len(self.residual_steps):
             base, step = self.residual_steps[index]
             return self._codes(
@@ -198,7 +203,11 @@ class Ladder:
 
     def _file_point(self, kind: Kind, quality: int) -> OperatingPoint:
         if kind == Kind.LOSSLESS:
-            _check_file_quality(quality, self.lossy_count)
+            if not self.is_lossy(quality):
+                raise ContainerError(
+                    f"header names a lossless file of quality {quality}'s codes, but the lossy qualities are "
+                    f"{_listed(self.lossy_positions)}"
+                )
             self._require_pixel_model()
             return self._codes(Kind.LOSSLESS, quality, quality)
         _check_file_quality(quality, len(self))
@@ -210,8 +219,17 @@ class Ladder:
         return point
 
     def _codes(self, kind: Kind, quality: int, codes_quality: int, **layer) -> OperatingPoint:
-        groups = self.qualities[codes_quality - 1]
-        return OperatingPoint(kind, quality, codes_quality, groups, self.rate_weights[codes_quality - 1], **layer)
+        index = self.lossy_positions.index(codes_quality)
+        return OperatingPoint(kind, quality, codes_quality, self.qualities[index], self.rate_weights[index], **layer)
+
+    def _checked_lossy(self, value: Any) -> int:
+        """A lossless file's codes' quality, if it is one of the lossy qualities."""
+        quality = _checked_quality("quality (of a lossless file's codes)", value, len(self))
+        if not self.is_lossy(quality):
+            raise ArgumentError(
+                f"a lossless file's codes are those of a lossy quality ({_listed(self.lossy_positions)}), got {value}"
+            )
+        return quality
 
     def _require_pixel_model(self) -> None:
         if not self.has_pixel_model:
@@ -232,6 +250,10 @@ def _checked_quality(name: str, value: Any, high: int) -> int:
     if not 1 <= quality <= high:
         raise ArgumentError(f"{name} must be between 1 and {high}, got {value}")
     return quality
+
+
+def _listed(qualities: tuple[int, ...]) -> str:
+    return ", ".join(map(str, qualities))
 
 
 def _check_file_quality(quality: int, high: int) -> None:

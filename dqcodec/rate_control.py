@@ -1,8 +1,8 @@
 """Rate control: the quality of a model's ladder that meets a target file size or image quality, as cwebp's
 ``-size`` and ``-psnr`` do.
 
-Taken in the order ``rising`` gives (lossy qualities, then residual ones from the coarsest step, then
-near-lossless ones from the widest tolerance), a model's qualities rise in rate and in PSNR, so a binary
+Taken in the order ``rising`` gives (the lossy and residual qualities as numbered, then near-lossless ones
+from the widest tolerance), a model's qualities rise in rate and in PSNR, so a binary
 search over them codes a few candidate files (about log2 of their number) and keeps the one that meets the
 target: for a size, the largest
 quality whose file is within it; for a PSNR, the smallest quality whose decoded image reaches it. The
@@ -63,12 +63,12 @@ def compress_to(
 
 
 def rising(ladder: Ladder) -> list[OperatingPoint]:
-    """A ladder's points in the order their rates rise by construction: lossy qualities as numbered (more
-    groups), then residual ones from the coarsest step, then near-lossless ones from the widest tolerance."""
-    order = {Kind.LOSSY: 0, Kind.RESIDUAL: 1, Kind.NEAR_LOSSLESS: 2}
-    return sorted(
-        ladder.rungs(), key=lambda p: (order[p.kind], -p.residual_step, -p.tolerance, p.codes_quality, p.quality)
-    )
+    """A ladder's points in the order their rates rise by construction: the lossy and residual qualities as
+    numbered (a model places its lossy ones among the residual ones so that they rise: ``point.Ladder``), then
+    near-lossless ones from the widest tolerance."""
+    rungs = ladder.rungs()
+    coded = [p for p in rungs if p.kind != Kind.NEAR_LOSSLESS]
+    return coded + sorted((p for p in rungs if p.kind == Kind.NEAR_LOSSLESS), key=lambda p: (-p.tolerance, p.quality))
 
 
 def _by_size(bpp: float | None, psnr: float | None) -> bool:

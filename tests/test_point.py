@@ -89,7 +89,7 @@ def test_a_header_resolves_to_the_same_point_the_encoder_wrote():
         (0, 4, 2, "residual"),  # quality 4 is a residual rung, not a lossy one
         (1, 2, 2, "lossy"),  # and quality 2 is lossy
         (1, 4, 3, "codes of quality 3"),  # quality 4 carries quality 2's codes
-        (3, 4, 4, "qualities 1 to 3"),  # a lossless file carries a lossy quality's codes
+        (3, 4, 4, "lossy qualities are 1, 2, 3"),  # a lossless file carries a lossy quality's codes
         (2, 6, 2, "codes of quality 2"),
         (9, 1, 1, "kind 9"),
         (0, 0, 0, "quality 0"),
@@ -126,3 +126,82 @@ def test_a_card_of_dqcodec_0_2_gives_its_ladder_too():
     """dq-hier's card names its two levels (top_groups) and gives the second level's groups per quality."""
     ladder = Ladder.from_config({"top_groups": 4, "qualities": [1, 2, 4], "rate_weights": [0, 0, 0]})
     assert [p.groups for p in ladder.rungs()] == [(4, 1), (4, 2), (4, 4)]
+
+
+PLACED = {  # dq-3's layout since 2026-12: residual qualities over quality 1 below the second lossy quality
+    **CONFIG,
+    "qualities": [[4, 1], [4, 2]],
+    "rate_weights": [0.3, 0.3],
+    "lossy_positions": [1, 4],
+    "residual_steps": [[1, 200], [1, 160], [4, 116], [4, 88]],
+    "default_quality": 5,
+    "lossless_quality": 4,
+}
+
+
+def test_a_model_may_place_its_lossy_qualities_among_the_residual_ones():
+    ladder = Ladder.from_config(PLACED)
+    rungs = ladder.rungs()
+    assert [p.kind for p in rungs] == [Kind.LOSSY, Kind.RESIDUAL, Kind.RESIDUAL, Kind.LOSSY] + [Kind.RESIDUAL] * 2 + [
+        Kind.NEAR_LOSSLESS
+    ]
+    assert [(p.codes_quality, p.groups, p.residual_step) for p in rungs[:6]] == [
+        (1, (4, 1), 0),
+        (1, (4, 1), 200),
+        (1, (4, 1), 160),
+        (4, (4, 2), 0),
+        (4, (4, 2), 116),
+        (4, (4, 2), 88),
+    ]
+    assert rungs[6].codes_quality == 4 and rungs[6].groups == (4, 2)
+    lossless = ladder.resolve(lossless=True)
+    assert (lossless.quality, lossless.groups) == (4, (4, 2)) and ladder.resolve(1, lossless=True).groups == (4, 1)
+    with pytest.raises(dqcodec.ArgumentError, match="lossy quality"):
+        ladder.resolve(2, lossless=True)  # quality 2 is a residual one
+    for point in [*rungs, lossless]:
+        assert ladder.from_header(int(point.kind), point.quality, point.codes_quality) == point
+    with pytest.raises(dqcodec.ContainerError, match="lossy qualities are 1, 4"):
+        ladder.from_header(int(Kind.LOSSLESS), 2, 2)
+    from dqcodec.config import DQConfig
+
+    assert Ladder.from_config(DQConfig(**PLACED)) == ladder
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"lossy_positions": [2, 4]}, "rising from 1"),
+        ({"lossy_positions": [1]}, "rising from 1"),
+        ({"lossy_positions": [1, 7]}, "qualities 1 to 6"),
+        ({"residual_steps": [[4, 200], [1, 160], [4, 116], [4, 88]]}, "quality 2 got \\[4, 200\\]"),
+        ({"residual_steps": [[2, 200], [1, 160], [4, 116], [4, 88]]}, "base one of the lossy qualities"),
+        ({"lossless_quality": 2}, "lossless_quality"),
+    ],
+)
+def test_a_config_that_places_its_lossy_qualities_wrongly_is_refused(change, message):
+    from dqcodec.config import DQConfig
+
+    with pytest.raises(dqcodec.ArgumentError, match=message):
+        DQConfig(**{**PLACED, **change})
+
+
+def test_rate_control_and_pair_prediction_follow_the_placed_ladder():
+    from dqcodec import pairs, rate_control
+    from dqcodec.config import DQConfig
+
+    ladder = Ladder.from_config(PLACED)
+    assert [p.quality for p in rate_control.rising(ladder)] == list(range(1, 8))
+    steps = [pairs.prediction_step(ladder.rung(q), DQConfig(**PLACED)) for q in range(1, 8)]
+    assert steps == [250, 200, 160, round(116 * 116 / 88), 116, 88, 0]
+    # the lossy qualities first (every shipped model before dq-3's 2026-12 ladder): as before
+    unplaced = {
+        **PLACED,
+        "lossy_positions": [],
+        "residual_steps": [[2, 116], [2, 88]],
+        "lossless_quality": 2,
+        "default_quality": 2,
+    }
+    assert [pairs.prediction_step(p, DQConfig(**unplaced)) for p in Ladder.from_config(unplaced).rungs()[:2]] == [
+        round(116 * (116 / 88) ** 2),
+        round(116 * 116 / 88),
+    ]

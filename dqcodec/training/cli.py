@@ -141,7 +141,10 @@ class Options:
                 codebook_learning="soft-to-hard" if self.soft_to_hard else "ema",
             )
         if self.quality is not None and not (registry.is_dq(model) and 1 <= self.quality <= model.ladder.lossy_count):
-            raise click.BadParameter("must be one of the dq model's qualities", param_hint="--quality")
+            raise click.BadParameter(
+                f"must be one of the dq model's lossy qualities, counted among them (1 to {model.ladder.lossy_count})",
+                param_hint="--quality",
+            )
         return model
 
     def _give_pixels(self, model) -> None:
@@ -258,7 +261,10 @@ class Options:
     help="dq only: choose the trained levels' indices (the new one's, with --add-level) as the encoder does, |z - e|^2 + ECVQ * bits under the prior: entropy-constrained VQ in training; 0 picks the nearest codeword",
 )
 @click.option(
-    "-q", "--quality", type=int, help="dq only: code every crop at this quality (default: each crop draws one)"
+    "-q",
+    "--quality",
+    type=int,
+    help="dq only: code every crop at the model's N-th lossy quality, counted among its lossy ones as --lmbda counts them (default: each crop draws one)",
 )
 @click.option(
     "--bf16",
