@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import evaluate
+from .codec import ladder as model_ladder
 from .images import IMAGE_SUFFIXES, load_image, psnr
+from .point import Kind, Ladder
 
 PAIR_CODEC = "dq-pair"
-# dq's rate points: every lossy and residual quality would take a pair file minutes; these span them
-DQ_QUALITIES = (1, 2, 4, 6, 8, 10, 12, 14, 16)
 BASELINES = ("jpeg", "webp", "avif", "jxl")
 RESULT_FILES = ("pair_points.csv", "pair_summary.json", "pair_bd_rate.csv")
 
@@ -118,6 +118,15 @@ def measure_separately(made: evaluate.Codec, pair: Pair, views, setting) -> Pair
     return _point(made.name, setting, pair, views, [t[1] for t in trips], sum(len(t[0]) for t in trips), times)
 
 
+def dq_qualities(ladder: Ladder) -> list[int]:
+    """dq's rate points (every lossy and residual quality would take a pair file minutes): the lossy qualities,
+    and every other residual quality above the last of them, down from the finest (dq-3: 1, 4, 6, 8, ..., 18; with
+    its ladder before 2026-12, 1, 2, 4, ..., 16)."""
+    coded = [p for p in ladder.rungs() if p.kind in (Kind.LOSSY, Kind.RESIDUAL)]
+    above = [p.quality for p in coded if p.quality > max(ladder.lossy_positions)]
+    return sorted({*ladder.lossy_positions, *above[::-1][::2]})
+
+
 def run(root: Path, model: str, codecs: tuple[str, ...], progress=None) -> tuple[list[PairPoint], list[str]]:
     """Every point of every pair; and what was skipped, one line each."""
     skipped: list[str] = []
@@ -128,13 +137,14 @@ def run(root: Path, model: str, codecs: tuple[str, ...], progress=None) -> tuple
         except ValueError as error:
             skipped.append(str(error))
     points = []
+    qualities = dq_qualities(model_ladder(model))
     jobs = [(pair, c) for pair in find_pairs(root) for c in [None, *made]]
     for pair, made_codec in jobs if progress is None else progress(jobs):
         views = [load_image(path) for path in pair.paths]
         if made_codec is None:
-            points += [measure_pair_file(pair, views, q, model) for q in DQ_QUALITIES]
+            points += [measure_pair_file(pair, views, q, model) for q in qualities]
             continue
-        settings = DQ_QUALITIES if made_codec.name == "dq" else made_codec.settings
+        settings = qualities if made_codec.name == "dq" else made_codec.settings
         points += [measure_separately(made_codec, pair, views, s) for s in settings]
     return points, skipped
 

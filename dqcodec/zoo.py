@@ -223,7 +223,7 @@ def read_checkpoint(
     return _read_checkpoint(path)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)  # `dqcodec eval` cycles through dq-3 and the six baseline models on every image
 def _load_file(path: Path) -> tuple[nn.Module, bytes]:
     import torch
 
@@ -232,7 +232,7 @@ def _load_file(path: Path) -> tuple[nn.Module, bytes]:
     return from_checkpoint({**checkpoint, "state_dict": state_dict}), digest
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _read_checkpoint(path: Path) -> tuple[dict, bytes]:
     """A model file's checkpoint with numpy arrays, checked against its folder's SHA256SUMS and its name."""
     data = path.read_bytes()

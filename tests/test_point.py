@@ -205,3 +205,10 @@ def test_rate_control_and_pair_prediction_follow_the_placed_ladder():
         round(116 * (116 / 88) ** 2),
         round(116 * 116 / 88),
     ]
+
+
+def test_pair_evaluation_takes_the_lossy_qualities_and_every_other_residual_one_down_from_the_finest():
+    from dqcodec.evaluate_pairs import dq_qualities
+
+    assert dq_qualities(Ladder.from_config(PLACED)) == [1, 4, 6]
+    assert dq_qualities(LADDER) == [1, 2, 3, 5]
