@@ -24,6 +24,7 @@ import argparse
 import glob
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,8 @@ def main() -> int:
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--deb-dir", default=os.path.join("data", "debs"))
     args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:
+        parser.error("the motion pairs' video frames need ffmpeg (apt-get install ffmpeg)")
     root = os.path.join(args.data_dir, "pairs-tuning")
     rng = np.random.default_rng(SYNTHETIC_SEED)
 
