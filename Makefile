@@ -106,15 +106,11 @@ dq2: $(VENV)/.installed
 		$${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt --name dq-2 --force --base dq-2 $(DQ2_LADDER)
 
-# dq-3 (issue 29; models/dq-3.md): dq-2's tensors as shipped (no training), with residual qualities at 16 steps,
-# their blocks' edges deblocked and their coefficients rounded for rate and distortion, and the near-lossless quality
-# of tolerance 4. Qualities 2 and 3 are residuals over quality 1's codes, below the second lossy quality (4, the
-# codes of dq-2's quality 2), and qualities 5-18 residuals over quality 4's codes. The steps were chosen by
-# benchmarks/residual_proxies.py (docs/design.md). Until 2026-12 (dq-3 87879186 and 0843ddc3, in models/previous)
-# the ladder had no rungs over quality 1: --lossy-positions none --residual-steps 2:116,...,2:8 --default-quality 6
-# --lossless-quality 2.
-DQ3_LADDER := --qualities 1,2 --rate-weights 0.3,0.3 --lossy-positions 1,4 --default-quality 8 --lossless-quality 4 \
-	--residual-steps 1:200,1:160,4:116,4:88,4:72,4:61,4:52,4:44,4:37,4:31,4:26,4:21,4:17,4:14,4:11,4:8 \
+# dq-3 (issue 29; models/dq-3.md): dq-2's tensors as shipped (no training), with residual qualities over quality 2's
+# codes at 14 steps, their blocks' edges deblocked and their coefficients rounded for rate and distortion, and the
+# near-lossless quality of tolerance 4. The steps were chosen by benchmarks/residual_proxies.py (docs/design.md).
+DQ3_LADDER := --qualities 1,2 --rate-weights 0.3,0.3 --default-quality 6 --lossless-quality 2 \
+	--residual-steps 2:116,2:88,2:72,2:61,2:52,2:44,2:37,2:31,2:26,2:21,2:17,2:14,2:11,2:8 \
 	--residual-deblocking --residual-rate-weight 0.12 --tolerances 4
 .PHONY: dq3
 dq3: $(VENV)/.installed
@@ -122,20 +118,25 @@ dq3: $(VENV)/.installed
 		$${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq2-shipped.pt --name dq-3 --force --base dq-2 $(DQ3_LADDER)
 
-# dq-3's anchor contexts (checkerboard contexts over its indices), trained on the frozen codes of dq-3 87879186 (what
-# `make dq3` exported with the ladder before 2026-12), then exported over it as the current dq-3. Resumable.
+# dq-3's anchor contexts (checkerboard contexts over its indices), trained on the frozen codes of dq-3 as `make dq3`
+# exports it (weights 87879186), then exported over it as the current dq-3. Resumable: re-run to continue.
 .PHONY: dq3-anchors
 dq3-anchors: $(VENV)/.installed
 	$(PY) scripts/train_anchor_contexts.py --base dq-3 --base-weights 87879186 --anchors 4,2 --data data/train \
 		--run $${RUNS:-$$HOME/dqcodec-runs}/anchors
 	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/anchors/checkpoint.pt --name dq-3 --force --base dq-3 $(DQ3_LADDER)
 
-# The installed dq-3 with DQ3_LADDER, every tensor's stored values kept (how 0843ddc3 got the 2026-12 ladder).
-.PHONY: dq3-ladder
-dq3-ladder: $(VENV)/.installed
+# An experiment, not shipped (docs/design.md, "Rungs over quality 1, placed below quality 2"): the installed dq-3's
+# tensors with two residual rungs over quality 1's codes placed between its lossy qualities, exported as dq-3-placed.
+DQ3_PLACED_LADDER := --qualities 1,2 --rate-weights 0.3,0.3 --lossy-positions 1,4 --default-quality 8 \
+	--lossless-quality 4 --residual-steps 1:200,1:160,4:116,4:88,4:72,4:61,4:52,4:44,4:37,4:31,4:26,4:21,4:17,4:14,4:11,4:8 \
+	--residual-deblocking --residual-rate-weight 0.12 --tolerances 4
+.PHONY: dq3-placed
+dq3-placed: $(VENV)/.installed
 	$(PY) -c "import sys, torch; from dqcodec import zoo; torch.save(zoo.checkpoint_of(zoo.load('dq-3')[0]), sys.argv[1])" \
 		$${RUNS:-$$HOME/dqcodec-runs}/dq3-shipped.pt
-	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq3-shipped.pt --name dq-3 --force --base dq-3 $(DQ3_LADDER)
+	$(VENV)/bin/dqcodec export $${RUNS:-$$HOME/dqcodec-runs}/dq3-shipped.pt --name dq-3-placed --force --base dq-3 \
+		$(DQ3_PLACED_LADDER)
 
 # Lossless format 2 (issue 31): dq-3's pixel likelihood lowered to 8-bit weights and 10-bit activations, whose sums
 # float32 holds exactly (docs/bitstream.md), its grids chosen on training crops, then trained with that quantization in

@@ -7,6 +7,9 @@ search over them codes a few candidate files (about log2 of their number) and ke
 target: for a size, the largest
 quality whose file is within it; for a PSNR, the smallest quality whose decoded image reaches it. The
 ladder's rungs are fixed, so the target is met from below (size) or above (PSNR), not hit exactly.
+(The shipped ladders rise on every image of the evaluation sets. A ladder that places residual qualities over a
+lower lossy quality below a higher one may not, on some images; the search still returns a quality that meets
+the target whenever the first quality does for a size, or the last for a PSNR, though not always the best one.)
 """
 
 from __future__ import annotations
