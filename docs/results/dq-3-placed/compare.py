@@ -29,9 +29,10 @@ def curve(run: Path, metric: str, top: int):
 def not_rising(run: Path, top: int) -> tuple[int, int, int]:
     """(images, images whose bytes fall from one quality to the next, images whose PSNR does)."""
     by_image = defaultdict(dict)
-    for row in csv.DictReader(open(run / "points.csv")):
-        if row["codec"] == "dq" and int(row["setting"]) <= top:
-            by_image[row["image"]][int(row["setting"])] = (float(row["bpp"]), float(row["psnr"]))
+    with open(run / "points.csv") as points_file:
+        for row in csv.DictReader(points_file):
+            if row["codec"] == "dq" and int(row["setting"]) <= top:
+                by_image[row["image"]][int(row["setting"])] = (float(row["bpp"]), float(row["psnr"]))
     rate = psnr = 0
     for points in by_image.values():
         ladder = [points[q] for q in sorted(points)]
