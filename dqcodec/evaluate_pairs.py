@@ -120,8 +120,8 @@ def measure_separately(made: evaluate.Codec, pair: Pair, views, setting) -> Pair
 
 def dq_qualities(ladder: Ladder) -> list[int]:
     """dq's rate points (every lossy and residual quality would take a pair file minutes): the lossy qualities,
-    and every other residual quality above the last of them, down from the finest (dq-3: 1, 4, 6, 8, ..., 18; with
-    its ladder before 2026-12, 1, 2, 4, ..., 16)."""
+    and every other residual quality above the last of them, down from the finest (dq-3: 1, 2, 4, ..., 16; the
+    placed ladder of `make dq3-placed`: 1, 4, 6, ..., 18, the same points)."""
     coded = [p for p in ladder.rungs() if p.kind in (Kind.LOSSY, Kind.RESIDUAL)]
     above = [p.quality for p in coded if p.quality > max(ladder.lossy_positions)]
     return sorted({*ladder.lossy_positions, *above[::-1][::2]})

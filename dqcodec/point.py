@@ -3,10 +3,10 @@
 A DQ model's qualities form a ladder: its lossy qualities (the codes alone) and its residual
 qualities (a lossy quality's codes, then the image minus theirs as quantized DCTs), then its
 near-lossless qualities (the codes of the lossless quality, then every sample to within twice a
-tolerance). The lossy qualities come first unless the model places them (``lossy_positions``): dq-3
-since 2026-12 puts residual qualities over its quality 1 below its second lossy quality, so that the
-rates rise with the quality number. A lossless file carries the codes of a lossy quality and then
-every pixel exactly.
+tolerance). The lossy qualities come first unless the model places them (``lossy_positions``), for
+example residual qualities over quality 1 below the second lossy quality, so that the rates rise with
+the quality number (no shipped model does: docs/design.md). A lossless file carries the codes of a
+lossy quality and then every pixel exactly.
 
 ``Ladder`` reads the rungs off a model's config (a ``DQConfig`` or the dict of a model card, so
 listing models needs neither torch nor numpy) and resolves a request or a file's header into an

@@ -67,8 +67,8 @@ def compress_to(
 
 def rising(ladder: Ladder) -> list[OperatingPoint]:
     """A ladder's points in the order their rates rise by construction: the lossy and residual qualities as
-    numbered (a model places its lossy ones among the residual ones so that they rise: ``point.Ladder``), then
-    near-lossless ones from the widest tolerance."""
+    numbered (a model lists its residual steps coarse to fine, and places its lossy qualities among them so that
+    they rise: ``point.Ladder``), then near-lossless ones from the widest tolerance."""
     rungs = ladder.rungs()
     coded = [p for p in rungs if p.kind != Kind.NEAR_LOSSLESS]
     return coded + sorted((p for p in rungs if p.kind == Kind.NEAR_LOSSLESS), key=lambda p: (-p.tolerance, p.quality))
