@@ -725,10 +725,10 @@ def export_model(
         "default_quality": default_quality,
         "lossless_quality": lossless_quality,
         "residual_steps": parse_residual_steps(residual_steps) if residual_steps else None,
-        "lossy_positions": parse_positions(lossy_positions) if lossy_positions else None,
+        "lossy_positions": parse_whole_numbers(lossy_positions, "--lossy-positions") if lossy_positions else None,
         "residual_deblocking": residual_deblocking,
         "residual_rate_weight": residual_rate_weight,
-        "tolerances": parse_tolerances(tolerances) if tolerances else None,
+        "tolerances": parse_whole_numbers(tolerances, "--tolerances") if tolerances else None,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if not registry.is_dq(model):
@@ -754,15 +754,6 @@ def export_model(
     click.echo(f"{path} ({path.stat().st_size / 1e6:.2f} MB) from step {state.get('step', '?')}")
 
 
-def parse_positions(text: str) -> list[int]:
-    if text == "none":
-        return []
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a list of whole numbers", param_hint="--lossy-positions") from None
-
-
 def parse_residual_steps(text: str) -> list[list[int]]:
     if text == "none":
         return []
@@ -774,13 +765,14 @@ def parse_residual_steps(text: str) -> list[list[int]]:
         ) from None
 
 
-def parse_tolerances(text: str) -> list[int]:
+def parse_whole_numbers(text: str, option: str) -> list[int]:
+    """An option's comma-separated whole numbers (--tolerances, --lossy-positions); 'none' for none."""
     if text == "none":
         return []
     try:
         return [int(v) for v in text.split(",")]
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a list of whole numbers", param_hint="--tolerances") from None
+        raise click.BadParameter(f"{text!r} is not a list of whole numbers", param_hint=option) from None
 
 
 def parse_qualities(text: str, model) -> list[list[int]]:
